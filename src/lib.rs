@@ -1,0 +1,22 @@
+//! fptt: online training of Liquid-Time-Constant spiking networks with Forward Propagation
+//! Through Time, on the GPU (wgpu/WGSL), after `../shared/spec/ltc-fptt.md`.
+//!
+//! The crate's map, dependencies pointing one way (top depends on bottom):
+//!
+//! - [`run`]: experiment files, training loop, metrics CSV, checkpoints on disk (sees everything).
+//! - [`learn`]: learning rules as schedules of GPU kernels (FPTT), optimizer and loss settings.
+//! - [`gpu`]: adapters, buffers with byte accounting, the kernel table, recording, readback.
+//!   Knows buffers and kernels, not learning rules.
+//! - [`reference`]: the CPU oracle in plain f64 — the spec line by line. No GPU types.
+//! - [`data`]: the adding problem, IDX files, sequence views of images. No GPU types.
+//! - [`model`]: network configuration, parameter layout (spec names and shapes), initialisation.
+//! - [`checkpoint`]: safetensors files of named tensors.
+//! - [`tensor`], [`rng`]: named host tensors and the run's reproducible random numbers.
+
+pub mod checkpoint;
+pub mod data;
+pub mod model;
+pub mod reference;
+pub mod rng;
+pub mod settings;
+pub mod tensor;

@@ -1,0 +1,101 @@
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ModelError {
+    #[error("model: {0}")]
+    Invalid(String),
+}
+
+/// How the spike threshold is formed (spec §1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThresholdMode {
+    /// `θ = b0 + β_a·b'` with the learned adaptation gate `τa`.
+    Adaptive,
+    /// `θ` constant, no adaptation state or gate (the adding-task variant uses 0.5).
+    Fixed(f32),
+}
+
+/// The shape and options of one LTC network: a stack of recurrent LTC layers and the LTC readout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// Inputs per time step (`I`).
+    pub inputs: usize,
+    /// Hidden sizes, bottom layer first (`N` of each layer).
+    pub hidden: Vec<usize>,
+    /// Readout size (`C`): classes, or regression outputs.
+    pub outputs: usize,
+    /// Sequence length `T`; batch-norm running statistics are kept per step.
+    pub steps: usize,
+    pub threshold: ThresholdMode,
+    /// Adding-task variant: `d = W_x·[x ; s] + c_x` instead of separate input and recurrent maps.
+    pub fused_recurrent: bool,
+    /// Whether the gate slopes `a_m`, `a_a`, `a_o` are trained (else fixed at 1.0).
+    pub trainable_slopes: bool,
+    /// Per-step batch normalisation of the input currents and the readout current.
+    pub batch_norm: bool,
+}
+
+impl ModelConfig {
+    /// The spec's S-MNIST-style network with one hidden layer.
+    pub fn classifier(inputs: usize, hidden: usize, outputs: usize, steps: usize) -> Self {
+        ModelConfig {
+            inputs,
+            hidden: vec![hidden],
+            outputs,
+            steps,
+            threshold: ThresholdMode::Adaptive,
+            fused_recurrent: false,
+            trainable_slopes: true,
+            batch_norm: false,
+        }
+    }
+
+    pub fn adaptive(&self) -> bool {
+        matches!(self.threshold, ThresholdMode::Adaptive)
+    }
+
+    pub fn layers(&self) -> usize {
+        self.hidden.len()
+    }
+
+    /// Width of the input of hidden layer `k` (0-based).
+    pub fn layer_input(&self, k: usize) -> usize {
+        if k == 0 {
+            self.inputs
+        } else {
+            self.hidden[k - 1]
+        }
+    }
+
+    pub fn top_hidden(&self) -> usize {
+        *self.hidden.last().expect("validated: at least one layer")
+    }
+
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::Invalid(m));
+        if self.inputs == 0 {
+            return bad("inputs must be at least 1".into());
+        }
+        if self.hidden.is_empty() {
+            return bad("at least one hidden layer is needed".into());
+        }
+        if let Some(k) = self.hidden.iter().position(|&n| n == 0) {
+            return bad(format!("hidden layer {} has size 0", k + 1));
+        }
+        if self.outputs == 0 {
+            return bad("outputs must be at least 1".into());
+        }
+        if self.steps == 0 {
+            return bad("steps (sequence length) must be at least 1".into());
+        }
+        if self.fused_recurrent && self.batch_norm {
+            return bad("batch_norm needs separate input and recurrent maps (fused_recurrent = false)".into());
+        }
+        if let ThresholdMode::Fixed(th) = self.threshold {
+            if !th.is_finite() {
+                return bad("the fixed threshold must be finite".into());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+//! Initialisation (spec §1): Xavier-normal for the input, gate and readout maps, orthogonal for
+//! the recurrent map, `c_r ~ U(±1/√N)`, other biases 0, gate slopes 1, batch-norm γ = 0.1, δ = 0.
+
+use super::config::ModelConfig;
+use super::layout::{LayerNames, ParamLayout, StatLayout};
+use crate::rng::Rng;
+use crate::tensor::{Tensor, TensorMap};
+
+fn xavier_normal(rng: &mut Rng, out: usize, inp: usize) -> Vec<f32> {
+    let std = (2.0 / (out + inp) as f64).sqrt();
+    (0..out * inp).map(|_| (rng.normal() * std) as f32).collect()
+}
+
+/// A random orthogonal `n×n` matrix: Gram–Schmidt (twice, for stability) on a Gaussian matrix,
+/// with the sign fix that makes the distribution uniform (Haar), as PyTorch's QR-based init.
+fn orthogonal(rng: &mut Rng, n: usize) -> Vec<f32> {
+    let mut rows: Vec<Vec<f64>> = (0..n).map(|_| (0..n).map(|_| rng.normal()).collect()).collect();
+    for i in 0..n {
+        for _pass in 0..2 {
+            for j in 0..i {
+                let dot: f64 = (0..n).map(|k| rows[i][k] * rows[j][k]).sum();
+                for k in 0..n {
+                    rows[i][k] -= dot * rows[j][k];
+                }
+            }
+        }
+        let norm = rows[i].iter().map(|x| x * x).sum::<f64>().sqrt();
+        for k in 0..n {
+            rows[i][k] /= norm;
+        }
+    }
+    rows.into_iter().flatten().map(|x| x as f32).collect()
+}
+
+/// Fresh parameters and batch-norm running statistics (mean 0, variance 1) for `cfg`.
+pub fn init_params(cfg: &ModelConfig, seed: u64) -> TensorMap {
+    let layout = ParamLayout::new(cfg);
+    let mut rng = Rng::derive(seed, "init");
+    let mut map = TensorMap::new();
+    let layers = cfg.layers();
+    let recurrent: Vec<String> = (0..layers).map(|k| format!("{}.weight", LayerNames::hidden(k, layers).r)).collect();
+    let recurrent_bias: Vec<(String, usize)> =
+        (0..layers).map(|k| (format!("{}.bias", LayerNames::hidden(k, layers).r), cfg.hidden[k])).collect();
+    for slot in &layout.slots {
+        let name = &slot.name;
+        let data = if name.ends_with(".alpha") {
+            vec![1.0]
+        } else if recurrent.contains(name) {
+            orthogonal(&mut rng, slot.shape[0])
+        } else if let Some((_, n)) = recurrent_bias.iter().find(|(b, _)| b == name) {
+            let bound = 1.0 / (*n as f64).sqrt();
+            (0..slot.len()).map(|_| rng.uniform_range(-bound, bound) as f32).collect()
+        } else if name.starts_with("bn") || name.starts_with("readout_bn") {
+            let v = if name.ends_with(".weight") { 0.1 } else { 0.0 };
+            vec![v; slot.len()]
+        } else if name.ends_with(".weight") {
+            xavier_normal(&mut rng, slot.shape[0], slot.shape[1])
+        } else {
+            vec![0.0; slot.len()]
+        };
+        map.insert(name.clone(), Tensor::new(slot.shape.clone(), data));
+    }
+    for slot in &StatLayout::new(cfg).slots {
+        let v = if slot.name.contains("running_var") { 1.0 } else { 0.0 };
+        map.insert(slot.name.clone(), Tensor::new(slot.shape.clone(), vec![v; slot.len()]));
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recurrent_map_is_orthogonal_and_init_is_seeded() {
+        let mut cfg = ModelConfig::classifier(3, 12, 4, 5);
+        cfg.batch_norm = true;
+        let a = init_params(&cfg, 42);
+        assert_eq!(a, init_params(&cfg, 42));
+        assert_ne!(a["layer1_x.weight"], init_params(&cfg, 43)["layer1_x.weight"]);
+        let w = &a["layer1_r.weight"].data;
+        for i in 0..12 {
+            for j in 0..12 {
+                let dot: f32 = (0..12).map(|k| w[i * 12 + k] * w[j * 12 + k]).sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((dot - want).abs() < 1e-5, "W_r·W_rᵀ[{i},{j}] = {dot}");
+            }
+        }
+        let bound = 1.0 / 12f32.sqrt();
+        assert!(a["layer1_r.bias"].data.iter().all(|x| x.abs() <= bound));
+        assert!(a["layer1_r.bias"].max_abs() > 0.0);
+        assert_eq!(a["layer1_x.bias"].max_abs(), 0.0);
+        assert_eq!(a["bn1a.weight"].data, vec![0.1; 12]);
+        assert_eq!(a["act1.alpha"].data, vec![1.0]);
+        assert_eq!(a["bn2.running_var_4"].data, vec![1.0; 4]);
+    }
+}

@@ -1,0 +1,110 @@
+//! Training settings shared by the CPU reference and the GPU learning rules (spec §4, §5), and
+//! the per-sequence inputs both consume. Plain data: no GPU types, no file formats.
+
+/// Optimizer with PyTorch semantics (spec §5); β1 = 0.9, β2 = 0.999, ε = 1e-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Optimizer {
+    Adam,
+    Adamax,
+}
+
+pub const ADAM_BETA1: f64 = 0.9;
+pub const ADAM_BETA2: f64 = 0.999;
+pub const ADAM_EPS: f64 = 1e-8;
+
+/// The auxiliary ("oracle") targets of the classification loss (spec §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuxTargets {
+    /// No auxiliary term: `ℓ_t = (t+1)/T · NLL` only.
+    Off,
+    /// The table `q`, read before and updated after every step t < T−1.
+    Table,
+    /// Uniform targets `1/C`; the table is neither read nor updated (the first E epochs).
+    Uniform,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossKind {
+    /// Per-step weighted NLL plus the auxiliary term; `targets` are class labels.
+    Classification { aux: AuxTargets },
+    /// Per-step weighted MSE against the final target (adding task); `targets` are values.
+    Regression,
+}
+
+/// One FPTT update's hyper-parameters (spec §5).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FpttSettings {
+    pub optimizer: Optimizer,
+    pub lr: f32,
+    pub alpha: f32,
+    pub beta: f32,
+    /// Global gradient-norm clip `c`.
+    pub clip: f32,
+    pub loss: LossKind,
+}
+
+impl FpttSettings {
+    /// The classification defaults: Adam-free Adamax as in the S-MNIST recipe, α = 0.1, β = 0.5.
+    pub fn classification(optimizer: Optimizer, lr: f32, aux: AuxTargets) -> Self {
+        FpttSettings { optimizer, lr, alpha: 0.1, beta: 0.5, clip: 1.0, loss: LossKind::Classification { aux } }
+    }
+
+    /// The adding-task defaults: α = 0.5, β = 0.5.
+    pub fn regression(optimizer: Optimizer, lr: f32) -> Self {
+        FpttSettings { optimizer, lr, alpha: 0.5, beta: 0.5, clip: 1.0, loss: LossKind::Regression }
+    }
+}
+
+/// What a sequence is trained on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// One class per sample, `[B]`.
+    Labels(Vec<u32>),
+    /// Regression targets, `[B, C]`.
+    Values(Vec<f32>),
+}
+
+/// A batch of sequences: inputs `[T, B, I]` (time-major, so step t is one contiguous block).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceBatch {
+    pub steps: usize,
+    pub batch: usize,
+    pub inputs_per_step: usize,
+    pub inputs: Vec<f32>,
+    pub targets: Targets,
+}
+
+impl SequenceBatch {
+    /// The inputs of step `t`, `[B, I]`.
+    pub fn step(&self, t: usize) -> &[f32] {
+        let n = self.batch * self.inputs_per_step;
+        &self.inputs[t * n..(t + 1) * n]
+    }
+}
+
+/// The state a sequence starts from: membrane `m` per hidden layer (`[B, N]`); spikes 0,
+/// adaptation `b0` and readout 0 always (spec §1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitialState {
+    pub membrane: Vec<Vec<f32>>,
+}
+
+impl InitialState {
+    pub fn zeros(hidden: &[usize], batch: usize) -> Self {
+        InitialState { membrane: hidden.iter().map(|&n| vec![0.0; n * batch]).collect() }
+    }
+
+    /// `m ~ U[0,1)` from the given generator (spec §1: the draw comes from the run's seed).
+    pub fn uniform(hidden: &[usize], batch: usize, rng: &mut crate::rng::Rng) -> Self {
+        InitialState {
+            membrane: hidden.iter().map(|&n| (0..n * batch).map(|_| rng.uniform() as f32).collect()).collect(),
+        }
+    }
+}
+
+/// The losses of one step: the task loss `ℓ_t`, and `ℓ_t − ⟨W,λ⟩ + α/2‖W − W̄‖²` (fixture names).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepLoss {
+    pub task_loss: f64,
+    pub total_loss: f64,
+}
