@@ -15,6 +15,8 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod gpu;
+pub mod learn;
 pub mod model;
 pub mod reference;
 pub mod rng;

@@ -1,0 +1,31 @@
+// Backward through a training-mode batch norm (spec §1, §3: through the batch statistics).
+// One invocation per feature:
+//   ∇γ = Σ_b ḡ_y·x̂, ∇δ = Σ_b ḡ_y, ḡ_x = γ/σ/B·(B·ḡ_y − Σ_b ḡ_y − x̂·Σ_b ḡ_y·x̂)
+#import bindings
+#import args
+@group(1) @binding(0) var<uniform> args: BnArgs;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = flat_index(gid, nwg);
+    let f = args.features;
+    if j >= f {
+        return;
+    }
+    let nb = args.batch;
+    var sum_g = 0.0;
+    var sum_gx = 0.0;
+    for (var b = 0u; b < nb; b++) {
+        let i = b * f + j;
+        let g = work[args.g_y + i];
+        sum_g += g;
+        sum_gx += g * work[args.xhat + i];
+    }
+    grad[args.gamma + j] = sum_gx;
+    grad[args.beta + j] = sum_g;
+    let k = params[args.gamma + j] * work[args.invstd + j] / f32(nb);
+    for (var b = 0u; b < nb; b++) {
+        let i = b * f + j;
+        work[args.g_x + i] = k * (f32(nb) * work[args.g_y + i] - sum_g - work[args.xhat + i] * sum_gx);
+    }
+}

@@ -1,0 +1,55 @@
+// Per-step batch normalisation of a [B, F] region, in place (spec §1). One invocation per feature.
+// Training: batch mean and biased variance (eps 1e-5), x̂ and 1/σ kept for the backward, and the
+// running statistics of step t updated (momentum 0.1, unbiased variance). Evaluation: the
+// running statistics of step t.
+#import bindings
+#import args
+@group(1) @binding(0) var<uniform> args: BnArgs;
+
+const EPS: f32 = 1e-5;
+const MOMENTUM: f32 = 0.1;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = flat_index(gid, nwg);
+    let f = args.features;
+    if j >= f {
+        return;
+    }
+    let nb = args.batch;
+    let gamma = params[args.gamma + j];
+    let beta = params[args.beta + j];
+    let rm = args.running + step.t * f + j;
+    let rv = args.running + (step.steps + step.t) * f + j;
+    if step.training == 0u {
+        let inv = 1.0 / sqrt(work[rv] + EPS);
+        let mean = work[rm];
+        for (var b = 0u; b < nb; b++) {
+            let i = args.x + b * f + j;
+            work[i] = gamma * (work[i] - mean) * inv + beta;
+        }
+        return;
+    }
+    // Welford's update: exact for a feature that is constant over the batch (x̂ = 0 exactly, as
+    // in PyTorch's double-precision statistics), where a plain sum would leave rounding noise
+    // that Adam-type optimizers amplify into real steps.
+    var mean = 0.0;
+    var var_sum = 0.0;
+    for (var b = 0u; b < nb; b++) {
+        let x = work[args.x + b * f + j];
+        let delta = x - mean;
+        mean += delta / f32(b + 1u);
+        var_sum += delta * (x - mean);
+    }
+    let variance = var_sum / f32(nb);
+    let inv = 1.0 / sqrt(variance + EPS);
+    work[args.invstd + j] = inv;
+    for (var b = 0u; b < nb; b++) {
+        let i = b * f + j;
+        let xhat = (work[args.x + i] - mean) * inv;
+        work[args.xhat + i] = xhat;
+        work[args.x + i] = gamma * xhat + beta;
+    }
+    work[rm] = (1.0 - MOMENTUM) * work[rm] + MOMENTUM * mean;
+    work[rv] = (1.0 - MOMENTUM) * work[rv] + MOMENTUM * var_sum / f32(nb - 1u);
+}

@@ -1,0 +1,29 @@
+// First half of the FPTT update (spec §5): partial sums of ‖g‖² with g = ∇ℓ_t − λ + α·(W − W̄),
+// one per workgroup, over the trainable range. fptt_update adds them in a fixed order.
+#import bindings
+#import args
+@group(1) @binding(0) var<uniform> args: OptimArgs;
+
+var<workgroup> partial: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let lid = lid3.x;
+    let n = args.len;
+    var acc = 0.0;
+    for (var i = wid.x * 64u + lid; i < n; i += args.parts * 64u) {
+        let g = grad[i] - opt[n + i] + args.alpha * (params[i] - opt[i]);
+        acc += g * g;
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        work[args.partials + wid.x] = partial[0];
+    }
+}

@@ -1,0 +1,175 @@
+// Per-dispatch arguments (group 1, binding 0, dynamic offset). Every field is a u32 offset into
+// one of the group-0 buffers unless noted; NONE marks an absent operand. Each struct's twin, with a
+// size/offset test against this file, lives in src/learn/kernel_args.rs.
+
+// Twin: `LayerArgs`. One hidden LTC layer at one state parity.
+struct LayerArgs {
+    batch: u32,
+    n: u32,
+    n_in: u32,
+    // bit 0: fused input/recurrent map; bit 1: adaptive threshold; bit 2: batch norm;
+    // bit 3: the layer input is the data (offset advances by t·B·I each step).
+    flags: u32,
+    // params (and grad) offsets
+    w_x: u32,
+    c_x: u32,
+    w_r: u32,
+    c_r: u32,
+    w_m: u32,
+    c_m: u32,
+    w_a: u32,
+    c_a: u32,
+    a_m: u32,
+    a_a: u32,
+    // work offsets: input and state
+    x_in: u32,
+    m_prev: u32,
+    s_prev: u32,
+    b_prev: u32,
+    m_next: u32,
+    s_next: u32,
+    b_next: u32,
+    // work offsets: the one-step tape
+    cur_x: u32,
+    cur_r: u32,
+    d: u32,
+    tau_m: u32,
+    tau_a: u32,
+    zm: u32,
+    za: u32,
+    u: u32,
+    // work offsets: backward
+    g_s: u32,
+    g_zm: u32,
+    g_za: u32,
+    r_m: u32,
+    r_a: u32,
+    g_direct: u32,
+    // f32: the fixed threshold (unused when adaptive)
+    threshold: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const LAYER_FUSED: u32 = 1u;
+const LAYER_ADAPTIVE: u32 = 2u;
+const LAYER_BN: u32 = 4u;
+const LAYER_DATA_INPUT: u32 = 8u;
+
+// Twin: `ReadoutArgs`. The LTC readout, the loss and the metrics at one state parity.
+struct ReadoutArgs {
+    batch: u32,
+    c: u32,
+    n_top: u32,
+    // bit 0: batch norm; bit 1: regression loss (else classification)
+    flags: u32,
+    w_o: u32,
+    c_o: u32,
+    w_om: u32,
+    c_om: u32,
+    a_o: u32,
+    s_top: u32,
+    o_prev: u32,
+    o_next: u32,
+    z: u32,
+    tau_o: u32,
+    zo: u32,
+    g_o: u32,
+    g_zo: u32,
+    r_o: u32,
+    g_z: u32,
+    targets: u32,
+    loss_b: u32,
+    correct_b: u32,
+    sqerr_b: u32,
+    q: u32,
+    // per-step metrics: loss[T], correct[T], sqerr[T], spikes[T]
+    metrics: u32,
+    // the new spikes of every hidden layer, one contiguous range
+    spikes: u32,
+    spikes_len: u32,
+    _pad0: u32,
+}
+
+const READOUT_BN: u32 = 1u;
+const READOUT_REGRESSION: u32 = 2u;
+
+// Twin: `BnArgs`. Per-step batch normalisation of a [B, F] region, in place.
+struct BnArgs {
+    batch: u32,
+    features: u32,
+    x: u32,
+    xhat: u32,
+    invstd: u32,
+    gamma: u32,
+    beta: u32,
+    // running mean of step 0; step t at + t·F, variances at + (T + t)·F
+    running: u32,
+    g_y: u32,
+    g_x: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+// Twin: `WeightGradArgs`. grad[out + o·(P+Q) + i] = Σ_b G[b,o]·[P ; Q][b,i], bias = Σ_b G[b,o].
+struct WeightGradArgs {
+    batch: u32,
+    rows: u32,
+    p_width: u32,
+    q_width: u32,
+    g: u32,
+    p: u32,
+    q: u32,
+    out: u32,
+    bias: u32,
+    // 1: P is the data input, whose offset advances by t·B·P each step
+    p_is_data: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+// Twin: `InputGradArgs`. out[b,j] = add[b,j] + Σ_o G1[b,o]·W1[o, col1 + j] + Σ_o G2[b,o]·W2[o, col2 + j]
+// (G in work, W in params with row length ld; k2 = 0 drops the second product).
+struct InputGradArgs {
+    batch: u32,
+    cols: u32,
+    add: u32,
+    out: u32,
+    k1: u32,
+    g1: u32,
+    w1: u32,
+    ld1: u32,
+    col1: u32,
+    k2: u32,
+    g2: u32,
+    w2: u32,
+    ld2: u32,
+    col2: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+// Twin: `DotArgs`. grad[out] = Σ_i work[a + i]·work[b + i] (the gate-slope gradients).
+struct DotArgs {
+    len: u32,
+    a: u32,
+    b: u32,
+    out: u32,
+}
+
+// Twin: `OptimArgs`. The fused FPTT update over the trainable range [0, len).
+struct OptimArgs {
+    len: u32,
+    parts: u32,
+    partials: u32,
+    // 0: Adam, 1: Adamax
+    optimizer: u32,
+    alpha: f32,
+    beta: f32,
+    clip: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    _pad0: u32,
+    _pad1: u32,
+}

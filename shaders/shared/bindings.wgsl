@@ -1,0 +1,43 @@
+// The engine's storage (group 0) and the per-step uniform (group 1, binding 1), shared by every
+// kernel. All buffers are flat f32 arrays addressed by offsets that the host plans once:
+//   params: every parameter, trainable ones first (src/model/layout.rs)
+//   grad:   ∇ℓ_t of each parameter, same offsets as params
+//   opt:    [W̄ | λ | first moment | second moment], each `trainable_len` long
+//   work:   activations, the one-step tape, inputs, targets, the table q, running statistics,
+//           per-step metrics (src/learn/plan.rs)
+@group(0) @binding(0) var<storage, read_write> params: array<f32>;
+@group(0) @binding(1) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(2) var<storage, read_write> opt: array<f32>;
+@group(0) @binding(3) var<storage, read_write> work: array<f32>;
+
+// Twin: `StepInfo` in src/learn/kernel_args.rs. One per time step, bound with a dynamic offset.
+struct StepInfo {
+    t: u32,
+    steps: u32,
+    // Samples that count in losses and metrics (evaluation pads the last batch).
+    valid: u32,
+    // 1: training (batch statistics, gradients, q updates); 0: evaluation.
+    training: u32,
+    // Loss weights of this step: (t+1)/T and 1 − (t+1)/T.
+    w_task: f32,
+    w_aux: f32,
+    // 0: no auxiliary term, 1: the table q, 2: uniform targets 1/C.
+    aux_mode: u32,
+    // 1 when this step writes into q (training a classifier, t < T−1).
+    update_q: u32,
+    // Adam/Adamax: lr/(1 − β1ⁿ) and √(1 − β2ⁿ) for this update's n, computed on the host in f64.
+    step_size: f32,
+    bc2_sqrt: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+@group(1) @binding(1) var<uniform> step: StepInfo;
+
+const NONE: u32 = 0xffffffffu;
+const WORKGROUP: u32 = 64u;
+
+// Flat invocation index of a 1-D problem dispatched as a 2-D grid of 64-wide workgroups
+// (the host folds dispatches larger than 65535 workgroups into y).
+fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.y * nwg.x * WORKGROUP + gid.x;
+}

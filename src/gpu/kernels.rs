@@ -1,0 +1,159 @@
+//! The kernel table (one compute pipeline per shader, all sharing one pipeline layout) and the
+//! recording of dispatch lists into a compute pass.
+
+use super::buffers::{GpuBuffer, UniformBuffer, UNIFORM_SLOT};
+use super::context::GpuContext;
+use super::sources::KERNEL_SOURCES;
+use std::num::NonZeroU64;
+
+/// Invocations per workgroup of every element-wise kernel (`WORKGROUP` in shaders/shared/bindings.wgsl).
+pub const WORKGROUP: u32 = 64;
+const MAX_GROUPS_X: u32 = 65535;
+
+/// Every kernel, compiled once per device.
+pub struct KernelTable {
+    names: Vec<&'static str>,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    storage_layout: wgpu::BindGroupLayout,
+    uniform_layout: wgpu::BindGroupLayout,
+}
+
+/// One recorded kernel launch: which kernel, the dynamic offset of its arguments, and how many
+/// workgroups (folded into a 2-D grid beyond 65535).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatch {
+    pub kernel: usize,
+    pub args: u32,
+    pub workgroups: u32,
+}
+
+impl KernelTable {
+    pub fn new(ctx: &GpuContext) -> Self {
+        let storage_entry = |binding| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only: false },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let uniform_entry = |binding| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: NonZeroU64::new(UNIFORM_SLOT as u64),
+            },
+            count: None,
+        };
+        let device = &ctx.device;
+        let storage_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("storage: params, grad, opt, work"),
+            entries: &[storage_entry(0), storage_entry(1), storage_entry(2), storage_entry(3)],
+        });
+        let uniform_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("uniforms: dispatch args, step info"),
+            entries: &[uniform_entry(0), uniform_entry(1)],
+        });
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("fptt kernels"),
+            bind_group_layouts: &[Some(&storage_layout), Some(&uniform_layout)],
+            immediate_size: 0,
+        });
+        let mut names = Vec::new();
+        let mut pipelines = Vec::new();
+        for (name, source) in KERNEL_SOURCES {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl((*source).into()),
+            });
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            names.push(*name);
+            pipelines.push(pipeline);
+        }
+        KernelTable { names, pipelines, storage_layout, uniform_layout }
+    }
+
+    /// The index of a kernel by its file stem; a missing name is a programming error.
+    pub fn id(&self, name: &str) -> usize {
+        self.names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no kernel named {name}"))
+    }
+
+    pub fn name(&self, id: usize) -> &'static str {
+        self.names[id]
+    }
+
+    /// A launch of `kernel` over `elements` invocations (64 per workgroup).
+    pub fn over(&self, kernel: &str, args: u32, elements: usize) -> Dispatch {
+        Dispatch { kernel: self.id(kernel), args, workgroups: (elements as u32).div_ceil(WORKGROUP).max(1) }
+    }
+
+    /// A launch of `kernel` with an exact number of workgroups (reductions).
+    pub fn groups(&self, kernel: &str, args: u32, workgroups: u32) -> Dispatch {
+        Dispatch { kernel: self.id(kernel), args, workgroups }
+    }
+
+    pub fn storage_bind_group(&self, ctx: &GpuContext, label: &str, buffers: [&GpuBuffer; 4]) -> wgpu::BindGroup {
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &self.storage_layout,
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: buffers[0].buffer.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 1, resource: buffers[1].buffer.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 2, resource: buffers[2].buffer.as_entire_binding() },
+                wgpu::BindGroupEntry { binding: 3, resource: buffers[3].buffer.as_entire_binding() },
+            ],
+        })
+    }
+
+    pub fn uniform_bind_group(
+        &self,
+        ctx: &GpuContext,
+        label: &str,
+        args: &UniformBuffer,
+        steps: &UniformBuffer,
+    ) -> wgpu::BindGroup {
+        fn window(b: &UniformBuffer) -> wgpu::BindingResource<'_> {
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &b.buffer,
+                offset: 0,
+                size: NonZeroU64::new(UNIFORM_SLOT as u64),
+            })
+        }
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &self.uniform_layout,
+            entries: &[
+                wgpu::BindGroupEntry { binding: 0, resource: window(args) },
+                wgpu::BindGroupEntry { binding: 1, resource: window(steps) },
+            ],
+        })
+    }
+
+    /// Record `dispatches` for one time step whose `StepInfo` sits at `step_offset`.
+    pub fn record(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        uniforms: &wgpu::BindGroup,
+        dispatches: &[Dispatch],
+        step_offset: u32,
+    ) {
+        for d in dispatches {
+            pass.set_pipeline(&self.pipelines[d.kernel]);
+            pass.set_bind_group(1, uniforms, &[d.args, step_offset]);
+            let x = d.workgroups.min(MAX_GROUPS_X);
+            let y = d.workgroups.div_ceil(x);
+            pass.dispatch_workgroups(x, y, 1);
+        }
+    }
+}

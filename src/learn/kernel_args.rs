@@ -1,0 +1,266 @@
+//! Host twins of the WGSL argument structs in `shaders/shared/args.wgsl` and of `StepInfo` in
+//! `shaders/shared/bindings.wgsl`. Field for field the same; `tests` checks every offset and the
+//! size against naga's own layout of the WGSL.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Marks an absent operand (`NONE` in WGSL).
+pub const NONE: u32 = u32::MAX;
+
+pub const LAYER_FUSED: u32 = 1;
+pub const LAYER_ADAPTIVE: u32 = 2;
+pub const LAYER_BN: u32 = 4;
+pub const LAYER_DATA_INPUT: u32 = 8;
+pub const READOUT_BN: u32 = 1;
+pub const READOUT_REGRESSION: u32 = 2;
+
+/// Twin of WGSL `StepInfo` (shaders/shared/bindings.wgsl).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct StepInfo {
+    pub t: u32,
+    pub steps: u32,
+    pub valid: u32,
+    pub training: u32,
+    pub w_task: f32,
+    pub w_aux: f32,
+    pub aux_mode: u32,
+    pub update_q: u32,
+    pub step_size: f32,
+    pub bc2_sqrt: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Twin of WGSL `LayerArgs`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct LayerArgs {
+    pub batch: u32,
+    pub n: u32,
+    pub n_in: u32,
+    pub flags: u32,
+    pub w_x: u32,
+    pub c_x: u32,
+    pub w_r: u32,
+    pub c_r: u32,
+    pub w_m: u32,
+    pub c_m: u32,
+    pub w_a: u32,
+    pub c_a: u32,
+    pub a_m: u32,
+    pub a_a: u32,
+    pub x_in: u32,
+    pub m_prev: u32,
+    pub s_prev: u32,
+    pub b_prev: u32,
+    pub m_next: u32,
+    pub s_next: u32,
+    pub b_next: u32,
+    pub cur_x: u32,
+    pub cur_r: u32,
+    pub d: u32,
+    pub tau_m: u32,
+    pub tau_a: u32,
+    pub zm: u32,
+    pub za: u32,
+    pub u: u32,
+    pub g_s: u32,
+    pub g_zm: u32,
+    pub g_za: u32,
+    pub r_m: u32,
+    pub r_a: u32,
+    pub g_direct: u32,
+    pub threshold: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Twin of WGSL `ReadoutArgs`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct ReadoutArgs {
+    pub batch: u32,
+    pub c: u32,
+    pub n_top: u32,
+    pub flags: u32,
+    pub w_o: u32,
+    pub c_o: u32,
+    pub w_om: u32,
+    pub c_om: u32,
+    pub a_o: u32,
+    pub s_top: u32,
+    pub o_prev: u32,
+    pub o_next: u32,
+    pub z: u32,
+    pub tau_o: u32,
+    pub zo: u32,
+    pub g_o: u32,
+    pub g_zo: u32,
+    pub r_o: u32,
+    pub g_z: u32,
+    pub targets: u32,
+    pub loss_b: u32,
+    pub correct_b: u32,
+    pub sqerr_b: u32,
+    pub q: u32,
+    pub metrics: u32,
+    pub spikes: u32,
+    pub spikes_len: u32,
+    pub _pad0: u32,
+}
+
+/// Twin of WGSL `BnArgs`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct BnArgs {
+    pub batch: u32,
+    pub features: u32,
+    pub x: u32,
+    pub xhat: u32,
+    pub invstd: u32,
+    pub gamma: u32,
+    pub beta: u32,
+    pub running: u32,
+    pub g_y: u32,
+    pub g_x: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Twin of WGSL `WeightGradArgs`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct WeightGradArgs {
+    pub batch: u32,
+    pub rows: u32,
+    pub p_width: u32,
+    pub q_width: u32,
+    pub g: u32,
+    pub p: u32,
+    pub q: u32,
+    pub out: u32,
+    pub bias: u32,
+    pub p_is_data: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Twin of WGSL `InputGradArgs`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct InputGradArgs {
+    pub batch: u32,
+    pub cols: u32,
+    pub add: u32,
+    pub out: u32,
+    pub k1: u32,
+    pub g1: u32,
+    pub w1: u32,
+    pub ld1: u32,
+    pub col1: u32,
+    pub k2: u32,
+    pub g2: u32,
+    pub w2: u32,
+    pub ld2: u32,
+    pub col2: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Twin of WGSL `DotArgs`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct DotArgs {
+    pub len: u32,
+    pub a: u32,
+    pub b: u32,
+    pub out: u32,
+}
+
+/// Twin of WGSL `OptimArgs`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct OptimArgs {
+    pub len: u32,
+    pub parts: u32,
+    pub partials: u32,
+    pub optimizer: u32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub clip: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wgpu::naga;
+
+    fn wgsl_module() -> naga::Module {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/shared/");
+        let src = ["bindings.wgsl", "args.wgsl"]
+            .iter()
+            .map(|f| std::fs::read_to_string(format!("{dir}{f}")).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        naga::front::wgsl::parse_str(&src).expect("shared WGSL parses")
+    }
+
+    /// (size, [(member, offset)]) of a WGSL struct as naga lays it out.
+    fn wgsl_layout(module: &naga::Module, name: &str) -> (u32, Vec<(String, u32)>) {
+        for (_, ty) in module.types.iter() {
+            if ty.name.as_deref() == Some(name) {
+                if let naga::TypeInner::Struct { members, span } = &ty.inner {
+                    return (*span, members.iter().map(|m| (m.name.clone().unwrap(), m.offset)).collect());
+                }
+            }
+        }
+        panic!("no WGSL struct {name}");
+    }
+
+    macro_rules! check_twin {
+        ($module:expr, $ty:ident, [$($field:ident),* $(,)?]) => {{
+            let (size, members) = wgsl_layout(&$module, stringify!($ty));
+            assert_eq!(size as usize, std::mem::size_of::<$ty>(), "size of {}", stringify!($ty));
+            let host: Vec<(String, u32)> =
+                vec![$((stringify!($field).to_string(), std::mem::offset_of!($ty, $field) as u32)),*];
+            assert_eq!(members, host, "members of {}", stringify!($ty));
+        }};
+    }
+
+    #[test]
+    fn host_structs_match_their_wgsl_twins() {
+        let m = wgsl_module();
+        check_twin!(m, StepInfo, [t, steps, valid, training, w_task, w_aux, aux_mode, update_q, step_size, bc2_sqrt, _pad0, _pad1]);
+        check_twin!(m, LayerArgs, [batch, n, n_in, flags, w_x, c_x, w_r, c_r, w_m, c_m, w_a, c_a, a_m, a_a, x_in,
+            m_prev, s_prev, b_prev, m_next, s_next, b_next, cur_x, cur_r, d, tau_m, tau_a, zm, za, u, g_s, g_zm,
+            g_za, r_m, r_a, g_direct, threshold, _pad0, _pad1]);
+        check_twin!(m, ReadoutArgs, [batch, c, n_top, flags, w_o, c_o, w_om, c_om, a_o, s_top, o_prev, o_next, z,
+            tau_o, zo, g_o, g_zo, r_o, g_z, targets, loss_b, correct_b, sqerr_b, q, metrics, spikes, spikes_len, _pad0]);
+        check_twin!(m, BnArgs, [batch, features, x, xhat, invstd, gamma, beta, running, g_y, g_x, _pad0, _pad1]);
+        check_twin!(m, WeightGradArgs, [batch, rows, p_width, q_width, g, p, q, out, bias, p_is_data, _pad0, _pad1]);
+        check_twin!(m, InputGradArgs, [batch, cols, add, out, k1, g1, w1, ld1, col1, k2, g2, w2, ld2, col2, _pad0, _pad1]);
+        check_twin!(m, DotArgs, [len, a, b, out]);
+        check_twin!(m, OptimArgs, [len, parts, partials, optimizer, alpha, beta, clip, beta1, beta2, eps, _pad0, _pad1]);
+    }
+
+    #[test]
+    fn flag_constants_match_wgsl() {
+        let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/shared/args.wgsl")).unwrap();
+        for (name, value) in [
+            ("LAYER_FUSED", LAYER_FUSED),
+            ("LAYER_ADAPTIVE", LAYER_ADAPTIVE),
+            ("LAYER_BN", LAYER_BN),
+            ("LAYER_DATA_INPUT", LAYER_DATA_INPUT),
+            ("READOUT_BN", READOUT_BN),
+            ("READOUT_REGRESSION", READOUT_REGRESSION),
+        ] {
+            assert!(src.contains(&format!("const {name}: u32 = {value}u;")), "{name} differs from WGSL");
+        }
+    }
+}

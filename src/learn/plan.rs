@@ -1,0 +1,186 @@
+//! The work arena of one FPTT engine: where every activation, tape entry, gradient, input,
+//! target, running statistic, the table q and the per-step metrics live in the `work` buffer.
+//! Planned once from the model and batch size; kernels only ever see these offsets.
+
+use crate::model::{LayerNames, ModelConfig, StatLayout};
+
+/// Named regions of the work buffer, allocated back to back.
+#[derive(Debug, Default, Clone)]
+pub struct Arena {
+    regions: Vec<(String, usize, usize)>,
+    len: usize,
+}
+
+impl Arena {
+    pub fn alloc(&mut self, name: impl Into<String>, len: usize) -> u32 {
+        let offset = self.len;
+        self.regions.push((name.into(), offset, len));
+        self.len += len;
+        offset as u32
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `(name, offset, len)` of every region, for debugging and documentation.
+    pub fn regions(&self) -> &[(String, usize, usize)] {
+        &self.regions
+    }
+}
+
+/// State of every hidden layer at one parity: membranes, spikes and adaptation, each laid out
+/// layer after layer so that all spikes form one range (the spike-count metric reads it whole).
+#[derive(Debug, Clone)]
+pub struct StateRegion {
+    pub m: u32,
+    pub s: u32,
+    pub b: u32,
+    pub o: u32,
+}
+
+/// One hidden layer's tape and backward scratch.
+#[derive(Debug, Clone)]
+pub struct LayerRegion {
+    /// Offset of this layer within each state vector (`state.m + layer_offset`).
+    pub state_offset: u32,
+    pub cur_x: u32,
+    pub cur_r: u32,
+    pub d: u32,
+    pub tau_m: u32,
+    pub tau_a: u32,
+    pub zm: u32,
+    pub za: u32,
+    pub u: u32,
+    pub xhat_x: u32,
+    pub xhat_r: u32,
+    pub invstd_x: u32,
+    pub invstd_r: u32,
+    pub g_s: u32,
+    pub g_zm: u32,
+    pub g_za: u32,
+    pub r_m: u32,
+    pub r_a: u32,
+    pub g_direct: u32,
+    pub g_d: u32,
+    /// Gradient on the input map's output (after batch norm's backward; `g_d` without it).
+    pub g_cx: u32,
+    pub g_cr: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadoutRegion {
+    pub z: u32,
+    pub tau_o: u32,
+    pub zo: u32,
+    pub xhat: u32,
+    pub invstd: u32,
+    pub g_o: u32,
+    pub g_zo: u32,
+    pub r_o: u32,
+    pub g_z: u32,
+    /// Gradient on the readout map's output (after batch norm's backward; `g_z` without it).
+    pub g_zpre: u32,
+    pub loss_b: u32,
+    pub correct_b: u32,
+    pub sqerr_b: u32,
+}
+
+/// Partial sums of the gradient norm: at most this many workgroups.
+pub const NORM_PARTS: u32 = 256;
+
+#[derive(Debug, Clone)]
+pub struct WorkPlan {
+    pub arena: Arena,
+    pub inputs: u32,
+    pub targets: u32,
+    pub state: [StateRegion; 2],
+    pub layers: Vec<LayerRegion>,
+    pub readout: ReadoutRegion,
+    pub q: u32,
+    pub running: u32,
+    pub metrics: u32,
+    pub partials: u32,
+    pub total_hidden: usize,
+}
+
+impl WorkPlan {
+    pub fn new(cfg: &ModelConfig, batch: usize, classification: bool) -> Self {
+        let mut a = Arena::default();
+        let bsz = batch;
+        let t = cfg.steps;
+        let c = cfg.outputs;
+        let total_hidden: usize = cfg.hidden.iter().sum();
+        let inputs = a.alloc("inputs", t * bsz * cfg.inputs);
+        let targets = a.alloc("targets", if classification { bsz } else { bsz * c });
+        let state_for = |p: usize, a: &mut Arena| StateRegion {
+            m: a.alloc(format!("state{p}.m"), bsz * total_hidden),
+            s: a.alloc(format!("state{p}.s"), bsz * total_hidden),
+            b: a.alloc(format!("state{p}.b"), bsz * total_hidden),
+            o: a.alloc(format!("state{p}.o"), bsz * c),
+        };
+        let state = [state_for(0, &mut a), state_for(1, &mut a)];
+        let mut layers = Vec::new();
+        let mut state_offset = 0;
+        for (k, &n) in cfg.hidden.iter().enumerate() {
+            let names = LayerNames::hidden(k, cfg.layers());
+            let l = names.x.clone();
+            let bn = cfg.batch_norm;
+            let mut r = |what: &str, len: usize| a.alloc(format!("{l}.{what}"), len);
+            let bn_len = if bn { bsz * n } else { 0 };
+            let g_d = r("g_d", bsz * n);
+            let region = LayerRegion {
+                state_offset: state_offset as u32,
+                cur_x: r("cur_x", bsz * n),
+                cur_r: r("cur_r", bsz * n),
+                d: r("d", bsz * n),
+                tau_m: r("tau_m", bsz * n),
+                tau_a: r("tau_a", bsz * n),
+                zm: r("zm", bsz * n),
+                za: r("za", bsz * n),
+                u: r("u", bsz * n),
+                xhat_x: r("xhat_x", bn_len),
+                xhat_r: r("xhat_r", bn_len),
+                invstd_x: r("invstd_x", if bn { n } else { 0 }),
+                invstd_r: r("invstd_r", if bn { n } else { 0 }),
+                g_s: r("g_s", bsz * n),
+                g_zm: r("g_zm", bsz * n),
+                g_za: r("g_za", bsz * n),
+                r_m: r("r_m", bsz * n),
+                r_a: r("r_a", bsz * n),
+                g_direct: r("g_direct", bsz * n),
+                g_d,
+                g_cx: if bn { r("g_cx", bsz * n) } else { g_d },
+                g_cr: if bn { r("g_cr", bsz * n) } else { g_d },
+            };
+            layers.push(region);
+            state_offset += bsz * n;
+        }
+        let bn = cfg.batch_norm;
+        let g_z = a.alloc("readout.g_z", bsz * c);
+        let readout = ReadoutRegion {
+            z: a.alloc("readout.z", bsz * c),
+            tau_o: a.alloc("readout.tau_o", bsz * c),
+            zo: a.alloc("readout.zo", bsz * c),
+            xhat: a.alloc("readout.xhat", if bn { bsz * c } else { 0 }),
+            invstd: a.alloc("readout.invstd", if bn { c } else { 0 }),
+            g_o: a.alloc("readout.g_o", bsz * c),
+            g_zo: a.alloc("readout.g_zo", bsz * c),
+            r_o: a.alloc("readout.r_o", bsz * c),
+            g_z,
+            g_zpre: if bn { a.alloc("readout.g_zpre", bsz * c) } else { g_z },
+            loss_b: a.alloc("loss_b", bsz),
+            correct_b: a.alloc("correct_b", bsz),
+            sqerr_b: a.alloc("sqerr_b", bsz),
+        };
+        let q = a.alloc("q", c * t * c);
+        let running = a.alloc("running_stats", StatLayout::new(cfg).total_len);
+        let metrics = a.alloc("metrics", 4 * t);
+        let partials = a.alloc("norm_partials", NORM_PARTS as usize);
+        WorkPlan { arena: a, inputs, targets, state, layers, readout, q, running, metrics, partials, total_hidden }
+    }
+}
