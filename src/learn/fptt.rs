@@ -903,6 +903,19 @@ impl FpttEngine {
         Ok(())
     }
 
+    /// Fill every scratch region of the work arena and the whole gradient buffer with NaN, so that
+    /// a test sees any element a kernel failed to write. Persistent state (parameters, optimizer
+    /// state, q, running statistics) is left alone.
+    pub fn poison_scratch(&self) -> Result<(), EngineError> {
+        let q = self.plan.q as usize;
+        self.work.write(&self.ctx, 0, &vec![f32::NAN; q]);
+        let metrics = self.plan.metrics as usize;
+        self.work.write(&self.ctx, metrics, &vec![f32::NAN; self.plan.arena.len() - metrics]);
+        self.grad.write(&self.ctx, 0, &vec![f32::NAN; self.layout.total_len]);
+        self.ctx.wait()?;
+        Ok(())
+    }
+
     /// The raw contents of the work arena and the gradient buffer, for kernel tests.
     pub fn debug_read(&self) -> Result<(Vec<f32>, Vec<f32>), EngineError> {
         Ok((self.work.read(&self.ctx, 0, self.plan.arena.len())?, self.grad.read(&self.ctx, 0, self.layout.total_len)?))

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job of the README: installs the software Vulkan driver if this machine has no Vulkan
+# driver, builds, and trains the default quick experiment; prints where its CSV is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/ensure-vulkan.sh
+cargo run --quiet --release -- train experiments/quick.toml "$@"
