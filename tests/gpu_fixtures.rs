@@ -8,8 +8,10 @@ use common::{load_fixture, Fixture};
 use fptt::learn::FpttEngine;
 use fptt::tensor::TensorMap;
 
-/// Biases in front of a batch norm: zero gradient in exact arithmetic, moved only by rounding noise.
-const BN_FED_BIASES: [&str; 3] = ["layer1_x.bias", "layer1_r.bias", "layer3_x.bias"];
+/// Tensors whose loss gradient is zero in exact arithmetic in the batch-norm fixture, so that only
+/// rounding noise (amplified by Adamax's normalisation) moves them: the biases in front of a batch
+/// norm, and `layer1_x.weight`, a one-input map in front of one (BN(w·x) does not depend on |w|).
+const NOISE_DRIVEN: [&str; 4] = ["layer1_x.bias", "layer1_r.bias", "layer3_x.bias", "layer1_x.weight"];
 
 fn compare(f: &Fixture, got: &TensorMap, want: &TensorMap, rel: f32, what: &str, failures: &mut usize) -> f32 {
     let mut worst = (String::new(), 0.0f32);
@@ -18,7 +20,7 @@ fn compare(f: &Fixture, got: &TensorMap, want: &TensorMap, rel: f32, what: &str,
         assert_eq!(g.shape, w.shape, "{what}: shape of {name}");
         let base = name.split(".wbar").next().unwrap().split(".lambda").next().unwrap();
         let base = base.trim_end_matches(".exp_avg_sq").trim_end_matches(".exp_avg").trim_end_matches(".exp_inf");
-        if f.cfg.batch_norm && BN_FED_BIASES.contains(&base) {
+        if f.cfg.batch_norm && NOISE_DRIVEN.contains(&base) {
             if name == base {
                 // Each moved no more than 20·lr from its initial value.
                 let moved = g.max_abs_diff(&f.init[name]);
@@ -26,10 +28,20 @@ fn compare(f: &Fixture, got: &TensorMap, want: &TensorMap, rel: f32, what: &str,
             }
             continue;
         }
+        // Running means include the noise-driven biases (0.1·c per update); only step 0's, taken
+        // before any update, is comparable tightly. Running variances are shift-invariant.
+        if f.cfg.batch_norm && name.contains(".running_mean_") && !name.ends_with("_0") {
+            let diff = g.max_abs_diff(w);
+            assert!(diff <= 0.1 * 20.0 * f.settings.lr, "{what}: {name} |diff| {diff:e} beyond the noise bound");
+            continue;
+        }
         // λ and W̄ are differences of nearly equal f32 weights (λ ← λ − α(W − W̄)), so their
         // error floor is a few ulps of the weight itself, not of their own (small) magnitude.
         let parent = want.get(base).map_or(0.0, |p| p.max_abs());
         let ulp_floor = if name.ends_with(".lambda") || name.ends_with(".wbar") { 8.0 * f32::EPSILON * parent } else { 0.0 };
+        // Optimizer moments are the raw gradients: sums of B·N terms that cancel, whose f32 rounding
+        // depends on summation order; they get ten times the tolerance.
+        let rel = if name.contains(".exp_") { 10.0 * rel } else { rel };
         let scale = w.max_abs().max(1e-6);
         let err = (g.max_abs_diff(w) - ulp_floor).max(0.0) / scale;
         if err > worst.1 {

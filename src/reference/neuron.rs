@@ -1,0 +1,343 @@
+//! One LTC spiking layer for one time step: the forward of spec §1 and the one-step backward of
+//! spec §3 (state from the previous step is a constant). Owns the three ways the input current is
+//! formed (separate input and recurrent maps, the same with per-step batch norm, the fused map of
+//! the adding task) and the two thresholds (adaptive with the gate `τa`, or fixed).
+
+use super::batchnorm::{self, BnCache, Norm};
+use super::{
+    add_into, concat, first_columns, get, linear, linear_backward, scalar, sigmoid, Grads, Params,
+    SpikeFn, B0, BETA_ADAPT,
+};
+use crate::model::{LayerNames, ModelConfig, ThresholdMode};
+
+/// The shape and options of hidden layer `k` of a network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSpec {
+    pub names: LayerNames,
+    /// Input width `I` (the data for the bottom layer, the spikes of the layer below otherwise).
+    pub inputs: usize,
+    /// Neurons `N`.
+    pub neurons: usize,
+    pub threshold: ThresholdMode,
+    /// `d = W_x·[x ; s] + c_x` (W_x is `[N, I+N]`) instead of separate input and recurrent maps.
+    pub fused: bool,
+    /// `d = BN_a(W_x·x + c_x) + BN_b(W_r·s + c_r)`.
+    pub batch_norm: bool,
+}
+
+impl LayerSpec {
+    /// Hidden layer `k` (0-based) of `cfg`.
+    pub fn of(cfg: &ModelConfig, k: usize) -> Self {
+        LayerSpec {
+            names: LayerNames::hidden(k, cfg.layers()),
+            inputs: cfg.layer_input(k),
+            neurons: cfg.hidden[k],
+            threshold: cfg.threshold,
+            fused: cfg.fused_recurrent,
+            batch_norm: cfg.batch_norm,
+        }
+    }
+
+    fn w(&self, map: &str) -> String {
+        format!("{map}.weight")
+    }
+
+    fn c(&self, map: &str) -> String {
+        format!("{map}.bias")
+    }
+}
+
+/// The state a layer carries from step to step, each `[B, N]`: membrane `m`, spike `s`,
+/// adaptation `b` (with a fixed threshold `b` is carried unchanged and unused).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerState {
+    pub m: Vec<f64>,
+    pub s: Vec<f64>,
+    pub b: Vec<f64>,
+}
+
+impl LayerState {
+    /// The start of a sequence (spec §1): the given membrane, `s = 0`, `b = b0`.
+    pub fn start(membrane: Vec<f64>) -> Self {
+        let n = membrane.len();
+        LayerState {
+            m: membrane,
+            s: vec![0.0; n],
+            b: vec![B0; n],
+        }
+    }
+}
+
+/// Everything one step's forward computed, kept for the backward. All `[B, N]` unless noted.
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    /// The layer's input `x`, `[B, I]`.
+    pub x: Vec<f64>,
+    /// The state the step started from (a constant under FPTT).
+    pub prev: LayerState,
+    /// `W_x·x + c_x` (fused: `W_x·[x ; s] + c_x`), before any batch norm.
+    pub cur_x: Vec<f64>,
+    /// `W_r·s + c_r` before batch norm (empty when fused).
+    pub cur_r: Vec<f64>,
+    pub bn_a: Option<BnCache>,
+    pub bn_b: Option<BnCache>,
+    /// The input current `d`.
+    pub d: Vec<f64>,
+    /// `W_m·[d ; m] + c_m` (before the slope).
+    pub pre_m: Vec<f64>,
+    pub tau_m: Vec<f64>,
+    /// `W_a·[d ; b] + c_a` (empty with a fixed threshold).
+    pub pre_a: Vec<f64>,
+    pub tau_a: Vec<f64>,
+    /// The new state `(m', s', b')`.
+    pub next: LayerState,
+    pub theta: Vec<f64>,
+    pub u: Vec<f64>,
+}
+
+/// One step forward (spec §1) for a batch of `batch` samples.
+pub fn forward(
+    spec: &LayerSpec,
+    p: &Params,
+    x: &[f64],
+    prev: &LayerState,
+    batch: usize,
+    norm: Norm,
+    spike: SpikeFn,
+) -> LayerCache {
+    let (nb, ni, nn) = (batch, spec.inputs, spec.neurons);
+    let names = &spec.names;
+    assert_eq!(x.len(), nb * ni, "layer input shape");
+    assert_eq!(prev.m.len(), nb * nn, "layer state shape");
+
+    // d = W_x·x + c_x + W_r·s + c_r   (or its batch-norm / fused forms)
+    let (cur_x, cur_r, bn_a, bn_b, d);
+    if spec.fused {
+        let xs = concat(x, ni, &prev.s, nn, nb);
+        cur_x = linear(
+            &xs,
+            nb,
+            ni + nn,
+            get(p, &spec.w(&names.x)),
+            get(p, &spec.c(&names.x)),
+            nn,
+        );
+        cur_r = Vec::new();
+        bn_a = None;
+        bn_b = None;
+        d = cur_x.clone();
+    } else {
+        cur_x = linear(
+            x,
+            nb,
+            ni,
+            get(p, &spec.w(&names.x)),
+            get(p, &spec.c(&names.x)),
+            nn,
+        );
+        cur_r = linear(
+            &prev.s,
+            nb,
+            nn,
+            get(p, &spec.w(&names.r)),
+            get(p, &spec.c(&names.r)),
+            nn,
+        );
+        if spec.batch_norm {
+            let (ya, ca) = batchnorm::forward(&cur_x, nb, nn, p, &names.bn_a, norm);
+            let (yb, cb) = batchnorm::forward(&cur_r, nb, nn, p, &names.bn_b, norm);
+            let mut sum = ya;
+            add_into(&mut sum, &yb);
+            d = sum;
+            bn_a = Some(ca);
+            bn_b = Some(cb);
+        } else {
+            let mut sum = cur_x.clone();
+            add_into(&mut sum, &cur_r);
+            d = sum;
+            bn_a = None;
+            bn_b = None;
+        }
+    }
+
+    // τm = σ(a_m · (W_m·[d ; m] + c_m))
+    let a_m = scalar(p, &names.slope_m);
+    let dm = concat(&d, nn, &prev.m, nn, nb);
+    let pre_m = linear(
+        &dm,
+        nb,
+        2 * nn,
+        get(p, &spec.w(&names.tau_m)),
+        get(p, &spec.c(&names.tau_m)),
+        nn,
+    );
+    let tau_m: Vec<f64> = pre_m.iter().map(|&z| sigmoid(a_m * z)).collect();
+
+    // τa = σ(a_a · (W_a·[d ; b] + c_a)); b' = τa⊙b + (1 − τa)⊙s; θ = b0 + β_a·b'
+    let (pre_a, tau_a, b_new, theta);
+    match spec.threshold {
+        ThresholdMode::Adaptive => {
+            let a_a = scalar(p, &names.slope_a);
+            let db = concat(&d, nn, &prev.b, nn, nb);
+            pre_a = linear(
+                &db,
+                nb,
+                2 * nn,
+                get(p, &spec.w(&names.tau_adp)),
+                get(p, &spec.c(&names.tau_adp)),
+                nn,
+            );
+            tau_a = pre_a
+                .iter()
+                .map(|&z| sigmoid(a_a * z))
+                .collect::<Vec<f64>>();
+            b_new = (0..nb * nn)
+                .map(|i| tau_a[i] * prev.b[i] + (1.0 - tau_a[i]) * prev.s[i])
+                .collect::<Vec<f64>>();
+            theta = b_new.iter().map(|&bb| B0 + BETA_ADAPT * bb).collect();
+        }
+        ThresholdMode::Fixed(th) => {
+            pre_a = Vec::new();
+            tau_a = Vec::new();
+            b_new = prev.b.clone();
+            theta = vec![th as f64; nb * nn];
+        }
+    }
+
+    // u = m + τm⊙(d − m); s' = H(u − θ); m' = (1 − s')⊙u
+    let u: Vec<f64> = (0..nb * nn)
+        .map(|i| prev.m[i] + tau_m[i] * (d[i] - prev.m[i]))
+        .collect();
+    let s_new: Vec<f64> = (0..nb * nn)
+        .map(|i| spike.forward(u[i] - theta[i]))
+        .collect();
+    let m_new: Vec<f64> = (0..nb * nn).map(|i| (1.0 - s_new[i]) * u[i]).collect();
+
+    LayerCache {
+        x: x.to_vec(),
+        prev: prev.clone(),
+        cur_x,
+        cur_r,
+        bn_a,
+        bn_b,
+        d,
+        pre_m,
+        tau_m,
+        pre_a,
+        tau_a,
+        next: LayerState {
+            m: m_new,
+            s: s_new,
+            b: b_new,
+        },
+        theta,
+        u,
+    }
+}
+
+/// One step backward (spec §3) from the upstream gradients on the layer's outputs: `g_s` on `s'`,
+/// `g_m` on `m'` and `g_b` on `b'` (`None` = 0). Returns the gradient of every parameter the layer
+/// uses (including the gate slopes, trainable or not) and `ḡ_x` `[B, I]`, the gradient on the
+/// layer's input (the `ḡ_s` of the layer below).
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    spec: &LayerSpec,
+    p: &Params,
+    c: &LayerCache,
+    batch: usize,
+    spike: SpikeFn,
+    g_s: &[f64],
+    g_m: Option<&[f64]>,
+    g_b: Option<&[f64]>,
+) -> (Grads, Vec<f64>) {
+    let (nb, ni, nn) = (batch, spec.inputs, spec.neurons);
+    let names = &spec.names;
+    let len = nb * nn;
+    assert_eq!(g_s.len(), len, "ḡ_s shape");
+    let zeros = vec![0.0; len];
+    let g_m = g_m.unwrap_or(&zeros);
+    let g_b = g_b.unwrap_or(&zeros);
+    let adaptive = matches!(spec.threshold, ThresholdMode::Adaptive);
+    let prev = &c.prev;
+    let mut grads = Grads::new();
+
+    // e = ḡ_s − ḡ_m⊙u; ḡ_u = ḡ_m⊙(1 − s') + e⊙ψ(u − θ); ḡ_b' = ḡ_b − β_a·e⊙ψ(u − θ)
+    let mut g_u = vec![0.0; len];
+    let mut g_bn = vec![0.0; len];
+    for i in 0..len {
+        let psi = spike.derivative(c.u[i] - c.theta[i]);
+        let e = g_s[i] - g_m[i] * c.u[i];
+        g_u[i] = g_m[i] * (1.0 - c.next.s[i]) + e * psi;
+        g_bn[i] = g_b[i] - BETA_ADAPT * e * psi;
+    }
+
+    // ḡ_τm = ḡ_u⊙(d − m); ḡ_d = ḡ_u⊙τm; ḡ_zm = ḡ_τm⊙τm(1−τm)⊙a_m
+    let a_m = scalar(p, &names.slope_m);
+    let mut g_d: Vec<f64> = (0..len).map(|i| g_u[i] * c.tau_m[i]).collect();
+    let g_tm_dsig: Vec<f64> = (0..len)
+        .map(|i| g_u[i] * (c.d[i] - prev.m[i]) * c.tau_m[i] * (1.0 - c.tau_m[i]))
+        .collect();
+    let g_zm: Vec<f64> = g_tm_dsig.iter().map(|g| g * a_m).collect();
+    // ∇W_m = Σ ḡ_zmᵀ·[d ; m], ∇c_m = Σ ḡ_zm, ḡ_d += ḡ_zm·W_m[:, :N], ∇a_m = Σ ḡ_τm⊙τm(1−τm)⊙pre_m
+    let dm = concat(&c.d, nn, &prev.m, nn, nb);
+    let w_m = get(p, &spec.w(&names.tau_m));
+    let (gw, gc, g_dm) = linear_backward(&g_zm, &dm, nb, 2 * nn, w_m, nn);
+    add_into(&mut g_d, &first_columns(&g_dm, nb, 2 * nn, nn));
+    grads.insert(spec.w(&names.tau_m), gw);
+    grads.insert(spec.c(&names.tau_m), gc);
+    grads.insert(
+        names.slope_m.clone(),
+        vec![(0..len).map(|i| g_tm_dsig[i] * c.pre_m[i]).sum()],
+    );
+
+    if adaptive {
+        // ḡ_τa = ḡ_b'⊙(b − s); ḡ_za = ḡ_τa⊙τa(1−τa)⊙a_a
+        let a_a = scalar(p, &names.slope_a);
+        let g_ta_dsig: Vec<f64> = (0..len)
+            .map(|i| g_bn[i] * (prev.b[i] - prev.s[i]) * c.tau_a[i] * (1.0 - c.tau_a[i]))
+            .collect();
+        let g_za: Vec<f64> = g_ta_dsig.iter().map(|g| g * a_a).collect();
+        let db = concat(&c.d, nn, &prev.b, nn, nb);
+        let w_a = get(p, &spec.w(&names.tau_adp));
+        let (gw, gc, g_db) = linear_backward(&g_za, &db, nb, 2 * nn, w_a, nn);
+        add_into(&mut g_d, &first_columns(&g_db, nb, 2 * nn, nn));
+        grads.insert(spec.w(&names.tau_adp), gw);
+        grads.insert(spec.c(&names.tau_adp), gc);
+        grads.insert(
+            names.slope_a.clone(),
+            vec![(0..len).map(|i| g_ta_dsig[i] * c.pre_a[i]).sum()],
+        );
+    }
+
+    // The input current: ∇W_x = Σ ḡ_dᵀ·x, ∇W_r = Σ ḡ_dᵀ·s, ∇c_x = ∇c_r = Σ ḡ_d, ḡ_x = ḡ_d·W_x
+    let g_x;
+    if spec.fused {
+        let xs = concat(&c.x, ni, &prev.s, nn, nb);
+        let (gw, gc, g_xs) = linear_backward(&g_d, &xs, nb, ni + nn, get(p, &spec.w(&names.x)), nn);
+        grads.insert(spec.w(&names.x), gw);
+        grads.insert(spec.c(&names.x), gc);
+        g_x = first_columns(&g_xs, nb, ni + nn, ni);
+    } else {
+        let (g_cur_x, g_cur_r) = if spec.batch_norm {
+            let (gxa, gga, gda) =
+                batchnorm::backward(&g_d, c.bn_a.as_ref().unwrap(), nb, nn, p, &names.bn_a);
+            let (gxb, ggb, gdb) =
+                batchnorm::backward(&g_d, c.bn_b.as_ref().unwrap(), nb, nn, p, &names.bn_b);
+            grads.insert(format!("{}.weight", names.bn_a), gga);
+            grads.insert(format!("{}.bias", names.bn_a), gda);
+            grads.insert(format!("{}.weight", names.bn_b), ggb);
+            grads.insert(format!("{}.bias", names.bn_b), gdb);
+            (gxa, gxb)
+        } else {
+            (g_d.clone(), g_d.clone())
+        };
+        let (gw, gc, gx) = linear_backward(&g_cur_x, &c.x, nb, ni, get(p, &spec.w(&names.x)), nn);
+        grads.insert(spec.w(&names.x), gw);
+        grads.insert(spec.c(&names.x), gc);
+        g_x = gx;
+        let (gw, gc, _) = linear_backward(&g_cur_r, &prev.s, nb, nn, get(p, &spec.w(&names.r)), nn);
+        grads.insert(spec.w(&names.r), gw);
+        grads.insert(spec.c(&names.r), gc);
+    }
+    (grads, g_x)
+}

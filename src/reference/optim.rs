@@ -1,0 +1,107 @@
+//! The FPTT update of spec §5, element by element, and the optimizer steps it uses (PyTorch
+//! semantics). The trainer composes them per update, over all trainable tensors:
+//!
+//! 1. [`fptt_gradient`]: `g = ∇ℓ_t − λ + α·(W − W̄)`
+//! 2. [`clip_factor`]: `g ← g·min(1, c/(‖g‖₂ + 1e−6))`, the norm global over all tensors
+//! 3. [`adam_step`] / [`adamax_step`] (or [`sgd_step`] for the spec's scalar trace)
+//! 4. [`fptt_after_step`]: `λ ← λ − α·(W − W̄)` with the old `W̄`, then `W̄ ← (1−β)·W̄ + β·W − (β/α)·λ`
+//!
+//! [`regulariser`] is `−⟨W, λ⟩ + (α/2)·‖W − W̄‖²`, the part of the total loss beyond `ℓ_t`.
+
+use crate::settings::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+
+/// `g = ∇ℓ_t − λ + α·(W − W̄)`.
+pub fn fptt_gradient(
+    grad: &[f64],
+    w: &[f64],
+    wbar: &[f64],
+    lambda: &[f64],
+    alpha: f64,
+) -> Vec<f64> {
+    (0..w.len())
+        .map(|i| grad[i] - lambda[i] + alpha * (w[i] - wbar[i]))
+        .collect()
+}
+
+/// `−⟨W, λ⟩ + (α/2)·‖W − W̄‖²` for one tensor.
+pub fn regulariser(w: &[f64], wbar: &[f64], lambda: &[f64], alpha: f64) -> f64 {
+    (0..w.len())
+        .map(|i| -w[i] * lambda[i] + 0.5 * alpha * (w[i] - wbar[i]).powi(2))
+        .sum()
+}
+
+/// The factor of PyTorch's `clip_grad_norm_`: `min(1, c/(‖g‖₂ + 1e−6))` for the global norm `norm`.
+pub fn clip_factor(norm: f64, clip: f64) -> f64 {
+    (clip / (norm + 1e-6)).min(1.0)
+}
+
+/// Plain SGD: `W ← W − lr·g`.
+pub fn sgd_step(w: &mut [f64], g: &[f64], lr: f64) {
+    for (wi, gi) in w.iter_mut().zip(g) {
+        *wi -= lr * gi;
+    }
+}
+
+/// Adam (PyTorch), update number `n ≥ 1`: `m ← m + (1−β1)(g − m)`, `v ← β2·v + (1−β2)·g²`,
+/// `W ← W − (lr/(1−β1ⁿ))·m/(√v/√(1−β2ⁿ) + ε)`.
+pub fn adam_step(w: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64], lr: f64, n: u64) {
+    let bc1 = 1.0 - ADAM_BETA1.powi(n as i32);
+    let bc2_sqrt = (1.0 - ADAM_BETA2.powi(n as i32)).sqrt();
+    let step = lr / bc1;
+    for i in 0..w.len() {
+        m[i] += (1.0 - ADAM_BETA1) * (g[i] - m[i]);
+        v[i] = ADAM_BETA2 * v[i] + (1.0 - ADAM_BETA2) * g[i] * g[i];
+        w[i] -= step * m[i] / (v[i].sqrt() / bc2_sqrt + ADAM_EPS);
+    }
+}
+
+/// Adamax (PyTorch), update number `n ≥ 1`: `m ← m + (1−β1)(g − m)`, `u ← max(β2·u, |g| + ε)`,
+/// `W ← W − (lr/(1−β1ⁿ))·m/u`.
+pub fn adamax_step(w: &mut [f64], g: &[f64], m: &mut [f64], u: &mut [f64], lr: f64, n: u64) {
+    let step = lr / (1.0 - ADAM_BETA1.powi(n as i32));
+    for i in 0..w.len() {
+        m[i] += (1.0 - ADAM_BETA1) * (g[i] - m[i]);
+        u[i] = (ADAM_BETA2 * u[i]).max(g[i].abs() + ADAM_EPS);
+        w[i] -= step * m[i] / u[i];
+    }
+}
+
+/// After the optimizer step (W is the new W): `λ ← λ − α·(W − W̄)` with the old `W̄`, then
+/// `W̄ ← (1−β)·W̄ + β·W − (β/α)·λ` with the new `λ`.
+pub fn fptt_after_step(w: &[f64], wbar: &mut [f64], lambda: &mut [f64], alpha: f64, beta: f64) {
+    for i in 0..w.len() {
+        lambda[i] -= alpha * (w[i] - wbar[i]);
+        wbar[i] = (1.0 - beta) * wbar[i] + beta * w[i] - (beta / alpha) * lambda[i];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adam_first_step_moves_by_lr_and_adamax_too() {
+        // With bias correction the first Adam step is lr·g/(|g| + ε') ≈ lr·sign(g).
+        let mut w = vec![1.0, 1.0];
+        let (mut m, mut v) = (vec![0.0; 2], vec![0.0; 2]);
+        adam_step(&mut w, &[0.5, -2.0], &mut m, &mut v, 0.01, 1);
+        assert!(
+            (w[0] - 0.99).abs() < 1e-9 && (w[1] - 1.01).abs() < 1e-9,
+            "{w:?}"
+        );
+        let mut w = vec![1.0, 1.0];
+        let (mut m, mut u) = (vec![0.0; 2], vec![0.0; 2]);
+        adamax_step(&mut w, &[0.5, -2.0], &mut m, &mut u, 0.01, 1);
+        assert!(
+            (w[0] - 0.99).abs() < 1e-9 && (w[1] - 1.01).abs() < 1e-9,
+            "{w:?}"
+        );
+        assert_eq!(u, vec![0.5 + 1e-8, 2.0 + 1e-8]);
+    }
+
+    #[test]
+    fn clip_factor_is_one_below_the_threshold() {
+        assert_eq!(clip_factor(0.5, 1.0), 1.0);
+        assert!((clip_factor(4.0, 1.0) - 1.0 / (4.0 + 1e-6)).abs() < 1e-15);
+    }
+}

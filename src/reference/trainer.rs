@@ -1,0 +1,363 @@
+//! [`ReferenceTrainer`]: online training with FPTT, truncation 1 (spec §5). Owns the training
+//! state (W, W̄, λ, the optimizer moments, the batch-norm running statistics per step, the
+//! auxiliary table `q`, the update counter) and the order of one step: forward (batch statistics;
+//! running statistics of step t updated), task loss (reading `q`), table write, backward, total
+//! loss with the current W/λ/W̄, then the FPTT update. Converts from/to the f32 [`TensorMap`] only
+//! at its boundary.
+
+use super::batchnorm::{self, Norm};
+use super::loss::{task_loss, update_table};
+use super::network::{Net, NetState};
+use super::optim::{
+    adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser,
+};
+use super::{params_from_map, to_f32, to_f64, to_tensor, Params, SpikeFn};
+use crate::model::{ModelConfig, StatLayout};
+use crate::settings::{
+    AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
+};
+use crate::tensor::{Tensor, TensorMap};
+
+/// The CPU oracle of FPTT training: every number in f64, one update after every step.
+#[derive(Debug, Clone)]
+pub struct ReferenceTrainer {
+    net: Net,
+    settings: FpttSettings,
+    lr: f64,
+    batch: usize,
+    stat_layout: StatLayout,
+    /// W (all parameters, frozen ones included).
+    params: Params,
+    /// W̄ and λ (trainable tensors only).
+    wbar: Params,
+    lambda: Params,
+    /// `exp_avg` (both optimizers) and `exp_avg_sq` (Adam) or `exp_inf` (Adamax).
+    moment1: Params,
+    moment2: Params,
+    /// Batch-norm running statistics by name (`{bn}.running_mean_{t}` / `running_var_{t}`).
+    stats: Params,
+    /// The auxiliary table `[C, T, C]`.
+    q: Vec<f64>,
+    updates: u64,
+}
+
+impl ReferenceTrainer {
+    /// `init` holds every parameter by spec name, and optionally the batch-norm running statistics
+    /// (missing ones start at mean 0, variance 1). W̄ = W, λ = 0, moments 0, `q` = 0, no updates yet.
+    pub fn new(cfg: &ModelConfig, settings: &FpttSettings, batch: usize, init: &TensorMap) -> Self {
+        let net = Net::new(cfg, SpikeFn::Heaviside);
+        let params = params_from_map(&net.layout, init);
+        let trainable: Params = net
+            .layout
+            .trainable()
+            .map(|s| (s.name.clone(), params[&s.name].clone()))
+            .collect();
+        let zeros: Params = trainable
+            .iter()
+            .map(|(k, v)| (k.clone(), vec![0.0; v.len()]))
+            .collect();
+        let stat_layout = StatLayout::new(cfg);
+        let stats: Params = stat_layout
+            .slots
+            .iter()
+            .map(|slot| {
+                let data = match init.get(&slot.name) {
+                    Some(t) => {
+                        assert_eq!(t.shape, slot.shape, "reference: shape of {}", slot.name);
+                        to_f64(&t.data)
+                    }
+                    None => vec![
+                        if slot.name.contains("running_var") {
+                            1.0
+                        } else {
+                            0.0
+                        };
+                        slot.len()
+                    ],
+                };
+                (slot.name.clone(), data)
+            })
+            .collect();
+        let c = cfg.outputs;
+        ReferenceTrainer {
+            settings: *settings,
+            lr: settings.lr as f64,
+            batch,
+            stat_layout,
+            params,
+            wbar: trainable,
+            lambda: zeros.clone(),
+            moment1: zeros.clone(),
+            moment2: zeros,
+            stats,
+            q: vec![0.0; c * cfg.steps * c],
+            updates: 0,
+            net,
+        }
+    }
+
+    pub fn set_spike_fn(&mut self, f: SpikeFn) {
+        self.net.spike = f;
+    }
+
+    pub fn set_lr(&mut self, lr: f32) {
+        self.lr = lr as f64;
+    }
+
+    /// The network structure (for calling the lower-level functions on this trainer's parameters).
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
+    /// The current parameters W, f64.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    fn check_batch(&self, batch: &SequenceBatch) {
+        assert_eq!(batch.batch, self.batch, "reference: batch size");
+        assert_eq!(
+            batch.steps, self.net.cfg.steps,
+            "reference: sequence length"
+        );
+        assert_eq!(
+            batch.inputs_per_step, self.net.cfg.inputs,
+            "reference: inputs per step"
+        );
+    }
+
+    /// One sequence of T steps with an FPTT update after every step (truncation 1). Returns each
+    /// step's task loss and total loss (the latter with W, λ, W̄ as they were before the update).
+    pub fn train_sequence(&mut self, batch: &SequenceBatch, init: &InitialState) -> Vec<StepLoss> {
+        self.train_prefix(batch, init, self.net.cfg.steps)
+    }
+
+    /// Like [`Self::train_sequence`] but stops after the first `updates` steps (and as many
+    /// updates) of the sequence: the fixtures' `after-step-1` / `after-step-2` states.
+    pub fn train_prefix(
+        &mut self,
+        batch: &SequenceBatch,
+        init: &InitialState,
+        updates: usize,
+    ) -> Vec<StepLoss> {
+        self.check_batch(batch);
+        let (nb, nc, steps) = (self.batch, self.net.cfg.outputs, self.net.cfg.steps);
+        assert!(
+            updates <= steps,
+            "reference: a sequence has only {steps} steps"
+        );
+        let mut state = NetState::start(&self.net.cfg, init, nb);
+        let mut losses = Vec::with_capacity(updates);
+        for t in 0..updates {
+            let x = to_f64(batch.step(t));
+            // Forward with this step's batch statistics; PyTorch updates the running ones here.
+            let cache = self.net.forward(&self.params, &x, &state, nb, Norm::Batch);
+            if self.net.cfg.batch_norm {
+                for (spec, c) in self.net.layers.iter().zip(&cache.layers) {
+                    batchnorm::update_running(
+                        &mut self.stats,
+                        &spec.names.bn_a,
+                        t,
+                        c.bn_a.as_ref().unwrap(),
+                        nb,
+                    );
+                    batchnorm::update_running(
+                        &mut self.stats,
+                        &spec.names.bn_b,
+                        t,
+                        c.bn_b.as_ref().unwrap(),
+                        nb,
+                    );
+                }
+                let ro = &self.net.readout;
+                batchnorm::update_running(
+                    &mut self.stats,
+                    &ro.bn,
+                    t,
+                    cache.readout.bn.as_ref().unwrap(),
+                    nb,
+                );
+            }
+            // ℓ_t reads q[y_b, t] before this step's write.
+            let (task, g_o) = task_loss(
+                self.settings.loss,
+                cache.output(),
+                nb,
+                nc,
+                &batch.targets,
+                t,
+                steps,
+                &self.q,
+            );
+            // The table is kept up to date whatever the loss reads: the authors' code (and the
+            // `bn-adamax` fixture, aux term off) writes it regardless, so uniform targets in the
+            // first epochs leave a table ready for when it is switched on.
+            if let (LossKind::Classification { .. }, Targets::Labels(labels)) = (self.settings.loss, &batch.targets) {
+                update_table(&mut self.q, cache.output(), labels, nc, t, steps);
+            }
+            let grads = self.net.backward(&self.params, &cache, nb, &g_o);
+            let total = task + self.regulariser();
+            self.fptt_update(&grads);
+            losses.push(StepLoss {
+                task_loss: task,
+                total_loss: total,
+            });
+            state = cache.next_state();
+        }
+        losses
+    }
+
+    /// `−Σ⟨W, λ⟩ + α/2·Σ‖W − W̄‖²` over the trainable tensors, with the current W, λ, W̄.
+    fn regulariser(&self) -> f64 {
+        let alpha = self.settings.alpha as f64;
+        self.wbar
+            .keys()
+            .map(|k| regulariser(&self.params[k], &self.wbar[k], &self.lambda[k], alpha))
+            .sum()
+    }
+
+    /// Spec §5: g = ∇ℓ_t − λ + α(W − W̄); global-norm clip; optimizer step; λ and W̄ updates.
+    fn fptt_update(&mut self, grads: &Params) {
+        let alpha = self.settings.alpha as f64;
+        let beta = self.settings.beta as f64;
+        let names: Vec<String> = self.wbar.keys().cloned().collect();
+        let mut g: Params = names
+            .iter()
+            .map(|k| {
+                (
+                    k.clone(),
+                    fptt_gradient(
+                        &grads[k],
+                        &self.params[k],
+                        &self.wbar[k],
+                        &self.lambda[k],
+                        alpha,
+                    ),
+                )
+            })
+            .collect();
+        let norm = g
+            .values()
+            .flat_map(|v| v.iter())
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt();
+        let factor = clip_factor(norm, self.settings.clip as f64);
+        for v in g.values_mut() {
+            v.iter_mut().for_each(|x| *x *= factor);
+        }
+        self.updates += 1;
+        let n = self.updates;
+        for k in &names {
+            let w = self.params.get_mut(k).unwrap();
+            let m1 = self.moment1.get_mut(k).unwrap();
+            let m2 = self.moment2.get_mut(k).unwrap();
+            match self.settings.optimizer {
+                Optimizer::Adam => adam_step(w, &g[k], m1, m2, self.lr, n),
+                Optimizer::Adamax => adamax_step(w, &g[k], m1, m2, self.lr, n),
+            }
+            fptt_after_step(
+                w,
+                self.wbar.get_mut(k).unwrap(),
+                self.lambda.get_mut(k).unwrap(),
+                alpha,
+                beta,
+            );
+        }
+    }
+
+    /// Forward only, batch norm in evaluation mode (the running statistics of step t), no update,
+    /// `q` read but not written. Returns each step's task loss `ℓ_t` (same formula as in training)
+    /// and the final readout `o'` `[B, C]`.
+    pub fn evaluate_sequence(
+        &self,
+        batch: &SequenceBatch,
+        init: &InitialState,
+    ) -> (Vec<f64>, Vec<f32>) {
+        self.check_batch(batch);
+        let (nb, nc, steps) = (self.batch, self.net.cfg.outputs, self.net.cfg.steps);
+        let mut state = NetState::start(&self.net.cfg, init, nb);
+        let mut losses = Vec::with_capacity(steps);
+        for t in 0..steps {
+            let x = to_f64(batch.step(t));
+            let cache = self.net.forward(
+                &self.params,
+                &x,
+                &state,
+                nb,
+                Norm::Running {
+                    stats: &self.stats,
+                    t,
+                },
+            );
+            losses.push(
+                task_loss(
+                    self.settings.loss,
+                    cache.output(),
+                    nb,
+                    nc,
+                    &batch.targets,
+                    t,
+                    steps,
+                    &self.q,
+                )
+                .0,
+            );
+            state = cache.next_state();
+        }
+        (losses, to_f32(&state.o))
+    }
+
+    /// The epoch-end reset: `W ← W̄` for every trainable tensor (λ, W̄, moments kept).
+    pub fn reset_to_running_mean(&mut self) {
+        for (k, wbar) in &self.wbar {
+            self.params.insert(k.clone(), wbar.clone());
+        }
+    }
+
+    /// Everything, in the fixtures' names: every parameter `NAME`; for trainable ones also
+    /// `NAME.wbar`, `NAME.lambda`, `NAME.exp_avg` and `NAME.exp_avg_sq` (Adam) or `NAME.exp_inf`
+    /// (Adamax); the batch-norm running statistics; `q` `[C, T, C]`.
+    pub fn state(&self) -> TensorMap {
+        let mut map = TensorMap::new();
+        let second = match self.settings.optimizer {
+            Optimizer::Adam => "exp_avg_sq",
+            Optimizer::Adamax => "exp_inf",
+        };
+        for slot in &self.net.layout.slots {
+            let k = &slot.name;
+            map.insert(k.clone(), to_tensor(&slot.shape, &self.params[k]));
+            if self.net.layout.is_trainable(k) {
+                map.insert(format!("{k}.wbar"), to_tensor(&slot.shape, &self.wbar[k]));
+                map.insert(
+                    format!("{k}.lambda"),
+                    to_tensor(&slot.shape, &self.lambda[k]),
+                );
+                map.insert(
+                    format!("{k}.exp_avg"),
+                    to_tensor(&slot.shape, &self.moment1[k]),
+                );
+                map.insert(
+                    format!("{k}.{second}"),
+                    to_tensor(&slot.shape, &self.moment2[k]),
+                );
+            }
+        }
+        for slot in &self.stat_layout.slots {
+            map.insert(
+                slot.name.clone(),
+                to_tensor(&slot.shape, &self.stats[&slot.name]),
+            );
+        }
+        let c = self.net.cfg.outputs;
+        map.insert(
+            "q".into(),
+            Tensor::new(vec![c, self.net.cfg.steps, c], to_f32(&self.q)),
+        );
+        map
+    }
+}
