@@ -26,11 +26,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let lambda = opt[n + i];
     let g = (grad[i] - lambda + args.alpha * (w - wbar)) * scale;
     var m = opt[2u * n + i];
-    m = m + (1.0 - args.beta1) * (g - m);
+    m = m + args.one_minus_beta1 * (g - m);
     opt[2u * n + i] = m;
     var w_new: f32;
     if args.optimizer == 0u {
-        let v = args.beta2 * opt[3u * n + i] + (1.0 - args.beta2) * g * g;
+        let v = args.beta2 * opt[3u * n + i] + args.one_minus_beta2 * g * g;
         opt[3u * n + i] = v;
         w_new = w - step.step_size * m / (sqrt(v) / step.bc2_sqrt + args.eps);
     } else {

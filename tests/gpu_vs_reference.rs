@@ -7,7 +7,7 @@ mod gpu_common;
 
 use fptt::learn::FpttEngine;
 use fptt::model::{init_params, ModelConfig, ParamLayout, ThresholdMode};
-use fptt::reference::{Net, NetState, ReferenceTrainer, SpikeFn};
+use fptt::reference::{optim, Net, NetState, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
 use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets};
 use fptt::tensor::TensorMap;
@@ -117,8 +117,9 @@ fn cases() -> Vec<Case> {
         // sizes past one workgroup and not multiples of it
         Case { cfg: classifier(3, &[67], 10, 4, false), settings: cls(Optimizer::Adamax, AuxTargets::Table), batch: 3 },
         Case { cfg: classifier(2, &[65, 3], 5, 4, false), settings: cls(Optimizer::Adam, AuxTargets::Uniform), batch: 5 },
-        // batch norm, including one neuron per layer
-        Case { cfg: classifier(2, &[1], 3, 4, true), settings: cls(Optimizer::Adamax, AuxTargets::Off), batch: 2 },
+        // batch norm, including one neuron per layer (B = 3: at B = 2 every feature normalises to
+        // ±1 whatever the weights, so their gradient is rounding noise)
+        Case { cfg: classifier(2, &[1], 3, 4, true), settings: cls(Optimizer::Adamax, AuxTargets::Off), batch: 3 },
         Case { cfg: classifier(4, &[9, 7], 4, 4, true), settings: cls(Optimizer::Adam, AuxTargets::Table), batch: 6 },
         // the adding-task variant: fixed threshold, fused map, frozen slopes, regression
         Case { cfg: adding_variant(&[70], 4), settings: FpttSettings::regression(Optimizer::Adam, 1e-2), batch: 2 },
@@ -162,11 +163,46 @@ fn every_kernel_matches_the_reference_on_one_poisoned_step() {
             assert!(err < 1e-4, "{what}: gradient of {} off by {err:e} relative", slot.name);
         }
 
-        // The state after the fused update.
-        let mut reference = ReferenceTrainer::new(&cfg, &settings, batch, &init);
-        reference.train_prefix(&data, &initial, 1);
-        let skip: Vec<&str> = skip.iter().map(|s| s.as_str()).collect();
-        let worst = assert_maps_close(&what, &engine.state().unwrap(), &reference.state(), 1e-4, &skip, None);
+        // The fused update (fptt_norm, fptt_update) on the GPU's own gradient, against the
+        // reference optimizer in f64 from the same gradient: no amplification of gradient
+        // rounding by Adam's normalisation can hide or fake a difference here.
+        let state = engine.state().unwrap();
+        let trainable: Vec<_> = layout.trainable().collect();
+        let flat = |f: &dyn Fn(&fptt::model::TensorSlot) -> Vec<f64>| -> Vec<f64> { trainable.iter().flat_map(|s| f(s)).collect() };
+        let w0 = flat(&|s| init[&s.name].data.iter().map(|&v| v as f64).collect());
+        let g_raw = flat(&|s| grad[s.range()].iter().map(|&v| v as f64).collect());
+        let (alpha, beta) = (settings.alpha as f64, settings.beta as f64);
+        let mut w = w0.clone();
+        let mut wbar = w0.clone();
+        let mut lambda = vec![0.0; w.len()];
+        let mut g = optim::fptt_gradient(&g_raw, &w, &wbar, &lambda, alpha);
+        let norm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let k = optim::clip_factor(norm, settings.clip as f64);
+        g.iter_mut().for_each(|x| *x *= k);
+        let (mut m1, mut m2) = (vec![0.0; w.len()], vec![0.0; w.len()]);
+        match settings.optimizer {
+            Optimizer::Adam => optim::adam_step(&mut w, &g, &mut m1, &mut m2, settings.lr as f64, 1),
+            Optimizer::Adamax => optim::adamax_step(&mut w, &g, &mut m1, &mut m2, settings.lr as f64, 1),
+        }
+        optim::fptt_after_step(&w, &mut wbar, &mut lambda, alpha, beta);
+        let m2_name = if settings.optimizer == Optimizer::Adam { "exp_avg_sq" } else { "exp_inf" };
+        let mut worst = 0.0f64;
+        let mut at = 0;
+        for slot in &trainable {
+            let r = at..at + slot.len();
+            at += slot.len();
+            for (suffix, want) in [("", &w), (".wbar", &wbar), (".lambda", &lambda), (".exp_avg", &m1), (&format!(".{m2_name}"), &m2)] {
+                let name = format!("{}{suffix}", slot.name);
+                let got = &state[&name].data;
+                let want = &want[r.clone()];
+                let scale = want.iter().fold(1e-6f64, |a, v| a.max(v.abs()));
+                // λ and W̄ inherit a few ulps of W itself.
+                let floor = if suffix == ".wbar" || suffix == ".lambda" { 16.0 * f32::EPSILON as f64 * w0[r.clone()].iter().fold(0.0f64, |a, v| a.max(v.abs())) } else { 0.0 };
+                let err = (got.iter().zip(want).fold(0.0f64, |a, (&x, &y)| a.max((x as f64 - y).abs())) - floor).max(0.0) / scale;
+                assert!(err < 1e-5, "{what}: {name} after the update off by {err:e} relative");
+                worst = worst.max(err);
+            }
+        }
         eprintln!("{what}: one step, worst relative error {worst:e}");
     }
 }

@@ -170,6 +170,8 @@ struct OptimArgs {
     beta1: f32,
     beta2: f32,
     eps: f32,
-    _pad0: u32,
-    _pad1: u32,
+    // 1 − β1 and 1 − β2 computed in f64 on the host (as PyTorch passes them): 1 − f32(0.999)
+    // is off by 1.3e-5 relative.
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
 }

@@ -538,7 +538,8 @@ impl FpttEngine {
             beta1: ADAM_BETA1 as f32,
             beta2: ADAM_BETA2 as f32,
             eps: ADAM_EPS as f32,
-            ..Default::default()
+            one_minus_beta1: (1.0 - ADAM_BETA1) as f32,
+            one_minus_beta2: (1.0 - ADAM_BETA2) as f32,
         };
         let oa_off = arena.push(&oa);
         out.push(kernels.groups("fptt_norm", oa_off, parts));

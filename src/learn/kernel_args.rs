@@ -192,8 +192,8 @@ pub struct OptimArgs {
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
 }
 
 #[cfg(test)]
@@ -246,7 +246,7 @@ mod tests {
         check_twin!(m, WeightGradArgs, [batch, rows, p_width, q_width, g, p, q, out, bias, p_is_data, _pad0, _pad1]);
         check_twin!(m, InputGradArgs, [batch, cols, add, out, k1, g1, w1, ld1, col1, k2, g2, w2, ld2, col2, _pad0, _pad1]);
         check_twin!(m, DotArgs, [len, a, b, out]);
-        check_twin!(m, OptimArgs, [len, parts, partials, optimizer, alpha, beta, clip, beta1, beta2, eps, _pad0, _pad1]);
+        check_twin!(m, OptimArgs, [len, parts, partials, optimizer, alpha, beta, clip, beta1, beta2, eps, one_minus_beta1, one_minus_beta2]);
     }
 
     #[test]
