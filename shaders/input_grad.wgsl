@@ -1,27 +1,57 @@
 // Gradients passed down a map (spec §3): out[b, j] = add[b, j] + Σ_o G1[b, o]·W1[o, col1 + j]
 // (+ the same with G2, W2). Used for ḡ_d = ḡ_u·τm + ḡ_zm·W_m[:, :N] + ḡ_za·W_a[:, :N], for
-// ḡ_s_top = ḡ_z·W_o and for ḡ_x = ḡ_d·W_x. One invocation per (sample, column).
+// ḡ_s_top = ḡ_z·W_o and for ḡ_x = ḡ_d·W_x. One invocation per 4×4 tile of (sample, column).
 #import bindings
 #import args
 @group(1) @binding(0) var<uniform> args: InputGradArgs;
 
+fn product(acc: ptr<function, array<vec4<f32>, 4>>, k: u32, g: u32, w: u32, ld: u32, col: u32, bs: vec4<u32>, js: vec4<u32>) {
+    let grows = vec4<u32>(g) + bs * k;
+    let wcols = vec4<u32>(w + col) + js;
+    for (var o = 0u; o < k; o++) {
+        let a = vec4<f32>(work[grows.x + o], work[grows.y + o], work[grows.z + o], work[grows.w + o]);
+        let wo = o * ld;
+        let v = vec4<f32>(params[wcols.x + wo], params[wcols.y + wo], params[wcols.z + wo], params[wcols.w + wo]);
+        (*acc)[0] += a.x * v;
+        (*acc)[1] += a.y * v;
+        (*acc)[2] += a.z * v;
+        (*acc)[3] += a.w * v;
+    }
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tiles_j = (args.cols + TILE - 1u) / TILE;
+    let tiles_b = (args.batch + TILE - 1u) / TILE;
     let idx = flat_index(gid, nwg);
-    if idx >= args.batch * args.cols {
+    if idx >= tiles_b * tiles_j {
         return;
     }
-    let b = idx / args.cols;
-    let j = idx % args.cols;
-    var acc = 0.0;
-    if args.add != NONE {
-        acc = work[args.add + idx];
+    let tb = idx / tiles_j;
+    let tj = idx % tiles_j;
+    let bs = tile_indices(tb, args.batch);
+    let js = tile_indices(tj, args.cols);
+    var acc: array<vec4<f32>, 4>;
+    product(&acc, args.k1, args.g1, args.w1, args.ld1, args.col1, bs, js);
+    if args.k2 > 0u {
+        product(&acc, args.k2, args.g2, args.w2, args.ld2, args.col2, bs, js);
     }
-    for (var o = 0u; o < args.k1; o++) {
-        acc += work[args.g1 + b * args.k1 + o] * params[args.w1 + o * args.ld1 + args.col1 + j];
+    for (var r = 0u; r < TILE; r++) {
+        let b = tb * TILE + r;
+        if b >= args.batch {
+            break;
+        }
+        for (var c = 0u; c < TILE; c++) {
+            let j = tj * TILE + c;
+            if j >= args.cols {
+                break;
+            }
+            let i = b * args.cols + j;
+            var v = acc[r][c];
+            if args.add != NONE {
+                v = work[args.add + i] + v;
+            }
+            work[args.out + i] = v;
+        }
     }
-    for (var o = 0u; o < args.k2; o++) {
-        acc += work[args.g2 + b * args.k2 + o] * params[args.w2 + o * args.ld2 + args.col2 + j];
-    }
-    work[args.out + idx] = acc;
 }

@@ -1,46 +1,83 @@
 // Forward, step 1 of a hidden layer: the input currents (spec §1), before any batch norm.
 //   cur_x = W_x·x + c_x      (fused variant: W_x·[x ; s] + c_x)
 //   cur_r = W_r·s + c_r      (s: the layer's own spikes from the previous step)
-// One invocation per (sample, neuron).
+// One invocation per 4×4 tile of (sample, neuron).
 #import bindings
 #import args
 @group(1) @binding(0) var<uniform> args: LayerArgs;
 
+// acc[r] += a[r]·w for the four samples r of a tile.
+fn fma_tile(acc: ptr<function, array<vec4<f32>, 4>>, a: vec4<f32>, w: vec4<f32>) {
+    (*acc)[0] += a.x * w;
+    (*acc)[1] += a.y * w;
+    (*acc)[2] += a.z * w;
+    (*acc)[3] += a.w * w;
+}
+
+fn store_tile(acc: ptr<function, array<vec4<f32>, 4>>, out: u32, b0: u32, j0: u32, bias: vec4<f32>) {
+    for (var r = 0u; r < TILE; r++) {
+        let b = b0 + r;
+        if b < args.batch {
+            let v = (*acc)[r] + bias;
+            for (var c = 0u; c < TILE; c++) {
+                if j0 + c < args.n {
+                    work[out + b * args.n + j0 + c] = v[c];
+                }
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tiles_j = (args.n + TILE - 1u) / TILE;
+    let tiles_b = (args.batch + TILE - 1u) / TILE;
     let idx = flat_index(gid, nwg);
-    if idx >= args.batch * args.n {
+    if idx >= tiles_b * tiles_j {
         return;
     }
-    let b = idx / args.n;
-    let j = idx % args.n;
-    var x_base = args.x_in + b * args.n_in;
+    let tb = idx / tiles_j;
+    let tj = idx % tiles_j;
+    let bs = tile_indices(tb, args.batch);
+    let js = tile_indices(tj, args.n);
+    var x_off = args.x_in;
     if (args.flags & LAYER_DATA_INPUT) != 0u {
-        x_base += step.t * args.batch * args.n_in;
+        x_off += step.t * args.batch * args.n_in;
     }
-    let s_base = args.s_prev + b * args.n;
-    if (args.flags & LAYER_FUSED) != 0u {
-        let row = args.w_x + j * (args.n_in + args.n);
-        var acc = 0.0;
-        for (var i = 0u; i < args.n_in; i++) {
-            acc += params[row + i] * work[x_base + i];
-        }
+    let xb = vec4<u32>(x_off) + bs * args.n_in;
+    let sb = vec4<u32>(args.s_prev) + bs * args.n;
+    let fused = (args.flags & LAYER_FUSED) != 0u;
+    var row_len = args.n_in;
+    if fused {
+        row_len = args.n_in + args.n;
+    }
+    let wx = vec4<u32>(args.w_x) + js * row_len;
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < args.n_in; i++) {
+        let a = vec4<f32>(work[xb.x + i], work[xb.y + i], work[xb.z + i], work[xb.w + i]);
+        let w = vec4<f32>(params[wx.x + i], params[wx.y + i], params[wx.z + i], params[wx.w + i]);
+        fma_tile(&acc, a, w);
+    }
+    var wr = vec4<u32>(args.w_r) + js * args.n;
+    if fused {
+        // The recurrent part of the fused map: columns I.. of the same rows.
+        wr = wx + vec4<u32>(args.n_in);
         for (var i = 0u; i < args.n; i++) {
-            acc += params[row + args.n_in + i] * work[s_base + i];
+            let a = vec4<f32>(work[sb.x + i], work[sb.y + i], work[sb.z + i], work[sb.w + i]);
+            let w = vec4<f32>(params[wr.x + i], params[wr.y + i], params[wr.z + i], params[wr.w + i]);
+            fma_tile(&acc, a, w);
         }
-        work[args.cur_x + idx] = acc + params[args.c_x + j];
-    } else {
-        let row = args.w_x + j * args.n_in;
-        var acc = 0.0;
-        for (var i = 0u; i < args.n_in; i++) {
-            acc += params[row + i] * work[x_base + i];
-        }
-        work[args.cur_x + idx] = acc + params[args.c_x + j];
-        let rrow = args.w_r + j * args.n;
-        var accr = 0.0;
+    }
+    let cx = vec4<u32>(args.c_x) + js;
+    store_tile(&acc, args.cur_x, tb * TILE, tj * TILE, vec4<f32>(params[cx.x], params[cx.y], params[cx.z], params[cx.w]));
+    if !fused {
+        var accr: array<vec4<f32>, 4>;
         for (var i = 0u; i < args.n; i++) {
-            accr += params[rrow + i] * work[s_base + i];
+            let a = vec4<f32>(work[sb.x + i], work[sb.y + i], work[sb.z + i], work[sb.w + i]);
+            let w = vec4<f32>(params[wr.x + i], params[wr.y + i], params[wr.z + i], params[wr.w + i]);
+            fma_tile(&accr, a, w);
         }
-        work[args.cur_r + idx] = accr + params[args.c_r + j];
+        let cr = vec4<u32>(args.c_r) + js;
+        store_tile(&accr, args.cur_r, tb * TILE, tj * TILE, vec4<f32>(params[cr.x], params[cr.y], params[cr.z], params[cr.w]));
     }
 }

@@ -3,7 +3,7 @@
 //   b' = τa·b + (1 − τa)·s, θ = b0 + β_a·b', u = m + τm·(d − m), s' = H(u − θ), m' = (1 − s')·u
 // Reads the previous state and writes the next one (the host alternates the two), and records
 // the tape (d, τm, τa, the gate pre-activations, u) that the one-step backward needs.
-// One invocation per (sample, neuron).
+// One invocation per 4×4 tile of (sample, neuron).
 #import bindings
 #import args
 #import neuron
@@ -16,54 +16,91 @@ fn current(i: u32) -> f32 {
     return work[args.cur_x + i] + work[args.cur_r + i];
 }
 
+fn fma_tile(acc: ptr<function, array<vec4<f32>, 4>>, a: vec4<f32>, w: vec4<f32>) {
+    (*acc)[0] += a.x * w;
+    (*acc)[1] += a.y * w;
+    (*acc)[2] += a.z * w;
+    (*acc)[3] += a.w * w;
+}
+
+// Σ_i W[j, i]·[d ; state][b, i] for the tile's samples `rows` (offsets of row b) and gate rows
+// `wrows` (offsets of W[j, 0]).
+fn gate_tile(rows: vec4<u32>, state: u32, wrows: vec4<u32>) -> array<vec4<f32>, 4> {
+    let n = args.n;
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < n; i++) {
+        let a = vec4<f32>(current(rows.x + i), current(rows.y + i), current(rows.z + i), current(rows.w + i));
+        let w = vec4<f32>(params[wrows.x + i], params[wrows.y + i], params[wrows.z + i], params[wrows.w + i]);
+        fma_tile(&acc, a, w);
+    }
+    let srows = vec4<u32>(state) + rows;
+    let wstate = wrows + vec4<u32>(n);
+    for (var i = 0u; i < n; i++) {
+        let a = vec4<f32>(work[srows.x + i], work[srows.y + i], work[srows.z + i], work[srows.w + i]);
+        let w = vec4<f32>(params[wstate.x + i], params[wstate.y + i], params[wstate.z + i], params[wstate.w + i]);
+        fma_tile(&acc, a, w);
+    }
+    return acc;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = flat_index(gid, nwg);
     let n = args.n;
-    if idx >= args.batch * n {
+    let tiles_j = (n + TILE - 1u) / TILE;
+    let tiles_b = (args.batch + TILE - 1u) / TILE;
+    let idx = flat_index(gid, nwg);
+    if idx >= tiles_b * tiles_j {
         return;
     }
-    let b = idx / n;
-    let j = idx % n;
-    let row = b * n;
-
-    let wm = args.w_m + j * 2u * n;
-    var zm = 0.0;
-    for (var i = 0u; i < n; i++) {
-        zm += params[wm + i] * current(row + i);
+    let tb = idx / tiles_j;
+    let tj = idx % tiles_j;
+    let bs = tile_indices(tb, args.batch);
+    let js = tile_indices(tj, n);
+    let rows = bs * n;
+    let adaptive = (args.flags & LAYER_ADAPTIVE) != 0u;
+    let zm = gate_tile(rows, args.m_prev, vec4<u32>(args.w_m) + js * 2u * n);
+    var za: array<vec4<f32>, 4>;
+    if adaptive {
+        za = gate_tile(rows, args.b_prev, vec4<u32>(args.w_a) + js * 2u * n);
     }
-    for (var i = 0u; i < n; i++) {
-        zm += params[wm + n + i] * work[args.m_prev + row + i];
+    let slope_m = params[args.a_m];
+    var slope_a = 0.0;
+    if adaptive {
+        slope_a = params[args.a_a];
     }
-    zm += params[args.c_m + j];
-    let tau_m = sigmoid(params[args.a_m] * zm);
-
-    let d = current(idx);
-    let m = work[args.m_prev + idx];
-    var theta = args.threshold;
-    if (args.flags & LAYER_ADAPTIVE) != 0u {
-        let wa = args.w_a + j * 2u * n;
-        var za = 0.0;
-        for (var i = 0u; i < n; i++) {
-            za += params[wa + i] * current(row + i);
+    for (var r = 0u; r < TILE; r++) {
+        let b = tb * TILE + r;
+        if b >= args.batch {
+            break;
         }
-        for (var i = 0u; i < n; i++) {
-            za += params[wa + n + i] * work[args.b_prev + row + i];
+        for (var c = 0u; c < TILE; c++) {
+            let j = tj * TILE + c;
+            if j >= n {
+                break;
+            }
+            let idx = b * n + j;
+            let z_m = zm[r][c] + params[args.c_m + j];
+            let tau_m = sigmoid(slope_m * z_m);
+            let d = current(idx);
+            let m = work[args.m_prev + idx];
+            var theta = args.threshold;
+            if adaptive {
+                let z_a = za[r][c] + params[args.c_a + j];
+                let tau_a = sigmoid(slope_a * z_a);
+                let b_new = tau_a * work[args.b_prev + idx] + (1.0 - tau_a) * work[args.s_prev + idx];
+                theta = B0 + BETA_ADAPT * b_new;
+                work[args.za + idx] = z_a;
+                work[args.tau_a + idx] = tau_a;
+                work[args.b_next + idx] = b_new;
+            }
+            let u = m + tau_m * (d - m);
+            let spike = select(0.0, 1.0, u - theta > 0.0);
+            work[args.m_next + idx] = (1.0 - spike) * u;
+            work[args.s_next + idx] = spike;
+            work[args.d + idx] = d;
+            work[args.tau_m + idx] = tau_m;
+            work[args.zm + idx] = z_m;
+            work[args.u + idx] = u;
         }
-        za += params[args.c_a + j];
-        let tau_a = sigmoid(params[args.a_a] * za);
-        let b_new = tau_a * work[args.b_prev + idx] + (1.0 - tau_a) * work[args.s_prev + idx];
-        theta = B0 + BETA_ADAPT * b_new;
-        work[args.za + idx] = za;
-        work[args.tau_a + idx] = tau_a;
-        work[args.b_next + idx] = b_new;
     }
-    let u = m + tau_m * (d - m);
-    let spike = select(0.0, 1.0, u - theta > 0.0);
-    work[args.m_next + idx] = (1.0 - spike) * u;
-    work[args.s_next + idx] = spike;
-    work[args.d + idx] = d;
-    work[args.tau_m + idx] = tau_m;
-    work[args.zm + idx] = zm;
-    work[args.u + idx] = u;
 }

@@ -1,46 +1,75 @@
 // Weight gradients as batched outer products (spec §3): for a map with output gradient G [B, O]
 // and input [P ; Q] [B, P+Q],
-//   ∇W[o, i] = Σ_b G[b, o]·[P ; Q][b, i],   ∇c[o] = Σ_b G[b, o]
-// One invocation per weight (o, i), plus one per output for the bias (i = P+Q).
+//   ∇W[o, i] = Σ_b G[b, o]·[P ; Q][b, i],   ∇c[o] = Σ_b G[b, o]  (the bias is column P+Q, of ones)
+// One invocation per 4×4 tile of (output, column).
 #import bindings
 #import args
 @group(1) @binding(0) var<uniform> args: WeightGradArgs;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = flat_index(gid, nwg);
     let width = args.p_width + args.q_width;
-    if idx >= args.rows * (width + 1u) {
+    let cols = width + 1u;
+    let tiles_i = (cols + TILE - 1u) / TILE;
+    let tiles_o = (args.rows + TILE - 1u) / TILE;
+    let idx = flat_index(gid, nwg);
+    if idx >= tiles_o * tiles_i {
         return;
     }
-    let o = idx / (width + 1u);
-    let i = idx % (width + 1u);
+    let to = idx / tiles_i;
+    let ti = idx % tiles_i;
+    let os = tile_indices(to, args.rows);
     let nb = args.batch;
-    var acc = 0.0;
-    if i == width {
-        if args.bias == NONE {
-            return;
-        }
-        for (var b = 0u; b < nb; b++) {
-            acc += work[args.g + b * args.rows + o];
-        }
-        grad[args.bias + o] = acc;
-        return;
+    var p_off = args.p;
+    if args.p_is_data != 0u {
+        p_off += step.t * nb * args.p_width;
     }
-    var src: u32;
-    var stride: u32;
-    if i < args.p_width {
-        src = args.p + i;
-        if args.p_is_data != 0u {
-            src += step.t * nb * args.p_width;
+    // Where column c of the tile reads sample b: base[c] + b·stride[c]; the bias column reads 1.
+    var base: vec4<u32>;
+    var stride: vec4<u32>;
+    var is_bias = vec4<bool>(false);
+    for (var c = 0u; c < TILE; c++) {
+        let i = min(ti * TILE + c, width);
+        if i < args.p_width {
+            base[c] = p_off + i;
+            stride[c] = args.p_width;
+        } else if i < width {
+            base[c] = args.q + (i - args.p_width);
+            stride[c] = args.q_width;
+        } else {
+            base[c] = 0u;
+            stride[c] = 0u;
+            is_bias[c] = true;
         }
-        stride = args.p_width;
-    } else {
-        src = args.q + (i - args.p_width);
-        stride = args.q_width;
     }
+    var acc: array<vec4<f32>, 4>;
     for (var b = 0u; b < nb; b++) {
-        acc += work[args.g + b * args.rows + o] * work[src + b * stride];
+        let g_row = args.g + b * args.rows;
+        let g = vec4<f32>(work[g_row + os.x], work[g_row + os.y], work[g_row + os.z], work[g_row + os.w]);
+        let at = base + stride * b;
+        let x = select(vec4<f32>(work[at.x], work[at.y], work[at.z], work[at.w]), vec4<f32>(1.0), is_bias);
+        acc[0] += g.x * x;
+        acc[1] += g.y * x;
+        acc[2] += g.z * x;
+        acc[3] += g.w * x;
     }
-    grad[args.out + o * width + i] = acc;
+    for (var r = 0u; r < TILE; r++) {
+        let o = to * TILE + r;
+        if o >= args.rows {
+            break;
+        }
+        for (var c = 0u; c < TILE; c++) {
+            let i = ti * TILE + c;
+            if i > width {
+                break;
+            }
+            if i == width {
+                if args.bias != NONE {
+                    grad[args.bias + o] = acc[r][c];
+                }
+            } else {
+                grad[args.out + o * width + i] = acc[r][c];
+            }
+        }
+    }
 }

@@ -86,6 +86,12 @@ pub struct FpttEngine {
     last_run: usize,
 }
 
+/// Invocations of a kernel that computes 4×4 register tiles of an `rows × cols` output
+/// (`TILE` in shaders/shared/bindings.wgsl).
+fn tiles(rows: usize, cols: usize) -> usize {
+    rows.div_ceil(4) * cols.div_ceil(4)
+}
+
 fn is_classification(loss: LossKind) -> bool {
     matches!(loss, LossKind::Classification { .. })
 }
@@ -251,7 +257,7 @@ impl FpttEngine {
             };
             let la_off = arena.push(&la);
             let elems = batch * cfg.hidden[k];
-            out.push(kernels.over("layer_current", la_off, elems));
+            out.push(kernels.over("layer_current", la_off, tiles(batch, cfg.hidden[k])));
             if cfg.batch_norm {
                 for (bn, x, xhat, invstd, g_x) in [
                     (&names.bn_a, reg.cur_x, reg.xhat_x, reg.invstd_x, reg.g_cx),
@@ -273,7 +279,7 @@ impl FpttEngine {
                     out.push(kernels.over("batch_norm_forward", arena.push(&ba), cfg.hidden[k]));
                 }
             }
-            out.push(kernels.over("layer_neuron", la_off, elems));
+            out.push(kernels.over("layer_neuron", la_off, tiles(batch, cfg.hidden[k])));
             layer_args.push((la, la_off));
         }
 
@@ -352,8 +358,8 @@ impl FpttEngine {
             out.push(kernels.over("batch_norm_backward", readout_bn_off, cfg.outputs));
         }
         let weight_grad = |out: &mut Vec<Dispatch>, arena: &mut UniformArena, wg: WeightGradArgs| {
-            let elems = wg.rows as usize * (wg.p_width + wg.q_width + 1) as usize;
-            out.push(kernels.over("weight_grad", arena.push(&wg), elems));
+            let tiles = tiles(wg.rows as usize, (wg.p_width + wg.q_width + 1) as usize);
+            out.push(kernels.over("weight_grad", arena.push(&wg), tiles));
         };
         weight_grad(
             &mut out,
@@ -395,8 +401,8 @@ impl FpttEngine {
         };
         slope(&mut out, arena, &rslope, ro.r_o, ro.zo, bc);
         let input_grad = |out: &mut Vec<Dispatch>, arena: &mut UniformArena, ia: InputGradArgs| {
-            let elems = ia.batch as usize * ia.cols as usize;
-            out.push(kernels.over("input_grad", arena.push(&ia), elems));
+            let tiles = tiles(ia.batch as usize, ia.cols as usize);
+            out.push(kernels.over("input_grad", arena.push(&ia), tiles));
         };
         input_grad(
             &mut out,
