@@ -257,3 +257,35 @@ impl GpuContext {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_errors_become_gpu_errors_not_silence() {
+        let ctx = GpuContext::new(DeviceChoice::Auto).expect("an adapter");
+        assert!(ctx.check().is_ok());
+        // MAP_READ may only pair with COPY_DST: wgpu raises a validation error, which the
+        // context captures instead of panicking or carrying on.
+        let _bad = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("deliberately invalid"),
+            size: 16,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let err = ctx.wait().expect_err("the invalid buffer must surface as an error");
+        assert!(matches!(err, GpuError::Validation(_)), "{err}");
+        assert!(err.to_string().contains("deliberately invalid"), "the message names the object: {err}");
+        // And it keeps failing: a device that raised an error is not trusted again.
+        assert!(ctx.check().is_err());
+    }
+
+    #[test]
+    fn device_choice_parses_and_rejects_nonsense() {
+        assert_eq!("auto".parse::<DeviceChoice>(), Ok(DeviceChoice::Auto));
+        assert_eq!("cpu".parse::<DeviceChoice>(), Ok(DeviceChoice::Cpu));
+        assert_eq!("2".parse::<DeviceChoice>(), Ok(DeviceChoice::Index(2)));
+        assert!("fast".parse::<DeviceChoice>().unwrap_err().contains("auto, gpu, cpu"));
+    }
+}
