@@ -8,17 +8,34 @@
 #import args
 @group(1) @binding(0) var<uniform> args: OptimArgs;
 
+var<workgroup> partial: array<f32, 64>;
+
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn main(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid3: vec3<u32>,
+) {
+    // Each workgroup adds the norm's partial sums in the same fixed order (strided, then a
+    // tree), so every invocation sees the same ‖g‖ at the cost of a few loads per invocation.
+    let lid = lid3.x;
+    var acc = 0.0;
+    for (var p = lid; p < args.parts; p += 64u) {
+        acc += work[args.partials + p];
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
     let i = flat_index(gid, nwg);
     let n = args.len;
     if i >= n {
         return;
-    }
-    // Every invocation adds the partials in the same order, so all see the same norm.
-    var total = 0.0;
-    for (var p = 0u; p < args.parts; p++) {
-        total += work[args.partials + p];
     }
     let scale = min(1.0, args.clip / (sqrt(total) + 1e-6));
     let w = params[i];

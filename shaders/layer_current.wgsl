@@ -68,6 +68,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             fma_tile(&acc, a, w);
         }
     }
+    // Keep this step's input on the tape, where the backward reads it without knowing t.
+    if (args.flags & LAYER_DATA_INPUT) != 0u && tj == 0u {
+        for (var r = 0u; r < TILE; r++) {
+            let b = tb * TILE + r;
+            if b < args.batch {
+                for (var i = 0u; i < args.n_in; i++) {
+                    work[args.x_tape + b * args.n_in + i] = work[x_off + b * args.n_in + i];
+                }
+            }
+        }
+    }
     let cx = vec4<u32>(args.c_x) + js;
     store_tile(&acc, args.cur_x, tb * TILE, tj * TILE, vec4<f32>(params[cx.x], params[cx.y], params[cx.z], params[cx.w]));
     if !fused {

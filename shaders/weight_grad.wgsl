@@ -20,10 +20,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let ti = idx % tiles_i;
     let os = tile_indices(to, args.rows);
     let nb = args.batch;
-    var p_off = args.p;
-    if args.p_is_data != 0u {
-        p_off += step.t * nb * args.p_width;
-    }
+    let p_off = args.p;
     // Where column c of the tile reads sample b: base[c] + b·stride[c]; the bias column reads 1.
     var base: vec4<u32>;
     var stride: vec4<u32>;

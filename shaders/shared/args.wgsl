@@ -47,8 +47,9 @@ struct LayerArgs {
     g_direct: u32,
     // f32: the fixed threshold (unused when adaptive)
     threshold: f32,
+    // work offset: this step's data input [B, I], copied here by layer_current (data layer only)
+    x_tape: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 const LAYER_FUSED: u32 = 1u;
@@ -122,10 +123,9 @@ struct WeightGradArgs {
     q: u32,
     out: u32,
     bias: u32,
-    // 1: P is the data input, whose offset advances by t·B·P each step
-    p_is_data: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 // Twin: `InputGradArgs`. out[b,j] = add[b,j] + Σ_o G1[b,o]·W1[o, col1 + j] + Σ_o G2[b,o]·W2[o, col2 + j]

@@ -253,6 +253,7 @@ impl FpttEngine {
                 r_a: reg.r_a,
                 g_direct: reg.g_direct,
                 threshold,
+                x_tape: reg.x_tape,
                 ..Default::default()
             };
             let la_off = arena.push(&la);
@@ -490,15 +491,12 @@ impl FpttEngine {
                 weight_grad(&mut out, arena, wg(reg.g_za, reg.d, n, la.b_prev, n, la.w_a, la.c_a));
             }
             let n_in = la.n_in;
-            let data = u32::from(k == 0);
+            // The bottom layer's input is this step's data, kept on the tape by layer_current.
+            let x = if k == 0 { reg.x_tape } else { la.x_in };
             if cfg.fused_recurrent {
-                let mut a = wg(reg.g_cx, la.x_in, n_in, la.s_prev, n, la.w_x, la.c_x);
-                a.p_is_data = data;
-                weight_grad(&mut out, arena, a);
+                weight_grad(&mut out, arena, wg(reg.g_cx, x, n_in, la.s_prev, n, la.w_x, la.c_x));
             } else {
-                let mut a = wg(reg.g_cx, la.x_in, n_in, NONE, 0, la.w_x, la.c_x);
-                a.p_is_data = data;
-                weight_grad(&mut out, arena, a);
+                weight_grad(&mut out, arena, wg(reg.g_cx, x, n_in, NONE, 0, la.w_x, la.c_x));
                 weight_grad(&mut out, arena, wg(reg.g_cr, la.s_prev, n, NONE, 0, la.w_r, la.c_r));
             }
             slope(&mut out, arena, &names.slope_m, reg.r_m, reg.zm, elems);

@@ -48,6 +48,8 @@ pub struct StateRegion {
 pub struct LayerRegion {
     /// Offset of this layer within each state vector (`state.m + layer_offset`).
     pub state_offset: u32,
+    /// This step's data input (bottom layer only; the input of other layers is spikes).
+    pub x_tape: u32,
     pub cur_x: u32,
     pub cur_r: u32,
     pub d: u32,
@@ -135,6 +137,7 @@ impl WorkPlan {
             let g_d = r("g_d", bsz * n);
             let region = LayerRegion {
                 state_offset: state_offset as u32,
+                x_tape: r("x_tape", if k == 0 { bsz * cfg.inputs } else { 0 }),
                 cur_x: r("cur_x", bsz * n),
                 cur_r: r("cur_r", bsz * n),
                 d: r("d", bsz * n),
