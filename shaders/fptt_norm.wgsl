@@ -2,9 +2,8 @@
 // one per workgroup, over the trainable range. fptt_update adds them in a fixed order.
 #import bindings
 #import args
+#import reduce
 @group(1) @binding(0) var<uniform> args: OptimArgs;
-
-var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -15,15 +14,8 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         let g = grad[i] - opt[n + i] + args.alpha * (params[i] - opt[i]);
         acc += g * g;
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid, acc);
     if lid == 0u {
-        work[args.partials + wid.x] = partial[0];
+        work[args.partials + wid.x] = total;
     }
 }

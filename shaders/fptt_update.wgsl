@@ -6,9 +6,8 @@
 // opt holds [W̄ | λ | m | v or u], each args.len long.
 #import bindings
 #import args
+#import reduce
 @group(1) @binding(0) var<uniform> args: OptimArgs;
-
-var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -23,15 +22,7 @@ fn main(
     for (var p = lid; p < args.parts; p += 64u) {
         acc += work[args.partials + p];
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
+    let total = workgroup_sum(lid, acc);
     let i = flat_index(gid, nwg);
     let n = args.len;
     if i >= n {

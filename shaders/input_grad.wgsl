@@ -3,6 +3,7 @@
 // ḡ_s_top = ḡ_z·W_o and for ḡ_x = ḡ_d·W_x. One invocation per 4×4 tile of (sample, column).
 #import bindings
 #import args
+#import tile
 @group(1) @binding(0) var<uniform> args: InputGradArgs;
 
 fn product(acc: ptr<function, array<vec4<f32>, 4>>, k: u32, g: u32, w: u32, ld: u32, col: u32, bs: vec4<u32>, js: vec4<u32>) {
@@ -12,10 +13,7 @@ fn product(acc: ptr<function, array<vec4<f32>, 4>>, k: u32, g: u32, w: u32, ld: 
         let a = vec4<f32>(work[grows.x + o], work[grows.y + o], work[grows.z + o], work[grows.w + o]);
         let wo = o * ld;
         let v = vec4<f32>(params[wcols.x + wo], params[wcols.y + wo], params[wcols.z + wo], params[wcols.w + wo]);
-        (*acc)[0] += a.x * v;
-        (*acc)[1] += a.y * v;
-        (*acc)[2] += a.z * v;
-        (*acc)[3] += a.w * v;
+        fma_tile(acc, a, v);
     }
 }
 

@@ -4,15 +4,8 @@
 // One invocation per 4×4 tile of (sample, neuron).
 #import bindings
 #import args
+#import tile
 @group(1) @binding(0) var<uniform> args: LayerArgs;
-
-// acc[r] += a[r]·w for the four samples r of a tile.
-fn fma_tile(acc: ptr<function, array<vec4<f32>, 4>>, a: vec4<f32>, w: vec4<f32>) {
-    (*acc)[0] += a.x * w;
-    (*acc)[1] += a.y * w;
-    (*acc)[2] += a.z * w;
-    (*acc)[3] += a.w * w;
-}
 
 fn store_tile(acc: ptr<function, array<vec4<f32>, 4>>, out: u32, b0: u32, j0: u32, bias: vec4<f32>) {
     for (var r = 0u; r < TILE; r++) {

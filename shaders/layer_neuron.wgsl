@@ -7,6 +7,7 @@
 #import bindings
 #import args
 #import neuron
+#import tile
 @group(1) @binding(0) var<uniform> args: LayerArgs;
 
 fn current(i: u32) -> f32 {
@@ -14,13 +15,6 @@ fn current(i: u32) -> f32 {
         return work[args.cur_x + i];
     }
     return work[args.cur_x + i] + work[args.cur_r + i];
-}
-
-fn fma_tile(acc: ptr<function, array<vec4<f32>, 4>>, a: vec4<f32>, w: vec4<f32>) {
-    (*acc)[0] += a.x * w;
-    (*acc)[1] += a.y * w;
-    (*acc)[2] += a.z * w;
-    (*acc)[3] += a.w * w;
 }
 
 // Σ_i W[j, i]·[d ; state][b, i] for the tile's samples `rows` (offsets of row b) and gate rows

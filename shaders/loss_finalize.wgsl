@@ -5,55 +5,46 @@
 // order (no atomics), so that two runs give bit-identical numbers.
 #import bindings
 #import args
+#import reduce
 @group(1) @binding(0) var<uniform> args: ReadoutArgs;
-
-var<workgroup> partial: array<f32, 256>;
-
-fn workgroup_sum(lid: u32, value: f32) -> f32 {
-    partial[lid] = value;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
 
 fn strided_sum(lid: u32, base: u32, len: u32) -> f32 {
     var acc = 0.0;
-    for (var i = lid; i < len; i += 256u) {
+    for (var i = lid; i < len; i += REDUCE_WIDTH) {
         acc += work[base + i];
     }
     return workgroup_sum(lid, acc);
 }
 
-@compute @workgroup_size(256)
+// q[y, t] ← softmax(o'_b) for the first sample b labelled y that is predicted wrong.
+fn update_table(y: u32) {
+    let c = args.c;
+    for (var b = 0u; b < step.valid; b++) {
+        if bitcast<u32>(work[args.targets + b]) == y && work[args.correct_b + b] == 0.0 {
+            let o = args.o_next + b * c;
+            var mx = work[o];
+            for (var k = 1u; k < c; k++) {
+                mx = max(mx, work[o + k]);
+            }
+            var sum_exp = 0.0;
+            for (var k = 0u; k < c; k++) {
+                sum_exp += exp(work[o + k] - mx);
+            }
+            let row = args.q + (y * step.steps + step.t) * c;
+            for (var k = 0u; k < c; k++) {
+                work[row + k] = exp(work[o + k] - mx) / sum_exp;
+            }
+            return;
+        }
+    }
+}
+
+@compute @workgroup_size(64)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
-    let c = args.c;
-    if step.update_q != 0u && lid < c {
-        for (var b = 0u; b < step.valid; b++) {
-            let y = bitcast<u32>(work[args.targets + b]);
-            if y == lid && work[args.correct_b + b] == 0.0 {
-                let o = args.o_next + b * c;
-                var mx = work[o];
-                for (var k = 1u; k < c; k++) {
-                    mx = max(mx, work[o + k]);
-                }
-                var sum_exp = 0.0;
-                for (var k = 0u; k < c; k++) {
-                    sum_exp += exp(work[o + k] - mx);
-                }
-                let row = args.q + (y * step.steps + step.t) * c;
-                for (var k = 0u; k < c; k++) {
-                    work[row + k] = exp(work[o + k] - mx) / sum_exp;
-                }
-                break;
-            }
+    if step.update_q != 0u {
+        for (var y = lid; y < args.c; y += REDUCE_WIDTH) {
+            update_table(y);
         }
     }
     let loss = strided_sum(lid, args.loss_b, args.batch);

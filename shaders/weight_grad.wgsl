@@ -4,6 +4,7 @@
 // One invocation per 4×4 tile of (output, column).
 #import bindings
 #import args
+#import tile
 @group(1) @binding(0) var<uniform> args: WeightGradArgs;
 
 @compute @workgroup_size(64)
@@ -45,10 +46,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let g = vec4<f32>(work[g_row + os.x], work[g_row + os.y], work[g_row + os.z], work[g_row + os.w]);
         let at = base + stride * b;
         let x = select(vec4<f32>(work[at.x], work[at.y], work[at.z], work[at.w]), vec4<f32>(1.0), is_bias);
-        acc[0] += g.x * x;
-        acc[1] += g.y * x;
-        acc[2] += g.z * x;
-        acc[3] += g.w * x;
+        fma_tile(&acc, g, x);
     }
     for (var r = 0u; r < TILE; r++) {
         let o = to * TILE + r;

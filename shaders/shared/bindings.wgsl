@@ -42,13 +42,3 @@ fn flat_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.y * nwg.x * WORKGROUP + gid.x;
 }
 
-// Register tiles: matrix-shaped kernels compute a 4×4 block of outputs per invocation, so each
-// value loaded feeds four multiply-adds (lavapipe and GPUs alike reward the reuse).
-const TILE: u32 = 4u;
-
-// The four row (or column) indices of tile `t`, clamped to `len − 1` so that edge tiles read in
-// bounds; their extra outputs are never written.
-fn tile_indices(t: u32, len: u32) -> vec4<u32> {
-    let first = t * TILE;
-    return min(vec4<u32>(first, first + 1u, first + 2u, first + 3u), vec4<u32>(len - 1u));
-}

@@ -257,8 +257,9 @@ impl FpttEngine {
                 ..Default::default()
             };
             let la_off = arena.push(&la);
-            let elems = batch * cfg.hidden[k];
             out.push(kernels.over("layer_current", la_off, tiles(batch, cfg.hidden[k])));
+            // One argument slot per normalisation serves its forward and its backward.
+            let mut bn_offsets = Vec::new();
             if cfg.batch_norm {
                 for (bn, x, xhat, invstd, g_x) in [
                     (&names.bn_a, reg.cur_x, reg.xhat_x, reg.invstd_x, reg.g_cx),
@@ -277,11 +278,13 @@ impl FpttEngine {
                         g_x,
                         ..Default::default()
                     };
-                    out.push(kernels.over("batch_norm_forward", arena.push(&ba), cfg.hidden[k]));
+                    let ba_off = arena.push(&ba);
+                    out.push(kernels.over("batch_norm_forward", ba_off, cfg.hidden[k]));
+                    bn_offsets.push(ba_off);
                 }
             }
             out.push(kernels.over("layer_neuron", la_off, tiles(batch, cfg.hidden[k])));
-            layer_args.push((la, la_off));
+            layer_args.push((la, la_off, bn_offsets));
         }
 
         // Readout and loss.
@@ -425,7 +428,7 @@ impl FpttEngine {
 
         // Backward through the hidden layers, top to bottom.
         for k in (0..nl).rev() {
-            let (la, la_off) = layer_args[k];
+            let (la, la_off, ref bn_offsets) = layer_args[k];
             let names = LayerNames::hidden(k, nl);
             let reg = &plan.layers[k];
             let n = la.n;
@@ -452,27 +455,8 @@ impl FpttEngine {
                     ..Default::default()
                 },
             );
-            if cfg.batch_norm {
-                // The same BnArgs as the forward (pushed again: arguments are per dispatch).
-                for (bn, x, xhat, invstd, g_x) in [
-                    (&names.bn_a, reg.cur_x, reg.xhat_x, reg.invstd_x, reg.g_cx),
-                    (&names.bn_b, reg.cur_r, reg.xhat_r, reg.invstd_r, reg.g_cr),
-                ] {
-                    let ba = BnArgs {
-                        batch: bsz,
-                        features: n,
-                        x,
-                        xhat,
-                        invstd,
-                        gamma: off(&format!("{bn}.weight")),
-                        beta: off(&format!("{bn}.bias")),
-                        running: plan.running + stats.base(bn) as u32,
-                        g_y: reg.g_d,
-                        g_x,
-                        ..Default::default()
-                    };
-                    out.push(kernels.over("batch_norm_backward", arena.push(&ba), cfg.hidden[k]));
-                }
+            for &ba_off in bn_offsets {
+                out.push(kernels.over("batch_norm_backward", ba_off, cfg.hidden[k]));
             }
             let wg = |g, p, p_width, q, q_width, w, bias| WeightGradArgs {
                 batch: bsz,

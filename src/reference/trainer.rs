@@ -14,7 +14,7 @@ use super::optim::{
 use super::{params_from_map, to_f32, to_f64, to_tensor, Params, SpikeFn};
 use crate::model::{ModelConfig, StatLayout};
 use crate::settings::{
-    AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
+    FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
 };
 use crate::tensor::{Tensor, TensorMap};
 

@@ -1,0 +1,20 @@
+// Register tiles: matrix-shaped kernels compute a 4×4 block of outputs per invocation, so each
+// value loaded feeds four multiply-adds (lavapipe and GPUs alike reward the reuse).
+// Twin: `tiles()` in src/learn/fptt.rs, which sizes their dispatches.
+
+const TILE: u32 = 4u;
+
+// The four row (or column) indices of tile `t`, clamped to `len − 1` so that edge tiles read in
+// bounds; their extra outputs are never written.
+fn tile_indices(t: u32, len: u32) -> vec4<u32> {
+    let first = t * TILE;
+    return min(vec4<u32>(first, first + 1u, first + 2u, first + 3u), vec4<u32>(len - 1u));
+}
+
+// acc[r] += a[r]·w: one rank-1 update of a 4×4 tile (a: the tile's four rows, w: its four columns).
+fn fma_tile(acc: ptr<function, array<vec4<f32>, 4>>, a: vec4<f32>, w: vec4<f32>) {
+    (*acc)[0] += a.x * w;
+    (*acc)[1] += a.y * w;
+    (*acc)[2] += a.z * w;
+    (*acc)[3] += a.w * w;
+}
