@@ -7,22 +7,41 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-fn expand(src: &str, shared: &Path, seen: &mut BTreeSet<String>, out: &mut String) -> Result<(), String> {
-    for line in src.lines() {
+/// The expanded source and, for each of its lines, the file and line it came from.
+#[derive(Default)]
+struct Expanded {
+    text: String,
+    origin: Vec<(String, usize)>,
+}
+
+fn expand(file: &str, src: &str, shared: &Path, seen: &mut BTreeSet<String>, out: &mut Expanded) -> Result<(), String> {
+    for (i, line) in src.lines().enumerate() {
         if let Some(name) = line.trim().strip_prefix("#import ") {
             let name = name.trim();
             if seen.insert(name.to_string()) {
                 let path = shared.join(format!("{name}.wgsl"));
-                let text = std::fs::read_to_string(&path).map_err(|e| format!("#import {name}: {}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{file}:{}: #import {name}: {}: {e}", i + 1, path.display()))?;
                 println!("cargo:rerun-if-changed={}", path.display());
-                expand(&text, shared, seen, out)?;
+                expand(&format!("shaders/shared/{name}.wgsl"), &text, shared, seen, out)?;
             }
         } else {
-            out.push_str(line);
-            out.push('\n');
+            out.text.push_str(line);
+            out.text.push('\n');
+            out.origin.push((file.to_string(), i + 1));
         }
     }
     Ok(())
+}
+
+impl Expanded {
+    /// "file:line: " of an error at `location` in the expanded text.
+    fn at(&self, location: Option<naga::SourceLocation>) -> String {
+        location
+            .and_then(|l| self.origin.get(l.line_number as usize - 1))
+            .map(|(f, n)| format!("{f}:{n}: "))
+            .unwrap_or_default()
+    }
 }
 
 fn main() {
@@ -42,30 +61,32 @@ fn main() {
         println!("cargo:rerun-if-changed={}", path.display());
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(path).expect("readable shader");
-        let mut source = String::new();
-        if let Err(e) = expand(&text, &shared, &mut BTreeSet::new(), &mut source) {
-            failures.push(format!("{}: {e}", path.display()));
+        let file = format!("shaders/{name}.wgsl");
+        let mut expanded = Expanded::default();
+        if let Err(e) = expand(&file, &text, &shared, &mut BTreeSet::new(), &mut expanded) {
+            failures.push(e);
             continue;
         }
-        let shown = format!("shaders/{name}.wgsl (with its #imports expanded)");
-        let module = match naga::front::wgsl::parse_str(&source) {
+        let source = &expanded.text;
+        let shown = format!("{file} (with its #imports expanded)");
+        let module = match naga::front::wgsl::parse_str(source) {
             Ok(m) => m,
             Err(e) => {
-                failures.push(e.emit_to_string_with_path(&source, &shown));
+                failures.push(format!("{}{}", expanded.at(e.location(source)), e.emit_to_string_with_path(source, &shown)));
                 continue;
             }
         };
         let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
         if let Err(e) = validator.validate(&module) {
-            failures.push(e.emit_to_string_with_path(&source, &shown));
+            failures.push(format!("{}{}", expanded.at(e.location(source)), e.emit_to_string_with_path(source, &shown)));
             continue;
         }
         let entries: Vec<_> = module.entry_points.iter().map(|e| e.name.clone()).collect();
         if entries != ["main"] {
-            failures.push(format!("{shown}: expected exactly one entry point named `main`, found {entries:?}"));
+            failures.push(format!("{file}: expected exactly one entry point named `main`, found {entries:?}"));
             continue;
         }
-        writeln!(table, "    ({name:?}, {source:?}),").unwrap();
+        writeln!(table, "    ({name:?}, {:?}),", expanded.text).unwrap();
     }
     if !failures.is_empty() {
         for f in &failures {
