@@ -3,7 +3,7 @@
 //   ∇γ = Σ_b ḡ_y·x̂, ∇δ = Σ_b ḡ_y, ḡ_x = γ/σ/B·(B·ḡ_y − Σ_b ḡ_y − x̂·Σ_b ḡ_y·x̂)
 #import bindings
 #import args
-@group(1) @binding(0) var<uniform> args: BnArgs;
+@group(1) @binding(0) var<storage, read> args: BnArgs;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

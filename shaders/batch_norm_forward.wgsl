@@ -4,7 +4,7 @@
 // running statistics of step t.
 #import bindings
 #import args
-@group(1) @binding(0) var<uniform> args: BnArgs;
+@group(1) @binding(0) var<storage, read> args: BnArgs;
 
 const EPS: f32 = 1e-5;
 const MOMENTUM: f32 = 0.1;

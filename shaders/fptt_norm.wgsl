@@ -3,7 +3,7 @@
 #import bindings
 #import args
 #import reduce
-@group(1) @binding(0) var<uniform> args: OptimArgs;
+@group(1) @binding(0) var<storage, read> args: OptimArgs;
 
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

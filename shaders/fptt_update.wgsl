@@ -7,7 +7,7 @@
 #import bindings
 #import args
 #import reduce
-@group(1) @binding(0) var<uniform> args: OptimArgs;
+@group(1) @binding(0) var<storage, read> args: OptimArgs;
 
 @compute @workgroup_size(64)
 fn main(

@@ -4,7 +4,7 @@
 #import bindings
 #import args
 #import tile
-@group(1) @binding(0) var<uniform> args: InputGradArgs;
+@group(1) @binding(0) var<storage, read> args: InputGradArgs;
 
 fn product(acc: ptr<function, array<vec4<f32>, 4>>, k: u32, g: u32, w: u32, ld: u32, col: u32, bs: vec4<u32>, js: vec4<u32>) {
     let grows = vec4<u32>(g) + bs * k;

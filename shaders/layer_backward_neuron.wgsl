@@ -5,7 +5,7 @@
 #import bindings
 #import args
 #import neuron
-@group(1) @binding(0) var<uniform> args: LayerArgs;
+@group(1) @binding(0) var<storage, read> args: LayerArgs;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -5,7 +5,7 @@
 #import bindings
 #import args
 #import tile
-@group(1) @binding(0) var<uniform> args: LayerArgs;
+@group(1) @binding(0) var<storage, read> args: LayerArgs;
 
 fn store_tile(acc: ptr<function, array<vec4<f32>, 4>>, out: u32, b0: u32, j0: u32, bias: vec4<f32>) {
     for (var r = 0u; r < TILE; r++) {

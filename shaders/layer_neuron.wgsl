@@ -8,7 +8,7 @@
 #import args
 #import neuron
 #import tile
-@group(1) @binding(0) var<uniform> args: LayerArgs;
+@group(1) @binding(0) var<storage, read> args: LayerArgs;
 
 fn current(i: u32) -> f32 {
     if (args.flags & LAYER_FUSED) != 0u {

@@ -6,7 +6,7 @@
 #import bindings
 #import args
 #import reduce
-@group(1) @binding(0) var<uniform> args: ReadoutArgs;
+@group(1) @binding(0) var<storage, read> args: ReadoutArgs;
 
 fn strided_sum(lid: u32, base: u32, len: u32) -> f32 {
     var acc = 0.0;

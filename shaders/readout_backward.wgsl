@@ -3,7 +3,7 @@
 //   ḡ_z  = ḡ_o'·τo + ḡ_zo·W_om[:, :C]
 #import bindings
 #import args
-@group(1) @binding(0) var<uniform> args: ReadoutArgs;
+@group(1) @binding(0) var<storage, read> args: ReadoutArgs;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -1,4 +1,4 @@
-// Per-dispatch arguments (group 1, binding 0, dynamic offset). Every field is a u32 offset into
+// Per-dispatch arguments (group 1, binding 0, read-only storage at a dynamic offset). Every field is a u32 offset into
 // one of the group-0 buffers unless noted; NONE marks an absent operand. Each struct's twin, with a
 // size/offset test against this file, lives in src/learn/kernel_args.rs.
 

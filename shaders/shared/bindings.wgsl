@@ -1,4 +1,4 @@
-// The engine's storage (group 0) and the per-step uniform (group 1, binding 1), shared by every
+// The engine's storage (group 0) and the per-step info (group 1, binding 1), shared by every
 // kernel. All buffers are flat f32 arrays addressed by offsets that the host plans once:
 //   params: every parameter, trainable ones first (src/model/layout.rs)
 //   grad:   ∇ℓ_t of each parameter, same offsets as params
@@ -11,6 +11,7 @@
 @group(0) @binding(3) var<storage, read_write> work: array<f32>;
 
 // Twin: `StepInfo` in src/learn/kernel_args.rs. One per time step, bound with a dynamic offset.
+// Arguments and step info are read-only storage, not uniforms: see src/gpu/kernels.rs.
 struct StepInfo {
     t: u32,
     steps: u32,
@@ -31,7 +32,7 @@ struct StepInfo {
     _pad0: u32,
     _pad1: u32,
 }
-@group(1) @binding(1) var<uniform> step: StepInfo;
+@group(1) @binding(1) var<storage, read> step: StepInfo;
 
 const NONE: u32 = 0xffffffffu;
 const WORKGROUP: u32 = 64u;

@@ -1,4 +1,4 @@
-//! Storage buffers with byte accounting, the uniform arena for dispatch arguments, and readback.
+//! Storage buffers with byte accounting, the arena of dispatch arguments, and readback.
 
 use super::context::{GpuContext, GpuError};
 use std::cell::Cell;
@@ -102,24 +102,25 @@ impl Drop for GpuBuffer {
     }
 }
 
-/// Dynamic uniform offsets must be multiples of this (the WebGPU minimum, which every adapter
+/// Dynamic buffer offsets must be multiples of this (the WebGPU minimum, which every adapter
 /// accepts); every argument struct fits in one slot.
-pub const UNIFORM_SLOT: usize = 256;
+pub const ARG_SLOT: usize = 256;
 
-/// Collects argument structs at slot-aligned offsets, then uploads them as one uniform buffer.
+/// Collects argument structs at slot-aligned offsets, then uploads them as one read-only storage
+/// buffer bound with dynamic offsets.
 #[derive(Default)]
-pub struct UniformArena {
+pub struct ArgArena {
     bytes: Vec<u8>,
 }
 
-impl UniformArena {
+impl ArgArena {
     /// Append `value`; returns its dynamic offset.
     pub fn push<T: bytemuck::Pod>(&mut self, value: &T) -> u32 {
         let raw = bytemuck::bytes_of(value);
-        assert!(raw.len() <= UNIFORM_SLOT, "argument struct larger than a uniform slot");
+        assert!(raw.len() <= ARG_SLOT, "argument struct larger than a uniform slot");
         let offset = self.bytes.len();
         self.bytes.extend_from_slice(raw);
-        self.bytes.resize(offset + UNIFORM_SLOT, 0);
+        self.bytes.resize(offset + ARG_SLOT, 0);
         offset as u32
     }
 
@@ -131,30 +132,30 @@ impl UniformArena {
         &self.bytes
     }
 
-    /// A uniform buffer holding the arena (at least one slot).
-    pub fn upload(&self, ctx: &GpuContext, ledger: &MemoryLedger, label: &str) -> UniformBuffer {
-        let size = self.bytes.len().max(UNIFORM_SLOT) as u64;
+    /// A buffer holding the arena (at least one slot).
+    pub fn upload(&self, ctx: &GpuContext, ledger: &MemoryLedger, label: &str) -> ArgBuffer {
+        let size = self.bytes.len().max(ARG_SLOT) as u64;
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         if !self.bytes.is_empty() {
             ctx.queue.write_buffer(&buffer, 0, &self.bytes);
         }
         ledger.add(size);
-        UniformBuffer { buffer, ledger: ledger.clone() }
+        ArgBuffer { buffer, ledger: ledger.clone() }
     }
 }
 
-/// A uniform buffer made by [`UniformArena::upload`], counted in the ledger.
-pub struct UniformBuffer {
+/// A buffer of argument slots made by [`ArgArena::upload`], counted in the ledger.
+pub struct ArgBuffer {
     pub buffer: wgpu::Buffer,
     ledger: MemoryLedger,
 }
 
-impl Drop for UniformBuffer {
+impl Drop for ArgBuffer {
     fn drop(&mut self) {
         self.ledger.sub(self.buffer.size());
     }

@@ -1,7 +1,7 @@
 //! The kernel table (one compute pipeline per shader, all sharing one pipeline layout) and the
 //! recording of dispatch lists into a compute pass.
 
-use super::buffers::{GpuBuffer, UniformBuffer, UNIFORM_SLOT};
+use super::buffers::{GpuBuffer, ArgBuffer, ARG_SLOT};
 use super::context::GpuContext;
 use super::sources::KERNEL_SOURCES;
 use std::num::NonZeroU64;
@@ -15,7 +15,7 @@ pub struct KernelTable {
     names: Vec<&'static str>,
     pipelines: Vec<wgpu::ComputePipeline>,
     storage_layout: wgpu::BindGroupLayout,
-    uniform_layout: wgpu::BindGroupLayout,
+    argument_layout: wgpu::BindGroupLayout,
 }
 
 /// One recorded kernel launch: which kernel, the dynamic offset of its arguments, and how many
@@ -39,13 +39,16 @@ impl KernelTable {
             },
             count: None,
         };
-        let uniform_entry = |binding| wgpu::BindGroupLayoutEntry {
+        // Read-only storage, not uniforms: lavapipe specialises a shader on the uniform values that
+        // steer its control flow and keeps one variant per pipeline, so consecutive dispatches of
+        // one kernel with different sizes recompiled it every time (13 ms per batch-norm dispatch).
+        let argument_entry = |binding| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
+                ty: wgpu::BufferBindingType::Storage { read_only: true },
                 has_dynamic_offset: true,
-                min_binding_size: NonZeroU64::new(UNIFORM_SLOT as u64),
+                min_binding_size: NonZeroU64::new(ARG_SLOT as u64),
             },
             count: None,
         };
@@ -54,13 +57,13 @@ impl KernelTable {
             label: Some("storage: params, grad, opt, work"),
             entries: &[storage_entry(0), storage_entry(1), storage_entry(2), storage_entry(3)],
         });
-        let uniform_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("uniforms: dispatch args, step info"),
-            entries: &[uniform_entry(0), uniform_entry(1)],
+        let argument_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("per dispatch: args, step info"),
+            entries: &[argument_entry(0), argument_entry(1)],
         });
         let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("fptt kernels"),
-            bind_group_layouts: &[Some(&storage_layout), Some(&uniform_layout)],
+            bind_group_layouts: &[Some(&storage_layout), Some(&argument_layout)],
             immediate_size: 0,
         });
         let mut names = Vec::new();
@@ -81,7 +84,7 @@ impl KernelTable {
             names.push(*name);
             pipelines.push(pipeline);
         }
-        KernelTable { names, pipelines, storage_layout, uniform_layout }
+        KernelTable { names, pipelines, storage_layout, argument_layout }
     }
 
     /// The index of a kernel by its file stem; a missing name is a programming error.
@@ -116,23 +119,23 @@ impl KernelTable {
         })
     }
 
-    pub fn uniform_bind_group(
+    pub fn argument_bind_group(
         &self,
         ctx: &GpuContext,
         label: &str,
-        args: &UniformBuffer,
-        steps: &UniformBuffer,
+        args: &ArgBuffer,
+        steps: &ArgBuffer,
     ) -> wgpu::BindGroup {
-        fn window(b: &UniformBuffer) -> wgpu::BindingResource<'_> {
+        fn window(b: &ArgBuffer) -> wgpu::BindingResource<'_> {
             wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: &b.buffer,
                 offset: 0,
-                size: NonZeroU64::new(UNIFORM_SLOT as u64),
+                size: NonZeroU64::new(ARG_SLOT as u64),
             })
         }
         ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
-            layout: &self.uniform_layout,
+            layout: &self.argument_layout,
             entries: &[
                 wgpu::BindGroupEntry { binding: 0, resource: window(args) },
                 wgpu::BindGroupEntry { binding: 1, resource: window(steps) },
@@ -144,13 +147,13 @@ impl KernelTable {
     pub fn record(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
-        uniforms: &wgpu::BindGroup,
+        arguments: &wgpu::BindGroup,
         dispatches: &[Dispatch],
         step_offset: u32,
     ) {
         for d in dispatches {
             pass.set_pipeline(&self.pipelines[d.kernel]);
-            pass.set_bind_group(1, uniforms, &[d.args, step_offset]);
+            pass.set_bind_group(1, arguments, &[d.args, step_offset]);
             let x = d.workgroups.min(MAX_GROUPS_X);
             let y = d.workgroups.div_ceil(x);
             pass.dispatch_workgroups(x, y, 1);

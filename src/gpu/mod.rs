@@ -3,14 +3,15 @@
 //! shaders, dispatch recording, and readback. It knows buffers and kernels, not learning rules.
 //!
 //! The binding model every kernel shares: group 0 holds up to four flat f32 storage buffers,
-//! group 1 holds two uniforms bound with dynamic offsets — the dispatch's arguments and the time
-//! step's `StepInfo` — so that a whole sequence is recorded with no per-step buffer writes.
+//! group 1 two read-only storage windows bound with dynamic offsets — the dispatch's arguments
+//! and the time step's `StepInfo` — so that a whole sequence is recorded with no per-step buffer
+//! writes.
 
 mod buffers;
 mod context;
 mod kernels;
 
-pub use buffers::{GpuBuffer, MemoryLedger, UniformArena, UniformBuffer, UNIFORM_SLOT};
+pub use buffers::{ArgArena, ArgBuffer, GpuBuffer, MemoryLedger, ARG_SLOT};
 pub use context::{list_adapters, AdapterReport, DeviceChoice, GpuContext, GpuError};
 pub use kernels::{Dispatch, KernelTable};
 

@@ -4,7 +4,7 @@
 
 use super::kernel_args::*;
 use super::plan::{WorkPlan, NORM_PARTS};
-use crate::gpu::{Dispatch, GpuBuffer, GpuContext, GpuError, KernelTable, MemoryLedger, UniformArena, UniformBuffer, UNIFORM_SLOT};
+use crate::gpu::{Dispatch, GpuBuffer, GpuContext, GpuError, KernelTable, MemoryLedger, ArgArena, ArgBuffer, ARG_SLOT};
 use crate::model::{LayerNames, ModelConfig, ModelError, ParamLayout, StatLayout, ThresholdMode, B0};
 use crate::settings::{
     AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
@@ -74,10 +74,10 @@ pub struct FpttEngine {
     grad: GpuBuffer,
     opt: GpuBuffer,
     work: GpuBuffer,
-    steps_buffer: UniformBuffer,
-    _args_buffer: UniformBuffer,
+    steps_buffer: ArgBuffer,
+    _args_buffer: ArgBuffer,
     storage_group: wgpu::BindGroup,
-    uniform_group: wgpu::BindGroup,
+    argument_group: wgpu::BindGroup,
     train_schedule: [Vec<Dispatch>; 2],
     eval_schedule: [Vec<Dispatch>; 2],
     updates: u64,
@@ -129,18 +129,18 @@ impl FpttEngine {
         let opt = GpuBuffer::storage(&ctx, &ledger, "opt: wbar, lambda, moments", 4 * layout.trainable_len)?;
         let work = GpuBuffer::storage(&ctx, &ledger, "work", plan.arena.len())?;
 
-        let mut arena = UniformArena::default();
+        let mut arena = ArgArena::default();
         let train_schedule = [0, 1].map(|p| Self::schedule(&kernels, cfg, settings, batch, &layout, &stats, &plan, &mut arena, p, true));
         let eval_schedule = [0, 1].map(|p| Self::schedule(&kernels, cfg, settings, batch, &layout, &stats, &plan, &mut arena, p, false));
         let args_buffer = arena.upload(&ctx, &ledger, "dispatch args");
-        let steps_buffer = UniformArena::default();
+        let steps_buffer = ArgArena::default();
         let mut steps_arena = steps_buffer;
         for _ in 0..2 * cfg.steps {
             steps_arena.push(&StepInfo::default());
         }
         let steps_buffer = steps_arena.upload(&ctx, &ledger, "step info");
         let storage_group = kernels.storage_bind_group(&ctx, "engine storage", [&params, &grad, &opt, &work]);
-        let uniform_group = kernels.uniform_bind_group(&ctx, "engine uniforms", &args_buffer, &steps_buffer);
+        let argument_group = kernels.argument_bind_group(&ctx, "engine arguments", &args_buffer, &steps_buffer);
 
         let mut engine = FpttEngine {
             ctx,
@@ -159,7 +159,7 @@ impl FpttEngine {
             steps_buffer,
             _args_buffer: args_buffer,
             storage_group,
-            uniform_group,
+            argument_group,
             train_schedule,
             eval_schedule,
             updates: 0,
@@ -180,7 +180,7 @@ impl FpttEngine {
         layout: &ParamLayout,
         stats: &StatLayout,
         plan: &WorkPlan,
-        arena: &mut UniformArena,
+        arena: &mut ArgArena,
         p: usize,
         training: bool,
     ) -> Vec<Dispatch> {
@@ -361,7 +361,7 @@ impl FpttEngine {
         if cfg.batch_norm {
             out.push(kernels.over("batch_norm_backward", readout_bn_off, cfg.outputs));
         }
-        let weight_grad = |out: &mut Vec<Dispatch>, arena: &mut UniformArena, wg: WeightGradArgs| {
+        let weight_grad = |out: &mut Vec<Dispatch>, arena: &mut ArgArena, wg: WeightGradArgs| {
             let tiles = tiles(wg.rows as usize, (wg.p_width + wg.q_width + 1) as usize);
             out.push(kernels.over("weight_grad", arena.push(&wg), tiles));
         };
@@ -397,14 +397,14 @@ impl FpttEngine {
                 ..Default::default()
             },
         );
-        let slope = |out: &mut Vec<Dispatch>, arena: &mut UniformArena, name: &str, r: u32, z: u32, len: usize| {
+        let slope = |out: &mut Vec<Dispatch>, arena: &mut ArgArena, name: &str, r: u32, z: u32, len: usize| {
             if trainable(name) {
                 let da = DotArgs { len: len as u32, a: r, b: z, out: off(name) };
                 out.push(kernels.groups("slope_grad", arena.push(&da), 1));
             }
         };
         slope(&mut out, arena, &rslope, ro.r_o, ro.zo, bc);
-        let input_grad = |out: &mut Vec<Dispatch>, arena: &mut UniformArena, ia: InputGradArgs| {
+        let input_grad = |out: &mut Vec<Dispatch>, arena: &mut ArgArena, ia: InputGradArgs| {
             let tiles = tiles(ia.batch as usize, ia.cols as usize);
             out.push(kernels.over("input_grad", arena.push(&ia), tiles));
         };
@@ -722,13 +722,13 @@ impl FpttEngine {
         let run = limit.min(t_len);
         let infos = self.step_infos(batch.batch, training);
         let base_slot = if training { 0 } else { t_len };
-        let mut bytes = Vec::with_capacity(t_len * UNIFORM_SLOT);
+        let mut bytes = Vec::with_capacity(t_len * ARG_SLOT);
         for info in &infos {
             let start = bytes.len();
             bytes.extend_from_slice(bytemuck::bytes_of(info));
-            bytes.resize(start + UNIFORM_SLOT, 0);
+            bytes.resize(start + ARG_SLOT, 0);
         }
-        self.ctx.queue.write_buffer(&self.steps_buffer.buffer, (base_slot * UNIFORM_SLOT) as u64, &bytes);
+        self.ctx.queue.write_buffer(&self.steps_buffer.buffer, (base_slot * ARG_SLOT) as u64, &bytes);
 
         let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some(if training { "train sequence" } else { "evaluate sequence" }),
@@ -741,8 +741,8 @@ impl FpttEngine {
             pass.set_bind_group(0, &self.storage_group, &[]);
             let schedule = if training { &self.train_schedule } else { &self.eval_schedule };
             for t in 0..run {
-                let offset = ((base_slot + t) * UNIFORM_SLOT) as u32;
-                self.kernels.record(&mut pass, &self.uniform_group, &schedule[t % 2], offset);
+                let offset = ((base_slot + t) * ARG_SLOT) as u32;
+                self.kernels.record(&mut pass, &self.argument_group, &schedule[t % 2], offset);
             }
         }
         self.ctx.queue.submit([encoder.finish()]);
