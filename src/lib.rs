@@ -20,5 +20,6 @@ pub mod learn;
 pub mod model;
 pub mod reference;
 pub mod rng;
+pub mod run;
 pub mod settings;
 pub mod tensor;

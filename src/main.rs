@@ -1,1 +1,238 @@
-fn main() {}
+//! The `fptt` command line: `fptt devices` lists the adapters, `fptt train EXPERIMENT.toml` runs an
+//! experiment (see `experiments/README.md` for every key).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use fptt::gpu::{list_adapters, DeviceChoice};
+use fptt::run::{self, ProgressMode, TrainOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "fptt",
+    version,
+    about = "Online training of LTC spiking networks with Forward Propagation Through Time, on the GPU",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every GPU adapter wgpu can see, with the limits that matter here.
+    Devices,
+    /// Train an experiment (or continue one with --resume).
+    #[command(after_help = "Examples:\n  \
+        fptt train experiments/quick.toml\n  \
+        fptt train experiments/adding-200.toml --set train.lr=0.003 --set model.hidden=[64]\n  \
+        fptt train --resume results/adding-200-20250101-120000\n\n\
+        Every experiment key is documented in experiments/README.md.")]
+    Train(TrainArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// The experiment file (TOML). Optional with --resume, which reads DIR/config.toml.
+    #[arg(value_name = "EXPERIMENT.toml", required_unless_present = "resume")]
+    experiment: Option<PathBuf>,
+    /// Override a key: --set section.key=value (the value is parsed as TOML, else a string).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// The run directory (default: output.dir, else results/<name>-<UTC time>).
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// The adapter: auto, gpu, cpu, or an index from `fptt devices`.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    /// Continue the run in DIR from its checkpoint (exactly where it stopped).
+    #[arg(long, value_name = "DIR", conflicts_with = "init")]
+    resume: Option<PathBuf>,
+    /// Start from the weights of a checkpoint instead of a fresh initialisation.
+    #[arg(long, value_name = "CHECKPOINT")]
+    init: Option<PathBuf>,
+    /// Progress display on stderr: auto (a bar on a terminal, log lines otherwise), bar, log, quiet.
+    #[arg(long, default_value = "auto", value_parser = parse_progress)]
+    progress: ProgressMode,
+}
+
+fn parse_device(s: &str) -> Result<DeviceChoice, String> {
+    s.parse()
+}
+
+fn parse_progress(s: &str) -> Result<ProgressMode, String> {
+    match s {
+        "auto" => Ok(ProgressMode::Auto),
+        "bar" => Ok(ProgressMode::Bar),
+        "log" => Ok(ProgressMode::Log),
+        "quiet" => Ok(ProgressMode::Quiet),
+        _ => Err(format!("expected auto, bar, log or quiet, found {s:?}")),
+    }
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+fn devices() -> Result<()> {
+    let adapters = list_adapters();
+    if adapters.is_empty() {
+        anyhow::bail!(
+            "no GPU adapter found. On a machine without a GPU, install a software Vulkan driver: \
+             `apt-get install -y mesa-vulkan-drivers libvulkan1` (Debian/Ubuntu)"
+        );
+    }
+    let header = [
+        "#",
+        "name",
+        "backend",
+        "type",
+        "driver",
+        "storage binding MiB",
+        "buffer MiB",
+        "workgroup storage KiB",
+        "invocations/workgroup",
+        "timestamps",
+        "timestamps in passes",
+        "subgroups",
+        "f16",
+    ];
+    let rows: Vec<Vec<String>> = adapters
+        .iter()
+        .map(|a| {
+            vec![
+                a.index.to_string(),
+                a.name.clone(),
+                a.backend.clone(),
+                a.device_type.clone(),
+                a.driver.clone(),
+                a.max_storage_binding_mib.to_string(),
+                a.max_buffer_mib.to_string(),
+                a.max_workgroup_storage_kib.to_string(),
+                a.max_invocations_per_workgroup.to_string(),
+                yes_no(a.timestamps),
+                yes_no(a.timestamps_in_passes),
+                yes_no(a.subgroups),
+                yes_no(a.f16),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(header.to_vec()));
+    for r in &rows {
+        println!("{}", line(r.iter().map(|s| s.as_str()).collect()));
+    }
+    println!("\n--device auto picks a discrete GPU, then integrated, then software; --device N picks row N.");
+    Ok(())
+}
+
+fn train(args: TrainArgs) -> Result<ExitCode> {
+    let (experiment, out, resume) = match (&args.resume, &args.experiment) {
+        (Some(dir), None) => (
+            run::resume_experiment(dir, &args.set)?,
+            Some(dir.clone()),
+            true,
+        ),
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--resume DIR reads the experiment from DIR/config.toml; leave out the experiment file \
+             (--set overrides still apply)"
+        ),
+        (None, Some(path)) => (
+            fptt::run::Experiment::load(path, &args.set)?,
+            args.out.clone(),
+            false,
+        ),
+        (None, None) => anyhow::bail!("name an experiment file, or --resume DIR"),
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\nCtrl-C: stopping after the current sequence (press again to quit at once)"
+            );
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+
+    let opts = TrainOptions {
+        out,
+        resume,
+        device: args.device,
+        init: args.init.clone(),
+        command_line: run::command_line(),
+        progress: args.progress,
+        stop,
+        context: None,
+    };
+    let summary = run::train(&experiment, &opts)
+        .with_context(|| format!("experiment `{}` failed", experiment.name))?;
+    let score = match &summary.last_test {
+        Some(row) => match (row.accuracy, row.mse) {
+            (Some(a), _) => format!(", test accuracy {:.2}%", 100.0 * a),
+            (_, Some(m)) => format!(", test mse {m:.4}"),
+            _ => String::new(),
+        },
+        None => String::new(),
+    };
+    if summary.interrupted {
+        eprintln!(
+            "stopped at iteration {} ({:.1} s); resume with: fptt train --resume {}",
+            summary.iterations,
+            summary.elapsed_s,
+            summary.dir.display()
+        );
+        println!("metrics: {}", summary.metrics.display());
+        return Ok(ExitCode::from(130));
+    }
+    eprintln!(
+        "done: {} iterations, {} epochs in {:.1} s on {}{score}",
+        summary.iterations, summary.epochs_done, summary.elapsed_s, summary.adapter
+    );
+    println!("metrics: {}", summary.metrics.display());
+    println!("checkpoint: {}", summary.checkpoint.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Devices => devices().map(|_| ExitCode::SUCCESS),
+        Command::Train(args) => train(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Runs: experiment files (with `--set` overrides), the training loop over epochs with evaluation,
+//! the reset policy and LR schedule, `metrics.csv`, `config.toml`, checkpoints and exact resume.
+//! This is the one module that sees everything else (data, model, engine, checkpoints).
+//!
+//! - [`experiment`]: the typed experiment and its TOML form (every key in `experiments/README.md`).
+//! - [`metrics`]: the CSV writer (columns [`metrics::COLUMNS`]).
+//! - [`progress`]: the progress bar or log lines on stderr.
+//! - `trainer`: [`train`], the loop itself.
+
+pub mod experiment;
+pub mod metrics;
+pub mod progress;
+mod trainer;
+
+use std::path::PathBuf;
+
+pub use experiment::{Experiment, ExperimentError, LrSchedule, Membrane, ResetPolicy, Rule, Task};
+pub use metrics::{MetricsWriter, Row, SplitKind, COLUMNS};
+pub use progress::ProgressMode;
+pub use trainer::{
+    command_line, resume_experiment, train, RunSummary, TrainOptions, CHECKPOINT_FILE, CONFIG_FILE,
+    METRICS_FILE,
+};
+
+use crate::checkpoint::CheckpointError;
+use crate::data::DataError;
+use crate::gpu::GpuError;
+use crate::learn::EngineError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Experiment(#[from] ExperimentError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Writing into the run directory failed.
+    #[error("{}: {message}", path.display())]
+    Output { path: PathBuf, message: String },
+    /// The run cannot start as asked (output directory taken, batch larger than the data, …).
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot resume from {}: {message}", dir.display())]
+    Resume { dir: PathBuf, message: String },
+    #[error(
+        "training diverged at update {update} (iteration {iteration}, time step {step}: loss {loss}); {kept}"
+    )]
+    Diverged {
+        update: u64,
+        iteration: u64,
+        step: usize,
+        loss: f32,
+        kept: String,
+    },
+}
