@@ -50,7 +50,13 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>) {
     let loss = strided_sum(lid, args.loss_b, args.batch);
     let correct = strided_sum(lid, args.correct_b, args.batch);
     let sqerr = strided_sum(lid, args.sqerr_b, args.batch);
-    let spikes = strided_sum(lid, args.spikes, args.spikes_len);
+    // Spikes of the valid samples only (an evaluation's padding rows are not counted).
+    var spikes = 0.0;
+    for (var k = 0u; k < args.layers; k++) {
+        let start = bitcast<u32>(work[args.spike_layers + 2u * k]);
+        let n = bitcast<u32>(work[args.spike_layers + 2u * k + 1u]);
+        spikes += strided_sum(lid, args.spikes + start, step.valid * n);
+    }
     if lid == 0u {
         let t = step.t;
         let steps = step.steps;

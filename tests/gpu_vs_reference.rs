@@ -263,3 +263,32 @@ fn same_seed_same_adapter_gives_bit_identical_state() {
         assert_eq!(bits(&t.data), bits(&b[name].data), "{name} differs between identical runs");
     }
 }
+
+#[test]
+fn evaluation_matches_the_reference_and_ignores_padding_rows() {
+    let ctx = gpu_common::context();
+    let cfg = classifier(3, &[10, 6], 4, 9, true);
+    let settings = FpttSettings::classification(Optimizer::Adam, 3e-3, AuxTargets::Table);
+    let init = init_params(&cfg, 21);
+    let data = random_batch(&cfg, 3, settings.loss, 22);
+    let initial = InitialState::uniform(&cfg.hidden, 3, &mut Rng::new(23));
+    // Exact size, and the same three samples padded into an engine of five.
+    let mut exact = FpttEngine::new(ctx.clone(), &cfg, &settings, 3, &init).unwrap();
+    let mut padded = FpttEngine::new(ctx.clone(), &cfg, &settings, 5, &init).unwrap();
+    let a = exact.evaluate_sequence(&data, &initial).unwrap();
+    let b = padded.evaluate_sequence(&data, &initial).unwrap();
+    assert_eq!(a.step_correct, b.step_correct);
+    assert_eq!(a.step_spikes, b.step_spikes, "padding rows must not count as spikes");
+    for (x, y) in a.step_loss.iter().zip(&b.step_loss) {
+        assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "padded loss {y} vs {x}");
+    }
+    let reference = ReferenceTrainer::new(&cfg, &settings, 3, &init);
+    let (losses, output) = reference.evaluate_sequence(&data, &initial);
+    for (t, (g, r)) in a.step_loss.iter().zip(&losses).enumerate() {
+        assert!((*g as f64 - r).abs() <= 1e-5 * r.abs().max(1.0), "eval loss of step {t}: {g} vs {r}");
+    }
+    let gpu_out = exact.last_output().unwrap();
+    for (g, r) in gpu_out.iter().zip(&output) {
+        assert!((g - r).abs() <= 1e-5 * r.abs().max(1.0), "final readout {g} vs {r}");
+    }
+}

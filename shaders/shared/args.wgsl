@@ -86,10 +86,11 @@ struct ReadoutArgs {
     q: u32,
     // per-step metrics: loss[T], correct[T], sqerr[T], spikes[T]
     metrics: u32,
-    // the new spikes of every hidden layer, one contiguous range
+    // the new spikes of every hidden layer: layer k's [B, N_k] block starts at
+    // spikes + table[2k], with N_k = table[2k + 1] (u32 pairs at work offset spike_layers)
     spikes: u32,
-    spikes_len: u32,
-    _pad0: u32,
+    spike_layers: u32,
+    layers: u32,
 }
 
 const READOUT_BN: u32 = 1u;

@@ -166,6 +166,14 @@ impl FpttEngine {
             lr: settings.lr,
             last_run: 0,
         };
+        let table: Vec<f32> = engine
+            .plan
+            .layers
+            .iter()
+            .zip(&engine.cfg.hidden)
+            .flat_map(|(l, &n)| [f32::from_bits(l.state_offset), f32::from_bits(n as u32)])
+            .collect();
+        engine.work.write(&engine.ctx, engine.plan.spike_layers as usize, &table);
         engine.load_state(init)?;
         Ok(engine)
     }
@@ -326,8 +334,8 @@ impl FpttEngine {
             q: plan.q,
             metrics: plan.metrics,
             spikes: next.s,
-            spikes_len: (batch * plan.total_hidden) as u32,
-            ..Default::default()
+            spike_layers: plan.spike_layers,
+            layers: nl as u32,
         };
         let ra_off = arena.push(&ra);
         let bc = batch * cfg.outputs;
@@ -899,7 +907,8 @@ impl FpttEngine {
         let q = self.plan.q as usize;
         self.work.write(&self.ctx, 0, &vec![f32::NAN; q]);
         let metrics = self.plan.metrics as usize;
-        self.work.write(&self.ctx, metrics, &vec![f32::NAN; self.plan.arena.len() - metrics]);
+        let end = self.plan.spike_layers as usize;
+        self.work.write(&self.ctx, metrics, &vec![f32::NAN; end - metrics]);
         self.grad.write(&self.ctx, 0, &vec![f32::NAN; self.layout.total_len]);
         self.ctx.wait()?;
         Ok(())

@@ -107,6 +107,8 @@ pub struct WorkPlan {
     pub running: u32,
     pub metrics: u32,
     pub partials: u32,
+    /// Per hidden layer, (offset of its block in a state vector, N) as u32 bit patterns.
+    pub spike_layers: u32,
     pub total_hidden: usize,
 }
 
@@ -184,6 +186,8 @@ impl WorkPlan {
         let running = a.alloc("running_stats", StatLayout::new(cfg).total_len);
         let metrics = a.alloc("metrics", 4 * t);
         let partials = a.alloc("norm_partials", NORM_PARTS as usize);
-        WorkPlan { arena: a, inputs, targets, state, layers, readout, q, running, metrics, partials, total_hidden }
+        // Constant for the engine's life: keep it last (poison_scratch stops before it).
+        let spike_layers = a.alloc("spike_layers", 2 * cfg.layers());
+        WorkPlan { arena: a, inputs, targets, state, layers, readout, q, running, metrics, partials, spike_layers, total_hidden }
     }
 }
