@@ -72,11 +72,16 @@ fn main() {
         let module = match naga::front::wgsl::parse_str(source) {
             Ok(m) => m,
             Err(e) => {
-                failures.push(format!("{}{}", expanded.at(e.location(source)), e.emit_to_string_with_path(source, &shown)));
+                failures.push(format!(
+                    "{}{}",
+                    expanded.at(e.location(source)),
+                    e.emit_to_string_with_path(source, &shown)
+                ));
                 continue;
             }
         };
-        let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
+        let mut validator =
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
         if let Err(e) = validator.validate(&module) {
             failures.push(format!("{}{}", expanded.at(e.location(source)), e.emit_to_string_with_path(source, &shown)));
             continue;

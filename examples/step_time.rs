@@ -15,7 +15,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let device: DeviceChoice = args.first().map_or(Ok(DeviceChoice::Auto), |s| s.parse()).unwrap();
     let hidden: usize = args.get(1).map_or(256, |s| s.parse().unwrap());
-    let batches: Vec<usize> = if args.len() > 2 { args[2..].iter().map(|s| s.parse().unwrap()).collect() } else { vec![64, 512] };
+    let batches: Vec<usize> =
+        if args.len() > 2 { args[2..].iter().map(|s| s.parse().unwrap()).collect() } else { vec![64, 512] };
     let ctx = Rc::new(GpuContext::new(device).unwrap());
     println!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
     println!("hidden,batch,steps,ms_per_step,dispatches_per_step,gpu_bytes");

@@ -123,23 +123,10 @@ fn devices() -> Result<()> {
         })
         .collect();
     let widths: Vec<usize> = (0..header.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].chars().count())
-                .chain([header[c].chars().count()])
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).chain([header[c].chars().count()]).max().unwrap_or(0))
         .collect();
     let line = |cells: Vec<&str>| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
+        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
     };
     println!("{}", line(header.to_vec()));
     for r in &rows {
@@ -151,20 +138,12 @@ fn devices() -> Result<()> {
 
 fn train(args: TrainArgs) -> Result<ExitCode> {
     let (experiment, out, resume) = match (&args.resume, &args.experiment) {
-        (Some(dir), None) => (
-            run::resume_experiment(dir, &args.set)?,
-            Some(dir.clone()),
-            true,
-        ),
+        (Some(dir), None) => (run::resume_experiment(dir, &args.set)?, Some(dir.clone()), true),
         (Some(_), Some(_)) => anyhow::bail!(
             "--resume DIR reads the experiment from DIR/config.toml; leave out the experiment file \
              (--set overrides still apply)"
         ),
-        (None, Some(path)) => (
-            fptt::run::Experiment::load(path, &args.set)?,
-            args.out.clone(),
-            false,
-        ),
+        (None, Some(path)) => (fptt::run::Experiment::load(path, &args.set)?, args.out.clone(), false),
         (None, None) => anyhow::bail!("name an experiment file, or --resume DIR"),
     };
 
@@ -176,9 +155,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
                 eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
                 std::process::exit(130);
             }
-            eprintln!(
-                "\nCtrl-C: stopping after the current sequence (press again to quit at once)"
-            );
+            eprintln!("\nCtrl-C: stopping after the current sequence (press again to quit at once)");
         })
         .context("installing the Ctrl-C handler")?;
     }
@@ -193,8 +170,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         stop,
         context: None,
     };
-    let summary = run::train(&experiment, &opts)
-        .with_context(|| format!("experiment `{}` failed", experiment.name))?;
+    let summary = run::train(&experiment, &opts).with_context(|| format!("experiment `{}` failed", experiment.name))?;
     let score = match &summary.last_test {
         Some(row) => match (row.accuracy, row.mse) {
             (Some(a), _) => format!(", test accuracy {:.2}%", 100.0 * a),

@@ -44,10 +44,7 @@ impl Tensor {
     /// Largest absolute element-wise difference; panics on a shape mismatch.
     pub fn max_abs_diff(&self, other: &Tensor) -> f32 {
         assert_eq!(self.shape, other.shape, "shape mismatch");
-        self.data
-            .iter()
-            .zip(&other.data)
-            .fold(0.0f32, |a, (&x, &y)| a.max((x - y).abs()))
+        self.data.iter().zip(&other.data).fold(0.0f32, |a, (&x, &y)| a.max((x - y).abs()))
     }
 }
 

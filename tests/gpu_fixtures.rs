@@ -38,7 +38,8 @@ fn compare(f: &Fixture, got: &TensorMap, want: &TensorMap, rel: f32, what: &str,
         // λ and W̄ are differences of nearly equal f32 weights (λ ← λ − α(W − W̄)), so their
         // error floor is a few ulps of the weight itself, not of their own (small) magnitude.
         let parent = want.get(base).map_or(0.0, |p| p.max_abs());
-        let ulp_floor = if name.ends_with(".lambda") || name.ends_with(".wbar") { 8.0 * f32::EPSILON * parent } else { 0.0 };
+        let ulp_floor =
+            if name.ends_with(".lambda") || name.ends_with(".wbar") { 8.0 * f32::EPSILON * parent } else { 0.0 };
         // Optimizer moments are the raw gradients: sums of B·N terms that cancel, whose f32 rounding
         // depends on summation order; they get ten times the tolerance.
         let rel = if name.contains(".exp_") { 10.0 * rel } else { rel };
@@ -48,7 +49,10 @@ fn compare(f: &Fixture, got: &TensorMap, want: &TensorMap, rel: f32, what: &str,
             worst = (name.clone(), err);
         }
         if err > rel {
-            eprintln!("{what}: {name} differs by {err:e} relative (max |ref| {scale:e}, |diff| {:e})", g.max_abs_diff(w));
+            eprintln!(
+                "{what}: {name} differs by {err:e} relative (max |ref| {scale:e}, |diff| {:e})",
+                g.max_abs_diff(w)
+            );
             *failures += 1;
         }
     }
@@ -67,7 +71,14 @@ fn run_fixture(name: &str) {
             let want = f.losses[t].task_loss as f32;
             assert!((l - want).abs() <= 1e-5 * want.abs().max(1.0), "task loss of step {t}: {l} vs {want}");
         }
-        compare(&f, &engine.state().unwrap(), &f.after_step[&updates], rel, &format!("after {updates} updates"), &mut failures);
+        compare(
+            &f,
+            &engine.state().unwrap(),
+            &f.after_step[&updates],
+            rel,
+            &format!("after {updates} updates"),
+            &mut failures,
+        );
     }
     let mut engine = FpttEngine::new(ctx.clone(), &f.cfg, &f.settings, 8, &f.init).unwrap();
     let m = engine.train_sequence(&f.batch, &f.initial).unwrap();

@@ -44,7 +44,9 @@ fn random_batch(cfg: &ModelConfig, batch: usize, loss: LossKind, seed: u64) -> S
     let inputs = (0..cfg.steps * batch * cfg.inputs).map(|_| rng.uniform_range(0.0, 1.5) as f32).collect();
     let targets = match loss {
         LossKind::Classification { .. } => Targets::Labels((0..batch).map(|_| rng.below(cfg.outputs) as u32).collect()),
-        LossKind::Regression => Targets::Values((0..batch * cfg.outputs).map(|_| rng.uniform_range(0.0, 2.0) as f32).collect()),
+        LossKind::Regression => {
+            Targets::Values((0..batch * cfg.outputs).map(|_| rng.uniform_range(0.0, 2.0) as f32).collect())
+        }
     };
     SequenceBatch { steps: cfg.steps, batch, inputs_per_step: cfg.inputs, inputs, targets }
 }
@@ -52,7 +54,14 @@ fn random_batch(cfg: &ModelConfig, batch: usize, loss: LossKind, seed: u64) -> S
 /// Per tensor: max |gpu − ref| ≤ rel·max|ref| (plus an ulp floor for λ and W̄). Returns the
 /// worst relative error. With `loose_running_means`, the running means of steps t ≥ 1 are checked
 /// only to 0.1·20·lr: they include the BN-fed biases, which move by rounding noise alone.
-fn assert_maps_close(what: &str, got: &TensorMap, want: &TensorMap, rel: f32, skip: &[&str], loose_running_means: Option<f32>) -> f32 {
+fn assert_maps_close(
+    what: &str,
+    got: &TensorMap,
+    want: &TensorMap,
+    rel: f32,
+    skip: &[&str],
+    loose_running_means: Option<f32>,
+) -> f32 {
     let mut worst = 0.0f32;
     let mut bad = Vec::new();
     for (name, w) in want {
@@ -116,7 +125,11 @@ fn cases() -> Vec<Case> {
         Case { cfg: classifier(1, &[1], 2, 4, false), settings: cls(Optimizer::Adam, AuxTargets::Table), batch: 1 },
         // sizes past one workgroup and not multiples of it
         Case { cfg: classifier(3, &[67], 10, 4, false), settings: cls(Optimizer::Adamax, AuxTargets::Table), batch: 3 },
-        Case { cfg: classifier(2, &[65, 3], 5, 4, false), settings: cls(Optimizer::Adam, AuxTargets::Uniform), batch: 5 },
+        Case {
+            cfg: classifier(2, &[65, 3], 5, 4, false),
+            settings: cls(Optimizer::Adam, AuxTargets::Uniform),
+            batch: 5,
+        },
         // batch norm, including one neuron per layer (B = 3: at B = 2 every feature normalises to
         // ±1 whatever the weights, so their gradient is rounding noise)
         Case { cfg: classifier(2, &[1], 3, 4, true), settings: cls(Optimizer::Adamax, AuxTargets::Off), batch: 3 },
@@ -148,7 +161,11 @@ fn every_kernel_matches_the_reference_on_one_poisoned_step() {
         let x: Vec<f64> = data.step(0).iter().map(|&v| v as f64).collect();
         let q = vec![0.0; cfg.outputs * cfg.steps * cfg.outputs];
         let (loss, grads) = net.step_gradient(&params, &state, &x, &data.targets, settings.loss, 0, &q);
-        assert!((metrics.step_loss[0] as f64 - loss).abs() <= 1e-5 * loss.abs().max(1.0), "{what}: loss {} vs {loss}", metrics.step_loss[0]);
+        assert!(
+            (metrics.step_loss[0] as f64 - loss).abs() <= 1e-5 * loss.abs().max(1.0),
+            "{what}: loss {} vs {loss}",
+            metrics.step_loss[0]
+        );
         let layout = ParamLayout::new(&cfg);
         let skip = bn_fed(&cfg);
         for slot in layout.trainable() {
@@ -168,7 +185,9 @@ fn every_kernel_matches_the_reference_on_one_poisoned_step() {
         // rounding by Adam's normalisation can hide or fake a difference here.
         let state = engine.state().unwrap();
         let trainable: Vec<_> = layout.trainable().collect();
-        let flat = |f: &dyn Fn(&fptt::model::TensorSlot) -> Vec<f64>| -> Vec<f64> { trainable.iter().flat_map(|s| f(s)).collect() };
+        let flat = |f: &dyn Fn(&fptt::model::TensorSlot) -> Vec<f64>| -> Vec<f64> {
+            trainable.iter().flat_map(|s| f(s)).collect()
+        };
         let w0 = flat(&|s| init[&s.name].data.iter().map(|&v| v as f64).collect());
         let g_raw = flat(&|s| grad[s.range()].iter().map(|&v| v as f64).collect());
         let (alpha, beta) = (settings.alpha as f64, settings.beta as f64);
@@ -191,14 +210,22 @@ fn every_kernel_matches_the_reference_on_one_poisoned_step() {
         for slot in &trainable {
             let r = at..at + slot.len();
             at += slot.len();
-            for (suffix, want) in [("", &w), (".wbar", &wbar), (".lambda", &lambda), (".exp_avg", &m1), (&format!(".{m2_name}"), &m2)] {
+            for (suffix, want) in
+                [("", &w), (".wbar", &wbar), (".lambda", &lambda), (".exp_avg", &m1), (&format!(".{m2_name}"), &m2)]
+            {
                 let name = format!("{}{suffix}", slot.name);
                 let got = &state[&name].data;
                 let want = &want[r.clone()];
                 let scale = want.iter().fold(1e-6f64, |a, v| a.max(v.abs()));
                 // λ and W̄ inherit a few ulps of W itself.
-                let floor = if suffix == ".wbar" || suffix == ".lambda" { 16.0 * f32::EPSILON as f64 * w0[r.clone()].iter().fold(0.0f64, |a, v| a.max(v.abs())) } else { 0.0 };
-                let err = (got.iter().zip(want).fold(0.0f64, |a, (&x, &y)| a.max((x as f64 - y).abs())) - floor).max(0.0) / scale;
+                let floor = if suffix == ".wbar" || suffix == ".lambda" {
+                    16.0 * f32::EPSILON as f64 * w0[r.clone()].iter().fold(0.0f64, |a, v| a.max(v.abs()))
+                } else {
+                    0.0
+                };
+                let err = (got.iter().zip(want).fold(0.0f64, |a, (&x, &y)| a.max((x as f64 - y).abs())) - floor)
+                    .max(0.0)
+                    / scale;
                 assert!(err < 1e-5, "{what}: {name} after the update off by {err:e} relative");
                 worst = worst.max(err);
             }
@@ -231,11 +258,16 @@ fn twenty_fptt_steps_match_the_reference() {
         let losses = reference.train_sequence(&data, &initial);
         for (t, l) in losses.iter().enumerate() {
             let g = m.step_loss[t] as f64;
-            assert!((g - l.task_loss).abs() <= 1e-4 * l.task_loss.abs().max(1.0), "{what}: loss of step {t}: {g} vs {}", l.task_loss);
+            assert!(
+                (g - l.task_loss).abs() <= 1e-4 * l.task_loss.abs().max(1.0),
+                "{what}: loss of step {t}: {g} vs {}",
+                l.task_loss
+            );
         }
         let skip = bn_fed(&cfg);
         let skip: Vec<&str> = skip.iter().map(|s| s.as_str()).collect();
-        let worst = assert_maps_close(&what, &engine.state().unwrap(), &reference.state(), 1e-3, &skip, Some(settings.lr));
+        let worst =
+            assert_maps_close(&what, &engine.state().unwrap(), &reference.state(), 1e-3, &skip, Some(settings.lr));
         eprintln!("{what}: 20 steps, worst relative error {worst:e}");
     }
 }

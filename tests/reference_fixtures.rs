@@ -41,10 +41,8 @@ fn report(fx: &Fixture, what: &str, a: &[Agreement]) {
         }
     };
     for k in ["W", "W̄", "λ", "moments", "running mean", "running var", "q"] {
-        let Some(w) = a
-            .iter()
-            .filter(|x| kind(&x.name) == k)
-            .max_by(|x, y| x.relative().partial_cmp(&y.relative()).unwrap())
+        let Some(w) =
+            a.iter().filter(|x| kind(&x.name) == k).max_by(|x, y| x.relative().partial_cmp(&y.relative()).unwrap())
         else {
             continue;
         };
@@ -63,14 +61,7 @@ fn after_one_and_two_steps(name: &str) {
     let fx = load_fixture(name);
     for n in [1, 2] {
         let (got, _) = state_after(&fx, n);
-        let a = check_state(
-            &fx,
-            &got,
-            &fx.after_step[&n],
-            n,
-            1e-5,
-            &format!("{name} after {n} steps"),
-        );
+        let a = check_state(&fx, &got, &fx.after_step[&n], n, 1e-5, &format!("{name} after {n} steps"));
         report(&fx, &format!("after {n} steps"), &a);
     }
 }
@@ -80,24 +71,10 @@ fn after_twenty_steps_and_reset(name: &str) {
     let mut tr = trainer(&fx);
     tr.train_sequence(&fx.batch, &fx.initial);
     assert_eq!(tr.updates(), 20);
-    let a = check_state(
-        &fx,
-        &tr.state(),
-        &fx.after_step[&20],
-        20,
-        1e-4,
-        &format!("{name} after 20 steps"),
-    );
+    let a = check_state(&fx, &tr.state(), &fx.after_step[&20], 20, 1e-4, &format!("{name} after 20 steps"));
     report(&fx, "after 20 steps", &a);
     tr.reset_to_running_mean();
-    let a = check_state(
-        &fx,
-        &tr.state(),
-        &fx.after_reset,
-        20,
-        1e-4,
-        &format!("{name} after reset"),
-    );
+    let a = check_state(&fx, &tr.state(), &fx.after_reset, 20, 1e-4, &format!("{name} after reset"));
     report(&fx, "after reset", &a);
     for b in bn_fed_biases(&fx) {
         let got = tr.state();
@@ -117,23 +94,11 @@ fn check_losses(fx: &Fixture, got: &[StepLoss], total_steps: std::ops::Range<usi
     let (mut worst_task, mut worst_total) = (0.0f64, 0.0f64);
     for (t, (g, w)) in got.iter().zip(&fx.losses).enumerate() {
         let e = (g.task_loss - w.task_loss).abs() / w.task_loss.abs();
-        assert!(
-            e < 1e-6,
-            "{} step {t}: task loss {} vs fixture {}",
-            fx.name,
-            g.task_loss,
-            w.task_loss
-        );
+        assert!(e < 1e-6, "{} step {t}: task loss {} vs fixture {}", fx.name, g.task_loss, w.task_loss);
         worst_task = worst_task.max(e);
         if total_steps.contains(&t) {
             let e = (g.total_loss - w.total_loss).abs() / w.total_loss.abs();
-            assert!(
-                e < 1e-6,
-                "{} step {t}: total loss {} vs fixture {}",
-                fx.name,
-                g.total_loss,
-                w.total_loss
-            );
+            assert!(e < 1e-6, "{} step {t}: total loss {} vs fixture {}", fx.name, g.total_loss, w.total_loss);
             worst_total = worst_total.max(e);
         }
     }
@@ -205,12 +170,7 @@ fn bn_adamax_running_means_agree_once_the_bias_noise_is_accounted_for() {
         for i in 0..g.len() {
             let shift = 0.1 * (want1[bias].data[i] as f64 - got1[bias].data[i] as f64);
             let err = (g[i] as f64 + shift - w[i] as f64).abs();
-            assert!(
-                err <= 1e-5 * scale + 1e-9,
-                "{key}[{i}]: {} + {shift:.3e} vs fixture {}",
-                g[i],
-                w[i]
-            );
+            assert!(err <= 1e-5 * scale + 1e-9, "{key}[{i}]: {} + {shift:.3e} vs fixture {}", g[i], w[i]);
             worst = worst.max(err / scale);
         }
         eprintln!("bn-adamax {key} after 2 steps, corrected for the {bias} noise: rel {worst:.2e}");
@@ -232,27 +192,16 @@ fn bn_adamax_losses_per_step() {
     let exc = bn_fed_biases(&fx);
     for t in [1, 2] {
         let (mine, _) = state_after(&fx, t);
-        let corrected = losses[t].total_loss - regulariser(&mine, &exc, alpha)
-            + regulariser(&fx.after_step[&t], &exc, alpha);
+        let corrected =
+            losses[t].total_loss - regulariser(&mine, &exc, alpha) + regulariser(&fx.after_step[&t], &exc, alpha);
         let e = (corrected - fx.losses[t].total_loss).abs() / fx.losses[t].total_loss;
-        assert!(
-            e < 1e-6,
-            "step {t}: corrected total {corrected} vs fixture {}",
-            fx.losses[t].total_loss
-        );
-        eprintln!(
-            "bn-adamax step {t}: total loss with the exception's regulariser swapped: rel {e:.2e}"
-        );
+        assert!(e < 1e-6, "step {t}: corrected total {corrected} vs fixture {}", fx.losses[t].total_loss);
+        eprintln!("bn-adamax step {t}: total loss with the exception's regulariser swapped: rel {e:.2e}");
     }
     let mut worst = 0.0f64;
     for t in 3..20 {
         let e = (losses[t].total_loss - fx.losses[t].total_loss).abs() / fx.losses[t].total_loss;
-        assert!(
-            e < 1e-3,
-            "step {t}: total {} vs fixture {}",
-            losses[t].total_loss,
-            fx.losses[t].total_loss
-        );
+        assert!(e < 1e-3, "step {t}: total {} vs fixture {}", losses[t].total_loss, fx.losses[t].total_loss);
         worst = worst.max(e);
     }
     eprintln!("bn-adamax losses: worst relative error task {task:.2e}, total (steps 3–19, uncorrected) {worst:.2e}");

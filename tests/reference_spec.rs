@@ -6,32 +6,19 @@
 use fptt::model::{LayerNames, ModelConfig, ParamLayout, ThresholdMode};
 use fptt::reference::batchnorm::Norm;
 use fptt::reference::optim::{fptt_after_step, fptt_gradient, sgd_step};
-use fptt::reference::{
-    neuron, surrogate, LayerSpec, LayerState, Net, NetState, Params, ReferenceTrainer, SpikeFn,
-};
+use fptt::reference::{neuron, surrogate, LayerSpec, LayerState, Net, NetState, Params, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
-use fptt::settings::{
-    AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets,
-};
+use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets};
 
 fn close(got: f64, want: f64, tol: f64, what: &str) {
-    assert!(
-        (got - want).abs() <= tol * want.abs().max(1.0),
-        "{what}: got {got:.17}, spec {want:.17}"
-    );
+    assert!((got - want).abs() <= tol * want.abs().max(1.0), "{what}: got {got:.17}, spec {want:.17}");
 }
 
 #[test]
 fn surrogate_check_values_of_spec_section_2() {
     // ψ(0) is given in f32; the others to 6 decimals.
     close(surrogate(0.0), 0.73185277, 5e-8, "ψ(0)");
-    for (v, want) in [
-        (0.1, 0.690580),
-        (0.3, 0.431430),
-        (0.5, 0.159085),
-        (1.0, -0.025263),
-        (2.0, -0.017989),
-    ] {
+    for (v, want) in [(0.1, 0.690580), (0.3, 0.431430), (0.5, 0.159085), (1.0, -0.025263), (2.0, -0.017989)] {
         close(surrogate(v), want, 6e-7, &format!("ψ({v})"));
         close(surrogate(-v), want, 6e-7, &format!("ψ(−{v})"));
     }
@@ -58,26 +45,14 @@ fn spec_neuron() -> (LayerSpec, Params, LayerState) {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let state = LayerState {
-        m: vec![0.3],
-        s: vec![1.0],
-        b: vec![0.1],
-    };
+    let state = LayerState { m: vec![0.3], s: vec![1.0], b: vec![0.1] };
     (spec, p, state)
 }
 
 #[test]
 fn forward_vector_of_spec_section_6() {
     let (spec, p, state) = spec_neuron();
-    let c = neuron::forward(
-        &spec,
-        &p,
-        &[1.0],
-        &state,
-        1,
-        Norm::Batch,
-        SpikeFn::Heaviside,
-    );
+    let c = neuron::forward(&spec, &p, &[1.0], &state, 1, Norm::Batch, SpikeFn::Heaviside);
     let tol = 1e-12;
     close(c.d[0], 0.9, tol, "d");
     close(c.tau_m[0], 0.6364525402815664, tol, "τm");
@@ -88,125 +63,33 @@ fn forward_vector_of_spec_section_6() {
     close(c.u[0] - c.theta[0], -0.27962318735008596, tol, "u − θ");
     assert_eq!(c.next.s[0], 0.0, "s'");
     close(c.next.m[0], 0.6818715241689399, tol, "m'");
-    close(
-        surrogate(c.u[0] - c.theta[0]),
-        0.46282472864942714,
-        tol,
-        "ψ(u − θ)",
-    );
+    close(surrogate(c.u[0] - c.theta[0]), 0.46282472864942714, tol, "ψ(u − θ)");
 }
 
 #[test]
 fn backward_vectors_of_spec_section_6() {
     let (spec, p, state) = spec_neuron();
-    let c = neuron::forward(
-        &spec,
-        &p,
-        &[1.0],
-        &state,
-        1,
-        Norm::Batch,
-        SpikeFn::Heaviside,
-    );
+    let c = neuron::forward(&spec, &p, &[1.0], &state, 1, Norm::Batch, SpikeFn::Heaviside);
     let tol = 1e-12;
     // L = s': ḡ_s = 1, ḡ_m = 0.
     let (g, _) = neuron::backward(&spec, &p, &c, 1, SpikeFn::Heaviside, &[1.0], None, None);
-    close(
-        g["layer1_x.weight"][0],
-        0.39978305634077843,
-        tol,
-        "L=s' ∇W_x",
-    );
+    close(g["layer1_x.weight"][0], 0.39978305634077843, tol, "L=s' ∇W_x");
     close(g["layer1_x.bias"][0], 0.39978305634077843, tol, "L=s' ∇c_x");
-    close(
-        g["layer1_tauM.weight"][0],
-        0.057827904296155426,
-        tol,
-        "L=s' ∇W_m[0]",
-    );
-    close(
-        g["layer1_tauM.weight"][1],
-        0.019275968098718472,
-        tol,
-        "L=s' ∇W_m[1]",
-    );
-    close(
-        g["layer1_tauM.bias"][0],
-        0.06425322699572825,
-        tol,
-        "L=s' ∇c_m",
-    );
-    close(
-        g["layer1_tauAdp.weight"][0],
-        0.16445355432493447,
-        tol,
-        "L=s' ∇W_a[0]",
-    );
-    close(
-        g["layer1_tauAdp.weight"][1],
-        0.01827261714721494,
-        tol,
-        "L=s' ∇W_a[1]",
-    );
-    close(
-        g["layer1_tauAdp.bias"][0],
-        0.1827261714721494,
-        tol,
-        "L=s' ∇c_a",
-    );
+    close(g["layer1_tauM.weight"][0], 0.057827904296155426, tol, "L=s' ∇W_m[0]");
+    close(g["layer1_tauM.weight"][1], 0.019275968098718472, tol, "L=s' ∇W_m[1]");
+    close(g["layer1_tauM.bias"][0], 0.06425322699572825, tol, "L=s' ∇c_m");
+    close(g["layer1_tauAdp.weight"][0], 0.16445355432493447, tol, "L=s' ∇W_a[0]");
+    close(g["layer1_tauAdp.weight"][1], 0.01827261714721494, tol, "L=s' ∇W_a[1]");
+    close(g["layer1_tauAdp.bias"][0], 0.1827261714721494, tol, "L=s' ∇c_a");
     // L = m': ḡ_s = 0, ḡ_m = 1.
-    let (g, _) = neuron::backward(
-        &spec,
-        &p,
-        &c,
-        1,
-        SpikeFn::Heaviside,
-        &[0.0],
-        Some(&[1.0]),
-        None,
-    );
-    close(
-        g["layer1_x.weight"][0],
-        0.4332660695927748,
-        tol,
-        "L=m' ∇W_x",
-    );
-    close(
-        g["layer1_tauM.weight"][0],
-        0.08551437905346697,
-        tol,
-        "L=m' ∇W_m[0]",
-    );
-    close(
-        g["layer1_tauM.weight"][1],
-        0.02850479301782232,
-        tol,
-        "L=m' ∇W_m[1]",
-    );
-    close(
-        g["layer1_tauM.bias"][0],
-        0.09501597672607441,
-        tol,
-        "L=m' ∇c_m",
-    );
-    close(
-        g["layer1_tauAdp.weight"][0],
-        -0.11213619574254263,
-        tol,
-        "L=m' ∇W_a[0]",
-    );
-    close(
-        g["layer1_tauAdp.weight"][1],
-        -0.012459577304726958,
-        tol,
-        "L=m' ∇W_a[1]",
-    );
-    close(
-        g["layer1_tauAdp.bias"][0],
-        -0.12459577304726958,
-        tol,
-        "L=m' ∇c_a",
-    );
+    let (g, _) = neuron::backward(&spec, &p, &c, 1, SpikeFn::Heaviside, &[0.0], Some(&[1.0]), None);
+    close(g["layer1_x.weight"][0], 0.4332660695927748, tol, "L=m' ∇W_x");
+    close(g["layer1_tauM.weight"][0], 0.08551437905346697, tol, "L=m' ∇W_m[0]");
+    close(g["layer1_tauM.weight"][1], 0.02850479301782232, tol, "L=m' ∇W_m[1]");
+    close(g["layer1_tauM.bias"][0], 0.09501597672607441, tol, "L=m' ∇c_m");
+    close(g["layer1_tauAdp.weight"][0], -0.11213619574254263, tol, "L=m' ∇W_a[0]");
+    close(g["layer1_tauAdp.weight"][1], -0.012459577304726958, tol, "L=m' ∇W_a[1]");
+    close(g["layer1_tauAdp.bias"][0], -0.12459577304726958, tol, "L=m' ∇c_a");
 }
 
 #[test]
@@ -214,11 +97,8 @@ fn fptt_trace_of_spec_section_6() {
     // Scalar W₀ = 1, plain SGD lr 0.1, α = β = 0.5, no clipping, ℓ_t = ½(W − c_t)².
     let (alpha, beta, lr) = (0.5, 0.5, 0.1);
     let (mut w, mut wbar, mut lambda) = (vec![1.0], vec![1.0], vec![0.0]);
-    let table = [
-        (0.0, 1.0, 0.9, 0.05, 0.9),
-        (2.0, -1.15, 1.015, -0.0075, 0.965),
-        (-1.0, 2.0475, 0.81025, 0.069875, 0.81775),
-    ];
+    let table =
+        [(0.0, 1.0, 0.9, 0.05, 0.9), (2.0, -1.15, 1.015, -0.0075, 0.965), (-1.0, 2.0475, 0.81025, 0.069875, 0.81775)];
     for (t, &(c, g_want, w_want, l_want, wbar_want)) in table.iter().enumerate() {
         let grad = vec![w[0] - c];
         let g = fptt_gradient(&grad, &w, &wbar, &lambda, alpha);
@@ -265,21 +145,12 @@ fn random_state(cfg: &ModelConfig, batch: usize, rng: &mut Rng) -> NetState {
         .hidden
         .iter()
         .map(|&n| LayerState {
-            m: (0..batch * n)
-                .map(|_| rng.uniform_range(-0.5, 1.0))
-                .collect(),
+            m: (0..batch * n).map(|_| rng.uniform_range(-0.5, 1.0)).collect(),
             s: (0..batch * n).map(|_| rng.uniform()).collect(),
-            b: (0..batch * n)
-                .map(|_| rng.uniform_range(0.05, 0.6))
-                .collect(),
+            b: (0..batch * n).map(|_| rng.uniform_range(0.05, 0.6)).collect(),
         })
         .collect();
-    NetState {
-        layers,
-        o: (0..batch * cfg.outputs)
-            .map(|_| rng.uniform_range(-1.0, 1.0))
-            .collect(),
-    }
+    NetState { layers, o: (0..batch * cfg.outputs).map(|_| rng.uniform_range(-1.0, 1.0)).collect() }
 }
 
 /// Checks every element of every parameter: analytic vs central differences.
@@ -288,17 +159,11 @@ fn check_gradient(cfg: &ModelConfig, batch: usize, loss: LossKind, seed: u64) {
     let net = Net::new(cfg, SpikeFn::Smooth(5.0));
     let p = random_params(cfg, &mut rng);
     let state = random_state(cfg, batch, &mut rng);
-    let x: Vec<f64> = (0..batch * cfg.inputs)
-        .map(|_| rng.uniform_range(-1.0, 1.0))
-        .collect();
+    let x: Vec<f64> = (0..batch * cfg.inputs).map(|_| rng.uniform_range(-1.0, 1.0)).collect();
     let c = cfg.outputs;
     let targets = match loss {
-        LossKind::Classification { .. } => {
-            Targets::Labels((0..batch).map(|b| (b % c) as u32).collect())
-        }
-        LossKind::Regression => {
-            Targets::Values((0..batch * c).map(|_| rng.uniform() as f32).collect())
-        }
+        LossKind::Classification { .. } => Targets::Labels((0..batch).map(|b| (b % c) as u32).collect()),
+        LossKind::Regression => Targets::Values((0..batch * c).map(|_| rng.uniform() as f32).collect()),
     };
     let q: Vec<f64> = (0..c * cfg.steps * c).map(|_| rng.uniform()).collect();
     let t = 1;
@@ -319,11 +184,7 @@ fn check_gradient(cfg: &ModelConfig, batch: usize, loss: LossKind, seed: u64) {
             let an = grads[&slot.name][i];
             let err = (fd - an).abs();
             let tol = 1e-5 * fd.abs().max(an.abs()) + 1e-8;
-            assert!(
-                err <= tol,
-                "{}[{i}]: analytic {an:.10e}, finite differences {fd:.10e}",
-                slot.name
-            );
+            assert!(err <= tol, "{}[{i}]: analytic {an:.10e}, finite differences {fd:.10e}", slot.name);
             if an.abs() > 1e-4 {
                 worst = worst.max(err / an.abs());
             }
@@ -333,10 +194,7 @@ fn check_gradient(cfg: &ModelConfig, batch: usize, loss: LossKind, seed: u64) {
     assert_eq!(checked, net.layout.total_len);
     // The smooth network is not trivially flat: most gradients are clearly non-zero.
     let nonzero = grads.values().flatten().filter(|g| g.abs() > 1e-6).count();
-    assert!(
-        nonzero * 2 > checked,
-        "only {nonzero} of {checked} gradient elements are non-zero"
-    );
+    assert!(nonzero * 2 > checked, "only {nonzero} of {checked} gradient elements are non-zero");
     eprintln!("{checked} elements, worst relative error where |∇| > 1e-4: {worst:.2e}");
 }
 
@@ -355,22 +213,8 @@ fn tiny(hidden: Vec<usize>) -> ModelConfig {
 
 #[test]
 fn finite_differences_one_layer_with_the_auxiliary_table() {
-    check_gradient(
-        &tiny(vec![4]),
-        2,
-        LossKind::Classification {
-            aux: AuxTargets::Table,
-        },
-        1,
-    );
-    check_gradient(
-        &tiny(vec![4]),
-        2,
-        LossKind::Classification {
-            aux: AuxTargets::Uniform,
-        },
-        2,
-    );
+    check_gradient(&tiny(vec![4]), 2, LossKind::Classification { aux: AuxTargets::Table }, 1);
+    check_gradient(&tiny(vec![4]), 2, LossKind::Classification { aux: AuxTargets::Uniform }, 2);
 }
 
 #[test]
@@ -378,22 +222,8 @@ fn finite_differences_with_batch_norm() {
     let mut cfg = tiny(vec![4]);
     cfg.batch_norm = true;
     // B = 2 normalises every feature to ±1; B = 3 exercises the batch statistics more.
-    check_gradient(
-        &cfg,
-        2,
-        LossKind::Classification {
-            aux: AuxTargets::Off,
-        },
-        3,
-    );
-    check_gradient(
-        &cfg,
-        3,
-        LossKind::Classification {
-            aux: AuxTargets::Table,
-        },
-        4,
-    );
+    check_gradient(&cfg, 2, LossKind::Classification { aux: AuxTargets::Off }, 3);
+    check_gradient(&cfg, 3, LossKind::Classification { aux: AuxTargets::Table }, 4);
 }
 
 #[test]
@@ -409,24 +239,10 @@ fn finite_differences_fixed_threshold_fused_regression() {
 
 #[test]
 fn finite_differences_two_hidden_layers() {
-    check_gradient(
-        &tiny(vec![4, 3]),
-        2,
-        LossKind::Classification {
-            aux: AuxTargets::Table,
-        },
-        7,
-    );
+    check_gradient(&tiny(vec![4, 3]), 2, LossKind::Classification { aux: AuxTargets::Table }, 7);
     let mut cfg = tiny(vec![4, 3]);
     cfg.batch_norm = true;
-    check_gradient(
-        &cfg,
-        3,
-        LossKind::Classification {
-            aux: AuxTargets::Uniform,
-        },
-        8,
-    );
+    check_gradient(&cfg, 3, LossKind::Classification { aux: AuxTargets::Uniform }, 8);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -438,9 +254,7 @@ fn small_setup(cfg: &ModelConfig, batch: usize, seed: u64) -> (SequenceBatch, In
         steps: cfg.steps,
         batch,
         inputs_per_step: cfg.inputs,
-        inputs: (0..cfg.steps * batch * cfg.inputs)
-            .map(|_| rng.uniform() as f32)
-            .collect(),
+        inputs: (0..cfg.steps * batch * cfg.inputs).map(|_| rng.uniform() as f32).collect(),
         targets: Targets::Labels((0..batch).map(|b| (b % cfg.outputs) as u32).collect()),
     };
     (seq, InitialState::uniform(&cfg.hidden, batch, &mut rng))
@@ -457,10 +271,7 @@ fn trainer_state_names_updates_reset_and_evaluation() {
     let mut tr = ReferenceTrainer::new(&cfg, &settings, 3, &init);
     let before = tr.state();
     assert!(before.contains_key("layer2_r.weight.exp_inf"));
-    assert!(
-        !before.contains_key("act1m.alpha.wbar"),
-        "frozen slopes carry no FPTT state"
-    );
+    assert!(!before.contains_key("act1m.alpha.wbar"), "frozen slopes carry no FPTT state");
     assert_eq!(before["q"].shape, vec![3, 4, 3]);
     assert_eq!(before["readout_bn.running_var_3"].data, vec![1.0; 3]);
 
@@ -472,37 +283,20 @@ fn trainer_state_names_updates_reset_and_evaluation() {
     let losses = tr.train_sequence(&seq, &m0);
     assert_eq!(losses.len(), 4);
     assert_eq!(tr.updates(), 4);
-    assert_eq!(
-        losses[0].task_loss, losses[0].total_loss,
-        "no regulariser before the first update"
-    );
+    assert_eq!(losses[0].task_loss, losses[0].total_loss, "no regulariser before the first update");
     let after = tr.state();
-    assert_eq!(
-        after["act1m.alpha"], before["act1m.alpha"],
-        "frozen slopes do not move"
-    );
+    assert_eq!(after["act1m.alpha"], before["act1m.alpha"], "frozen slopes do not move");
     assert_ne!(after["layer1_x.weight"], before["layer1_x.weight"]);
     assert_ne!(after["bn1a.running_mean_2"], before["bn1a.running_mean_2"]);
 
     tr.reset_to_running_mean();
     let reset = tr.state();
     for slot in ParamLayout::new(&cfg).trainable() {
-        assert_eq!(
-            reset[&slot.name],
-            reset[&format!("{}.wbar", slot.name)],
-            "{}",
-            slot.name
-        );
+        assert_eq!(reset[&slot.name], reset[&format!("{}.wbar", slot.name)], "{}", slot.name);
     }
-    assert_eq!(
-        reset["layer1_x.weight.lambda"], after["layer1_x.weight.lambda"],
-        "λ is kept"
-    );
+    assert_eq!(reset["layer1_x.weight.lambda"], after["layer1_x.weight.lambda"], "λ is kept");
     let names = LayerNames::hidden(0, 2);
-    assert_eq!(
-        reset[&format!("{}.running_var_1", names.bn_b)],
-        after[&format!("{}.running_var_1", names.bn_b)]
-    );
+    assert_eq!(reset[&format!("{}.running_var_1", names.bn_b)], after[&format!("{}.running_var_1", names.bn_b)]);
 }
 
 #[test]
@@ -517,12 +311,7 @@ fn trainer_regression_runs_the_adding_variant() {
     seq.targets = Targets::Values(vec![0.5, 1.0, 1.5, 0.2]);
     let mut tr = ReferenceTrainer::new(&cfg, &settings, 4, &init);
     let losses = tr.train_sequence(&seq, &InitialState::zeros(&cfg.hidden, 4));
-    assert!(losses
-        .iter()
-        .all(|l| l.task_loss.is_finite() && l.total_loss.is_finite()));
+    assert!(losses.iter().all(|l| l.task_loss.is_finite() && l.total_loss.is_finite()));
     assert!(!tr.state().contains_key("layer1_r.weight"));
-    assert!(
-        tr.state()["q"].data.iter().all(|&v| v == 0.0),
-        "regression leaves q alone"
-    );
+    assert!(tr.state()["q"].data.iter().all(|&v| v == 0.0), "regression leaves q alone");
 }

@@ -33,10 +33,7 @@ report_every = 50
     let exp = Experiment::parse(text, "adding-learns.toml", "adding-learns", &[]).unwrap();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("adding-learns");
     let _ = std::fs::remove_dir_all(&out);
-    let ctx = Rc::new(
-        GpuContext::new(DeviceChoice::Auto)
-            .expect("a GPU adapter (mesa-vulkan-drivers for lavapipe)"),
-    );
+    let ctx = Rc::new(GpuContext::new(DeviceChoice::Auto).expect("a GPU adapter (mesa-vulkan-drivers for lavapipe)"));
     let opts = TrainOptions {
         out: Some(out.clone()),
         progress: ProgressMode::Quiet,
@@ -52,23 +49,13 @@ report_every = 50
     let last = summary.last_test.clone().unwrap();
     assert_eq!(last.split, SplitKind::Test);
     let mse = last.mse.unwrap();
-    eprintln!(
-        "adding T=10: test MSE {mse:.4} after 600 iterations in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        mse < 0.1,
-        "test MSE {mse} after 600 iterations (the mean predictor gives 0.167)"
-    );
+    eprintln!("adding T=10: test MSE {mse:.4} after 600 iterations in {:.1} s", started.elapsed().as_secs_f64());
+    assert!(mse < 0.1, "test MSE {mse} after 600 iterations (the mean predictor gives 0.167)");
 
     // The first evaluation is worse than the last: it learned during the run.
     let mut r = csv::Reader::from_path(&summary.metrics).unwrap();
-    let test_mse: Vec<f64> = r
-        .records()
-        .map(|x| x.unwrap())
-        .filter(|x| &x[3] == "test")
-        .map(|x| x[6].parse().unwrap())
-        .collect();
+    let test_mse: Vec<f64> =
+        r.records().map(|x| x.unwrap()).filter(|x| &x[3] == "test").map(|x| x[6].parse().unwrap()).collect();
     assert_eq!(test_mse.len(), 6);
     assert!(test_mse[0] > mse, "{test_mse:?}");
 }

@@ -12,10 +12,7 @@ use fptt::run::experiment::Experiment;
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fptt"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c.env(
-        "XDG_RUNTIME_DIR",
-        std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()),
-    );
+    c.env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()));
     c
 }
 
@@ -38,10 +35,7 @@ fn stderr(o: &Output) -> String {
 fn assert_refused(o: &Output, wanted: &[&str]) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(1), "exit status (stderr: {err})");
-    assert!(
-        !err.contains("panicked"),
-        "a panic instead of a message: {err}"
-    );
+    assert!(!err.contains("panicked"), "a panic instead of a message: {err}");
     assert!(err.contains("error:"), "{err}");
     for w in wanted {
         assert!(err.contains(w), "stderr lacks {w:?}: {err}");
@@ -107,58 +101,33 @@ fn devices_lists_the_adapters_as_a_table() {
     ] {
         assert!(header.contains(col), "header lacks {col}: {header}");
     }
-    assert!(
-        out.lines().nth(1).is_some_and(|l| l.starts_with('0')),
-        "no adapter row: {out}"
-    );
+    assert!(out.lines().nth(1).is_some_and(|l| l.starts_with('0')), "no adapter row: {out}");
 }
 
 #[test]
 fn user_mistakes_exit_1_with_a_message_naming_the_file() {
     let dir = scratch("cli-mistakes");
-    assert_refused(
-        &fptt(&["train", "no/such/experiment.toml"]),
-        &["no/such/experiment.toml"],
-    );
+    assert_refused(&fptt(&["train", "no/such/experiment.toml"]), &["no/such/experiment.toml"]);
 
-    let bad = write(
-        &dir,
-        "bad.toml",
-        "[data]\ntask = \"adding\"\n[train]\nlr = \"abc\"\n",
-    );
+    let bad = write(&dir, "bad.toml", "[data]\ntask = \"adding\"\n[train]\nlr = \"abc\"\n");
     let o = fptt(&["train", bad.to_str().unwrap()]);
-    assert_refused(
-        &o,
-        &["bad.toml: train.lr: expected a number > 0, found \"abc\""],
-    );
+    assert_refused(&o, &["bad.toml: train.lr: expected a number > 0, found \"abc\""]);
 
     let ok = write(&dir, "ok.toml", TINY_ADDING);
     let o = fptt(&["train", ok.to_str().unwrap(), "--set", "model.hiden=[4]"]);
-    assert_refused(
-        &o,
-        &["--set model.hiden=[4]", "unknown key", "model.hidden"],
-    );
+    assert_refused(&o, &["--set model.hiden=[4]", "unknown key", "model.hidden"]);
 
     let o = fptt(&["train", ok.to_str().unwrap(), "--set", "train.rule=bptt"]);
     assert_refused(&o, &["train.rule", "not implemented yet"]);
 
-    let o = fptt(&[
-        "train",
-        "--resume",
-        dir.join("nothing-here").to_str().unwrap(),
-    ]);
+    let o = fptt(&["train", "--resume", dir.join("nothing-here").to_str().unwrap()]);
     assert_refused(&o, &["config.toml not found"]);
 
     // A directory that already holds a run is not overwritten.
     let out = dir.join("taken");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("metrics.csv"), "x").unwrap();
-    let o = fptt(&[
-        "train",
-        ok.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = fptt(&["train", ok.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_refused(&o, &["already holds a run", "--resume"]);
 
     // clap's own usage errors exit 2.
@@ -172,20 +141,8 @@ fn missing_and_truncated_idx_files_are_refused_naming_the_file() {
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let exp = write(&dir, "s.toml", &format!("{TINY_SMNIST}\n"));
-    let o = fptt(&[
-        "train",
-        exp.to_str().unwrap(),
-        "--set",
-        &format!("data.dir={}", empty.display()),
-    ]);
-    assert_refused(
-        &o,
-        &[
-            "train-images-idx3-ubyte.gz",
-            "not found",
-            empty.to_str().unwrap(),
-        ],
-    );
+    let o = fptt(&["train", exp.to_str().unwrap(), "--set", &format!("data.dir={}", empty.display())]);
+    assert_refused(&o, &["train-images-idx3-ubyte.gz", "not found", empty.to_str().unwrap()]);
 
     // A copy of the subset with the training images cut in half.
     let cut = dir.join("cut");
@@ -202,12 +159,7 @@ fn missing_and_truncated_idx_files_are_refused_naming_the_file() {
     let images = cut.join("train-images-idx3-ubyte.gz");
     let bytes = std::fs::read(&images).unwrap();
     std::fs::write(&images, &bytes[..bytes.len() / 2]).unwrap();
-    let o = fptt(&[
-        "train",
-        exp.to_str().unwrap(),
-        "--set",
-        &format!("data.dir={}", cut.display()),
-    ]);
+    let o = fptt(&["train", exp.to_str().unwrap(), "--set", &format!("data.dir={}", cut.display())]);
     assert_refused(&o, &[images.to_str().unwrap()]);
 
     // An uncompressed file whose header promises more images than it holds.
@@ -216,22 +168,14 @@ fn missing_and_truncated_idx_files_are_refused_naming_the_file() {
     raw.extend(vec![0u8; 28 * 28 * 10]);
     let raw_path = cut.join("train-images-idx3-ubyte");
     std::fs::write(&raw_path, raw).unwrap();
-    let o = fptt(&[
-        "train",
-        exp.to_str().unwrap(),
-        "--set",
-        &format!("data.dir={}", cut.display()),
-    ]);
+    let o = fptt(&["train", exp.to_str().unwrap(), "--set", &format!("data.dir={}", cut.display())]);
     assert_refused(&o, &[raw_path.to_str().unwrap(), "truncated"]);
 }
 
 fn csv_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let mut r = csv::Reader::from_path(path).unwrap();
     let header = r.headers().unwrap().iter().map(|s| s.to_string()).collect();
-    let rows = r
-        .records()
-        .map(|x| x.unwrap().iter().map(|s| s.to_string()).collect())
-        .collect();
+    let rows = r.records().map(|x| x.unwrap().iter().map(|s| s.to_string()).collect()).collect();
     (header, rows)
 }
 
@@ -250,8 +194,7 @@ fn check_metrics(path: &Path, run: &str, classification: bool) -> Vec<Vec<String
         r[2].parse::<u64>().unwrap();
         assert!(r[3] == "train" || r[3] == "test", "{r:?}");
         let num = |i: usize| -> f64 {
-            r[i].parse::<f64>()
-                .unwrap_or_else(|_| panic!("column {} = {:?} in {r:?}", header[i], r[i]))
+            r[i].parse::<f64>().unwrap_or_else(|_| panic!("column {} = {:?} in {r:?}", header[i], r[i]))
         };
         for i in [4, 7, 8, 9, 10] {
             assert!(num(i).is_finite(), "{r:?}");
@@ -274,29 +217,16 @@ fn check_metrics(path: &Path, run: &str, classification: bool) -> Vec<Vec<String
 #[test]
 fn metrics_csv_and_config_toml_of_short_runs() {
     let dir = scratch("cli-csv");
-    for (toml, run, classification) in [
-        (TINY_ADDING, "tiny-adding", false),
-        (TINY_SMNIST, "tiny-smnist", true),
-    ] {
+    for (toml, run, classification) in [(TINY_ADDING, "tiny-adding", false), (TINY_SMNIST, "tiny-smnist", true)] {
         let exp = write(&dir, &format!("{run}.toml"), toml);
         let out = dir.join(run);
         let o = bin()
-            .args([
-                "train",
-                exp.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--progress",
-                "log",
-            ])
+            .args(["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--progress", "log"])
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
         let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            stdout.contains(&format!("metrics: {}", out.join("metrics.csv").display())),
-            "{stdout}"
-        );
+        assert!(stdout.contains(&format!("metrics: {}", out.join("metrics.csv").display())), "{stdout}");
         let rows = check_metrics(&out.join("metrics.csv"), run, classification);
         let tests: Vec<_> = rows.iter().filter(|r| r[3] == "test").collect();
         assert_eq!(tests.len(), 2, "one test row per epoch");
@@ -304,11 +234,7 @@ fn metrics_csv_and_config_toml_of_short_runs() {
             // 40 training samples in batches of 8: 5 iterations per epoch; train rows every 2
             // iterations and at each epoch end.
             assert_eq!(tests[1][2], "10");
-            let iters: Vec<&str> = rows
-                .iter()
-                .filter(|r| r[3] == "train")
-                .map(|r| r[2].as_str())
-                .collect();
+            let iters: Vec<&str> = rows.iter().filter(|r| r[3] == "train").map(|r| r[2].as_str()).collect();
             assert_eq!(iters, ["2", "4", "5", "6", "8", "10"]);
         } else {
             assert_eq!(tests[1][2], "20");
@@ -341,36 +267,14 @@ fn divergence_stops_naming_the_update_and_keeps_the_last_good_checkpoint() {
     let dir = scratch("cli-diverge");
     let exp = write(&dir, "a.toml", TINY_ADDING);
     let out = dir.join("run");
-    let o = fptt(&[
-        "train",
-        exp.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "train.epochs=1",
-    ]);
+    let o = fptt(&["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--set", "train.epochs=1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let ckpt = out.join("checkpoint.safetensors");
     let good = std::fs::read(&ckpt).unwrap();
     // Continue with an absurd learning rate: the loss overflows within a sequence or two.
-    let o = fptt(&[
-        "train",
-        "--resume",
-        out.to_str().unwrap(),
-        "--set",
-        "train.epochs=3",
-        "--set",
-        "train.lr=1e30",
-    ]);
-    assert_refused(
-        &o,
-        &["diverged at update", "last good checkpoint (iteration 10)"],
-    );
-    assert_eq!(
-        std::fs::read(&ckpt).unwrap(),
-        good,
-        "the checkpoint was overwritten"
-    );
+    let o = fptt(&["train", "--resume", out.to_str().unwrap(), "--set", "train.epochs=3", "--set", "train.lr=1e30"]);
+    assert_refused(&o, &["diverged at update", "last good checkpoint (iteration 10)"]);
+    assert_eq!(std::fs::read(&ckpt).unwrap(), good, "the checkpoint was overwritten");
 }
 
 #[test]
@@ -379,20 +283,8 @@ fn ctrl_c_writes_a_checkpoint_and_exits_130() {
     let exp = write(&dir, "a.toml", TINY_ADDING);
     let out = dir.join("run");
     let child = bin()
-        .args([
-            "train",
-            exp.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--progress",
-            "log",
-        ])
-        .args([
-            "--set",
-            "train.epochs=1000",
-            "--set",
-            "output.report_every=1",
-        ])
+        .args(["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--progress", "log"])
+        .args(["--set", "train.epochs=1000", "--set", "output.report_every=1"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -400,20 +292,14 @@ fn ctrl_c_writes_a_checkpoint_and_exits_130() {
     // Wait until training runs (a train row is written), then send SIGINT.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let rows = std::fs::read_to_string(out.join("metrics.csv"))
-            .unwrap_or_default()
-            .lines()
-            .count();
+        let rows = std::fs::read_to_string(out.join("metrics.csv")).unwrap_or_default().lines().count();
         if rows > 2 {
             break;
         }
         assert!(Instant::now() < deadline, "the run never started training");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -432,36 +318,13 @@ fn init_takes_the_weights_of_a_checkpoint_with_matching_names() {
     let dir = scratch("cli-init");
     let exp = write(&dir, "a.toml", TINY_ADDING);
     let first = dir.join("first");
-    assert!(fptt(&[
-        "train",
-        exp.to_str().unwrap(),
-        "--out",
-        first.to_str().unwrap()
-    ])
-    .status
-    .success());
+    assert!(fptt(&["train", exp.to_str().unwrap(), "--out", first.to_str().unwrap()]).status.success());
     let ckpt = first.join("checkpoint.safetensors");
     let second = dir.join("second");
-    let o = fptt(&[
-        "train",
-        exp.to_str().unwrap(),
-        "--out",
-        second.to_str().unwrap(),
-        "--init",
-        ckpt.to_str().unwrap(),
-    ]);
+    let o =
+        fptt(&["train", exp.to_str().unwrap(), "--out", second.to_str().unwrap(), "--init", ckpt.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     // A checkpoint of another shape is refused naming the tensor.
-    let o = fptt(&[
-        "train",
-        exp.to_str().unwrap(),
-        "--init",
-        ckpt.to_str().unwrap(),
-        "--set",
-        "model.hidden=[9]",
-    ]);
-    assert_refused(
-        &o,
-        &["checkpoint.safetensors", "layer1_x.weight", "expected"],
-    );
+    let o = fptt(&["train", exp.to_str().unwrap(), "--init", ckpt.to_str().unwrap(), "--set", "model.hidden=[9]"]);
+    assert_refused(&o, &["checkpoint.safetensors", "layer1_x.weight", "expected"]);
 }

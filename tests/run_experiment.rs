@@ -77,19 +77,9 @@ fn every_documented_key_round_trips_through_the_resolved_toml() {
     assert_eq!(e.seed, 77);
     assert_eq!(e.data.task, Task::Psmnist);
     assert_eq!(e.data.dir, Path::new("some/where"));
-    assert_eq!(
-        (
-            e.data.steps,
-            e.data.pixels_per_step,
-            e.data.permutation_seed
-        ),
-        (49, 16, 9)
-    );
+    assert_eq!((e.data.steps, e.data.pixels_per_step, e.data.permutation_seed), (49, 16, 9));
     assert!(!e.data.shuffle);
-    assert_eq!(
-        (e.data.max_train_samples, e.data.max_test_samples),
-        (100, 50)
-    );
+    assert_eq!((e.data.max_train_samples, e.data.max_test_samples), (100, 50));
     assert_eq!(e.data.initial_membrane, Membrane::Zero);
     assert_eq!(e.model.hidden, vec![24, 12]);
     assert!(!e.model.adaptive_threshold);
@@ -102,14 +92,8 @@ fn every_documented_key_round_trips_through_the_resolved_toml() {
     assert_eq!((t.aux, t.aux_uniform_epochs), (AuxTargets::Uniform, 2));
     assert_eq!(t.reset, ResetPolicy::Sequence);
     assert_eq!(t.lr_schedule, LrSchedule::Step);
-    assert_eq!(
-        (t.lr_decay_epochs.clone(), t.lr_decay_factor),
-        (vec![3, 5], 0.5)
-    );
-    assert_eq!(
-        (t.eval_every, t.eval_batches, t.checkpoint_every),
-        (17, 3, 11)
-    );
+    assert_eq!((t.lr_decay_epochs.clone(), t.lr_decay_factor), (vec![3, 5], 0.5));
+    assert_eq!((t.eval_every, t.eval_batches, t.checkpoint_every), (17, 3, 11));
     assert_eq!(e.output.dir.as_deref(), Some(Path::new("out/here")));
     assert_eq!(e.output.report_every, 5);
 
@@ -120,10 +104,7 @@ fn every_documented_key_round_trips_through_the_resolved_toml() {
             let present = if section.is_empty() {
                 table.contains_key(*key)
             } else {
-                table
-                    .get(*section)
-                    .and_then(|s| s.as_table())
-                    .is_some_and(|s| s.contains_key(*key))
+                table.get(*section).and_then(|s| s.as_table()).is_some_and(|s| s.contains_key(*key))
             };
             assert!(present, "resolved TOML lacks {section}.{key}");
         }
@@ -140,21 +121,11 @@ fn every_documented_key_round_trips_through_the_resolved_toml() {
 
 #[test]
 fn every_key_is_documented_in_the_experiments_readme() {
-    let readme = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/README.md"),
-    )
-    .unwrap();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/README.md")).unwrap();
     for (section, keys) in SCHEMA {
         for key in *keys {
-            let full = if section.is_empty() {
-                key.to_string()
-            } else {
-                format!("{section}.{key}")
-            };
-            assert!(
-                readme.contains(&format!("| `{full}` |")),
-                "experiments/README.md has no row for `{full}`"
-            );
+            let full = if section.is_empty() { key.to_string() } else { format!("{section}.{key}") };
+            assert!(readme.contains(&format!("| `{full}` |")), "experiments/README.md has no row for `{full}`");
         }
     }
 }
@@ -167,33 +138,14 @@ fn the_shipped_experiments_parse_and_are_named_after_their_files() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|x| x == "toml") {
             let e = Experiment::load(&path, &[]).unwrap_or_else(|err| panic!("{err}"));
-            assert_eq!(
-                e.name,
-                path.file_stem().unwrap().to_string_lossy(),
-                "{}",
-                path.display()
-            );
+            assert_eq!(e.name, path.file_stem().unwrap().to_string_lossy(), "{}", path.display());
             seen += 1;
         }
     }
-    for name in [
-        "quick",
-        "adding-200",
-        "adding-500",
-        "adding-1000",
-        "smnist",
-        "psmnist",
-        "fashion-mnist",
-    ] {
-        assert!(
-            dir.join(format!("{name}.toml")).is_file(),
-            "experiments/{name}.toml"
-        );
+    for name in ["quick", "adding-200", "adding-500", "adding-1000", "smnist", "psmnist", "fashion-mnist"] {
+        assert!(dir.join(format!("{name}.toml")).is_file(), "experiments/{name}.toml");
         if name != "quick" {
-            assert!(
-                dir.join(format!("{name}-quick.toml")).is_file(),
-                "experiments/{name}-quick.toml"
-            );
+            assert!(dir.join(format!("{name}-quick.toml")).is_file(), "experiments/{name}-quick.toml");
         }
     }
     assert!(seen >= 13);
@@ -217,27 +169,14 @@ fn task_defaults_follow_the_spec() {
     assert_eq!((cfg.inputs, cfg.outputs, cfg.steps), (28, 10, 28));
     assert_eq!(cfg.threshold, ThresholdMode::Adaptive);
     assert_eq!(s.data.permutation_seed, s.seed);
-    assert_eq!(
-        parse("[data]\ntask = \"fashion-mnist\"\n", &[])
-            .unwrap()
-            .data
-            .dir,
-        Path::new("data/fashion-mnist")
-    );
+    assert_eq!(parse("[data]\ntask = \"fashion-mnist\"\n", &[]).unwrap().data.dir, Path::new("data/fashion-mnist"));
 }
 
 #[test]
 fn set_overrides_are_parsed_as_toml_values_or_strings() {
     let e = parse(
         "[data]\ntask = \"adding\"\n",
-        &[
-            "train.lr=3e-4",
-            "model.hidden=[8, 4]",
-            "data.task=smnist",
-            "data.dir=/x/y",
-            "seed=5",
-            "data.shuffle=false",
-        ],
+        &["train.lr=3e-4", "model.hidden=[8, 4]", "data.task=smnist", "data.dir=/x/y", "seed=5", "data.shuffle=false"],
     )
     .unwrap();
     assert_eq!(e.train.lr, 3e-4);
@@ -258,7 +197,11 @@ fn mistakes_are_refused_naming_file_key_and_expectation() {
             vec!["experiments/x.toml: train.lr: expected a number > 0, found \"abc\""],
         ),
         (format!("{base}[train]\nlr = -1\n"), vec![], vec!["experiments/x.toml", "train.lr", "> 0", "-1"]),
-        (format!("{base}[train]\nlrr = 0.1\n"), vec![], vec!["experiments/x.toml", "train.lrr", "unknown key", "`train.lr`"]),
+        (
+            format!("{base}[train]\nlrr = 0.1\n"),
+            vec![],
+            vec!["experiments/x.toml", "train.lrr", "unknown key", "`train.lr`"],
+        ),
         (format!("{base}[trian]\nlr = 0.1\n"), vec![], vec!["experiments/x.toml", "trian", "unknown key"]),
         (format!("{base}[train]\nbatch = 64.0\n"), vec![], vec!["train.batch", "an integer ≥ 1", "64.0"]),
         (format!("{base}[train]\nbatch = 0\n"), vec![], vec!["train.batch", "an integer ≥ 1", "found 0"]),
@@ -272,33 +215,44 @@ fn mistakes_are_refused_naming_file_key_and_expectation() {
         (format!("{base}[model]\nbatch_norm = true\n"), vec![], vec!["model.batch_norm", "fused_recurrent = false"]),
         (format!("{base}[model]\nbatch_norm = \"yes\"\n"), vec![], vec!["model.batch_norm", "true or false"]),
         (format!("{base}[data]\n"), vec![], vec!["experiments/x.toml", "not valid TOML"]),
-        ("[data]\nsteps = 3\n".to_string(), vec![], vec!["data.task", "missing", "adding, smnist, psmnist, fashion-mnist"]),
+        (
+            "[data]\nsteps = 3\n".to_string(),
+            vec![],
+            vec!["data.task", "missing", "adding, smnist, psmnist, fashion-mnist"],
+        ),
         ("[data]\ntask = \"mnist\"\n".to_string(), vec![], vec!["data.task", "\"mnist\""]),
-        ("[data]\ntask = \"smnist\"\npixels_per_step = 5\n".to_string(), vec![], vec!["data.pixels_per_step", "divisor of 784"]),
-        ("[data]\ntask = \"smnist\"\nsteps = 100\n".to_string(), vec![], vec!["data.steps", "784 / pixels_per_step = 784"]),
+        (
+            "[data]\ntask = \"smnist\"\npixels_per_step = 5\n".to_string(),
+            vec![],
+            vec!["data.pixels_per_step", "divisor of 784"],
+        ),
+        (
+            "[data]\ntask = \"smnist\"\nsteps = 100\n".to_string(),
+            vec![],
+            vec!["data.steps", "784 / pixels_per_step = 784"],
+        ),
         ("[data]\ntask = \"adding\"\nsteps = 1\n".to_string(), vec![], vec!["data.steps", "≥ 2"]),
         ("name = \"a/b\"\n[data]\ntask = \"adding\"\n".to_string(), vec![], vec!["name", "\"a/b\""]),
         ("data = 3\n".to_string(), vec![], vec!["experiments/x.toml: data", "section [data]"]),
-        (base.to_string(), vec!["train.lr=abc"], vec!["experiments/x.toml (--set train.lr=abc): train.lr: expected a number > 0, found \"abc\""]),
+        (
+            base.to_string(),
+            vec!["train.lr=abc"],
+            vec!["experiments/x.toml (--set train.lr=abc): train.lr: expected a number > 0, found \"abc\""],
+        ),
         (base.to_string(), vec!["train.lrr=1"], vec!["--set train.lrr=1", "unknown key", "train.lr"]),
         (base.to_string(), vec!["lr"], vec!["--set lr", "KEY=VALUE"]),
     ];
     for (text, sets, wanted) in cases {
         let msg = err(&text, &sets);
         for w in wanted {
-            assert!(
-                msg.contains(w),
-                "message {msg:?} lacks {w:?} (input {text:?} {sets:?})"
-            );
+            assert!(msg.contains(w), "message {msg:?} lacks {w:?} (input {text:?} {sets:?})");
         }
     }
 }
 
 #[test]
 fn a_missing_experiment_file_is_named() {
-    let e = Experiment::load(Path::new("experiments/does-not-exist.toml"), &[])
-        .unwrap_err()
-        .to_string();
+    let e = Experiment::load(Path::new("experiments/does-not-exist.toml"), &[]).unwrap_err().to_string();
     assert!(e.contains("experiments/does-not-exist.toml"), "{e}");
 }
 
@@ -309,12 +263,6 @@ fn schedules_and_aux_phases() {
         &[],
     )
     .unwrap();
-    assert_eq!(
-        [0, 1, 2, 3].map(|k| e.lr_at_epoch(k)),
-        [1.0, 0.1, 0.1, 0.1 * 0.1]
-    );
-    assert_eq!(
-        [0, 1, 2].map(|k| e.aux_at_epoch(k)),
-        [AuxTargets::Uniform, AuxTargets::Uniform, AuxTargets::Table]
-    );
+    assert_eq!([0, 1, 2, 3].map(|k| e.lr_at_epoch(k)), [1.0, 0.1, 0.1, 0.1 * 0.1]);
+    assert_eq!([0, 1, 2].map(|k| e.aux_at_epoch(k)), [AuxTargets::Uniform, AuxTargets::Uniform, AuxTargets::Table]);
 }

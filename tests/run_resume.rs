@@ -12,10 +12,7 @@ use fptt::checkpoint;
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fptt"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c.env(
-        "XDG_RUNTIME_DIR",
-        std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()),
-    );
+    c.env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()));
     c
 }
 
@@ -28,35 +25,17 @@ fn scratch(name: &str) -> PathBuf {
 
 fn run_to_end(experiment: &Path, out: &Path) {
     let o = bin()
-        .args([
-            "train",
-            experiment.to_str().unwrap(),
-            "--progress",
-            "quiet",
-            "--out",
-            out.to_str().unwrap(),
-        ])
+        .args(["train", experiment.to_str().unwrap(), "--progress", "quiet", "--out", out.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
-        "uninterrupted run failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "uninterrupted run failed: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Start a run, SIGKILL it once its first checkpoint exists, and return whether it was still
 /// running then (if not, the run was too short to test anything).
 fn run_and_kill(experiment: &Path, out: &Path) -> bool {
     let mut child = bin()
-        .args([
-            "train",
-            experiment.to_str().unwrap(),
-            "--progress",
-            "quiet",
-            "--out",
-            out.to_str().unwrap(),
-        ])
+        .args(["train", experiment.to_str().unwrap(), "--progress", "quiet", "--out", out.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -64,11 +43,7 @@ fn run_and_kill(experiment: &Path, out: &Path) -> bool {
     let ckpt = out.join("checkpoint.safetensors");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !ckpt.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint appeared in {}",
-            out.display()
-        );
+        assert!(Instant::now() < deadline, "no checkpoint appeared in {}", out.display());
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the run ended ({status}) before its first checkpoint");
         }
@@ -83,21 +58,8 @@ fn run_and_kill(experiment: &Path, out: &Path) -> bool {
 }
 
 fn resume(out: &Path) {
-    let o = bin()
-        .args([
-            "train",
-            "--resume",
-            out.to_str().unwrap(),
-            "--progress",
-            "quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "resume failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = bin().args(["train", "--resume", out.to_str().unwrap(), "--progress", "quiet"]).output().unwrap();
+    assert!(o.status.success(), "resume failed: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Every tensor bit-identical; metadata equal except the wall clock.
@@ -108,16 +70,8 @@ fn assert_same_checkpoint(a: &Path, b: &Path) {
     for (name, x) in &ta {
         let y = &tb[name];
         assert_eq!(x.shape, y.shape, "{name}");
-        let same = x
-            .data
-            .iter()
-            .zip(&y.data)
-            .all(|(p, q)| p.to_bits() == q.to_bits());
-        assert!(
-            same,
-            "tensor {name} differs after resume (max |Δ| = {})",
-            x.max_abs_diff(y)
-        );
+        let same = x.data.iter().zip(&y.data).all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "tensor {name} differs after resume (max |Δ| = {})", x.max_abs_diff(y));
     }
     for (k, v) in &ma {
         if k != "fptt.elapsed_s" {
@@ -139,12 +93,7 @@ fn assert_same_metrics(a: &Path, b: &Path) {
             .collect();
         r.records()
             .map(|rec| {
-                rec.unwrap()
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| !skip.contains(i))
-                    .map(|(_, s)| s.to_string())
-                    .collect()
+                rec.unwrap().iter().enumerate().filter(|(i, _)| !skip.contains(i)).map(|(_, s)| s.to_string()).collect()
             })
             .collect()
     };
@@ -161,18 +110,12 @@ fn check_resume(name: &str, toml: &str) {
     std::fs::write(&exp, toml).unwrap();
     let (a, b) = (dir.join("uninterrupted"), dir.join("killed"));
     run_to_end(&exp, &a);
-    assert!(
-        run_and_kill(&exp, &b),
-        "the run finished before it could be killed; make it longer"
-    );
+    assert!(run_and_kill(&exp, &b), "the run finished before it could be killed; make it longer");
     resume(&b);
     assert_same_checkpoint(&a, &b);
     assert_same_metrics(&a, &b);
     let config = std::fs::read_to_string(b.join("config.toml")).unwrap();
-    assert!(
-        config.contains("resumed = ["),
-        "config.toml records the resume:\n{config}"
-    );
+    assert!(config.contains("resumed = ["), "config.toml records the resume:\n{config}");
 }
 
 #[test]

@@ -85,9 +85,7 @@ impl GpuBuffer {
             let _ = tx.send(r);
         });
         ctx.wait()?;
-        rx.recv()
-            .map_err(|e| GpuError::Readback(e.to_string()))?
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        rx.recv().map_err(|e| GpuError::Readback(e.to_string()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
         let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(format!("{e:?}")))?;
         let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
         drop(view);

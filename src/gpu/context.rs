@@ -148,9 +148,10 @@ impl GpuContext {
         let instance = instance();
         let all = adapters(&instance);
         let adapter = match choice {
-            DeviceChoice::Index(i) => all.into_iter().nth(i).ok_or_else(|| {
-                GpuError::NoAdapter(format!(" at index {i} (see `fptt devices` for the list)"))
-            })?,
+            DeviceChoice::Index(i) => all
+                .into_iter()
+                .nth(i)
+                .ok_or_else(|| GpuError::NoAdapter(format!(" at index {i} (see `fptt devices` for the list)")))?,
             DeviceChoice::Auto | DeviceChoice::Gpu | DeviceChoice::Cpu => {
                 let mut candidates: Vec<_> = all
                     .into_iter()
@@ -235,9 +236,7 @@ impl GpuContext {
 
     /// Wait for all submitted work, then report any error it raised.
     pub fn wait(&self) -> Result<(), GpuError> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::DeviceLost(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::DeviceLost(e.to_string()))?;
         self.check()
     }
 

@@ -1,7 +1,7 @@
 //! The kernel table (one compute pipeline per shader, all sharing one pipeline layout) and the
 //! recording of dispatch lists into a compute pass.
 
-use super::buffers::{GpuBuffer, ArgBuffer, ARG_SLOT};
+use super::buffers::{ArgBuffer, GpuBuffer, ARG_SLOT};
 use super::context::GpuContext;
 use super::sources::KERNEL_SOURCES;
 use std::num::NonZeroU64;

@@ -4,10 +4,11 @@
 
 use super::kernel_args::*;
 use super::plan::{WorkPlan, NORM_PARTS};
-use crate::gpu::{Dispatch, GpuBuffer, GpuContext, GpuError, KernelTable, MemoryLedger, ArgArena, ArgBuffer, ARG_SLOT};
+use crate::gpu::{ArgArena, ArgBuffer, Dispatch, GpuBuffer, GpuContext, GpuError, KernelTable, MemoryLedger, ARG_SLOT};
 use crate::model::{LayerNames, ModelConfig, ModelError, ParamLayout, StatLayout, ThresholdMode, B0};
 use crate::settings::{
-    AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
+    AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets, ADAM_BETA1, ADAM_BETA2,
+    ADAM_EPS,
 };
 use crate::tensor::{Tensor, TensorMap};
 use std::rc::Rc;
@@ -111,7 +112,9 @@ impl FpttEngine {
             return Err(EngineError::Shape("batch size must be at least 1".into()));
         }
         if cfg.batch_norm && batch < 2 {
-            return Err(EngineError::Shape("batch norm needs a batch of at least 2 (it normalises over the batch)".into()));
+            return Err(EngineError::Shape(
+                "batch norm needs a batch of at least 2 (it normalises over the batch)".into(),
+            ));
         }
         if settings.alpha <= 0.0 || !(settings.beta > 0.0 && settings.beta <= 1.0) {
             return Err(EngineError::Shape(format!(
@@ -130,8 +133,10 @@ impl FpttEngine {
         let work = GpuBuffer::storage(&ctx, &ledger, "work", plan.arena.len())?;
 
         let mut arena = ArgArena::default();
-        let train_schedule = [0, 1].map(|p| Self::schedule(&kernels, cfg, settings, batch, &layout, &stats, &plan, &mut arena, p, true));
-        let eval_schedule = [0, 1].map(|p| Self::schedule(&kernels, cfg, settings, batch, &layout, &stats, &plan, &mut arena, p, false));
+        let train_schedule =
+            [0, 1].map(|p| Self::schedule(&kernels, cfg, settings, batch, &layout, &stats, &plan, &mut arena, p, true));
+        let eval_schedule = [0, 1]
+            .map(|p| Self::schedule(&kernels, cfg, settings, batch, &layout, &stats, &plan, &mut arena, p, false));
         let args_buffer = arena.upload(&ctx, &ledger, "dispatch args");
         let steps_buffer = ArgArena::default();
         let mut steps_arena = steps_buffer;
@@ -608,7 +613,10 @@ impl FpttEngine {
             return bad(format!("sequence has {} steps, the model was built for {}", batch.steps, cfg.steps));
         }
         if batch.inputs_per_step != cfg.inputs {
-            return bad(format!("sequence has {} inputs per step, the model expects {}", batch.inputs_per_step, cfg.inputs));
+            return bad(format!(
+                "sequence has {} inputs per step, the model expects {}",
+                batch.inputs_per_step, cfg.inputs
+            ));
         }
         if batch.batch == 0 || batch.batch > self.batch || (exact && batch.batch != self.batch) {
             return bad(format!("batch of {} sequences, the engine trains batches of {}", batch.batch, self.batch));
@@ -674,7 +682,11 @@ impl FpttEngine {
         for (k, layer) in init.membrane.iter().enumerate() {
             let n = self.cfg.hidden[k];
             if layer.len() < valid * n || layer.len() > bsz * n {
-                return Err(EngineError::Shape(format!("initial membrane of layer {} has {} values", k + 1, layer.len())));
+                return Err(EngineError::Shape(format!(
+                    "initial membrane of layer {} has {} values",
+                    k + 1,
+                    layer.len()
+                )));
             }
             let start = plan.layers[k].state_offset as usize;
             m[start..start + layer.len()].copy_from_slice(layer);
@@ -773,7 +785,11 @@ impl FpttEngine {
     }
 
     /// One sequence of T steps with an FPTT update after every step; one host read at the end.
-    pub fn train_sequence(&mut self, batch: &SequenceBatch, init: &InitialState) -> Result<SequenceMetrics, EngineError> {
+    pub fn train_sequence(
+        &mut self,
+        batch: &SequenceBatch,
+        init: &InitialState,
+    ) -> Result<SequenceMetrics, EngineError> {
         self.run_sequence(batch, init, true, usize::MAX)
     }
 
@@ -790,7 +806,11 @@ impl FpttEngine {
 
     /// Forward only (batch norm on running statistics, no update, q untouched). A batch smaller
     /// than the engine's is padded; only its samples count.
-    pub fn evaluate_sequence(&mut self, batch: &SequenceBatch, init: &InitialState) -> Result<SequenceMetrics, EngineError> {
+    pub fn evaluate_sequence(
+        &mut self,
+        batch: &SequenceBatch,
+        init: &InitialState,
+    ) -> Result<SequenceMetrics, EngineError> {
         self.run_sequence(batch, init, false, usize::MAX)
     }
 
@@ -802,7 +822,8 @@ impl FpttEngine {
 
     /// The epoch-end reset `W ← W̄` (λ, W̄ and the moments are kept).
     pub fn reset_to_running_mean(&mut self) -> Result<(), EngineError> {
-        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("reset W to W̄") });
+        let mut encoder =
+            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("reset W to W̄") });
         let bytes = (self.layout.trainable_len * 4) as u64;
         if bytes > 0 {
             encoder.copy_buffer_to_buffer(&self.opt.buffer, 0, &self.params.buffer, 0, bytes);
@@ -842,7 +863,10 @@ impl FpttEngine {
         let running = self.plan.running as usize;
         for slot in &self.stats.slots {
             let r = slot.range();
-            map.insert(slot.name.clone(), Tensor::new(slot.shape.clone(), work[running + r.start..running + r.end].to_vec()));
+            map.insert(
+                slot.name.clone(),
+                Tensor::new(slot.shape.clone(), work[running + r.start..running + r.end].to_vec()),
+            );
         }
         let c = self.cfg.outputs;
         let q = self.plan.q as usize;
@@ -862,7 +886,10 @@ impl FpttEngine {
             match map.get(name) {
                 None => Ok(None),
                 Some(t) if t.shape == shape => Ok(Some(t)),
-                Some(t) => Err(EngineError::Shape(format!("tensor {name} has shape {:?}, the model expects {shape:?}", t.shape))),
+                Some(t) => Err(EngineError::Shape(format!(
+                    "tensor {name} has shape {:?}, the model expects {shape:?}",
+                    t.shape
+                ))),
             }
         };
         for slot in &self.layout.slots {

@@ -236,17 +236,67 @@ mod tests {
     #[test]
     fn host_structs_match_their_wgsl_twins() {
         let m = wgsl_module();
-        check_twin!(m, StepInfo, [t, steps, valid, training, w_task, w_aux, aux_mode, update_q, step_size, bc2_sqrt, _pad0, _pad1]);
-        check_twin!(m, LayerArgs, [batch, n, n_in, flags, w_x, c_x, w_r, c_r, w_m, c_m, w_a, c_a, a_m, a_a, x_in,
-            m_prev, s_prev, b_prev, m_next, s_next, b_next, cur_x, cur_r, d, tau_m, tau_a, zm, za, u, g_s, g_zm,
-            g_za, r_m, r_a, g_direct, threshold, x_tape, _pad0]);
-        check_twin!(m, ReadoutArgs, [batch, c, n_top, flags, w_o, c_o, w_om, c_om, a_o, s_top, o_prev, o_next, z,
-            tau_o, zo, g_o, g_zo, r_o, g_z, targets, loss_b, correct_b, sqerr_b, q, metrics, spikes, spike_layers, layers]);
+        check_twin!(
+            m,
+            StepInfo,
+            [t, steps, valid, training, w_task, w_aux, aux_mode, update_q, step_size, bc2_sqrt, _pad0, _pad1]
+        );
+        check_twin!(
+            m,
+            LayerArgs,
+            [
+                batch, n, n_in, flags, w_x, c_x, w_r, c_r, w_m, c_m, w_a, c_a, a_m, a_a, x_in, m_prev, s_prev, b_prev,
+                m_next, s_next, b_next, cur_x, cur_r, d, tau_m, tau_a, zm, za, u, g_s, g_zm, g_za, r_m, r_a, g_direct,
+                threshold, x_tape, _pad0
+            ]
+        );
+        check_twin!(
+            m,
+            ReadoutArgs,
+            [
+                batch,
+                c,
+                n_top,
+                flags,
+                w_o,
+                c_o,
+                w_om,
+                c_om,
+                a_o,
+                s_top,
+                o_prev,
+                o_next,
+                z,
+                tau_o,
+                zo,
+                g_o,
+                g_zo,
+                r_o,
+                g_z,
+                targets,
+                loss_b,
+                correct_b,
+                sqerr_b,
+                q,
+                metrics,
+                spikes,
+                spike_layers,
+                layers
+            ]
+        );
         check_twin!(m, BnArgs, [batch, features, x, xhat, invstd, gamma, beta, running, g_y, g_x, _pad0, _pad1]);
         check_twin!(m, WeightGradArgs, [batch, rows, p_width, q_width, g, p, q, out, bias, _pad0, _pad1, _pad2]);
-        check_twin!(m, InputGradArgs, [batch, cols, add, out, k1, g1, w1, ld1, col1, k2, g2, w2, ld2, col2, _pad0, _pad1]);
+        check_twin!(
+            m,
+            InputGradArgs,
+            [batch, cols, add, out, k1, g1, w1, ld1, col1, k2, g2, w2, ld2, col2, _pad0, _pad1]
+        );
         check_twin!(m, DotArgs, [len, a, b, out]);
-        check_twin!(m, OptimArgs, [len, parts, partials, optimizer, alpha, beta, clip, beta1, beta2, eps, one_minus_beta1, one_minus_beta2]);
+        check_twin!(
+            m,
+            OptimArgs,
+            [len, parts, partials, optimizer, alpha, beta, clip, beta1, beta2, eps, one_minus_beta1, one_minus_beta2]
+        );
     }
 
     #[test]

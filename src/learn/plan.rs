@@ -188,6 +188,19 @@ impl WorkPlan {
         let partials = a.alloc("norm_partials", NORM_PARTS as usize);
         // Constant for the engine's life: keep it last (poison_scratch stops before it).
         let spike_layers = a.alloc("spike_layers", 2 * cfg.layers());
-        WorkPlan { arena: a, inputs, targets, state, layers, readout, q, running, metrics, partials, spike_layers, total_hidden }
+        WorkPlan {
+            arena: a,
+            inputs,
+            targets,
+            state,
+            layers,
+            readout,
+            q,
+            running,
+            metrics,
+            partials,
+            spike_layers,
+            total_hidden,
+        }
     }
 }

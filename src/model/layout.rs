@@ -208,9 +208,7 @@ impl StatLayout {
 
     /// Offset of step 0's running mean of normalisation `bn`; variances follow after `T·F`.
     pub fn base(&self, bn: &str) -> usize {
-        self.get(&format!("{bn}.running_mean_0"))
-            .unwrap_or_else(|| panic!("no running statistics for {bn}"))
-            .offset
+        self.get(&format!("{bn}.running_mean_0")).unwrap_or_else(|| panic!("no running statistics for {bn}")).offset
     }
 }
 

@@ -32,21 +32,11 @@ pub struct BnCache {
 
 /// The names of step t's running statistics of normalisation `bn`.
 pub fn stat_names(bn: &str, t: usize) -> (String, String) {
-    (
-        format!("{bn}.running_mean_{t}"),
-        format!("{bn}.running_var_{t}"),
-    )
+    (format!("{bn}.running_mean_{t}"), format!("{bn}.running_var_{t}"))
 }
 
 /// `y = γ⊙x̂ + δ` for `x` `[rows, feats]`, with `γ = {bn}.weight`, `δ = {bn}.bias`.
-pub fn forward(
-    x: &[f64],
-    rows: usize,
-    feats: usize,
-    p: &Params,
-    bn: &str,
-    norm: Norm,
-) -> (Vec<f64>, BnCache) {
+pub fn forward(x: &[f64], rows: usize, feats: usize, p: &Params, bn: &str, norm: Norm) -> (Vec<f64>, BnCache) {
     let gamma = get(p, &format!("{bn}.weight"));
     let delta = get(p, &format!("{bn}.bias"));
     let (mean, var, batch_stats) = match norm {
@@ -55,10 +45,7 @@ pub fn forward(
             let mut var = vec![0.0; feats];
             for f in 0..feats {
                 mean[f] = (0..rows).map(|r| x[r * feats + f]).sum::<f64>() / rows as f64;
-                var[f] = (0..rows)
-                    .map(|r| (x[r * feats + f] - mean[f]).powi(2))
-                    .sum::<f64>()
-                    / rows as f64;
+                var[f] = (0..rows).map(|r| (x[r * feats + f] - mean[f]).powi(2)).sum::<f64>() / rows as f64;
             }
             (mean, var, true)
         }
@@ -78,16 +65,7 @@ pub fn forward(
             y[i] = gamma[f] * xhat[i] + delta[f];
         }
     }
-    (
-        y,
-        BnCache {
-            xhat,
-            inv_std,
-            mean,
-            var,
-            batch_stats,
-        },
-    )
+    (y, BnCache { xhat, inv_std, mean, var, batch_stats })
 }
 
 /// The backward given `ḡ_y`: `(ḡ_x, ∇γ, ∇δ)`. With batch statistics,
@@ -132,26 +110,16 @@ pub fn backward(
 /// PyTorch's running-statistics update for step t after a training forward:
 /// `mean ← 0.9·mean + 0.1·μ_t`, `var ← 0.9·var + 0.1·σ²_t·B/(B−1)`.
 pub fn update_running(stats: &mut Params, bn: &str, t: usize, cache: &BnCache, rows: usize) {
-    assert!(
-        cache.batch_stats,
-        "running statistics are updated from batch statistics only"
-    );
-    assert!(
-        rows > 1,
-        "batch norm in training needs a batch of at least 2"
-    );
+    assert!(cache.batch_stats, "running statistics are updated from batch statistics only");
+    assert!(rows > 1, "batch norm in training needs a batch of at least 2");
     let mom = BN_MOMENTUM;
     let (m, v) = stat_names(bn, t);
     let unbias = rows as f64 / (rows as f64 - 1.0);
-    let rm = stats
-        .get_mut(&m)
-        .unwrap_or_else(|| panic!("reference: no running statistic {m}"));
+    let rm = stats.get_mut(&m).unwrap_or_else(|| panic!("reference: no running statistic {m}"));
     for (r, mu) in rm.iter_mut().zip(&cache.mean) {
         *r = (1.0 - mom) * *r + mom * mu;
     }
-    let rv = stats
-        .get_mut(&v)
-        .unwrap_or_else(|| panic!("reference: no running statistic {v}"));
+    let rv = stats.get_mut(&v).unwrap_or_else(|| panic!("reference: no running statistic {v}"));
     for (r, var) in rv.iter_mut().zip(&cache.var) {
         *r = (1.0 - mom) * *r + mom * var * unbias;
     }
@@ -162,12 +130,7 @@ mod tests {
     use super::*;
 
     fn params(gamma: Vec<f64>, delta: Vec<f64>) -> Params {
-        [
-            ("bn.weight".to_string(), gamma),
-            ("bn.bias".to_string(), delta),
-        ]
-        .into_iter()
-        .collect()
+        [("bn.weight".to_string(), gamma), ("bn.bias".to_string(), delta)].into_iter().collect()
     }
 
     #[test]
@@ -193,11 +156,7 @@ mod tests {
             let mut xm = x.clone();
             xm[i] -= h;
             let fd = (loss(&xp, &p) - loss(&xm, &p)) / (2.0 * h);
-            assert!(
-                (fd - g_x[i]).abs() < 1e-7,
-                "ḡ_x[{i}]: {} vs fd {fd}",
-                g_x[i]
-            );
+            assert!((fd - g_x[i]).abs() < 1e-7, "ḡ_x[{i}]: {} vs fd {fd}", g_x[i]);
         }
         let mut pp = p.clone();
         pp.get_mut("bn.weight").unwrap()[1] += h;
@@ -213,12 +172,10 @@ mod tests {
         let p = params(vec![1.0], vec![0.0]);
         let (_, cache) = forward(&[1.0, 3.0], 2, 1, &p, "bn", Norm::Batch);
         assert_eq!(cache.var, vec![1.0]);
-        let mut stats: Params = [
-            ("bn.running_mean_0".to_string(), vec![0.0]),
-            ("bn.running_var_0".to_string(), vec![1.0]),
-        ]
-        .into_iter()
-        .collect();
+        let mut stats: Params =
+            [("bn.running_mean_0".to_string(), vec![0.0]), ("bn.running_var_0".to_string(), vec![1.0])]
+                .into_iter()
+                .collect();
         update_running(&mut stats, "bn", 0, &cache, 2);
         assert!((stats["bn.running_mean_0"][0] - 0.2).abs() < 1e-15);
         assert!((stats["bn.running_var_0"][0] - (0.9 + 0.1 * 2.0)).abs() < 1e-15);

@@ -70,9 +70,7 @@ pub fn task_loss(
     let mut grad = vec![0.0; o.len()];
     match kind {
         LossKind::Classification { aux } => {
-            let Targets::Labels(labels) = targets else {
-                panic!("classification needs labels")
-            };
+            let Targets::Labels(labels) = targets else { panic!("classification needs labels") };
             assert_eq!(labels.len(), batch);
             let p = log_softmax(o, classes);
             let sm = softmax(o, classes);
@@ -93,9 +91,7 @@ pub fn task_loss(
                 let scale = aux_w / (batch * classes) as f64;
                 for b in 0..batch {
                     let r: Vec<f64> = match aux {
-                        AuxTargets::Table => {
-                            q[q_row(labels[b] as usize, t, steps, classes)].to_vec()
-                        }
+                        AuxTargets::Table => q[q_row(labels[b] as usize, t, steps, classes)].to_vec(),
                         AuxTargets::Uniform => vec![1.0 / classes as f64; classes],
                         AuxTargets::Off => unreachable!(),
                     };
@@ -110,9 +106,7 @@ pub fn task_loss(
             (loss, grad)
         }
         LossKind::Regression => {
-            let Targets::Values(y) = targets else {
-                panic!("regression needs values")
-            };
+            let Targets::Values(y) = targets else { panic!("regression needs values") };
             assert_eq!(y.len(), o.len(), "regression targets are [B, C]");
             let n = o.len() as f64;
             let mut loss = 0.0;
@@ -129,14 +123,7 @@ pub fn task_loss(
 /// The table update after step `t` (no gradient; only for `t < T−1`): for each class `y`, the first
 /// sample of the batch (in batch order) with label `y` whose argmax prediction is wrong writes its
 /// softmax into `q[y, t]`. Classes without such a sample keep their row.
-pub fn update_table(
-    q: &mut [f64],
-    o: &[f64],
-    labels: &[u32],
-    classes: usize,
-    t: usize,
-    steps: usize,
-) {
+pub fn update_table(q: &mut [f64], o: &[f64], labels: &[u32], classes: usize, t: usize, steps: usize) {
     if t + 1 >= steps {
         return;
     }
@@ -159,9 +146,7 @@ mod tests {
     #[test]
     fn classification_gradient_matches_finite_differences() {
         let (b, c, steps, t) = (3, 4, 5, 2);
-        let o = vec![
-            0.1, -0.3, 0.7, 0.2, 1.0, 0.0, -0.5, 0.4, -0.2, 0.3, 0.3, 0.9,
-        ];
+        let o = vec![0.1, -0.3, 0.7, 0.2, 1.0, 0.0, -0.5, 0.4, -0.2, 0.3, 0.3, 0.9];
         let labels = Targets::Labels(vec![2, 0, 2]);
         let mut q = vec![0.0; c * steps * c];
         for (i, v) in q.iter_mut().enumerate() {

@@ -95,8 +95,7 @@ impl SpikeFn {
 
 /// `N(v; μ, σ)`: the normal density.
 fn gaussian(v: f64, mu: f64, sigma: f64) -> f64 {
-    (-(v - mu) * (v - mu) / (2.0 * sigma * sigma)).exp()
-        / (sigma * (2.0 * std::f64::consts::PI).sqrt())
+    (-(v - mu) * (v - mu) / (2.0 * sigma * sigma)).exp() / (sigma * (2.0 * std::f64::consts::PI).sqrt())
 }
 
 /// The surrogate gradient ψ of spec §2:
@@ -119,8 +118,7 @@ pub fn sigmoid(z: f64) -> f64 {
 
 /// A named tensor of a parameter map (a missing name is a programming error).
 pub fn get<'a>(p: &'a Params, name: &str) -> &'a [f64] {
-    p.get(name)
-        .unwrap_or_else(|| panic!("reference: no tensor {name}"))
+    p.get(name).unwrap_or_else(|| panic!("reference: no tensor {name}"))
 }
 
 /// A scalar parameter (a gate slope).
@@ -144,9 +142,7 @@ pub fn params_from_map(layout: &ParamLayout, map: &TensorMap) -> Params {
         .slots
         .iter()
         .map(|slot| {
-            let t = map
-                .get(&slot.name)
-                .unwrap_or_else(|| panic!("reference: init has no tensor {}", slot.name));
+            let t = map.get(&slot.name).unwrap_or_else(|| panic!("reference: init has no tensor {}", slot.name));
             assert_eq!(t.shape, slot.shape, "reference: shape of {}", slot.name);
             (slot.name.clone(), to_f64(&t.data))
         })
@@ -217,9 +213,7 @@ pub fn concat(a: &[f64], na: usize, b: &[f64], nb: usize, rows: usize) -> Vec<f6
 /// The first `na` columns of a `[rows, width]` matrix (the `a` part of a `[a ; b]` gradient).
 pub fn first_columns(m: &[f64], rows: usize, width: usize, na: usize) -> Vec<f64> {
     assert_eq!(m.len(), rows * width);
-    (0..rows)
-        .flat_map(|r| m[r * width..r * width + na].iter().copied())
-        .collect()
+    (0..rows).flat_map(|r| m[r * width..r * width + na].iter().copied()).collect()
 }
 
 /// `a += b` element-wise.
@@ -264,18 +258,11 @@ mod tests {
         // x = [[1, 2]], W = [[3, 4], [5, 6]], c = [0.5, -0.5].
         let y = linear(&[1.0, 2.0], 1, 2, &[3.0, 4.0, 5.0, 6.0], &[0.5, -0.5], 2);
         assert_eq!(y, vec![11.5, 16.5]);
-        let (gw, gc, gx) =
-            linear_backward(&[1.0, -1.0], &[1.0, 2.0], 1, 2, &[3.0, 4.0, 5.0, 6.0], 2);
+        let (gw, gc, gx) = linear_backward(&[1.0, -1.0], &[1.0, 2.0], 1, 2, &[3.0, 4.0, 5.0, 6.0], 2);
         assert_eq!(gw, vec![1.0, 2.0, -1.0, -2.0]);
         assert_eq!(gc, vec![1.0, -1.0]);
         assert_eq!(gx, vec![-2.0, -2.0]);
-        assert_eq!(
-            concat(&[1.0, 2.0], 1, &[3.0, 4.0], 1, 2),
-            vec![1.0, 3.0, 2.0, 4.0]
-        );
-        assert_eq!(
-            first_columns(&[1.0, 3.0, 2.0, 4.0], 2, 2, 1),
-            vec![1.0, 2.0]
-        );
+        assert_eq!(concat(&[1.0, 2.0], 1, &[3.0, 4.0], 1, 2), vec![1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(first_columns(&[1.0, 3.0, 2.0, 4.0], 2, 2, 1), vec![1.0, 2.0]);
     }
 }

@@ -34,11 +34,7 @@ pub struct NetState {
 impl NetState {
     /// The start of a sequence (spec §1): `m` from `init`, `s = 0`, `b = b0`, `o = 0`.
     pub fn start(cfg: &ModelConfig, init: &InitialState, batch: usize) -> Self {
-        assert_eq!(
-            init.membrane.len(),
-            cfg.layers(),
-            "one initial membrane per hidden layer"
-        );
+        assert_eq!(init.membrane.len(), cfg.layers(), "one initial membrane per hidden layer");
         let layers = init
             .membrane
             .iter()
@@ -48,10 +44,7 @@ impl NetState {
                 LayerState::start(super::to_f64(m))
             })
             .collect();
-        NetState {
-            layers,
-            o: vec![0.0; batch * cfg.outputs],
-        }
+        NetState { layers, o: vec![0.0; batch * cfg.outputs] }
     }
 }
 
@@ -65,10 +58,7 @@ pub struct StepCache {
 impl StepCache {
     /// The state after this step (the next step's constant input under FPTT).
     pub fn next_state(&self) -> NetState {
-        NetState {
-            layers: self.layers.iter().map(|c| c.next.clone()).collect(),
-            o: self.readout.o.clone(),
-        }
+        NetState { layers: self.layers.iter().map(|c| c.next.clone()).collect(), o: self.readout.o.clone() }
     }
 
     /// The readout `o'` `[B, C]`.
@@ -79,8 +69,7 @@ impl StepCache {
 
 impl Net {
     pub fn new(cfg: &ModelConfig, spike: SpikeFn) -> Self {
-        cfg.validate()
-            .expect("reference: invalid model configuration");
+        cfg.validate().expect("reference: invalid model configuration");
         Net {
             cfg: cfg.clone(),
             layout: ParamLayout::new(cfg),
@@ -91,14 +80,7 @@ impl Net {
     }
 
     /// One step forward from `state` with data `x` `[B, I]`.
-    pub fn forward(
-        &self,
-        p: &Params,
-        x: &[f64],
-        state: &NetState,
-        batch: usize,
-        norm: Norm,
-    ) -> StepCache {
+    pub fn forward(&self, p: &Params, x: &[f64], state: &NetState, batch: usize, norm: Norm) -> StepCache {
         let mut caches: Vec<LayerCache> = Vec::with_capacity(self.layers.len());
         for (k, spec) in self.layers.iter().enumerate() {
             let input: &[f64] = if k == 0 { x } else { &caches[k - 1].next.s };
@@ -107,35 +89,19 @@ impl Net {
         }
         let s_top = &caches.last().unwrap().next.s;
         let ro = readout::forward(&self.readout, p, s_top, &state.o, batch, norm);
-        StepCache {
-            layers: caches,
-            readout: ro,
-        }
+        StepCache { layers: caches, readout: ro }
     }
 
     /// One step backward from `ḡ_o'` `[B, C]`: the gradient of every parameter (frozen slopes too).
     pub fn backward(&self, p: &Params, cache: &StepCache, batch: usize, g_o: &[f64]) -> Grads {
         let (mut grads, mut g_s) = readout::backward(&self.readout, p, &cache.readout, batch, g_o);
         for k in (0..self.layers.len()).rev() {
-            let (g, g_x) = neuron::backward(
-                &self.layers[k],
-                p,
-                &cache.layers[k],
-                batch,
-                self.spike,
-                &g_s,
-                None,
-                None,
-            );
+            let (g, g_x) = neuron::backward(&self.layers[k], p, &cache.layers[k], batch, self.spike, &g_s, None, None);
             grads.extend(g);
             g_s = g_x;
         }
         for slot in &self.layout.slots {
-            assert!(
-                grads.contains_key(&slot.name),
-                "reference: no gradient for {}",
-                slot.name
-            );
+            assert!(grads.contains_key(&slot.name), "reference: no gradient for {}", slot.name);
         }
         grads
     }
@@ -155,17 +121,7 @@ impl Net {
     ) -> f64 {
         let batch = state.o.len() / self.cfg.outputs;
         let cache = self.forward(p, x, state, batch, Norm::Batch);
-        task_loss(
-            loss,
-            cache.output(),
-            batch,
-            self.cfg.outputs,
-            targets,
-            t,
-            self.cfg.steps,
-            q,
-        )
-        .0
+        task_loss(loss, cache.output(), batch, self.cfg.outputs, targets, t, self.cfg.steps, q).0
     }
 
     /// `ℓ_t` and its gradient with respect to every parameter, for one step from `state` (a
@@ -183,16 +139,7 @@ impl Net {
     ) -> (f64, Grads) {
         let batch = state.o.len() / self.cfg.outputs;
         let cache = self.forward(p, x, state, batch, Norm::Batch);
-        let (l, g_o) = task_loss(
-            loss,
-            cache.output(),
-            batch,
-            self.cfg.outputs,
-            targets,
-            t,
-            self.cfg.steps,
-            q,
-        );
+        let (l, g_o) = task_loss(loss, cache.output(), batch, self.cfg.outputs, targets, t, self.cfg.steps, q);
         (l, self.backward(p, &cache, batch, &g_o))
     }
 }

@@ -5,8 +5,8 @@
 
 use super::batchnorm::{self, BnCache, Norm};
 use super::{
-    add_into, concat, first_columns, get, linear, linear_backward, scalar, sigmoid, Grads, Params,
-    SpikeFn, B0, BETA_ADAPT,
+    add_into, concat, first_columns, get, linear, linear_backward, scalar, sigmoid, Grads, Params, SpikeFn, B0,
+    BETA_ADAPT,
 };
 use crate::model::{LayerNames, ModelConfig, ThresholdMode};
 
@@ -60,11 +60,7 @@ impl LayerState {
     /// The start of a sequence (spec §1): the given membrane, `s = 0`, `b = b0`.
     pub fn start(membrane: Vec<f64>) -> Self {
         let n = membrane.len();
-        LayerState {
-            m: membrane,
-            s: vec![0.0; n],
-            b: vec![B0; n],
-        }
+        LayerState { m: membrane, s: vec![0.0; n], b: vec![B0; n] }
     }
 }
 
@@ -114,35 +110,14 @@ pub fn forward(
     let (cur_x, cur_r, bn_a, bn_b, d);
     if spec.fused {
         let xs = concat(x, ni, &prev.s, nn, nb);
-        cur_x = linear(
-            &xs,
-            nb,
-            ni + nn,
-            get(p, &spec.w(&names.x)),
-            get(p, &spec.c(&names.x)),
-            nn,
-        );
+        cur_x = linear(&xs, nb, ni + nn, get(p, &spec.w(&names.x)), get(p, &spec.c(&names.x)), nn);
         cur_r = Vec::new();
         bn_a = None;
         bn_b = None;
         d = cur_x.clone();
     } else {
-        cur_x = linear(
-            x,
-            nb,
-            ni,
-            get(p, &spec.w(&names.x)),
-            get(p, &spec.c(&names.x)),
-            nn,
-        );
-        cur_r = linear(
-            &prev.s,
-            nb,
-            nn,
-            get(p, &spec.w(&names.r)),
-            get(p, &spec.c(&names.r)),
-            nn,
-        );
+        cur_x = linear(x, nb, ni, get(p, &spec.w(&names.x)), get(p, &spec.c(&names.x)), nn);
+        cur_r = linear(&prev.s, nb, nn, get(p, &spec.w(&names.r)), get(p, &spec.c(&names.r)), nn);
         if spec.batch_norm {
             let (ya, ca) = batchnorm::forward(&cur_x, nb, nn, p, &names.bn_a, norm);
             let (yb, cb) = batchnorm::forward(&cur_r, nb, nn, p, &names.bn_b, norm);
@@ -163,14 +138,7 @@ pub fn forward(
     // τm = σ(a_m · (W_m·[d ; m] + c_m))
     let a_m = scalar(p, &names.slope_m);
     let dm = concat(&d, nn, &prev.m, nn, nb);
-    let pre_m = linear(
-        &dm,
-        nb,
-        2 * nn,
-        get(p, &spec.w(&names.tau_m)),
-        get(p, &spec.c(&names.tau_m)),
-        nn,
-    );
+    let pre_m = linear(&dm, nb, 2 * nn, get(p, &spec.w(&names.tau_m)), get(p, &spec.c(&names.tau_m)), nn);
     let tau_m: Vec<f64> = pre_m.iter().map(|&z| sigmoid(a_m * z)).collect();
 
     // τa = σ(a_a · (W_a·[d ; b] + c_a)); b' = τa⊙b + (1 − τa)⊙s; θ = b0 + β_a·b'
@@ -179,21 +147,9 @@ pub fn forward(
         ThresholdMode::Adaptive => {
             let a_a = scalar(p, &names.slope_a);
             let db = concat(&d, nn, &prev.b, nn, nb);
-            pre_a = linear(
-                &db,
-                nb,
-                2 * nn,
-                get(p, &spec.w(&names.tau_adp)),
-                get(p, &spec.c(&names.tau_adp)),
-                nn,
-            );
-            tau_a = pre_a
-                .iter()
-                .map(|&z| sigmoid(a_a * z))
-                .collect::<Vec<f64>>();
-            b_new = (0..nb * nn)
-                .map(|i| tau_a[i] * prev.b[i] + (1.0 - tau_a[i]) * prev.s[i])
-                .collect::<Vec<f64>>();
+            pre_a = linear(&db, nb, 2 * nn, get(p, &spec.w(&names.tau_adp)), get(p, &spec.c(&names.tau_adp)), nn);
+            tau_a = pre_a.iter().map(|&z| sigmoid(a_a * z)).collect::<Vec<f64>>();
+            b_new = (0..nb * nn).map(|i| tau_a[i] * prev.b[i] + (1.0 - tau_a[i]) * prev.s[i]).collect::<Vec<f64>>();
             theta = b_new.iter().map(|&bb| B0 + BETA_ADAPT * bb).collect();
         }
         ThresholdMode::Fixed(th) => {
@@ -205,12 +161,8 @@ pub fn forward(
     }
 
     // u = m + τm⊙(d − m); s' = H(u − θ); m' = (1 − s')⊙u
-    let u: Vec<f64> = (0..nb * nn)
-        .map(|i| prev.m[i] + tau_m[i] * (d[i] - prev.m[i]))
-        .collect();
-    let s_new: Vec<f64> = (0..nb * nn)
-        .map(|i| spike.forward(u[i] - theta[i]))
-        .collect();
+    let u: Vec<f64> = (0..nb * nn).map(|i| prev.m[i] + tau_m[i] * (d[i] - prev.m[i])).collect();
+    let s_new: Vec<f64> = (0..nb * nn).map(|i| spike.forward(u[i] - theta[i])).collect();
     let m_new: Vec<f64> = (0..nb * nn).map(|i| (1.0 - s_new[i]) * u[i]).collect();
 
     LayerCache {
@@ -225,11 +177,7 @@ pub fn forward(
         tau_m,
         pre_a,
         tau_a,
-        next: LayerState {
-            m: m_new,
-            s: s_new,
-            b: b_new,
-        },
+        next: LayerState { m: m_new, s: s_new, b: b_new },
         theta,
         u,
     }
@@ -274,9 +222,8 @@ pub fn backward(
     // ḡ_τm = ḡ_u⊙(d − m); ḡ_d = ḡ_u⊙τm; ḡ_zm = ḡ_τm⊙τm(1−τm)⊙a_m
     let a_m = scalar(p, &names.slope_m);
     let mut g_d: Vec<f64> = (0..len).map(|i| g_u[i] * c.tau_m[i]).collect();
-    let g_tm_dsig: Vec<f64> = (0..len)
-        .map(|i| g_u[i] * (c.d[i] - prev.m[i]) * c.tau_m[i] * (1.0 - c.tau_m[i]))
-        .collect();
+    let g_tm_dsig: Vec<f64> =
+        (0..len).map(|i| g_u[i] * (c.d[i] - prev.m[i]) * c.tau_m[i] * (1.0 - c.tau_m[i])).collect();
     let g_zm: Vec<f64> = g_tm_dsig.iter().map(|g| g * a_m).collect();
     // ∇W_m = Σ ḡ_zmᵀ·[d ; m], ∇c_m = Σ ḡ_zm, ḡ_d += ḡ_zm·W_m[:, :N], ∇a_m = Σ ḡ_τm⊙τm(1−τm)⊙pre_m
     let dm = concat(&c.d, nn, &prev.m, nn, nb);
@@ -285,17 +232,13 @@ pub fn backward(
     add_into(&mut g_d, &first_columns(&g_dm, nb, 2 * nn, nn));
     grads.insert(spec.w(&names.tau_m), gw);
     grads.insert(spec.c(&names.tau_m), gc);
-    grads.insert(
-        names.slope_m.clone(),
-        vec![(0..len).map(|i| g_tm_dsig[i] * c.pre_m[i]).sum()],
-    );
+    grads.insert(names.slope_m.clone(), vec![(0..len).map(|i| g_tm_dsig[i] * c.pre_m[i]).sum()]);
 
     if adaptive {
         // ḡ_τa = ḡ_b'⊙(b − s); ḡ_za = ḡ_τa⊙τa(1−τa)⊙a_a
         let a_a = scalar(p, &names.slope_a);
-        let g_ta_dsig: Vec<f64> = (0..len)
-            .map(|i| g_bn[i] * (prev.b[i] - prev.s[i]) * c.tau_a[i] * (1.0 - c.tau_a[i]))
-            .collect();
+        let g_ta_dsig: Vec<f64> =
+            (0..len).map(|i| g_bn[i] * (prev.b[i] - prev.s[i]) * c.tau_a[i] * (1.0 - c.tau_a[i])).collect();
         let g_za: Vec<f64> = g_ta_dsig.iter().map(|g| g * a_a).collect();
         let db = concat(&c.d, nn, &prev.b, nn, nb);
         let w_a = get(p, &spec.w(&names.tau_adp));
@@ -303,10 +246,7 @@ pub fn backward(
         add_into(&mut g_d, &first_columns(&g_db, nb, 2 * nn, nn));
         grads.insert(spec.w(&names.tau_adp), gw);
         grads.insert(spec.c(&names.tau_adp), gc);
-        grads.insert(
-            names.slope_a.clone(),
-            vec![(0..len).map(|i| g_ta_dsig[i] * c.pre_a[i]).sum()],
-        );
+        grads.insert(names.slope_a.clone(), vec![(0..len).map(|i| g_ta_dsig[i] * c.pre_a[i]).sum()]);
     }
 
     // The input current: ∇W_x = Σ ḡ_dᵀ·x, ∇W_r = Σ ḡ_dᵀ·s, ∇c_x = ∇c_r = Σ ḡ_d, ḡ_x = ḡ_d·W_x
@@ -319,10 +259,8 @@ pub fn backward(
         g_x = first_columns(&g_xs, nb, ni + nn, ni);
     } else {
         let (g_cur_x, g_cur_r) = if spec.batch_norm {
-            let (gxa, gga, gda) =
-                batchnorm::backward(&g_d, c.bn_a.as_ref().unwrap(), nb, nn, p, &names.bn_a);
-            let (gxb, ggb, gdb) =
-                batchnorm::backward(&g_d, c.bn_b.as_ref().unwrap(), nb, nn, p, &names.bn_b);
+            let (gxa, gga, gda) = batchnorm::backward(&g_d, c.bn_a.as_ref().unwrap(), nb, nn, p, &names.bn_a);
+            let (gxb, ggb, gdb) = batchnorm::backward(&g_d, c.bn_b.as_ref().unwrap(), nb, nn, p, &names.bn_b);
             grads.insert(format!("{}.weight", names.bn_a), gga);
             grads.insert(format!("{}.bias", names.bn_a), gda);
             grads.insert(format!("{}.weight", names.bn_b), ggb);

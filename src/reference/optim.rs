@@ -11,23 +11,13 @@
 use crate::settings::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 
 /// `g = ∇ℓ_t − λ + α·(W − W̄)`.
-pub fn fptt_gradient(
-    grad: &[f64],
-    w: &[f64],
-    wbar: &[f64],
-    lambda: &[f64],
-    alpha: f64,
-) -> Vec<f64> {
-    (0..w.len())
-        .map(|i| grad[i] - lambda[i] + alpha * (w[i] - wbar[i]))
-        .collect()
+pub fn fptt_gradient(grad: &[f64], w: &[f64], wbar: &[f64], lambda: &[f64], alpha: f64) -> Vec<f64> {
+    (0..w.len()).map(|i| grad[i] - lambda[i] + alpha * (w[i] - wbar[i])).collect()
 }
 
 /// `−⟨W, λ⟩ + (α/2)·‖W − W̄‖²` for one tensor.
 pub fn regulariser(w: &[f64], wbar: &[f64], lambda: &[f64], alpha: f64) -> f64 {
-    (0..w.len())
-        .map(|i| -w[i] * lambda[i] + 0.5 * alpha * (w[i] - wbar[i]).powi(2))
-        .sum()
+    (0..w.len()).map(|i| -w[i] * lambda[i] + 0.5 * alpha * (w[i] - wbar[i]).powi(2)).sum()
 }
 
 /// The factor of PyTorch's `clip_grad_norm_`: `min(1, c/(‖g‖₂ + 1e−6))` for the global norm `norm`.
@@ -85,17 +75,11 @@ mod tests {
         let mut w = vec![1.0, 1.0];
         let (mut m, mut v) = (vec![0.0; 2], vec![0.0; 2]);
         adam_step(&mut w, &[0.5, -2.0], &mut m, &mut v, 0.01, 1);
-        assert!(
-            (w[0] - 0.99).abs() < 1e-9 && (w[1] - 1.01).abs() < 1e-9,
-            "{w:?}"
-        );
+        assert!((w[0] - 0.99).abs() < 1e-9 && (w[1] - 1.01).abs() < 1e-9, "{w:?}");
         let mut w = vec![1.0, 1.0];
         let (mut m, mut u) = (vec![0.0; 2], vec![0.0; 2]);
         adamax_step(&mut w, &[0.5, -2.0], &mut m, &mut u, 0.01, 1);
-        assert!(
-            (w[0] - 0.99).abs() < 1e-9 && (w[1] - 1.01).abs() < 1e-9,
-            "{w:?}"
-        );
+        assert!((w[0] - 0.99).abs() < 1e-9 && (w[1] - 1.01).abs() < 1e-9, "{w:?}");
         assert_eq!(u, vec![0.5 + 1e-8, 2.0 + 1e-8]);
     }
 

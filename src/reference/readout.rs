@@ -4,9 +4,7 @@
 //! `o' = (1 − τo)⊙o + τo⊙z`.
 
 use super::batchnorm::{self, BnCache, Norm};
-use super::{
-    add_into, concat, first_columns, get, linear, linear_backward, scalar, sigmoid, Grads, Params,
-};
+use super::{add_into, concat, first_columns, get, linear, linear_backward, scalar, sigmoid, Grads, Params};
 use crate::model::{LayerNames, ModelConfig};
 
 /// The readout's names and shape.
@@ -30,15 +28,7 @@ pub struct ReadoutSpec {
 impl ReadoutSpec {
     pub fn of(cfg: &ModelConfig) -> Self {
         let (x, tau_m, bn, slope) = LayerNames::readout(cfg.layers());
-        ReadoutSpec {
-            x,
-            tau_m,
-            bn,
-            slope,
-            inputs: cfg.top_hidden(),
-            outputs: cfg.outputs,
-            batch_norm: cfg.batch_norm,
-        }
+        ReadoutSpec { x, tau_m, bn, slope, inputs: cfg.top_hidden(), outputs: cfg.outputs, batch_norm: cfg.batch_norm }
     }
 }
 
@@ -69,14 +59,7 @@ pub fn forward(
     norm: Norm,
 ) -> ReadoutCache {
     let (nb, nn, nc) = (batch, spec.inputs, spec.outputs);
-    let cur = linear(
-        s_top,
-        nb,
-        nn,
-        get(p, &format!("{}.weight", spec.x)),
-        get(p, &format!("{}.bias", spec.x)),
-        nc,
-    );
+    let cur = linear(s_top, nb, nn, get(p, &format!("{}.weight", spec.x)), get(p, &format!("{}.bias", spec.x)), nc);
     let (z, bn) = if spec.batch_norm {
         let (z, cache) = batchnorm::forward(&cur, nb, nc, p, &spec.bn, norm);
         (z, Some(cache))
@@ -85,82 +68,39 @@ pub fn forward(
     };
     let a_o = scalar(p, &spec.slope);
     let zo = concat(&z, nc, o_prev, nc, nb);
-    let pre = linear(
-        &zo,
-        nb,
-        2 * nc,
-        get(p, &format!("{}.weight", spec.tau_m)),
-        get(p, &format!("{}.bias", spec.tau_m)),
-        nc,
-    );
+    let pre =
+        linear(&zo, nb, 2 * nc, get(p, &format!("{}.weight", spec.tau_m)), get(p, &format!("{}.bias", spec.tau_m)), nc);
     let tau: Vec<f64> = pre.iter().map(|&v| sigmoid(a_o * v)).collect();
-    let o: Vec<f64> = (0..nb * nc)
-        .map(|i| (1.0 - tau[i]) * o_prev[i] + tau[i] * z[i])
-        .collect();
-    ReadoutCache {
-        s_top: s_top.to_vec(),
-        o_prev: o_prev.to_vec(),
-        cur,
-        bn,
-        z,
-        pre,
-        tau,
-        o,
-    }
+    let o: Vec<f64> = (0..nb * nc).map(|i| (1.0 - tau[i]) * o_prev[i] + tau[i] * z[i]).collect();
+    ReadoutCache { s_top: s_top.to_vec(), o_prev: o_prev.to_vec(), cur, bn, z, pre, tau, o }
 }
 
 /// The backward from `ḡ_o'` `[B, C]`: the readout's parameter gradients and `ḡ_s_top` `[B, N]`.
 /// `ḡ_zo = ḡ_o'⊙(z − o)⊙τo(1−τo)⊙a_o`, `ḡ_z = ḡ_o'⊙τo + ḡ_zo·W_om[:, :C]`, `ḡ_s_top = ḡ_z·W_o`.
-pub fn backward(
-    spec: &ReadoutSpec,
-    p: &Params,
-    c: &ReadoutCache,
-    batch: usize,
-    g_o: &[f64],
-) -> (Grads, Vec<f64>) {
+pub fn backward(spec: &ReadoutSpec, p: &Params, c: &ReadoutCache, batch: usize, g_o: &[f64]) -> (Grads, Vec<f64>) {
     let (nb, nn, nc) = (batch, spec.inputs, spec.outputs);
     let len = nb * nc;
     assert_eq!(g_o.len(), len, "ḡ_o' shape");
     let mut grads = Grads::new();
     let a_o = scalar(p, &spec.slope);
-    let g_t_dsig: Vec<f64> = (0..len)
-        .map(|i| g_o[i] * (c.z[i] - c.o_prev[i]) * c.tau[i] * (1.0 - c.tau[i]))
-        .collect();
+    let g_t_dsig: Vec<f64> = (0..len).map(|i| g_o[i] * (c.z[i] - c.o_prev[i]) * c.tau[i] * (1.0 - c.tau[i])).collect();
     let g_zo: Vec<f64> = g_t_dsig.iter().map(|g| g * a_o).collect();
     let zo = concat(&c.z, nc, &c.o_prev, nc, nb);
-    let (gw, gc, g_zo_in) = linear_backward(
-        &g_zo,
-        &zo,
-        nb,
-        2 * nc,
-        get(p, &format!("{}.weight", spec.tau_m)),
-        nc,
-    );
+    let (gw, gc, g_zo_in) = linear_backward(&g_zo, &zo, nb, 2 * nc, get(p, &format!("{}.weight", spec.tau_m)), nc);
     grads.insert(format!("{}.weight", spec.tau_m), gw);
     grads.insert(format!("{}.bias", spec.tau_m), gc);
-    grads.insert(
-        spec.slope.clone(),
-        vec![(0..len).map(|i| g_t_dsig[i] * c.pre[i]).sum()],
-    );
+    grads.insert(spec.slope.clone(), vec![(0..len).map(|i| g_t_dsig[i] * c.pre[i]).sum()]);
     let mut g_z: Vec<f64> = (0..len).map(|i| g_o[i] * c.tau[i]).collect();
     add_into(&mut g_z, &first_columns(&g_zo_in, nb, 2 * nc, nc));
     let g_cur = if spec.batch_norm {
-        let (g_cur, gg, gd) =
-            batchnorm::backward(&g_z, c.bn.as_ref().unwrap(), nb, nc, p, &spec.bn);
+        let (g_cur, gg, gd) = batchnorm::backward(&g_z, c.bn.as_ref().unwrap(), nb, nc, p, &spec.bn);
         grads.insert(format!("{}.weight", spec.bn), gg);
         grads.insert(format!("{}.bias", spec.bn), gd);
         g_cur
     } else {
         g_z
     };
-    let (gw, gc, g_s) = linear_backward(
-        &g_cur,
-        &c.s_top,
-        nb,
-        nn,
-        get(p, &format!("{}.weight", spec.x)),
-        nc,
-    );
+    let (gw, gc, g_s) = linear_backward(&g_cur, &c.s_top, nb, nn, get(p, &format!("{}.weight", spec.x)), nc);
     grads.insert(format!("{}.weight", spec.x), gw);
     grads.insert(format!("{}.bias", spec.x), gc);
     (grads, g_s)

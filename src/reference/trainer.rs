@@ -8,14 +8,10 @@
 use super::batchnorm::{self, Norm};
 use super::loss::{task_loss, update_table};
 use super::network::{Net, NetState};
-use super::optim::{
-    adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser,
-};
+use super::optim::{adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser};
 use super::{params_from_map, to_f32, to_f64, to_tensor, Params, SpikeFn};
 use crate::model::{ModelConfig, StatLayout};
-use crate::settings::{
-    FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
-};
+use crate::settings::{FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, StepLoss, Targets};
 use crate::tensor::{Tensor, TensorMap};
 
 /// The CPU oracle of FPTT training: every number in f64, one update after every step.
@@ -47,15 +43,8 @@ impl ReferenceTrainer {
     pub fn new(cfg: &ModelConfig, settings: &FpttSettings, batch: usize, init: &TensorMap) -> Self {
         let net = Net::new(cfg, SpikeFn::Heaviside);
         let params = params_from_map(&net.layout, init);
-        let trainable: Params = net
-            .layout
-            .trainable()
-            .map(|s| (s.name.clone(), params[&s.name].clone()))
-            .collect();
-        let zeros: Params = trainable
-            .iter()
-            .map(|(k, v)| (k.clone(), vec![0.0; v.len()]))
-            .collect();
+        let trainable: Params = net.layout.trainable().map(|s| (s.name.clone(), params[&s.name].clone())).collect();
+        let zeros: Params = trainable.iter().map(|(k, v)| (k.clone(), vec![0.0; v.len()])).collect();
         let stat_layout = StatLayout::new(cfg);
         let stats: Params = stat_layout
             .slots
@@ -66,14 +55,7 @@ impl ReferenceTrainer {
                         assert_eq!(t.shape, slot.shape, "reference: shape of {}", slot.name);
                         to_f64(&t.data)
                     }
-                    None => vec![
-                        if slot.name.contains("running_var") {
-                            1.0
-                        } else {
-                            0.0
-                        };
-                        slot.len()
-                    ],
+                    None => vec![if slot.name.contains("running_var") { 1.0 } else { 0.0 }; slot.len()],
                 };
                 (slot.name.clone(), data)
             })
@@ -120,14 +102,8 @@ impl ReferenceTrainer {
 
     fn check_batch(&self, batch: &SequenceBatch) {
         assert_eq!(batch.batch, self.batch, "reference: batch size");
-        assert_eq!(
-            batch.steps, self.net.cfg.steps,
-            "reference: sequence length"
-        );
-        assert_eq!(
-            batch.inputs_per_step, self.net.cfg.inputs,
-            "reference: inputs per step"
-        );
+        assert_eq!(batch.steps, self.net.cfg.steps, "reference: sequence length");
+        assert_eq!(batch.inputs_per_step, self.net.cfg.inputs, "reference: inputs per step");
     }
 
     /// One sequence of T steps with an FPTT update after every step (truncation 1). Returns each
@@ -138,18 +114,10 @@ impl ReferenceTrainer {
 
     /// Like [`Self::train_sequence`] but stops after the first `updates` steps (and as many
     /// updates) of the sequence: the fixtures' `after-step-1` / `after-step-2` states.
-    pub fn train_prefix(
-        &mut self,
-        batch: &SequenceBatch,
-        init: &InitialState,
-        updates: usize,
-    ) -> Vec<StepLoss> {
+    pub fn train_prefix(&mut self, batch: &SequenceBatch, init: &InitialState, updates: usize) -> Vec<StepLoss> {
         self.check_batch(batch);
         let (nb, nc, steps) = (self.batch, self.net.cfg.outputs, self.net.cfg.steps);
-        assert!(
-            updates <= steps,
-            "reference: a sequence has only {steps} steps"
-        );
+        assert!(updates <= steps, "reference: a sequence has only {steps} steps");
         let mut state = NetState::start(&self.net.cfg, init, nb);
         let mut losses = Vec::with_capacity(updates);
         for t in 0..updates {
@@ -158,41 +126,14 @@ impl ReferenceTrainer {
             let cache = self.net.forward(&self.params, &x, &state, nb, Norm::Batch);
             if self.net.cfg.batch_norm {
                 for (spec, c) in self.net.layers.iter().zip(&cache.layers) {
-                    batchnorm::update_running(
-                        &mut self.stats,
-                        &spec.names.bn_a,
-                        t,
-                        c.bn_a.as_ref().unwrap(),
-                        nb,
-                    );
-                    batchnorm::update_running(
-                        &mut self.stats,
-                        &spec.names.bn_b,
-                        t,
-                        c.bn_b.as_ref().unwrap(),
-                        nb,
-                    );
+                    batchnorm::update_running(&mut self.stats, &spec.names.bn_a, t, c.bn_a.as_ref().unwrap(), nb);
+                    batchnorm::update_running(&mut self.stats, &spec.names.bn_b, t, c.bn_b.as_ref().unwrap(), nb);
                 }
                 let ro = &self.net.readout;
-                batchnorm::update_running(
-                    &mut self.stats,
-                    &ro.bn,
-                    t,
-                    cache.readout.bn.as_ref().unwrap(),
-                    nb,
-                );
+                batchnorm::update_running(&mut self.stats, &ro.bn, t, cache.readout.bn.as_ref().unwrap(), nb);
             }
             // ℓ_t reads q[y_b, t] before this step's write.
-            let (task, g_o) = task_loss(
-                self.settings.loss,
-                cache.output(),
-                nb,
-                nc,
-                &batch.targets,
-                t,
-                steps,
-                &self.q,
-            );
+            let (task, g_o) = task_loss(self.settings.loss, cache.output(), nb, nc, &batch.targets, t, steps, &self.q);
             // The table is kept up to date whatever the loss reads: the authors' code (and the
             // `bn-adamax` fixture, aux term off) writes it regardless, so uniform targets in the
             // first epochs leave a table ready for when it is switched on.
@@ -202,10 +143,7 @@ impl ReferenceTrainer {
             let grads = self.net.backward(&self.params, &cache, nb, &g_o);
             let total = task + self.regulariser();
             self.fptt_update(&grads);
-            losses.push(StepLoss {
-                task_loss: task,
-                total_loss: total,
-            });
+            losses.push(StepLoss { task_loss: task, total_loss: total });
             state = cache.next_state();
         }
         losses
@@ -214,10 +152,7 @@ impl ReferenceTrainer {
     /// `−Σ⟨W, λ⟩ + α/2·Σ‖W − W̄‖²` over the trainable tensors, with the current W, λ, W̄.
     fn regulariser(&self) -> f64 {
         let alpha = self.settings.alpha as f64;
-        self.wbar
-            .keys()
-            .map(|k| regulariser(&self.params[k], &self.wbar[k], &self.lambda[k], alpha))
-            .sum()
+        self.wbar.keys().map(|k| regulariser(&self.params[k], &self.wbar[k], &self.lambda[k], alpha)).sum()
     }
 
     /// Spec §5: g = ∇ℓ_t − λ + α(W − W̄); global-norm clip; optimizer step; λ and W̄ updates.
@@ -227,25 +162,9 @@ impl ReferenceTrainer {
         let names: Vec<String> = self.wbar.keys().cloned().collect();
         let mut g: Params = names
             .iter()
-            .map(|k| {
-                (
-                    k.clone(),
-                    fptt_gradient(
-                        &grads[k],
-                        &self.params[k],
-                        &self.wbar[k],
-                        &self.lambda[k],
-                        alpha,
-                    ),
-                )
-            })
+            .map(|k| (k.clone(), fptt_gradient(&grads[k], &self.params[k], &self.wbar[k], &self.lambda[k], alpha)))
             .collect();
-        let norm = g
-            .values()
-            .flat_map(|v| v.iter())
-            .map(|x| x * x)
-            .sum::<f64>()
-            .sqrt();
+        let norm = g.values().flat_map(|v| v.iter()).map(|x| x * x).sum::<f64>().sqrt();
         let factor = clip_factor(norm, self.settings.clip as f64);
         for v in g.values_mut() {
             v.iter_mut().for_each(|x| *x *= factor);
@@ -260,53 +179,22 @@ impl ReferenceTrainer {
                 Optimizer::Adam => adam_step(w, &g[k], m1, m2, self.lr, n),
                 Optimizer::Adamax => adamax_step(w, &g[k], m1, m2, self.lr, n),
             }
-            fptt_after_step(
-                w,
-                self.wbar.get_mut(k).unwrap(),
-                self.lambda.get_mut(k).unwrap(),
-                alpha,
-                beta,
-            );
+            fptt_after_step(w, self.wbar.get_mut(k).unwrap(), self.lambda.get_mut(k).unwrap(), alpha, beta);
         }
     }
 
     /// Forward only, batch norm in evaluation mode (the running statistics of step t), no update,
     /// `q` read but not written. Returns each step's task loss `ℓ_t` (same formula as in training)
     /// and the final readout `o'` `[B, C]`.
-    pub fn evaluate_sequence(
-        &self,
-        batch: &SequenceBatch,
-        init: &InitialState,
-    ) -> (Vec<f64>, Vec<f32>) {
+    pub fn evaluate_sequence(&self, batch: &SequenceBatch, init: &InitialState) -> (Vec<f64>, Vec<f32>) {
         self.check_batch(batch);
         let (nb, nc, steps) = (self.batch, self.net.cfg.outputs, self.net.cfg.steps);
         let mut state = NetState::start(&self.net.cfg, init, nb);
         let mut losses = Vec::with_capacity(steps);
         for t in 0..steps {
             let x = to_f64(batch.step(t));
-            let cache = self.net.forward(
-                &self.params,
-                &x,
-                &state,
-                nb,
-                Norm::Running {
-                    stats: &self.stats,
-                    t,
-                },
-            );
-            losses.push(
-                task_loss(
-                    self.settings.loss,
-                    cache.output(),
-                    nb,
-                    nc,
-                    &batch.targets,
-                    t,
-                    steps,
-                    &self.q,
-                )
-                .0,
-            );
+            let cache = self.net.forward(&self.params, &x, &state, nb, Norm::Running { stats: &self.stats, t });
+            losses.push(task_loss(self.settings.loss, cache.output(), nb, nc, &batch.targets, t, steps, &self.q).0);
             state = cache.next_state();
         }
         (losses, to_f32(&state.o))
@@ -333,31 +221,16 @@ impl ReferenceTrainer {
             map.insert(k.clone(), to_tensor(&slot.shape, &self.params[k]));
             if self.net.layout.is_trainable(k) {
                 map.insert(format!("{k}.wbar"), to_tensor(&slot.shape, &self.wbar[k]));
-                map.insert(
-                    format!("{k}.lambda"),
-                    to_tensor(&slot.shape, &self.lambda[k]),
-                );
-                map.insert(
-                    format!("{k}.exp_avg"),
-                    to_tensor(&slot.shape, &self.moment1[k]),
-                );
-                map.insert(
-                    format!("{k}.{second}"),
-                    to_tensor(&slot.shape, &self.moment2[k]),
-                );
+                map.insert(format!("{k}.lambda"), to_tensor(&slot.shape, &self.lambda[k]));
+                map.insert(format!("{k}.exp_avg"), to_tensor(&slot.shape, &self.moment1[k]));
+                map.insert(format!("{k}.{second}"), to_tensor(&slot.shape, &self.moment2[k]));
             }
         }
         for slot in &self.stat_layout.slots {
-            map.insert(
-                slot.name.clone(),
-                to_tensor(&slot.shape, &self.stats[&slot.name]),
-            );
+            map.insert(slot.name.clone(), to_tensor(&slot.shape, &self.stats[&slot.name]));
         }
         let c = self.net.cfg.outputs;
-        map.insert(
-            "q".into(),
-            Tensor::new(vec![c, self.net.cfg.steps, c], to_f32(&self.q)),
-        );
+        map.insert("q".into(), Tensor::new(vec![c, self.net.cfg.steps, c], to_f32(&self.q)));
         map
     }
 }

@@ -28,11 +28,7 @@ pub enum ExperimentError {
     Syntax { origin: String, message: String },
     /// A key that is unknown, of the wrong type or out of range.
     #[error("{origin}: {key}: {message}")]
-    Key {
-        origin: String,
-        key: String,
-        message: String,
-    },
+    Key { origin: String, key: String, message: String },
     #[error("--set {arg}: {message}")]
     Set { arg: String, message: String },
 }
@@ -56,11 +52,7 @@ impl Task {
     ];
 
     pub fn name(self) -> &'static str {
-        Task::ALL
-            .iter()
-            .find(|(_, t)| *t == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        Task::ALL.iter().find(|(_, t)| *t == self).map(|(n, _)| *n).unwrap_or("?")
     }
 
     pub fn is_classification(self) -> bool {
@@ -187,17 +179,7 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
             "initial_membrane",
         ],
     ),
-    (
-        "model",
-        &[
-            "hidden",
-            "threshold",
-            "fixed_threshold",
-            "fused_recurrent",
-            "trainable_slopes",
-            "batch_norm",
-        ],
-    ),
+    ("model", &["hidden", "threshold", "fixed_threshold", "fused_recurrent", "trainable_slopes", "batch_norm"]),
     (
         "train",
         &[
@@ -242,11 +224,7 @@ impl Origins {
     }
 
     fn key_err(&self, key: &str, message: String) -> ExperimentError {
-        ExperimentError::Key {
-            origin: self.of(key),
-            key: key.to_string(),
-            message,
-        }
+        ExperimentError::Key { origin: self.of(key), key: key.to_string(), message }
     }
 }
 
@@ -263,11 +241,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
         }
         prev = cur;
     }
@@ -306,10 +280,7 @@ impl<'a> Section<'a> {
     }
 
     fn expected(&self, k: &str, what: &str, found: &Value) -> ExperimentError {
-        self.origins.key_err(
-            &self.key(k),
-            format!("expected {what}, found {}", describe(found)),
-        )
+        self.origins.key_err(&self.key(k), format!("expected {what}, found {}", describe(found)))
     }
 
     fn take(&mut self, k: &str) -> Option<Value> {
@@ -334,13 +305,7 @@ impl<'a> Section<'a> {
     }
 
     /// A finite number (integers accepted) satisfying `ok`, described by `what`.
-    fn float(
-        &mut self,
-        k: &str,
-        what: &str,
-        ok: impl Fn(f64) -> bool,
-        default: f64,
-    ) -> Result<f64> {
+    fn float(&mut self, k: &str, what: &str, ok: impl Fn(f64) -> bool, default: f64) -> Result<f64> {
         let v = match self.take(k) {
             None => return Ok(default),
             Some(v) => v,
@@ -373,19 +338,11 @@ impl<'a> Section<'a> {
         }
     }
 
-    fn keyword<T: Copy>(
-        &mut self,
-        k: &str,
-        options: &[(&str, T)],
-        default: Option<T>,
-    ) -> Result<T> {
+    fn keyword<T: Copy>(&mut self, k: &str, options: &[(&str, T)], default: Option<T>) -> Result<T> {
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
         let what = format!("one of {}", names.join(", "));
         match self.take(k) {
-            None => default.ok_or_else(|| {
-                self.origins
-                    .key_err(&self.key(k), format!("missing; expected {what}"))
-            }),
+            None => default.ok_or_else(|| self.origins.key_err(&self.key(k), format!("missing; expected {what}"))),
             Some(Value::String(s)) => match options.iter().find(|(n, _)| *n == s) {
                 Some((_, t)) => Ok(*t),
                 None => Err(self.expected(k, &what, &Value::String(s))),
@@ -394,17 +351,8 @@ impl<'a> Section<'a> {
         }
     }
 
-    fn int_array(
-        &mut self,
-        k: &str,
-        min: i64,
-        non_empty: bool,
-        default: Vec<usize>,
-    ) -> Result<Vec<usize>> {
-        let what = format!(
-            "{}array of integers ≥ {min}",
-            if non_empty { "a non-empty " } else { "an " }
-        );
+    fn int_array(&mut self, k: &str, min: i64, non_empty: bool, default: Vec<usize>) -> Result<Vec<usize>> {
+        let what = format!("{}array of integers ≥ {min}", if non_empty { "a non-empty " } else { "an " });
         let v = match self.take(k) {
             None => return Ok(default),
             Some(v) => v,
@@ -429,9 +377,7 @@ impl<'a> Section<'a> {
 /// Parse the value of a `--set key=value`: a TOML value if it is one, else the text as a string.
 fn parse_set_value(text: &str) -> Value {
     match format!("v = {text}").parse::<Table>() {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| Value::String(text.to_string())),
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| Value::String(text.to_string())),
         Err(_) => Value::String(text.to_string()),
     }
 }
@@ -441,11 +387,7 @@ fn known_keys(section: &str) -> Option<&'static [&'static str]> {
 }
 
 fn section_names() -> Vec<&'static str> {
-    let mut v: Vec<&str> = SCHEMA
-        .iter()
-        .map(|(s, _)| *s)
-        .filter(|s| !s.is_empty())
-        .collect();
+    let mut v: Vec<&str> = SCHEMA.iter().map(|(s, _)| *s).filter(|s| !s.is_empty()).collect();
     v.push(RUN_SECTION);
     v
 }
@@ -453,13 +395,9 @@ fn section_names() -> Vec<&'static str> {
 /// Merge `--set` arguments into the parsed file, remembering which keys they set.
 fn apply_sets(root: &mut Table, sets: &[String], origins: &mut Origins) -> Result<()> {
     for arg in sets {
-        let set_err = |message: String| ExperimentError::Set {
-            arg: arg.clone(),
-            message,
-        };
-        let (key, text) = arg
-            .split_once('=')
-            .ok_or_else(|| set_err("expected KEY=VALUE, e.g. --set train.lr=0.001".into()))?;
+        let set_err = |message: String| ExperimentError::Set { arg: arg.clone(), message };
+        let (key, text) =
+            arg.split_once('=').ok_or_else(|| set_err("expected KEY=VALUE, e.g. --set train.lr=0.001".into()))?;
         let key = key.trim();
         let value = parse_set_value(text.trim());
         let parts: Vec<&str> = key.split('.').collect();
@@ -468,9 +406,7 @@ fn apply_sets(root: &mut Table, sets: &[String], origins: &mut Origins) -> Resul
                 root.insert(k.to_string(), value);
             }
             [section, k] if known_keys(section).is_some() => {
-                let entry = root
-                    .entry(section.to_string())
-                    .or_insert_with(|| Value::Table(Table::new()));
+                let entry = root.entry(section.to_string()).or_insert_with(|| Value::Table(Table::new()));
                 match entry {
                     Value::Table(t) => {
                         t.insert(k.to_string(), value);
@@ -481,13 +417,7 @@ fn apply_sets(root: &mut Table, sets: &[String], origins: &mut Origins) -> Resul
             _ => {
                 let mut all: Vec<String> = Vec::new();
                 for (s, ks) in SCHEMA {
-                    all.extend(ks.iter().map(|k| {
-                        if s.is_empty() {
-                            k.to_string()
-                        } else {
-                            format!("{s}.{k}")
-                        }
-                    }));
+                    all.extend(ks.iter().map(|k| if s.is_empty() { k.to_string() } else { format!("{s}.{k}") }));
                 }
                 let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
                 return Err(set_err(format!(
@@ -512,12 +442,7 @@ fn check_unknown(root: &Table, origins: &Origins) -> Result<()> {
         if sections.contains(&k.as_str()) {
             let t = match v {
                 Value::Table(t) => t,
-                other => {
-                    return Err(origins.key_err(
-                        k,
-                        format!("expected a section [{k}], found {}", describe(other)),
-                    ))
-                }
+                other => return Err(origins.key_err(k, format!("expected a section [{k}], found {}", describe(other)))),
             };
             if k == RUN_SECTION {
                 continue;
@@ -555,71 +480,44 @@ fn take_section<'a>(root: &mut Table, origins: &'a Origins, name: &'static str) 
         Some(Value::Table(t)) => t,
         _ => Table::new(),
     };
-    Section {
-        origins,
-        name,
-        table,
-    }
+    Section { origins, name, table }
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !s.starts_with('.')
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && !s.starts_with('.')
 }
 
 impl Experiment {
     /// Read and check an experiment file, with `--set` overrides applied.
     pub fn load(path: &Path, sets: &[String]) -> Result<Experiment> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ExperimentError::Io {
-            origin: origin.clone(),
-            message: e.to_string(),
-        })?;
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_else(|| "run".into());
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ExperimentError::Io { origin: origin.clone(), message: e.to_string() })?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "run".into());
         Experiment::parse(&text, &origin, &stem, sets)
     }
 
     /// Parse experiment text; `origin` names it in messages, `default_name` is the name when the
     /// text has none (the file's stem).
-    pub fn parse(
-        text: &str,
-        origin: &str,
-        default_name: &str,
-        sets: &[String],
-    ) -> Result<Experiment> {
+    pub fn parse(text: &str, origin: &str, default_name: &str, sets: &[String]) -> Result<Experiment> {
         let mut root: Table = text.parse::<Table>().map_err(|e| ExperimentError::Syntax {
             origin: origin.to_string(),
             message: e.to_string().trim().replace('\n', "\n    "),
         })?;
-        let mut origins = Origins {
-            file: origin.to_string(),
-            set: BTreeMap::new(),
-        };
+        let mut origins = Origins { file: origin.to_string(), set: BTreeMap::new() };
         apply_sets(&mut root, sets, &mut origins)?;
         check_unknown(&root, &origins)?;
         let o = &origins;
 
         // Top level.
-        let mut top = Section {
-            origins: o,
-            name: "",
-            table: Table::new(),
-        };
+        let mut top = Section { origins: o, name: "", table: Table::new() };
         for k in ["name", "seed"] {
             if let Some(v) = root.remove(k) {
                 top.table.insert(k.to_string(), v);
             }
         }
-        let name_what =
-            "a name of letters, digits, '-', '_' and '.' (it names the output directory)";
-        let name = top
-            .string("name", name_what)?
-            .unwrap_or_else(|| default_name.to_string());
+        let name_what = "a name of letters, digits, '-', '_' and '.' (it names the output directory)";
+        let name = top.string("name", name_what)?.unwrap_or_else(|| default_name.to_string());
         if !valid_name(&name) {
             return Err(top.expected("name", name_what, &Value::String(name)));
         }
@@ -632,10 +530,7 @@ impl Experiment {
             Task::FashionMnist => "data/fashion-mnist",
             _ => "data/mnist-subset",
         };
-        let dir = PathBuf::from(
-            d.string("dir", "a directory path")?
-                .unwrap_or_else(|| default_dir.to_string()),
-        );
+        let dir = PathBuf::from(d.string("dir", "a directory path")?.unwrap_or_else(|| default_dir.to_string()));
         let pixels_per_step = d.usize("pixels_per_step", 1, 1)?;
         if !IMAGE_PIXELS.is_multiple_of(pixels_per_step) {
             return Err(d.expected(
@@ -663,11 +558,7 @@ impl Experiment {
         let shuffle = d.bool("shuffle", true)?;
         let max_train_samples = d.usize("max_train_samples", 0, 0)?;
         let max_test_samples = d.usize("max_test_samples", 0, 0)?;
-        let default_membrane = if task.is_classification() {
-            Membrane::Uniform
-        } else {
-            Membrane::Zero
-        };
+        let default_membrane = if task.is_classification() { Membrane::Uniform } else { Membrane::Zero };
         let initial_membrane = d.keyword(
             "initial_membrane",
             &[("uniform", Membrane::Uniform), ("zero", Membrane::Zero)],
@@ -689,11 +580,7 @@ impl Experiment {
         let adding = task == Task::Adding;
         let mut m = take_section(&mut root, o, "model");
         let hidden = m.int_array("hidden", 1, true, vec![128])?;
-        let adaptive_threshold = m.keyword(
-            "threshold",
-            &[("adaptive", true), ("fixed", false)],
-            Some(!adding),
-        )?;
+        let adaptive_threshold = m.keyword("threshold", &[("adaptive", true), ("fixed", false)], Some(!adding))?;
         let fixed_threshold = m.float("fixed_threshold", "a finite number", |_| true, 0.5)?;
         let fused_recurrent = m.bool("fused_recurrent", adding)?;
         let trainable_slopes = m.bool("trainable_slopes", true)?;
@@ -704,14 +591,8 @@ impl Experiment {
                 "batch_norm = true needs separate input and recurrent maps: set model.fused_recurrent = false".into(),
             ));
         }
-        let model = ModelSection {
-            hidden,
-            adaptive_threshold,
-            fixed_threshold,
-            fused_recurrent,
-            trainable_slopes,
-            batch_norm,
-        };
+        let model =
+            ModelSection { hidden, adaptive_threshold, fixed_threshold, fused_recurrent, trainable_slopes, batch_norm };
 
         // [train]
         let mut t = take_section(&mut root, o, "train");
@@ -729,20 +610,11 @@ impl Experiment {
         let optimizer = t.keyword(
             "optimizer",
             &[("adam", Optimizer::Adam), ("adamax", Optimizer::Adamax)],
-            Some(if adding {
-                Optimizer::Adam
-            } else {
-                Optimizer::Adamax
-            }),
+            Some(if adding { Optimizer::Adam } else { Optimizer::Adamax }),
         )?;
         let positive = "a number > 0";
         let lr = t.float("lr", positive, |x| x > 0.0, 1e-3)?;
-        let alpha = t.float(
-            "alpha",
-            positive,
-            |x| x > 0.0,
-            if adding { 0.5 } else { 0.1 },
-        )?;
+        let alpha = t.float("alpha", positive, |x| x > 0.0, if adding { 0.5 } else { 0.1 })?;
         let beta = t.float("beta", "a number in (0, 1]", |x| x > 0.0 && x <= 1.0, 0.5)?;
         let clip = t.float("clip", positive, |x| x > 0.0, 1.0)?;
         let batch = t.usize("batch", if batch_norm { 2 } else { 1 }, 64)?;
@@ -750,48 +622,26 @@ impl Experiment {
         let max_iterations = t.u64("max_iterations", 0, 0)?;
         let aux = t.keyword(
             "aux",
-            &[
-                ("table", AuxTargets::Table),
-                ("uniform", AuxTargets::Uniform),
-                ("off", AuxTargets::Off),
-            ],
+            &[("table", AuxTargets::Table), ("uniform", AuxTargets::Uniform), ("off", AuxTargets::Off)],
             Some(AuxTargets::Table),
         )?;
         let aux_uniform_epochs = t.usize("aux_uniform_epochs", 0, 0)?;
         let reset = t.keyword(
             "reset",
-            &[
-                ("epoch", ResetPolicy::Epoch),
-                ("sequence", ResetPolicy::Sequence),
-                ("never", ResetPolicy::Never),
-            ],
+            &[("epoch", ResetPolicy::Epoch), ("sequence", ResetPolicy::Sequence), ("never", ResetPolicy::Never)],
             Some(ResetPolicy::Epoch),
         )?;
         let lr_schedule = t.keyword(
             "lr_schedule",
-            &[
-                ("none", LrSchedule::None),
-                ("step", LrSchedule::Step),
-                ("cosine", LrSchedule::Cosine),
-            ],
+            &[("none", LrSchedule::None), ("step", LrSchedule::Step), ("cosine", LrSchedule::Cosine)],
             Some(LrSchedule::None),
         )?;
         let lr_decay_epochs = t.int_array("lr_decay_epochs", 1, false, vec![])?;
         if lr_decay_epochs.windows(2).any(|w| w[0] >= w[1]) {
-            let v = Value::Array(
-                lr_decay_epochs
-                    .iter()
-                    .map(|&e| Value::Integer(e as i64))
-                    .collect(),
-            );
+            let v = Value::Array(lr_decay_epochs.iter().map(|&e| Value::Integer(e as i64)).collect());
             return Err(t.expected("lr_decay_epochs", "strictly increasing epoch numbers", &v));
         }
-        let lr_decay_factor = t.float(
-            "lr_decay_factor",
-            "a number in (0, 1]",
-            |x| x > 0.0 && x <= 1.0,
-            0.1,
-        )?;
+        let lr_decay_factor = t.float("lr_decay_factor", "a number in (0, 1]", |x| x > 0.0 && x <= 1.0, 0.1)?;
         let eval_every = t.u64("eval_every", 1, 100)?;
         let eval_batches = t.usize("eval_batches", 1, 4)?;
         let checkpoint_every = t.u64("checkpoint_every", 0, 0)?;
@@ -822,17 +672,8 @@ impl Experiment {
         let report_every = out.u64("report_every", 1, 10)?;
         let output = OutputSection { dir, report_every };
 
-        let exp = Experiment {
-            name,
-            seed,
-            data,
-            model,
-            train,
-            output,
-        };
-        exp.model_config()
-            .validate()
-            .map_err(|e| o.key_err("model", e.to_string()))?;
+        let exp = Experiment { name, seed, data, model, train, output };
+        exp.model_config().validate().map_err(|e| o.key_err("model", e.to_string()))?;
         Ok(exp)
     }
 
@@ -875,23 +716,11 @@ impl Experiment {
         data.insert("task".into(), s(d.task.name()));
         data.insert("dir".into(), s(&d.dir.to_string_lossy()));
         data.insert("steps".into(), Value::Integer(d.steps as i64));
-        data.insert(
-            "pixels_per_step".into(),
-            Value::Integer(d.pixels_per_step as i64),
-        );
-        data.insert(
-            "permutation_seed".into(),
-            Value::Integer(d.permutation_seed as i64),
-        );
+        data.insert("pixels_per_step".into(), Value::Integer(d.pixels_per_step as i64));
+        data.insert("permutation_seed".into(), Value::Integer(d.permutation_seed as i64));
         data.insert("shuffle".into(), Value::Boolean(d.shuffle));
-        data.insert(
-            "max_train_samples".into(),
-            Value::Integer(d.max_train_samples as i64),
-        );
-        data.insert(
-            "max_test_samples".into(),
-            Value::Integer(d.max_test_samples as i64),
-        );
+        data.insert("max_train_samples".into(), Value::Integer(d.max_train_samples as i64));
+        data.insert("max_test_samples".into(), Value::Integer(d.max_test_samples as i64));
         data.insert(
             "initial_membrane".into(),
             s(match d.initial_membrane {
@@ -904,20 +733,10 @@ impl Experiment {
         let m = &self.model;
         let mut model = Table::new();
         model.insert("hidden".into(), ints(&m.hidden));
-        model.insert(
-            "threshold".into(),
-            s(if m.adaptive_threshold {
-                "adaptive"
-            } else {
-                "fixed"
-            }),
-        );
+        model.insert("threshold".into(), s(if m.adaptive_threshold { "adaptive" } else { "fixed" }));
         model.insert("fixed_threshold".into(), Value::Float(m.fixed_threshold));
         model.insert("fused_recurrent".into(), Value::Boolean(m.fused_recurrent));
-        model.insert(
-            "trainable_slopes".into(),
-            Value::Boolean(m.trainable_slopes),
-        );
+        model.insert("trainable_slopes".into(), Value::Boolean(m.trainable_slopes));
         model.insert("batch_norm".into(), Value::Boolean(m.batch_norm));
         root.insert("model".into(), Value::Table(model));
 
@@ -937,10 +756,7 @@ impl Experiment {
         train.insert("clip".into(), Value::Float(t.clip));
         train.insert("batch".into(), Value::Integer(t.batch as i64));
         train.insert("epochs".into(), Value::Integer(t.epochs as i64));
-        train.insert(
-            "max_iterations".into(),
-            Value::Integer(t.max_iterations as i64),
-        );
+        train.insert("max_iterations".into(), Value::Integer(t.max_iterations as i64));
         train.insert(
             "aux".into(),
             s(match t.aux {
@@ -949,10 +765,7 @@ impl Experiment {
                 AuxTargets::Off => "off",
             }),
         );
-        train.insert(
-            "aux_uniform_epochs".into(),
-            Value::Integer(t.aux_uniform_epochs as i64),
-        );
+        train.insert("aux_uniform_epochs".into(), Value::Integer(t.aux_uniform_epochs as i64));
         train.insert(
             "reset".into(),
             s(match t.reset {
@@ -973,20 +786,14 @@ impl Experiment {
         train.insert("lr_decay_factor".into(), Value::Float(t.lr_decay_factor));
         train.insert("eval_every".into(), Value::Integer(t.eval_every as i64));
         train.insert("eval_batches".into(), Value::Integer(t.eval_batches as i64));
-        train.insert(
-            "checkpoint_every".into(),
-            Value::Integer(t.checkpoint_every as i64),
-        );
+        train.insert("checkpoint_every".into(), Value::Integer(t.checkpoint_every as i64));
         root.insert("train".into(), Value::Table(train));
 
         let mut output = Table::new();
         if let Some(dir) = &self.output.dir {
             output.insert("dir".into(), s(&dir.to_string_lossy()));
         }
-        output.insert(
-            "report_every".into(),
-            Value::Integer(self.output.report_every as i64),
-        );
+        output.insert("report_every".into(), Value::Integer(self.output.report_every as i64));
         root.insert("output".into(), Value::Table(output));
         root
     }
@@ -1030,15 +837,9 @@ mod tests {
     fn set_values_parse_as_toml_or_fall_back_to_strings() {
         assert_eq!(parse_set_value("1e-3"), Value::Float(1e-3));
         assert_eq!(parse_set_value("64"), Value::Integer(64));
-        assert_eq!(
-            parse_set_value("[64, 32]"),
-            Value::Array(vec![Value::Integer(64), Value::Integer(32)])
-        );
+        assert_eq!(parse_set_value("[64, 32]"), Value::Array(vec![Value::Integer(64), Value::Integer(32)]));
         assert_eq!(parse_set_value("adding"), Value::String("adding".into()));
-        assert_eq!(
-            parse_set_value("\"adding\""),
-            Value::String("adding".into())
-        );
+        assert_eq!(parse_set_value("\"adding\""), Value::String("adding".into()));
         assert_eq!(parse_set_value("data/x"), Value::String("data/x".into()));
         assert_eq!(parse_set_value("true"), Value::Boolean(true));
     }
@@ -1055,10 +856,7 @@ mod tests {
         e.train.lr = 1.0;
         e.train.lr_schedule = LrSchedule::Step;
         e.train.lr_decay_epochs = vec![2, 4];
-        assert_eq!(
-            [0, 1, 2, 3, 4].map(|k| e.lr_at_epoch(k)),
-            [1.0, 1.0, 0.1, 0.1, 0.1 * 0.1]
-        );
+        assert_eq!([0, 1, 2, 3, 4].map(|k| e.lr_at_epoch(k)), [1.0, 1.0, 0.1, 0.1, 0.1 * 0.1]);
         e.train.lr_schedule = LrSchedule::Cosine;
         e.train.epochs = 4;
         assert_eq!(e.lr_at_epoch(0), 1.0);

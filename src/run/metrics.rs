@@ -75,17 +75,11 @@ pub struct MetricsWriter {
 }
 
 fn csv_err(path: &Path) -> impl Fn(csv::Error) -> RunError + '_ {
-    move |e| RunError::Output {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
+    move |e| RunError::Output { path: path.to_path_buf(), message: e.to_string() }
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
-    move |e| RunError::Output {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
+    move |e| RunError::Output { path: path.to_path_buf(), message: e.to_string() }
 }
 
 impl MetricsWriter {
@@ -95,11 +89,7 @@ impl MetricsWriter {
         let mut writer = csv::Writer::from_writer(file);
         writer.write_record(COLUMNS).map_err(csv_err(path))?;
         writer.flush().map_err(io_err(path))?;
-        Ok(MetricsWriter {
-            path: path.to_path_buf(),
-            writer,
-            ctx,
-        })
+        Ok(MetricsWriter { path: path.to_path_buf(), writer, ctx })
     }
 
     /// Continue a resumed run's file: rows past `iteration` (written after the checkpoint the run
@@ -156,9 +146,7 @@ impl MetricsWriter {
             self.ctx.backend.clone(),
             self.ctx.device_type.clone(),
         ];
-        self.writer
-            .write_record(&record)
-            .map_err(csv_err(&self.path))?;
+        self.writer.write_record(&record).map_err(csv_err(&self.path))?;
         self.writer.flush().map_err(io_err(&self.path))
     }
 }

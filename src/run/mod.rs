@@ -18,8 +18,7 @@ pub use experiment::{Experiment, ExperimentError, LrSchedule, Membrane, ResetPol
 pub use metrics::{MetricsWriter, Row, SplitKind, COLUMNS};
 pub use progress::ProgressMode;
 pub use trainer::{
-    command_line, resume_experiment, train, RunSummary, TrainOptions, CHECKPOINT_FILE, CONFIG_FILE,
-    METRICS_FILE,
+    command_line, resume_experiment, train, RunSummary, TrainOptions, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE,
 };
 
 use crate::checkpoint::CheckpointError;
@@ -47,14 +46,6 @@ pub enum RunError {
     Setup(String),
     #[error("cannot resume from {}: {message}", dir.display())]
     Resume { dir: PathBuf, message: String },
-    #[error(
-        "training diverged at update {update} (iteration {iteration}, time step {step}: loss {loss}); {kept}"
-    )]
-    Diverged {
-        update: u64,
-        iteration: u64,
-        step: usize,
-        loss: f32,
-        kept: String,
-    },
+    #[error("training diverged at update {update} (iteration {iteration}, time step {step}: loss {loss}); {kept}")]
+    Diverged { update: u64, iteration: u64, step: usize, loss: f32, kept: String },
 }

@@ -42,12 +42,7 @@ impl Progress {
             bar.set_position(done);
             bar
         });
-        Progress {
-            bar,
-            log: mode == ProgressMode::Log,
-            total,
-            last_line: None,
-        }
+        Progress { bar, log: mode == ProgressMode::Log, total, last_line: None }
     }
 
     /// One iteration done (`iteration` counted from the run's start).

@@ -13,9 +13,7 @@ use std::time::Instant;
 
 use toml::{Table, Value};
 
-use super::experiment::{
-    Experiment, Membrane, ResetPolicy, Task, IMAGE_CLASSES, IMAGE_PIXELS, RUN_SECTION,
-};
+use super::experiment::{Experiment, Membrane, ResetPolicy, Task, IMAGE_CLASSES, IMAGE_PIXELS, RUN_SECTION};
 use super::metrics::{MetricsWriter, Row, RowContext, SplitKind};
 use super::progress::{Progress, ProgressMode};
 use super::RunError;
@@ -102,10 +100,7 @@ pub fn resume_experiment(dir: &Path, sets: &[String]) -> Result<Experiment, RunE
     if !path.is_file() {
         return Err(RunError::Resume {
             dir: dir.to_path_buf(),
-            message: format!(
-                "{} not found (is this a run directory written by `fptt train`?)",
-                path.display()
-            ),
+            message: format!("{} not found (is this a run directory written by `fptt train`?)", path.display()),
         });
     }
     Ok(Experiment::load(&path, sets)?)
@@ -113,13 +108,7 @@ pub fn resume_experiment(dir: &Path, sets: &[String]) -> Result<Experiment, RunE
 
 enum TaskData {
     Adding,
-    Images {
-        train: ImageDataset,
-        test: ImageDataset,
-        view: SequenceView,
-        n_train: usize,
-        n_test: usize,
-    },
+    Images { train: ImageDataset, test: ImageDataset, view: SequenceView, n_train: usize, n_test: usize },
 }
 
 fn load_data(exp: &Experiment) -> Result<TaskData, RunError> {
@@ -154,38 +143,22 @@ fn load_data(exp: &Experiment) -> Result<TaskData, RunError> {
     let cap = |n: usize, max: usize| if max == 0 { n } else { n.min(max) };
     let n_train = cap(train.len(), d.max_train_samples);
     let n_test = cap(test.len(), d.max_test_samples);
-    Ok(TaskData::Images {
-        train,
-        test,
-        view,
-        n_train,
-        n_test,
-    })
+    Ok(TaskData::Images { train, test, view, n_train, n_test })
 }
 
 fn rng_to_string(r: &Rng) -> String {
-    r.state()
-        .iter()
-        .map(|x| format!("{x:016x}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    r.state().iter().map(|x| format!("{x:016x}")).collect::<Vec<_>>().join(",")
 }
 
 fn rng_from_string(s: &str) -> Option<Rng> {
-    let parts: Vec<u64> = s
-        .split(',')
-        .map(|p| u64::from_str_radix(p, 16).ok())
-        .collect::<Option<_>>()?;
+    let parts: Vec<u64> = s.split(',').map(|p| u64::from_str_radix(p, 16).ok()).collect::<Option<_>>()?;
     let arr: [u64; 4] = parts.try_into().ok()?;
     Some(Rng::from_state(arr))
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC.
 fn utc_stamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -197,12 +170,7 @@ fn utc_stamp() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 /// Where the run writes: `--out`, else `output.dir`, else `results/<name>-<UTC timestamp>`.
@@ -328,10 +296,7 @@ impl Loop<'_> {
         let mut m = BTreeMap::new();
         m.insert(meta::FORMAT.to_string(), meta::FORMAT_VALUE.to_string());
         m.insert(meta::NAME.to_string(), self.exp.name.clone());
-        m.insert(
-            meta::VERSION.to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        );
+        m.insert(meta::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
         m.insert(meta::EPOCH.to_string(), self.epochs_done.to_string());
         m.insert(meta::BATCH.to_string(), self.batch_in_epoch.to_string());
         m.insert(meta::ITERATION.to_string(), self.iteration.to_string());
@@ -339,14 +304,8 @@ impl Loop<'_> {
         m.insert(meta::LR.to_string(), self.lr().to_string());
         m.insert(meta::ELAPSED.to_string(), self.elapsed().to_string());
         m.insert(meta::RNG_DATA.to_string(), rng_to_string(&self.data_rng));
-        m.insert(
-            meta::RNG_EPOCH_START.to_string(),
-            rng_to_string(&self.epoch_start),
-        );
-        m.insert(
-            meta::RNG_MEMBRANE.to_string(),
-            rng_to_string(&self.membrane_rng),
-        );
+        m.insert(meta::RNG_EPOCH_START.to_string(), rng_to_string(&self.epoch_start));
+        m.insert(meta::RNG_MEMBRANE.to_string(), rng_to_string(&self.membrane_rng));
         m.insert(meta::WINDOW.to_string(), self.window.to_meta());
         checkpoint::save(&self.checkpoint_path(), &state, &m)?;
         self.last_checkpoint = Some(self.iteration);
@@ -355,10 +314,7 @@ impl Loop<'_> {
 
     /// The schedule's learning rate of the current epoch (the engine holds it as f32).
     fn lr(&self) -> f64 {
-        self.exp.lr_at_epoch(
-            self.epochs_done
-                .min(self.exp.train.epochs.saturating_sub(1)),
-        )
+        self.exp.lr_at_epoch(self.epochs_done.min(self.exp.train.epochs.saturating_sub(1)))
     }
 
     fn row(&self, split: SplitKind, epoch: usize, tally: &Tally, seconds: f64) -> Row {
@@ -368,17 +324,11 @@ impl Loop<'_> {
             iteration: self.iteration,
             split,
             loss: tally.loss / samples,
-            accuracy: self
-                .classification()
-                .then(|| tally.correct as f64 / samples),
+            accuracy: self.classification().then(|| tally.correct as f64 / samples),
             mse: (!self.classification()).then(|| tally.sqerr / samples),
             firing_rate: tally.spikes / (samples * self.neuron_steps),
             lr: self.lr(),
-            samples_per_s: if seconds > 0.0 {
-                tally.samples as f64 / seconds
-            } else {
-                0.0
-            },
+            samples_per_s: if seconds > 0.0 { tally.samples as f64 / seconds } else { 0.0 },
             elapsed_s: self.elapsed(),
         }
     }
@@ -403,12 +353,7 @@ impl Loop<'_> {
     /// The progress bar's message: the score only.
     fn describe_short(&self, row: &Row) -> String {
         match (row.accuracy, row.mse) {
-            (Some(a), _) => format!(
-                "epoch {} · loss {:.3} · acc {:.1}%",
-                row.epoch,
-                row.loss,
-                100.0 * a
-            ),
+            (Some(a), _) => format!("epoch {} · loss {:.3} · acc {:.1}%", row.epoch, row.loss, 100.0 * a),
             (_, Some(m)) => format!("epoch {} · loss {:.3} · mse {:.4}", row.epoch, row.loss, m),
             _ => format!("epoch {}", row.epoch),
         }
@@ -418,9 +363,7 @@ impl Loop<'_> {
         let bsz = self.exp.train.batch;
         match &self.data {
             TaskData::Adding => adding_batch(&mut self.data_rng, bsz, self.exp.data.steps),
-            TaskData::Images { train, view, .. } => {
-                view.batch(train, &order[b * bsz..(b + 1) * bsz])
-            }
+            TaskData::Images { train, view, .. } => view.batch(train, &order[b * bsz..(b + 1) * bsz]),
         }
     }
 
@@ -443,9 +386,7 @@ impl Loop<'_> {
             }
             let batch = match &self.data {
                 TaskData::Adding => adding_batch(&mut adding_rng, bsz, self.exp.data.steps),
-                TaskData::Images {
-                    test, view, n_test, ..
-                } => {
+                TaskData::Images { test, view, n_test, .. } => {
                     let idx: Vec<usize> = (i * bsz..((i + 1) * bsz).min(*n_test)).collect();
                     view.batch(test, &idx)
                 }
@@ -465,13 +406,7 @@ impl Loop<'_> {
             ),
             None => "no checkpoint was written yet; try a smaller train.lr or train.clip".to_string(),
         };
-        RunError::Diverged {
-            update,
-            iteration: self.iteration + 1,
-            step,
-            loss,
-            kept,
-        }
+        RunError::Diverged { update, iteration: self.iteration + 1, step, loss, kept }
     }
 
     /// Stop on request: checkpoint at the current position, and say so.
@@ -492,11 +427,7 @@ impl Loop<'_> {
     /// Returns whether the run was interrupted.
     fn run(&mut self) -> Result<bool, RunError> {
         let t = &self.exp.train;
-        let cap = if t.max_iterations == 0 {
-            u64::MAX
-        } else {
-            t.max_iterations
-        };
+        let cap = if t.max_iterations == 0 { u64::MAX } else { t.max_iterations };
         let bsz = t.batch;
         let report_every = self.exp.output.report_every;
         let mut window_start = Instant::now();
@@ -523,9 +454,7 @@ impl Loop<'_> {
                 self.membrane_rng = membrane_rng;
                 let metrics = match self.engine.train_sequence(&batch, &init) {
                     Ok(m) => m,
-                    Err(EngineError::Diverged { update, step, loss }) => {
-                        return Err(self.diverged(update, step, loss))
-                    }
+                    Err(EngineError::Diverged { update, step, loss }) => return Err(self.diverged(update, step, loss)),
                     Err(e) => return Err(e.into()),
                 };
                 self.iteration += 1;
@@ -537,12 +466,7 @@ impl Loop<'_> {
                 self.progress.tick(self.iteration);
                 if self.iteration.is_multiple_of(report_every) {
                     let window = std::mem::take(&mut self.window);
-                    let row = self.row(
-                        SplitKind::Train,
-                        epoch + 1,
-                        &window,
-                        window_start.elapsed().as_secs_f64(),
-                    );
+                    let row = self.row(SplitKind::Train, epoch + 1, &window, window_start.elapsed().as_secs_f64());
                     self.csv.write(&row)?;
                     let text = self.describe(&row);
                     let short = self.describe_short(&row);
@@ -562,12 +486,7 @@ impl Loop<'_> {
             // Epoch end: the rest of the report window, the reset, evaluation, checkpoint.
             if self.window.sequences > 0 {
                 let window = std::mem::take(&mut self.window);
-                let row = self.row(
-                    SplitKind::Train,
-                    epoch + 1,
-                    &window,
-                    window_start.elapsed().as_secs_f64(),
-                );
+                let row = self.row(SplitKind::Train, epoch + 1, &window, window_start.elapsed().as_secs_f64());
                 self.csv.write(&row)?;
             }
             if t.reset == ResetPolicy::Epoch {
@@ -595,10 +514,7 @@ impl Loop<'_> {
 }
 
 fn quote_arg(a: &str) -> String {
-    if !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c))
-    {
+    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c)) {
         a.to_string()
     } else {
         format!("'{}'", a.replace('\'', "'\\''"))
@@ -607,32 +523,17 @@ fn quote_arg(a: &str) -> String {
 
 /// The command line of this process, shell-quoted.
 pub fn command_line() -> String {
-    std::env::args()
-        .map(|a| quote_arg(&a))
-        .collect::<Vec<_>>()
-        .join(" ")
+    std::env::args().map(|a| quote_arg(&a)).collect::<Vec<_>>().join(" ")
 }
 
-fn meta_get<'a>(
-    dir: &Path,
-    m: &'a BTreeMap<String, String>,
-    key: &str,
-) -> Result<&'a str, RunError> {
-    m.get(key)
-        .map(|s| s.as_str())
-        .ok_or_else(|| RunError::Resume {
-            dir: dir.to_path_buf(),
-            message: format!(
-                "{CHECKPOINT_FILE} has no `{key}` entry (not a run checkpoint of this version)"
-            ),
-        })
+fn meta_get<'a>(dir: &Path, m: &'a BTreeMap<String, String>, key: &str) -> Result<&'a str, RunError> {
+    m.get(key).map(|s| s.as_str()).ok_or_else(|| RunError::Resume {
+        dir: dir.to_path_buf(),
+        message: format!("{CHECKPOINT_FILE} has no `{key}` entry (not a run checkpoint of this version)"),
+    })
 }
 
-fn meta_parse<T: std::str::FromStr>(
-    dir: &Path,
-    m: &BTreeMap<String, String>,
-    key: &str,
-) -> Result<T, RunError> {
+fn meta_parse<T: std::str::FromStr>(dir: &Path, m: &BTreeMap<String, String>, key: &str) -> Result<T, RunError> {
     let s = meta_get(dir, m, key)?;
     s.parse().map_err(|_| RunError::Resume {
         dir: dir.to_path_buf(),
@@ -651,10 +552,7 @@ fn meta_rng(dir: &Path, m: &BTreeMap<String, String>, key: &str) -> Result<Rng, 
 fn config_toml(exp: &Experiment, dir: &Path, run: Table) -> String {
     let mut table = exp.to_table();
     if let Some(Value::Table(out)) = table.get_mut("output") {
-        out.insert(
-            "dir".into(),
-            Value::String(dir.to_string_lossy().to_string()),
-        );
+        out.insert("dir".into(), Value::String(dir.to_string_lossy().to_string()));
     }
     table.insert(RUN_SECTION.into(), Value::Table(run));
     format!(
@@ -665,10 +563,7 @@ fn config_toml(exp: &Experiment, dir: &Path, run: Table) -> String {
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), RunError> {
-    std::fs::write(path, text).map_err(|e| RunError::Output {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    std::fs::write(path, text).map_err(|e| RunError::Output { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// Train `exp` (or continue the run in `opts.out` when `opts.resume`).
@@ -679,14 +574,14 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
     let config_path = dir.join(CONFIG_FILE);
     if opts.resume {
         if opts.init.is_some() {
-            return Err(RunError::Setup(
-                "--init and --resume exclude each other".into(),
-            ));
+            return Err(RunError::Setup("--init and --resume exclude each other".into()));
         }
         if !checkpoint_path.is_file() {
             return Err(RunError::Resume {
                 dir: dir.clone(),
-                message: format!("no {CHECKPOINT_FILE} yet (the run stopped before its first checkpoint); start it again"),
+                message: format!(
+                    "no {CHECKPOINT_FILE} yet (the run stopped before its first checkpoint); start it again"
+                ),
             });
         }
     } else {
@@ -724,9 +619,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         None => Rc::new(GpuContext::new(opts.device)?),
     };
     let loss = if exp.data.task.is_classification() {
-        LossKind::Classification {
-            aux: exp.aux_at_epoch(0),
-        }
+        LossKind::Classification { aux: exp.aux_at_epoch(0) }
     } else {
         LossKind::Regression
     };
@@ -751,10 +644,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         let (tensors, _) = checkpoint::load(path)?;
         checkpoint::check_params(path, &tensors, &layout, true)?;
         let stats = StatLayout::new(&cfg);
-        tensors
-            .into_iter()
-            .filter(|(name, _)| layout.get(name).is_some() || stats.get(name).is_some())
-            .collect()
+        tensors.into_iter().filter(|(name, _)| layout.get(name).is_some() || stats.get(name).is_some()).collect()
     } else {
         init_params(&cfg, exp.seed)
     };
@@ -791,10 +681,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
             epoch_start: meta_rng(&dir, m, meta::RNG_EPOCH_START)?,
             membrane_rng: meta_rng(&dir, m, meta::RNG_MEMBRANE)?,
             elapsed: meta_parse(&dir, m, meta::ELAPSED)?,
-            window: m
-                .get(meta::WINDOW)
-                .and_then(|w| Tally::from_meta(w))
-                .unwrap_or_default(),
+            window: m.get(meta::WINDOW).and_then(|w| Tally::from_meta(w)).unwrap_or_default(),
         };
         if pos.batch_in_epoch > batches_per_epoch {
             return Err(RunError::Resume {
@@ -810,16 +697,10 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
     let iteration = pos.iteration;
 
     // The run directory, config.toml, metrics.csv.
-    std::fs::create_dir_all(&dir).map_err(|e| RunError::Output {
-        path: dir.clone(),
-        message: e.to_string(),
-    })?;
+    std::fs::create_dir_all(&dir).map_err(|e| RunError::Output { path: dir.clone(), message: e.to_string() })?;
     let mut run = Table::new();
     if opts.resume {
-        if let Ok(old) = std::fs::read_to_string(&config_path)
-            .unwrap_or_default()
-            .parse::<Table>()
-        {
+        if let Ok(old) = std::fs::read_to_string(&config_path).unwrap_or_default().parse::<Table>() {
             if let Some(Value::Table(r)) = old.get(RUN_SECTION) {
                 run = r.clone();
             }
@@ -835,34 +716,19 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         )));
         run.insert("resumed".into(), Value::Array(resumes));
     } else {
-        run.insert(
-            "engine_version".into(),
-            Value::String(env!("CARGO_PKG_VERSION").into()),
-        );
+        run.insert("engine_version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
         run.insert("adapter".into(), Value::String(ctx.adapter_name().into()));
         run.insert("backend".into(), Value::String(ctx.backend_name()));
-        run.insert(
-            "device_type".into(),
-            Value::String(ctx.device_type_name().into()),
-        );
+        run.insert("device_type".into(), Value::String(ctx.device_type_name().into()));
         run.insert("command".into(), Value::String(opts.command_line.clone()));
         run.insert("started_utc".into(), Value::String(utc_stamp()));
         run.insert("inputs".into(), Value::Integer(cfg.inputs as i64));
         run.insert("outputs".into(), Value::Integer(cfg.outputs as i64));
         run.insert("steps".into(), Value::Integer(cfg.steps as i64));
         run.insert("parameters".into(), Value::Integer(layout.total_len as i64));
-        run.insert(
-            "trainable_parameters".into(),
-            Value::Integer(layout.trainable_len as i64),
-        );
-        run.insert(
-            "gpu_bytes".into(),
-            Value::Integer(engine.gpu_bytes() as i64),
-        );
-        if let TaskData::Images {
-            n_train, n_test, ..
-        } = &data
-        {
+        run.insert("trainable_parameters".into(), Value::Integer(layout.trainable_len as i64));
+        run.insert("gpu_bytes".into(), Value::Integer(engine.gpu_bytes() as i64));
+        if let TaskData::Images { n_train, n_test, .. } = &data {
             run.insert("train_samples".into(), Value::Integer(*n_train as i64));
             run.insert("test_samples".into(), Value::Integer(*n_test as i64));
         }
@@ -881,13 +747,11 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         MetricsWriter::create(&metrics_path, row_ctx)?
     };
 
-    let planned = (exp.train.epochs as u64 * batches_per_epoch as u64).min(
-        if exp.train.max_iterations == 0 {
-            u64::MAX
-        } else {
-            exp.train.max_iterations
-        },
-    );
+    let planned = (exp.train.epochs as u64 * batches_per_epoch as u64).min(if exp.train.max_iterations == 0 {
+        u64::MAX
+    } else {
+        exp.train.max_iterations
+    });
     let progress = Progress::new(opts.progress, planned, iteration);
     let mut lp = Loop {
         exp,

@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fptt::model::{ModelConfig, ThresholdMode};
-use fptt::settings::{
-    AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
-};
+use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, StepLoss, Targets};
 use fptt::tensor::TensorMap;
 
 /// One golden trajectory: what to train on, from where, and what must come out.
@@ -36,41 +34,21 @@ pub struct Fixture {
 }
 
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
 }
 
 /// Loads `tests/fixtures/{name}` (`"adam-aux"` or `"bn-adamax"`).
 pub fn load_fixture(name: &str) -> Fixture {
     let dir = fixtures_dir().join(name);
-    let json: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("fixture.json")).expect("read fixture.json"),
-    )
-    .expect("parse fixture.json");
-    let num = |k: &str| {
-        json[k]
-            .as_f64()
-            .unwrap_or_else(|| panic!("fixture.json: {k}"))
-    };
-    let int = |k: &str| {
-        json[k]
-            .as_u64()
-            .unwrap_or_else(|| panic!("fixture.json: {k}")) as usize
-    };
-    let flag = |k: &str| {
-        json[k]
-            .as_bool()
-            .unwrap_or_else(|| panic!("fixture.json: {k}"))
-    };
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("fixture.json")).expect("read fixture.json"))
+            .expect("parse fixture.json");
+    let num = |k: &str| json[k].as_f64().unwrap_or_else(|| panic!("fixture.json: {k}"));
+    let int = |k: &str| json[k].as_u64().unwrap_or_else(|| panic!("fixture.json: {k}")) as usize;
+    let flag = |k: &str| json[k].as_bool().unwrap_or_else(|| panic!("fixture.json: {k}"));
 
-    let (hidden, batch, inputs, steps, classes) = (
-        int("hidden"),
-        int("batch"),
-        int("inputs_per_step"),
-        int("steps"),
-        int("classes"),
-    );
+    let (hidden, batch, inputs, steps, classes) =
+        (int("hidden"), int("batch"), int("inputs_per_step"), int("steps"), int("classes"));
     let cfg = ModelConfig {
         inputs,
         hidden: vec![hidden],
@@ -86,11 +64,7 @@ pub fn load_fixture(name: &str) -> Fixture {
         "adamax" => Optimizer::Adamax,
         other => panic!("fixture.json: unknown optimizer {other}"),
     };
-    let aux = if flag("aux_loss") {
-        AuxTargets::Table
-    } else {
-        AuxTargets::Off
-    };
+    let aux = if flag("aux_loss") { AuxTargets::Table } else { AuxTargets::Off };
     let settings = FpttSettings {
         optimizer,
         lr: num("lr") as f32,
@@ -100,39 +74,19 @@ pub fn load_fixture(name: &str) -> Fixture {
         loss: LossKind::Classification { aux },
     };
     let init_state = &json["initial_state"];
-    assert_eq!(
-        init_state["s"].as_f64(),
-        Some(0.0),
-        "the engine starts with s = 0"
-    );
-    assert_eq!(
-        init_state["b"].as_f64(),
-        Some(0.1),
-        "the engine starts with b = b0"
-    );
-    assert_eq!(
-        init_state["o"].as_f64(),
-        Some(0.0),
-        "the engine starts with o = 0"
-    );
+    assert_eq!(init_state["s"].as_f64(), Some(0.0), "the engine starts with s = 0");
+    assert_eq!(init_state["b"].as_f64(), Some(0.1), "the engine starts with b = b0");
+    assert_eq!(init_state["o"].as_f64(), Some(0.0), "the engine starts with o = 0");
     let m0 = init_state["m"].as_f64().expect("initial m") as f32;
-    let initial = InitialState {
-        membrane: vec![vec![m0; batch * hidden]],
-    };
+    let initial = InitialState { membrane: vec![vec![m0; batch * hidden]] };
 
     // The fixture's data: the `train-*` files (the `t10k-*` ones hold the same 8 images).
     let data = dir.join("data");
-    let images =
-        fptt::data::read_images(&data.join("train-images-idx3-ubyte.gz")).expect("fixture images");
-    let labels =
-        fptt::data::read_labels(&data.join("train-labels-idx1-ubyte.gz")).expect("fixture labels");
+    let images = fptt::data::read_images(&data.join("train-images-idx3-ubyte.gz")).expect("fixture images");
+    let labels = fptt::data::read_labels(&data.join("train-labels-idx1-ubyte.gz")).expect("fixture labels");
     assert_eq!(images.count, batch, "one batch of the whole fixture set");
     assert_eq!(labels.len(), batch);
-    assert_eq!(
-        images.pixels_per_image(),
-        steps * inputs,
-        "one pixel per step"
-    );
+    assert_eq!(images.pixels_per_image(), steps * inputs, "one pixel per step");
     // Time-major [T, B, I], pixel/255, pixels in row-major order.
     let mut seq = vec![0.0f32; steps * batch * inputs];
     for b in 0..batch {
@@ -158,21 +112,13 @@ pub fn load_fixture(name: &str) -> Fixture {
         .enumerate()
         .map(|(t, e)| {
             assert_eq!(e["step"].as_u64(), Some(t as u64));
-            StepLoss {
-                task_loss: e["task_loss"].as_f64().unwrap(),
-                total_loss: e["total_loss"].as_f64().unwrap(),
-            }
+            StepLoss { task_loss: e["task_loss"].as_f64().unwrap(), total_loss: e["total_loss"].as_f64().unwrap() }
         })
         .collect();
 
     let after_step = [1, 2, 20]
         .into_iter()
-        .map(|n| {
-            (
-                n,
-                read_safetensors(&dir.join(format!("after-step-{n}.safetensors"))),
-            )
-        })
+        .map(|n| (n, read_safetensors(&dir.join(format!("after-step-{n}.safetensors")))))
         .collect();
     Fixture {
         name: name.to_string(),
@@ -190,9 +136,7 @@ pub fn load_fixture(name: &str) -> Fixture {
 
 /// All tensors of a safetensors file (the crate's checkpoint reader; metadata ignored).
 pub fn read_safetensors(path: &Path) -> TensorMap {
-    fptt::checkpoint::load(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .0
+    fptt::checkpoint::load(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).0
 }
 
 /// The biases whose loss gradient is exactly zero because they feed a batch norm (fixture README:
@@ -282,18 +226,13 @@ pub fn check_state(
         assert_eq!(g.shape, w.shape, "{what}: shape of {key}");
         let base = base_name(key);
         if exceptions.contains(&base) {
-            assert!(
-                g.data.iter().all(|v| v.is_finite()),
-                "{what}: {key} is not finite"
-            );
+            assert!(g.data.iter().all(|v| v.is_finite()), "{what}: {key} is not finite");
             if key == base || key.ends_with(".wbar") {
                 let init = &fx.init[base];
                 for (label, t) in [("got", g), ("fixture", w)] {
                     let moved = t.max_abs_diff(init) as f64;
                     if moved > 20.0 * lr {
-                        bad.push(format!(
-                            "{key} ({label}) moved {moved:.3e} > 20·lr from its initial value"
-                        ));
+                        bad.push(format!("{key} ({label}) moved {moved:.3e} > 20·lr from its initial value"));
                     }
                 }
             }
@@ -318,24 +257,11 @@ pub fn check_state(
         }
         let tol = tol_rel * scale + floor;
         if err > tol {
-            bad.push(format!(
-                "{key}: max err {err:.3e} > tol {tol:.3e} (scale {scale:.3e}, rel {:.3e})",
-                err / scale
-            ));
+            bad.push(format!("{key}: max err {err:.3e} > tol {tol:.3e} (scale {scale:.3e}, rel {:.3e})", err / scale));
         }
-        out.push(Agreement {
-            name: key.clone(),
-            max_abs_err: err,
-            scale,
-            tol,
-        });
+        out.push(Agreement { name: key.clone(), max_abs_err: err, scale, tol });
     }
-    assert!(
-        bad.is_empty(),
-        "{what}: {} tensors disagree:\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
+    assert!(bad.is_empty(), "{what}: {} tensors disagree:\n{}", bad.len(), bad.join("\n"));
     out
 }
 
@@ -344,11 +270,8 @@ pub fn regulariser(state: &TensorMap, names: &[&str], alpha: f64) -> f64 {
     names
         .iter()
         .map(|n| {
-            let (w, wbar, l) = (
-                &state[*n].data,
-                &state[&format!("{n}.wbar")].data,
-                &state[&format!("{n}.lambda")].data,
-            );
+            let (w, wbar, l) =
+                (&state[*n].data, &state[&format!("{n}.wbar")].data, &state[&format!("{n}.lambda")].data);
             (0..w.len())
                 .map(|i| {
                     let (w, wbar, l) = (w[i] as f64, wbar[i] as f64, l[i] as f64);

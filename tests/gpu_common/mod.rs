@@ -6,7 +6,8 @@ use fptt::gpu::{DeviceChoice, GpuContext};
 use std::rc::Rc;
 
 pub fn context() -> Rc<GpuContext> {
-    let ctx = GpuContext::new(DeviceChoice::Auto).expect("a GPU adapter (install mesa-vulkan-drivers for the software one)");
+    let ctx =
+        GpuContext::new(DeviceChoice::Auto).expect("a GPU adapter (install mesa-vulkan-drivers for the software one)");
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         eprintln!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
     }
