@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sourced by the README's commands: installs Mesa's software Vulkan driver (lavapipe) when this
 # machine has no Vulkan driver or loader, and quiets Mesa's headless warning.
-if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1 \
-    || ! ldconfig -p | grep -q 'libvulkan.so.1'; then
+has_icd() { compgen -G '/usr/share/vulkan/icd.d/*.json' >/dev/null || compgen -G '/etc/vulkan/icd.d/*.json' >/dev/null; }
+if ! has_icd || ! /sbin/ldconfig -p | grep -q 'libvulkan.so.1'; then
     echo "no Vulkan driver found: installing Mesa's software driver (lavapipe)"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
