@@ -5,4 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-vulkan.sh
 cargo run --quiet -- devices
-cargo test "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set -o pipefail
+cargo test "$@" 2>&1 | tee "$log"
+# One closing line over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
