@@ -138,7 +138,8 @@ impl MetricsWriter {
             opt(row.accuracy),
             opt(row.mse),
             row.firing_rate.to_string(),
-            row.lr.to_string(),
+            // The engine runs in f32: print that value, shortest form (0.003, not 0.0030000000261).
+            (row.lr as f32).to_string(),
             format!("{:.3}", row.samples_per_s),
             format!("{:.3}", row.elapsed_s),
             self.ctx.gpu_bytes.to_string(),
