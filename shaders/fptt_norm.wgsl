@@ -1,4 +1,4 @@
-// First half of the FPTT update (spec §5): partial sums of ‖g‖² with g = ∇ℓ_t − λ + α·(W − W̄),
+// First part of the FPTT update (spec §5): partial sums of ‖g‖² with g = ∇ℓ_t − λ + α·(W − W̄),
 // one per workgroup, over the trainable range. fptt_update adds them in a fixed order.
 #import bindings
 #import args

@@ -1,4 +1,5 @@
-// Second half of the FPTT update (spec §5), one invocation per trainable parameter:
+// Last part of the FPTT update (spec §5), one invocation per trainable parameter, with the clip
+// factor from fptt_clip:
 //   g ← (∇ℓ_t − λ + α·(W − W̄))·min(1, c/(‖g‖ + 1e-6))
 //   W ← Adam or Adamax step with g (PyTorch semantics; bias corrections from the host)
 //   λ ← λ − α·(W − W̄)           (old W̄)
@@ -6,29 +7,16 @@
 // opt holds [W̄ | λ | m | v or u], each args.len long.
 #import bindings
 #import args
-#import reduce
 @group(1) @binding(0) var<storage, read> args: OptimArgs;
 
 @compute @workgroup_size(64)
-fn main(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid3: vec3<u32>,
-) {
-    // Each workgroup adds the norm's partial sums in the same fixed order (strided, then a
-    // tree), so every invocation sees the same ‖g‖ at the cost of a few loads per invocation.
-    let lid = lid3.x;
-    var acc = 0.0;
-    for (var p = lid; p < args.parts; p += 64u) {
-        acc += work[args.partials + p];
-    }
-    let total = workgroup_sum(lid, acc);
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     let n = args.len;
     if i >= n {
         return;
     }
-    let scale = min(1.0, args.clip / (sqrt(total) + 1e-6));
+    let scale = work[args.partials + args.parts];
     let w = params[i];
     let wbar = opt[i];
     let lambda = opt[n + i];

@@ -56,6 +56,10 @@ struct TrainArgs {
     /// Start from the weights of a checkpoint instead of a fresh initialisation.
     #[arg(long, value_name = "CHECKPOINT")]
     init: Option<PathBuf>,
+    /// Time every kernel with GPU timestamps; writes kernels.csv (kernel, dispatches, total_ms,
+    /// mean_us, share, adapter, backend, device_type) with each checkpoint. Off: no cost.
+    #[arg(long)]
+    profile: bool,
     /// Progress display on stderr: auto (a bar on a terminal, log lines otherwise), bar, log, quiet.
     #[arg(long, default_value = "auto", value_parser = parse_progress)]
     progress: ProgressMode,
@@ -169,6 +173,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         progress: args.progress,
         stop,
         context: None,
+        profile: args.profile,
     };
     let summary = run::train(&experiment, &opts).with_context(|| format!("experiment `{}` failed", experiment.name))?;
     let score = match &summary.last_test {

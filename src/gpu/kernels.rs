@@ -3,6 +3,7 @@
 
 use super::buffers::{ArgBuffer, GpuBuffer, ARG_SLOT};
 use super::context::GpuContext;
+use super::profile::KernelProfiler;
 use super::sources::KERNEL_SOURCES;
 use std::num::NonZeroU64;
 
@@ -143,20 +144,37 @@ impl KernelTable {
         })
     }
 
-    /// Record `dispatches` for one time step whose `StepInfo` sits at `step_offset`.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// Record `dispatches` for one time step whose `StepInfo` sits at `step_offset`, each between
+    /// two timestamps when a profiler is given.
     pub fn record(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         arguments: &wgpu::BindGroup,
         dispatches: &[Dispatch],
         step_offset: u32,
+        mut profiler: Option<&mut KernelProfiler>,
     ) {
         for d in dispatches {
             pass.set_pipeline(&self.pipelines[d.kernel]);
             pass.set_bind_group(1, arguments, &[d.args, step_offset]);
             let x = d.workgroups.min(MAX_GROUPS_X);
             let y = d.workgroups.div_ceil(x);
-            pass.dispatch_workgroups(x, y, 1);
+            match profiler.as_deref_mut() {
+                Some(p) => p.measure(pass, d.kernel, |pass| pass.dispatch_workgroups(x, y, 1)),
+                None => pass.dispatch_workgroups(x, y, 1),
+            }
         }
     }
 }

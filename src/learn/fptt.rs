@@ -4,7 +4,10 @@
 
 use super::kernel_args::*;
 use super::plan::{WorkPlan, NORM_PARTS};
-use crate::gpu::{ArgArena, ArgBuffer, Dispatch, GpuBuffer, GpuContext, GpuError, KernelTable, MemoryLedger, ARG_SLOT};
+use crate::gpu::{
+    ArgArena, ArgBuffer, Dispatch, GpuBuffer, GpuContext, GpuError, KernelProfiler, KernelTable, KernelTime,
+    MemoryLedger, ARG_SLOT,
+};
 use crate::model::{LayerNames, ModelConfig, ModelError, ParamLayout, StatLayout, ThresholdMode, B0};
 use crate::settings::{
     AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets, ADAM_BETA1, ADAM_BETA2,
@@ -85,6 +88,7 @@ pub struct FpttEngine {
     lr: f32,
     /// Steps run by the last sequence (its final state sits at parity `last_run % 2`).
     last_run: usize,
+    profiler: Option<KernelProfiler>,
 }
 
 /// Invocations of a kernel that computes 4×4 register tiles of an `rows × cols` output
@@ -170,6 +174,7 @@ impl FpttEngine {
             updates: 0,
             lr: settings.lr,
             last_run: 0,
+            profiler: None,
         };
         let table: Vec<f32> = engine
             .plan
@@ -524,7 +529,9 @@ impl FpttEngine {
 
         // The fused regularised update over all trainable parameters.
         let len = layout.trainable_len as u32;
-        let parts = len.div_ceil(64).clamp(1, NORM_PARTS);
+        // Few partial sums: each workgroup's tree reduction costs barriers, and on a software
+        // adapter a barrier is a coroutine switch per invocation.
+        let parts = len.div_ceil(64 * 64).clamp(1, NORM_PARTS);
         let oa = OptimArgs {
             len,
             parts,
@@ -544,6 +551,7 @@ impl FpttEngine {
         };
         let oa_off = arena.push(&oa);
         out.push(kernels.groups("fptt_norm", oa_off, parts));
+        out.push(kernels.groups("fptt_clip", oa_off, 1));
         out.push(kernels.over("fptt_update", oa_off, len as usize));
         out
     }
@@ -577,6 +585,24 @@ impl FpttEngine {
     /// Names of the kernels of one training step, in launch order.
     pub fn step_kernels(&self) -> Vec<&'static str> {
         self.train_schedule[0].iter().map(|d| self.kernels.name(d.kernel)).collect()
+    }
+
+    /// Time every dispatch with GPU timestamps from now on. Returns false (and changes nothing)
+    /// when the adapter cannot write timestamps inside a compute pass.
+    pub fn enable_profiling(&mut self) -> bool {
+        if self.profiler.is_none() {
+            self.profiler = KernelProfiler::new(&self.ctx, self.kernels.len());
+        }
+        self.profiler.is_some()
+    }
+
+    /// Per-kernel GPU time so far (empty unless profiling is on), busiest first, and the number
+    /// of dispatches that went unmeasured (past the query set's capacity in one submission).
+    pub fn kernel_times(&self) -> (Vec<KernelTime>, u64) {
+        match &self.profiler {
+            Some(p) => (p.table(self.kernels.names()), p.unmeasured),
+            None => (Vec::new(), 0),
+        }
     }
 
     pub fn updates(&self) -> u64 {
@@ -762,10 +788,16 @@ impl FpttEngine {
             let schedule = if training { &self.train_schedule } else { &self.eval_schedule };
             for t in 0..run {
                 let offset = ((base_slot + t) * ARG_SLOT) as u32;
-                self.kernels.record(&mut pass, &self.argument_group, &schedule[t % 2], offset);
+                self.kernels.record(&mut pass, &self.argument_group, &schedule[t % 2], offset, self.profiler.as_mut());
             }
         }
+        if let Some(p) = &self.profiler {
+            p.resolve(&mut encoder);
+        }
         self.ctx.queue.submit([encoder.finish()]);
+        if let Some(p) = &mut self.profiler {
+            p.collect(&self.ctx)?;
+        }
         let raw = self.work.read(&self.ctx, self.plan.metrics as usize, 4 * t_len)?;
         self.last_run = run;
         let metrics = SequenceMetrics {

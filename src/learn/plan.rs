@@ -185,7 +185,8 @@ impl WorkPlan {
         let q = a.alloc("q", c * t * c);
         let running = a.alloc("running_stats", StatLayout::new(cfg).total_len);
         let metrics = a.alloc("metrics", 4 * t);
-        let partials = a.alloc("norm_partials", NORM_PARTS as usize);
+        // The partial sums, then the clip factor fptt_clip derives from them.
+        let partials = a.alloc("norm_partials", NORM_PARTS as usize + 1);
         // Constant for the engine's life: keep it last (poison_scratch stops before it).
         let spike_layers = a.alloc("spike_layers", 2 * cfg.layers());
         WorkPlan {

@@ -29,6 +29,7 @@ use crate::tensor::TensorMap;
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.csv";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+pub const KERNELS_FILE: &str = "kernels.csv";
 
 /// Metadata keys of a run checkpoint.
 mod meta {
@@ -63,6 +64,8 @@ pub struct TrainOptions {
     pub stop: Arc<AtomicBool>,
     /// Use this device instead of opening one (tests share one per process).
     pub context: Option<Rc<GpuContext>>,
+    /// Time every kernel with GPU timestamps and write `kernels.csv` with each checkpoint.
+    pub profile: bool,
 }
 
 impl Default for TrainOptions {
@@ -76,6 +79,7 @@ impl Default for TrainOptions {
             progress: ProgressMode::Auto,
             stop: Arc::new(AtomicBool::new(false)),
             context: None,
+            profile: false,
         }
     }
 }
@@ -309,7 +313,35 @@ impl Loop<'_> {
         m.insert(meta::WINDOW.to_string(), self.window.to_meta());
         checkpoint::save(&self.checkpoint_path(), &state, &m)?;
         self.last_checkpoint = Some(self.iteration);
-        Ok(())
+        self.write_kernel_times()
+    }
+
+    /// `kernels.csv`: GPU time per kernel so far (only when profiling), rewritten whole.
+    fn write_kernel_times(&self) -> Result<(), RunError> {
+        let (rows, _) = self.engine.kernel_times();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join(KERNELS_FILE);
+        let fail = |e: &dyn std::fmt::Display| RunError::Output { path: path.clone(), message: e.to_string() };
+        let mut w = csv::Writer::from_path(&path).map_err(|e| fail(&e))?;
+        w.write_record(["kernel", "dispatches", "total_ms", "mean_us", "share", "adapter", "backend", "device_type"])
+            .map_err(|e| fail(&e))?;
+        let ctx = self.engine.context();
+        for r in rows {
+            w.write_record([
+                r.kernel,
+                r.dispatches.to_string(),
+                format!("{:.3}", r.total_ms),
+                format!("{:.3}", r.mean_us),
+                format!("{:.4}", r.share),
+                ctx.adapter_name().to_string(),
+                ctx.backend_name(),
+                ctx.device_type_name().to_string(),
+            ])
+            .map_err(|e| fail(&e))?;
+        }
+        w.flush().map_err(|e| fail(&e))
     }
 
     /// The schedule's learning rate of the current epoch (the engine holds it as f32).
@@ -649,6 +681,12 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         init_params(&cfg, exp.seed)
     };
     let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, bsz, &init)?;
+    if opts.profile && !engine.enable_profiling() {
+        eprintln!(
+            "warning: {} cannot write timestamps inside compute passes; --profile is off for this run",
+            ctx.adapter_name()
+        );
+    }
 
     let seed = exp.seed;
     let mut pos = Position {

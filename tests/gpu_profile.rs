@@ -1,0 +1,45 @@
+//! Per-kernel profiling: every dispatch of a sequence is timed and attributed to its kernel.
+
+mod gpu_common;
+
+use fptt::learn::FpttEngine;
+use fptt::model::{init_params, ModelConfig};
+use fptt::rng::Rng;
+use fptt::settings::{AuxTargets, FpttSettings, InitialState, Optimizer, SequenceBatch, Targets};
+use std::collections::BTreeMap;
+
+#[test]
+fn profiling_times_every_dispatch_of_a_sequence() {
+    let ctx = gpu_common::context();
+    let mut cfg = ModelConfig::classifier(2, 9, 3, 4);
+    cfg.batch_norm = true;
+    let settings = FpttSettings::classification(Optimizer::Adam, 1e-3, AuxTargets::Table);
+    let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, 4, &init_params(&cfg, 1)).unwrap();
+    assert!(engine.kernel_times().0.is_empty(), "off by default");
+    if !engine.enable_profiling() {
+        eprintln!("adapter cannot write timestamps inside passes: nothing to check");
+        return;
+    }
+    let mut rng = Rng::new(1);
+    let data = SequenceBatch {
+        steps: 4,
+        batch: 4,
+        inputs_per_step: 2,
+        inputs: (0..32).map(|_| rng.uniform() as f32).collect(),
+        targets: Targets::Labels(vec![0, 1, 2, 1]),
+    };
+    let init = InitialState::uniform(&cfg.hidden, 4, &mut rng);
+    engine.train_sequence(&data, &init).unwrap();
+    let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
+    for k in engine.step_kernels() {
+        *expected.entry(k).or_default() += 4;
+    }
+    let (times, unmeasured) = engine.kernel_times();
+    assert_eq!(unmeasured, 0);
+    let got: BTreeMap<&str, u64> = times.iter().map(|t| (t.kernel.as_str(), t.dispatches)).collect();
+    assert_eq!(got, expected, "dispatches per kernel");
+    let share: f64 = times.iter().map(|t| t.share).sum();
+    assert!((share - 1.0).abs() < 1e-9, "shares add up to 1, got {share}");
+    assert!(times.iter().all(|t| t.total_ms >= 0.0 && t.mean_us >= 0.0));
+    assert!(times.iter().map(|t| t.total_ms).sum::<f64>() > 0.0, "some time was measured");
+}
