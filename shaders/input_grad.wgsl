@@ -19,28 +19,25 @@ fn product(acc: ptr<function, array<vec4<f32>, 4>>, k: u32, g: u32, w: u32, ld: 
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tiles_j = (args.cols + TILE - 1u) / TILE;
-    let tiles_b = (args.batch + TILE - 1u) / TILE;
     let idx = flat_index(gid, nwg);
-    if idx >= tiles_b * tiles_j {
+    if idx >= tile_count(args.batch, args.cols) {
         return;
     }
-    let tb = idx / tiles_j;
-    let tj = idx % tiles_j;
-    let bs = tile_indices(tb, args.batch);
-    let js = tile_indices(tj, args.cols);
+    let tile = tile_at(idx, args.batch, args.cols);
+    let bs = tile.rows;
+    let js = tile.cols;
     var acc: array<vec4<f32>, 4>;
     product(&acc, args.k1, args.g1, args.w1, args.ld1, args.col1, bs, js);
     if args.k2 > 0u {
         product(&acc, args.k2, args.g2, args.w2, args.ld2, args.col2, bs, js);
     }
     for (var r = 0u; r < TILE; r++) {
-        let b = tb * TILE + r;
+        let b = tile.row0 + r;
         if b >= args.batch {
             break;
         }
         for (var c = 0u; c < TILE; c++) {
-            let j = tj * TILE + c;
+            let j = tile.col0 + c;
             if j >= args.cols {
                 break;
             }

@@ -23,16 +23,13 @@ fn store_tile(acc: ptr<function, array<vec4<f32>, 4>>, out: u32, b0: u32, j0: u3
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tiles_j = (args.n + TILE - 1u) / TILE;
-    let tiles_b = (args.batch + TILE - 1u) / TILE;
     let idx = flat_index(gid, nwg);
-    if idx >= tiles_b * tiles_j {
+    if idx >= tile_count(args.batch, args.n) {
         return;
     }
-    let tb = idx / tiles_j;
-    let tj = idx % tiles_j;
-    let bs = tile_indices(tb, args.batch);
-    let js = tile_indices(tj, args.n);
+    let tile = tile_at(idx, args.batch, args.n);
+    let bs = tile.rows;
+    let js = tile.cols;
     var x_off = args.x_in;
     if (args.flags & LAYER_DATA_INPUT) != 0u {
         x_off += step.t * args.batch * args.n_in;
@@ -62,9 +59,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
     // Keep this step's input on the tape, where the backward reads it without knowing t.
-    if (args.flags & LAYER_DATA_INPUT) != 0u && tj == 0u {
+    if (args.flags & LAYER_DATA_INPUT) != 0u && tile.col0 == 0u {
         for (var r = 0u; r < TILE; r++) {
-            let b = tb * TILE + r;
+            let b = tile.row0 + r;
             if b < args.batch {
                 for (var i = 0u; i < args.n_in; i++) {
                     work[args.x_tape + b * args.n_in + i] = work[x_off + b * args.n_in + i];
@@ -73,7 +70,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
     let cx = vec4<u32>(args.c_x) + js;
-    store_tile(&acc, args.cur_x, tb * TILE, tj * TILE, vec4<f32>(params[cx.x], params[cx.y], params[cx.z], params[cx.w]));
+    store_tile(&acc, args.cur_x, tile.row0, tile.col0, vec4<f32>(params[cx.x], params[cx.y], params[cx.z], params[cx.w]));
     if !fused {
         var accr: array<vec4<f32>, 4>;
         for (var i = 0u; i < args.n; i++) {
@@ -82,6 +79,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             fma_tile(&accr, a, w);
         }
         let cr = vec4<u32>(args.c_r) + js;
-        store_tile(&accr, args.cur_r, tb * TILE, tj * TILE, vec4<f32>(params[cr.x], params[cr.y], params[cr.z], params[cr.w]));
+        store_tile(&accr, args.cur_r, tile.row0, tile.col0, vec4<f32>(params[cr.x], params[cr.y], params[cr.z], params[cr.w]));
     }
 }

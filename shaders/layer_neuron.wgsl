@@ -40,16 +40,13 @@ fn gate_tile(rows: vec4<u32>, state: u32, wrows: vec4<u32>) -> array<vec4<f32>, 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let n = args.n;
-    let tiles_j = (n + TILE - 1u) / TILE;
-    let tiles_b = (args.batch + TILE - 1u) / TILE;
     let idx = flat_index(gid, nwg);
-    if idx >= tiles_b * tiles_j {
+    if idx >= tile_count(args.batch, n) {
         return;
     }
-    let tb = idx / tiles_j;
-    let tj = idx % tiles_j;
-    let bs = tile_indices(tb, args.batch);
-    let js = tile_indices(tj, n);
+    let tile = tile_at(idx, args.batch, n);
+    let bs = tile.rows;
+    let js = tile.cols;
     let rows = bs * n;
     let adaptive = (args.flags & LAYER_ADAPTIVE) != 0u;
     let zm = gate_tile(rows, args.m_prev, vec4<u32>(args.w_m) + js * 2u * n);
@@ -63,12 +60,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         slope_a = params[args.a_a];
     }
     for (var r = 0u; r < TILE; r++) {
-        let b = tb * TILE + r;
+        let b = tile.row0 + r;
         if b >= args.batch {
             break;
         }
         for (var c = 0u; c < TILE; c++) {
-            let j = tj * TILE + c;
+            let j = tile.col0 + c;
             if j >= n {
                 break;
             }

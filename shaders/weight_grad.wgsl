@@ -11,15 +11,12 @@
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let width = args.p_width + args.q_width;
     let cols = width + 1u;
-    let tiles_i = (cols + TILE - 1u) / TILE;
-    let tiles_o = (args.rows + TILE - 1u) / TILE;
     let idx = flat_index(gid, nwg);
-    if idx >= tiles_o * tiles_i {
+    if idx >= tile_count(args.rows, cols) {
         return;
     }
-    let to = idx / tiles_i;
-    let ti = idx % tiles_i;
-    let os = tile_indices(to, args.rows);
+    let tile = tile_at(idx, args.rows, cols);
+    let os = tile.rows;
     let nb = args.batch;
     let p_off = args.p;
     // Where column c of the tile reads sample b: base[c] + b·stride[c]; the bias column reads 1.
@@ -27,7 +24,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var stride: vec4<u32>;
     var is_bias = vec4<bool>(false);
     for (var c = 0u; c < TILE; c++) {
-        let i = min(ti * TILE + c, width);
+        let i = min(tile.col0 + c, width);
         if i < args.p_width {
             base[c] = p_off + i;
             stride[c] = args.p_width;
@@ -49,12 +46,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         fma_tile(&acc, g, x);
     }
     for (var r = 0u; r < TILE; r++) {
-        let o = to * TILE + r;
+        let o = tile.row0 + r;
         if o >= args.rows {
             break;
         }
         for (var c = 0u; c < TILE; c++) {
-            let i = ti * TILE + c;
+            let i = tile.col0 + c;
             if i > width {
                 break;
             }

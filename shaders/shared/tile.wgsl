@@ -11,6 +11,27 @@ fn tile_indices(t: u32, len: u32) -> vec4<u32> {
     return min(vec4<u32>(first, first + 1u, first + 2u, first + 3u), vec4<u32>(len - 1u));
 }
 
+// The tile an invocation owns in a rows × cols output, tiles laid row-major: its first row and
+// column, and its four (clamped) row and column indices.
+struct Tile {
+    row0: u32,
+    col0: u32,
+    rows: vec4<u32>,
+    cols: vec4<u32>,
+}
+
+fn tile_count(rows: u32, cols: u32) -> u32 {
+    return ((rows + TILE - 1u) / TILE) * ((cols + TILE - 1u) / TILE);
+}
+
+// Tile `idx` (< tile_count(rows, cols)).
+fn tile_at(idx: u32, rows: u32, cols: u32) -> Tile {
+    let across = (cols + TILE - 1u) / TILE;
+    let tr = idx / across;
+    let tc = idx % across;
+    return Tile(tr * TILE, tc * TILE, tile_indices(tr, rows), tile_indices(tc, cols));
+}
+
 // acc[r] += a[r]·w: one rank-1 update of a 4×4 tile (a: the tile's four rows, w: its four columns).
 fn fma_tile(acc: ptr<function, array<vec4<f32>, 4>>, a: vec4<f32>, w: vec4<f32>) {
     (*acc)[0] += a.x * w;
