@@ -4,6 +4,7 @@
 //! The crate's map, dependencies pointing one way (top depends on bottom):
 //!
 //! - [`run`]: experiment files, training loop, metrics CSV, checkpoints on disk (sees everything).
+//! - [`bench`]: training throughput over a grid of shapes, with the step's FLOP count.
 //! - [`learn`]: learning rules as schedules of GPU kernels (FPTT), optimizer and loss settings.
 //! - [`gpu`]: adapters, buffers with byte accounting, the kernel table, recording, readback.
 //!   Knows buffers and kernels, not learning rules.
@@ -13,6 +14,7 @@
 //! - [`checkpoint`]: safetensors files of named tensors.
 //! - [`tensor`], [`rng`]: named host tensors and the run's reproducible random numbers.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod gpu;

@@ -34,6 +34,34 @@ enum Command {
         fptt train --resume results/adding-200-20250101-120000\n\n\
         Every experiment key is documented in experiments/README.md.")]
     Train(TrainArgs),
+    /// Training throughput over a grid of shapes: time per FPTT step, sample-steps/s, dispatches,
+    /// GPU bytes and achieved GFLOP/s (table on stdout, CSV written after every row).
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Hidden sizes to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
+    hidden: Vec<usize>,
+    /// Batch sizes to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,64,512")]
+    batch: Vec<usize>,
+    /// Hidden-layer counts to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    layers: Vec<usize>,
+    /// Time steps per timed sequence.
+    #[arg(long, default_value_t = 8)]
+    steps: usize,
+    /// Timed sequences per shape (after one warm-up sequence).
+    #[arg(long, default_value_t = 2)]
+    reps: usize,
+    /// The adapter: auto, gpu, cpu, or an index from `fptt devices`.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    /// Where to write the CSV.
+    #[arg(long, value_name = "FILE", default_value = "results/bench.csv")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -203,11 +231,54 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn bench(args: BenchArgs) -> Result<ExitCode> {
+    use fptt::bench::{measure, CSV_HEADER};
+    if args.steps == 0 || args.reps == 0 || [&args.hidden, &args.batch, &args.layers].iter().any(|v| v.contains(&0)) {
+        anyhow::bail!("--hidden, --batch, --layers, --steps and --reps must all be at least 1");
+    }
+    let ctx = std::rc::Rc::new(fptt::gpu::GpuContext::new(args.device)?);
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut csv = csv::Writer::from_path(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    csv.write_record(CSV_HEADER)?;
+    csv.flush()?;
+    println!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
+    println!(
+        "{:>7} {:>6} {:>6} {:>12} {:>16} {:>10} {:>12} {:>10}",
+        "hidden", "layers", "batch", "ms/step", "sample-steps/s", "dispatches", "GPU MiB", "GFLOP/s"
+    );
+    for &layers in &args.layers {
+        for &hidden in &args.hidden {
+            for &batch in &args.batch {
+                let row = measure(&ctx, hidden, layers, batch, args.steps, args.reps)
+                    .with_context(|| format!("hidden {hidden}, layers {layers}, batch {batch}"))?;
+                println!(
+                    "{:>7} {:>6} {:>6} {:>12.3} {:>16.0} {:>10} {:>12.1} {:>10.3}",
+                    hidden,
+                    layers,
+                    batch,
+                    row.ms_per_step,
+                    row.sample_steps_per_s,
+                    row.dispatches_per_step,
+                    row.gpu_bytes as f64 / (1 << 20) as f64,
+                    row.gflop_per_s
+                );
+                csv.write_record(row.csv_record(&ctx))?;
+                csv.flush()?;
+            }
+        }
+    }
+    println!("csv: {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices => devices().map(|_| ExitCode::SUCCESS),
         Command::Train(args) => train(args),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(code) => code,

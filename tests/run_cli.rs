@@ -328,3 +328,36 @@ fn init_takes_the_weights_of_a_checkpoint_with_matching_names() {
     let o = fptt(&["train", exp.to_str().unwrap(), "--init", ckpt.to_str().unwrap(), "--set", "model.hidden=[9]"]);
     assert_refused(&o, &["checkpoint.safetensors", "layer1_x.weight", "expected"]);
 }
+
+#[test]
+fn bench_writes_one_csv_row_per_shape() {
+    let dir = scratch("cli-bench");
+    let csv = dir.join("bench.csv");
+    let o = fptt(&[
+        "bench",
+        "--hidden",
+        "8,13",
+        "--batch",
+        "2",
+        "--steps",
+        "2",
+        "--reps",
+        "1",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = csv_rows(&csv);
+    assert_eq!(header, fptt::bench::CSV_HEADER.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        for (name, cell) in header.iter().zip(row).take(10) {
+            assert!(cell.parse::<f64>().is_ok_and(|v| v >= 0.0), "{name} = {cell:?} is not a number");
+        }
+        assert!(!row[10].is_empty(), "the adapter is named");
+        assert!(["cpu", "discrete", "integrated", "virtual", "other"].contains(&row[12].as_str()), "{}", row[12]);
+    }
+    let o = fptt(&["bench", "--hidden", "0"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));
+}

@@ -1,0 +1,153 @@
+//! `fptt bench`: training throughput over a grid of network shapes on one adapter, as a table on
+//! stdout and a CSV written after every row (so an interrupted sweep keeps what it measured).
+//!
+//! The arithmetic of one FPTT step is counted from the shapes, multiply-adds of the matrix-shaped
+//! work only (element-wise work is O(B·N) and left out), FLOP = 2·MAC. For hidden layer k with
+//! input width I_k and N_k neurons (adaptive threshold, separate input and recurrent maps), and the
+//! readout with C outputs on top of N_L:
+//!
+//!   forward   B·N_k·(I_k + N_k)                 input currents W_x·x, W_r·s
+//!             2·B·N_k·2N_k                      the two gates over [d ; m] and [d ; b]
+//!             B·C·N_L + B·C·2C                  readout current and gate
+//!   backward  2·B·N_k·N_k                       ḡ_d from ḡ_zm·W_m and ḡ_za·W_a
+//!             2·N_k·2N_k·B + N_k·(I_k + N_k)·B  weight gradients of W_m, W_a, W_x, W_r
+//!             B·I_k·N_k (k > 1)                 ḡ passed to the layer below
+//!             C·2C·B + C·N_L·B + B·N_L·C        readout weight gradients and ḡ_s of the top layer
+//!
+//! A fixed threshold drops the W_a terms; the fused map has the same count as separate maps.
+
+use crate::gpu::GpuContext;
+use crate::learn::{EngineError, FpttEngine};
+use crate::model::{init_params, ModelConfig};
+use crate::rng::Rng;
+use crate::settings::{AuxTargets, FpttSettings, InitialState, Optimizer, SequenceBatch, Targets};
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Multiply-adds of the matrix-shaped work of one training step (see the module comment).
+pub fn step_macs(cfg: &ModelConfig, batch: usize) -> u64 {
+    let b = batch as u64;
+    let gates = if cfg.adaptive() { 2 } else { 1 };
+    let mut macs = 0u64;
+    for k in 0..cfg.layers() {
+        let (i, n) = (cfg.layer_input(k) as u64, cfg.hidden[k] as u64);
+        macs += b * n * (i + n) + gates * b * n * 2 * n; // forward
+        macs += gates * b * n * n + gates * n * 2 * n * b + n * (i + n) * b; // backward
+        if k > 0 {
+            macs += b * i * n;
+        }
+    }
+    let (c, top) = (cfg.outputs as u64, cfg.top_hidden() as u64);
+    macs += b * c * top + b * c * 2 * c; // readout forward
+    macs += c * 2 * c * b + c * top * b + b * top * c; // readout backward
+    macs
+}
+
+/// One measured configuration.
+#[derive(Debug, Clone)]
+pub struct BenchRow {
+    pub hidden: usize,
+    pub layers: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub ms_per_step: f64,
+    pub sample_steps_per_s: f64,
+    pub dispatches_per_step: usize,
+    pub gpu_bytes: u64,
+    pub gflop_per_step: f64,
+    pub gflop_per_s: f64,
+}
+
+/// Time `reps` sequences of `steps` FPTT steps (after one warm-up sequence) of a classifier with
+/// `layers` hidden layers of `hidden` neurons, one input and 10 outputs.
+pub fn measure(
+    ctx: &Rc<GpuContext>,
+    hidden: usize,
+    layers: usize,
+    batch: usize,
+    steps: usize,
+    reps: usize,
+) -> Result<BenchRow, EngineError> {
+    let mut cfg = ModelConfig::classifier(1, hidden, 10, steps);
+    cfg.hidden = vec![hidden; layers];
+    let settings = FpttSettings::classification(Optimizer::Adamax, 1e-3, AuxTargets::Table);
+    let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))?;
+    let mut rng = Rng::new(2);
+    let data = SequenceBatch {
+        steps,
+        batch,
+        inputs_per_step: 1,
+        inputs: (0..steps * batch).map(|_| rng.uniform() as f32).collect(),
+        targets: Targets::Labels((0..batch).map(|_| rng.below(10) as u32).collect()),
+    };
+    let init = InitialState::uniform(&cfg.hidden, batch, &mut rng);
+    engine.train_sequence(&data, &init)?;
+    let start = Instant::now();
+    for _ in 0..reps {
+        engine.train_sequence(&data, &init)?;
+    }
+    let seconds = start.elapsed().as_secs_f64() / (reps * steps) as f64;
+    let gflop = 2.0 * step_macs(&cfg, batch) as f64 / 1e9;
+    Ok(BenchRow {
+        hidden,
+        layers,
+        batch,
+        steps,
+        ms_per_step: seconds * 1e3,
+        sample_steps_per_s: batch as f64 / seconds,
+        dispatches_per_step: engine.dispatches_per_step(),
+        gpu_bytes: engine.gpu_bytes(),
+        gflop_per_step: gflop,
+        gflop_per_s: gflop / seconds,
+    })
+}
+
+pub const CSV_HEADER: [&str; 13] = [
+    "hidden",
+    "layers",
+    "batch",
+    "steps",
+    "ms_per_step",
+    "sample_steps_per_s",
+    "dispatches_per_step",
+    "gpu_bytes",
+    "gflop_per_step",
+    "gflop_per_s",
+    "adapter",
+    "backend",
+    "device_type",
+];
+
+impl BenchRow {
+    pub fn csv_record(&self, ctx: &GpuContext) -> Vec<String> {
+        vec![
+            self.hidden.to_string(),
+            self.layers.to_string(),
+            self.batch.to_string(),
+            self.steps.to_string(),
+            format!("{:.3}", self.ms_per_step),
+            format!("{:.1}", self.sample_steps_per_s),
+            self.dispatches_per_step.to_string(),
+            self.gpu_bytes.to_string(),
+            format!("{:.6}", self.gflop_per_step),
+            format!("{:.3}", self.gflop_per_s),
+            ctx.adapter_name().to_string(),
+            ctx.backend_name(),
+            ctx.device_type_name().to_string(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_macs_counts_the_matrix_work_of_one_layer() {
+        let cfg = ModelConfig::classifier(1, 4, 2, 3);
+        // forward 1·4·(1+4) + 2·1·4·8 = 84; backward 2·16 + 2·4·8 + 4·5 = 116;
+        // readout 2·4 + 2·4 + 2·4 + 4·2 + 4·2 = 40, all at batch 1.
+        assert_eq!(step_macs(&cfg, 1), 84 + 116 + 40);
+        assert_eq!(step_macs(&cfg, 3), 3 * (84 + 116 + 40));
+    }
+}
