@@ -15,6 +15,9 @@
 //!             C·2C·B + C·N_L·B + B·N_L·C        readout weight gradients and ḡ_s of the top layer
 //!
 //! A fixed threshold drops the W_a terms; the fused map has the same count as separate maps.
+//!
+//! Against the adapter's own ceilings, measured once per sweep: a large buffer copy (bytes read
+//! plus written per second) and `bench_matmul`, a plain 4×4-tiled matrix product.
 
 use crate::gpu::GpuContext;
 use crate::learn::{EngineError, FpttEngine};
@@ -102,7 +105,7 @@ pub fn measure(
     })
 }
 
-pub const CSV_HEADER: [&str; 13] = [
+pub const CSV_HEADER: [&str; 16] = [
     "hidden",
     "layers",
     "batch",
@@ -113,13 +116,16 @@ pub const CSV_HEADER: [&str; 13] = [
     "gpu_bytes",
     "gflop_per_step",
     "gflop_per_s",
+    "matmul_ceiling_gflop_per_s",
+    "share_of_matmul_ceiling",
+    "copy_ceiling_gb_per_s",
     "adapter",
     "backend",
     "device_type",
 ];
 
 impl BenchRow {
-    pub fn csv_record(&self, ctx: &GpuContext) -> Vec<String> {
+    pub fn csv_record(&self, ctx: &GpuContext, ceilings: &Ceilings) -> Vec<String> {
         vec![
             self.hidden.to_string(),
             self.layers.to_string(),
@@ -131,6 +137,9 @@ impl BenchRow {
             self.gpu_bytes.to_string(),
             format!("{:.6}", self.gflop_per_step),
             format!("{:.3}", self.gflop_per_s),
+            format!("{:.3}", ceilings.matmul_gflop_per_s),
+            format!("{:.3}", self.gflop_per_s / ceilings.matmul_gflop_per_s),
+            format!("{:.3}", ceilings.copy_gb_per_s),
             ctx.adapter_name().to_string(),
             ctx.backend_name(),
             ctx.device_type_name().to_string(),
@@ -150,4 +159,86 @@ mod tests {
         assert_eq!(step_macs(&cfg, 1), 84 + 116 + 40);
         assert_eq!(step_macs(&cfg, 3), 3 * (84 + 116 + 40));
     }
+}
+
+/// The adapter's own ceilings, measured once per `fptt bench`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ceilings {
+    /// A large buffer-to-buffer copy, bytes read plus written per second.
+    pub copy_gb_per_s: f64,
+    /// `bench_matmul` (4×4 register tiles) on a square product of `matmul_size`.
+    pub matmul_gflop_per_s: f64,
+    pub matmul_size: usize,
+}
+
+/// Measure the copy bandwidth (`copy_mib` MiB, 4 copies) and the rate of a `size`³ matrix product
+/// (3 dispatches), after one warm-up of each. Wall time around a waited submission.
+pub fn ceilings(ctx: &Rc<GpuContext>, copy_mib: usize, size: usize) -> Result<Ceilings, EngineError> {
+    use crate::gpu::{ArgArena, Dispatch, GpuBuffer, KernelTable, MemoryLedger};
+    use crate::learn::kernel_args::{InputGradArgs, StepInfo};
+    let ledger = MemoryLedger::default();
+    let floats = copy_mib << 18;
+    let src = GpuBuffer::storage(ctx, &ledger, "bench copy source", floats)?;
+    let dst = GpuBuffer::storage(ctx, &ledger, "bench copy destination", floats)?;
+    let copies = |n: usize| -> Result<f64, EngineError> {
+        let mut encoder =
+            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench copy") });
+        for _ in 0..n {
+            encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, (floats * 4) as u64);
+        }
+        let start = Instant::now();
+        ctx.queue.submit([encoder.finish()]);
+        ctx.wait()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    copies(1)?;
+    let reps = 4;
+    let copy_gb_per_s = (2 * floats * 4 * reps) as f64 / copies(reps)? / 1e9;
+
+    let kernels = KernelTable::new(ctx);
+    let n = size;
+    let b = GpuBuffer::storage(ctx, &ledger, "bench matmul B", n * n)?;
+    let ac = GpuBuffer::storage(ctx, &ledger, "bench matmul A, C", 2 * n * n)?;
+    let mut rng = Rng::new(3);
+    b.write(ctx, 0, &(0..n * n).map(|_| rng.uniform() as f32).collect::<Vec<_>>());
+    ac.write(ctx, 0, &(0..n * n).map(|_| rng.uniform() as f32).collect::<Vec<_>>());
+    let mut arena = ArgArena::default();
+    let args = InputGradArgs {
+        batch: n as u32,
+        cols: n as u32,
+        k1: n as u32,
+        g1: 0,
+        w1: 0,
+        out: (n * n) as u32,
+        ..Default::default()
+    };
+    let dispatch: Dispatch = kernels.over("bench_matmul", arena.push(&args), n.div_ceil(4) * n.div_ceil(4));
+    let args_buffer = arena.upload(ctx, &ledger, "bench args");
+    let mut steps = ArgArena::default();
+    steps.push(&StepInfo::default());
+    let steps_buffer = steps.upload(ctx, &ledger, "bench step");
+    let storage = kernels.storage_bind_group(ctx, "bench storage", [&b, &b, &b, &ac]);
+    let arguments = kernels.argument_bind_group(ctx, "bench arguments", &args_buffer, &steps_buffer);
+    let products = |n_products: usize| -> Result<f64, EngineError> {
+        let mut encoder =
+            ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench matmul") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("bench matmul"),
+                timestamp_writes: None,
+            });
+            pass.set_bind_group(0, &storage, &[]);
+            for _ in 0..n_products {
+                kernels.record(&mut pass, &arguments, &[dispatch], 0, None);
+            }
+        }
+        let start = Instant::now();
+        ctx.queue.submit([encoder.finish()]);
+        ctx.wait()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    products(1)?;
+    let reps = 3;
+    let matmul_gflop_per_s = (2 * n * n * n * reps) as f64 / products(reps)? / 1e9;
+    Ok(Ceilings { copy_gb_per_s, matmul_gflop_per_s, matmul_size: n })
 }

@@ -59,6 +59,12 @@ struct BenchArgs {
     /// The adapter: auto, gpu, cpu, or an index from `fptt devices`.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     device: DeviceChoice,
+    /// Size of the copy that measures the adapter's bandwidth ceiling (MiB).
+    #[arg(long, default_value_t = 64)]
+    copy_mib: usize,
+    /// Size n of the n×n×n matrix product that measures the arithmetic ceiling.
+    #[arg(long, default_value_t = 512)]
+    matmul: usize,
     /// Where to write the CSV.
     #[arg(long, value_name = "FILE", default_value = "results/bench.csv")]
     out: PathBuf,
@@ -233,8 +239,13 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
 
 fn bench(args: BenchArgs) -> Result<ExitCode> {
     use fptt::bench::{measure, CSV_HEADER};
-    if args.steps == 0 || args.reps == 0 || [&args.hidden, &args.batch, &args.layers].iter().any(|v| v.contains(&0)) {
-        anyhow::bail!("--hidden, --batch, --layers, --steps and --reps must all be at least 1");
+    if args.steps == 0
+        || args.reps == 0
+        || args.copy_mib == 0
+        || args.matmul == 0
+        || [&args.hidden, &args.batch, &args.layers].iter().any(|v| v.contains(&0))
+    {
+        anyhow::bail!("--hidden, --batch, --layers, --steps, --reps, --copy-mib and --matmul must all be at least 1");
     }
     let ctx = std::rc::Rc::new(fptt::gpu::GpuContext::new(args.device)?);
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -244,9 +255,17 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
     csv.write_record(CSV_HEADER)?;
     csv.flush()?;
     println!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
+    let ceilings = fptt::bench::ceilings(&ctx, args.copy_mib, args.matmul)?;
     println!(
-        "{:>7} {:>6} {:>6} {:>12} {:>16} {:>10} {:>12} {:>10}",
-        "hidden", "layers", "batch", "ms/step", "sample-steps/s", "dispatches", "GPU MiB", "GFLOP/s"
+        "ceilings: copy {:.2} GB/s ({} MiB), matrix product {:.3} GFLOP/s ({n}×{n}×{n})",
+        ceilings.copy_gb_per_s,
+        args.copy_mib,
+        ceilings.matmul_gflop_per_s,
+        n = ceilings.matmul_size
+    );
+    println!(
+        "{:>7} {:>6} {:>6} {:>12} {:>16} {:>10} {:>12} {:>10} {:>12}",
+        "hidden", "layers", "batch", "ms/step", "sample-steps/s", "dispatches", "GPU MiB", "GFLOP/s", "of matmul"
     );
     for &layers in &args.layers {
         for &hidden in &args.hidden {
@@ -254,7 +273,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
                 let row = measure(&ctx, hidden, layers, batch, args.steps, args.reps)
                     .with_context(|| format!("hidden {hidden}, layers {layers}, batch {batch}"))?;
                 println!(
-                    "{:>7} {:>6} {:>6} {:>12.3} {:>16.0} {:>10} {:>12.1} {:>10.3}",
+                    "{:>7} {:>6} {:>6} {:>12.3} {:>16.0} {:>10} {:>12.1} {:>10.3} {:>11.0}%",
                     hidden,
                     layers,
                     batch,
@@ -262,9 +281,10 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
                     row.sample_steps_per_s,
                     row.dispatches_per_step,
                     row.gpu_bytes as f64 / (1 << 20) as f64,
-                    row.gflop_per_s
+                    row.gflop_per_s,
+                    100.0 * row.gflop_per_s / ceilings.matmul_gflop_per_s
                 );
-                csv.write_record(row.csv_record(&ctx))?;
+                csv.write_record(row.csv_record(&ctx, &ceilings))?;
                 csv.flush()?;
             }
         }

@@ -343,6 +343,10 @@ fn bench_writes_one_csv_row_per_shape() {
         "2",
         "--reps",
         "1",
+        "--copy-mib",
+        "4",
+        "--matmul",
+        "64",
         "--out",
         csv.to_str().unwrap(),
     ]);
@@ -351,11 +355,11 @@ fn bench_writes_one_csv_row_per_shape() {
     assert_eq!(header, fptt::bench::CSV_HEADER.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     assert_eq!(rows.len(), 2);
     for row in &rows {
-        for (name, cell) in header.iter().zip(row).take(10) {
+        for (name, cell) in header.iter().zip(row).take(13) {
             assert!(cell.parse::<f64>().is_ok_and(|v| v >= 0.0), "{name} = {cell:?} is not a number");
         }
-        assert!(!row[10].is_empty(), "the adapter is named");
-        assert!(["cpu", "discrete", "integrated", "virtual", "other"].contains(&row[12].as_str()), "{}", row[12]);
+        assert!(!row[13].is_empty(), "the adapter is named");
+        assert!(["cpu", "discrete", "integrated", "virtual", "other"].contains(&row[15].as_str()), "{}", row[15]);
     }
     let o = fptt(&["bench", "--hidden", "0"]);
     assert!(!o.status.success());
