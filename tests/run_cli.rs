@@ -365,3 +365,37 @@ fn bench_writes_one_csv_row_per_shape() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));
 }
+
+#[test]
+fn profile_writes_kernels_csv_next_to_the_metrics() {
+    let dir = scratch("cli-profile");
+    let exp = write(&dir, "tiny-adding.toml", TINY_ADDING);
+    let out = dir.join("run");
+    let o = bin()
+        .args(["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--progress", "quiet", "--profile"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = out.join("kernels.csv");
+    if !path.exists() {
+        // Adapters without timestamps inside passes run unprofiled, with a warning.
+        assert!(stderr(&o).contains("--profile is off"), "{}", stderr(&o));
+        return;
+    }
+    let (header, rows) = csv_rows(&path);
+    assert_eq!(header, ["kernel", "dispatches", "total_ms", "mean_us", "share", "adapter", "backend", "device_type"]);
+    let kernels: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    for k in ["layer_current", "layer_neuron", "weight_grad", "fptt_update"] {
+        assert!(kernels.contains(&k), "{k} missing from {kernels:?}");
+    }
+    let share: f64 = rows.iter().map(|r| r[4].parse::<f64>().unwrap()).sum();
+    assert!((share - 1.0).abs() < 0.01, "shares add to {share}");
+    // Without --profile there is no kernels.csv.
+    let plain = dir.join("plain");
+    let o = bin()
+        .args(["train", exp.to_str().unwrap(), "--out", plain.to_str().unwrap(), "--progress", "quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!plain.join("kernels.csv").exists());
+}
