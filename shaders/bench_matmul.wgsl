@@ -22,17 +22,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let b = vec4<f32>(params[brows.x + k], params[brows.y + k], params[brows.z + k], params[brows.w + k]);
         fma_tile(&acc, a, b);
     }
-    for (var r = 0u; r < TILE; r++) {
-        let m = tile.row0 + r;
-        if m >= args.batch {
-            break;
-        }
-        for (var c = 0u; c < TILE; c++) {
-            let n = tile.col0 + c;
-            if n >= args.cols {
-                break;
-            }
-            work[args.out + m * args.cols + n] = acc[r][c];
-        }
-    }
+    tile_store(&acc, tile, args.batch, args.cols, args.out, NONE, vec4<f32>(0.0));
 }

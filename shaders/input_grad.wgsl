@@ -31,22 +31,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if args.k2 > 0u {
         product(&acc, args.k2, args.g2, args.w2, args.ld2, args.col2, bs, js);
     }
-    for (var r = 0u; r < TILE; r++) {
-        let b = tile.row0 + r;
-        if b >= args.batch {
-            break;
-        }
-        for (var c = 0u; c < TILE; c++) {
-            let j = tile.col0 + c;
-            if j >= args.cols {
-                break;
-            }
-            let i = b * args.cols + j;
-            var v = acc[r][c];
-            if args.add != NONE {
-                v = work[args.add + i] + v;
-            }
-            work[args.out + i] = v;
-        }
-    }
+    tile_store(&acc, tile, args.batch, args.cols, args.out, args.add, vec4<f32>(0.0));
 }

@@ -7,20 +7,6 @@
 #import tile
 @group(1) @binding(0) var<storage, read> args: LayerArgs;
 
-fn store_tile(acc: ptr<function, array<vec4<f32>, 4>>, out: u32, b0: u32, j0: u32, bias: vec4<f32>) {
-    for (var r = 0u; r < TILE; r++) {
-        let b = b0 + r;
-        if b < args.batch {
-            let v = (*acc)[r] + bias;
-            for (var c = 0u; c < TILE; c++) {
-                if j0 + c < args.n {
-                    work[out + b * args.n + j0 + c] = v[c];
-                }
-            }
-        }
-    }
-}
-
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat_index(gid, nwg);
@@ -70,7 +56,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
     }
     let cx = vec4<u32>(args.c_x) + js;
-    store_tile(&acc, args.cur_x, tile.row0, tile.col0, vec4<f32>(params[cx.x], params[cx.y], params[cx.z], params[cx.w]));
+    tile_store(&acc, tile, args.batch, args.n, args.cur_x, NONE, vec4<f32>(params[cx.x], params[cx.y], params[cx.z], params[cx.w]));
     if !fused {
         var accr: array<vec4<f32>, 4>;
         for (var i = 0u; i < args.n; i++) {
@@ -79,6 +65,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             fma_tile(&accr, a, w);
         }
         let cr = vec4<u32>(args.c_r) + js;
-        store_tile(&accr, args.cur_r, tile.row0, tile.col0, vec4<f32>(params[cr.x], params[cr.y], params[cr.z], params[cr.w]));
+        tile_store(&accr, tile, args.batch, args.n, args.cur_r, NONE, vec4<f32>(params[cr.x], params[cr.y], params[cr.z], params[cr.w]));
     }
 }

@@ -9,19 +9,9 @@ use std::time::{Duration, Instant};
 
 use fptt::run::experiment::Experiment;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fptt"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c.env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()));
-    c
-}
+mod cli_common;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use cli_common::{bin, scratch};
 
 fn fptt(args: &[&str]) -> Output {
     bin().args(args).output().unwrap()

@@ -3,25 +3,15 @@
 //! statistics) and the same metrics rows as an uninterrupted run — for the adding task and for a
 //! shuffled classification run stopped in the middle of an epoch.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fptt::checkpoint;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fptt"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c.env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()));
-    c
-}
+mod cli_common;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use cli_common::{bin, scratch};
 
 fn run_to_end(experiment: &Path, out: &Path) {
     let o = bin()

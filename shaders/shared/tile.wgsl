@@ -32,6 +32,29 @@ fn tile_at(idx: u32, rows: u32, cols: u32) -> Tile {
     return Tile(tr * TILE, tc * TILE, tile_indices(tr, rows), tile_indices(tc, cols));
 }
 
+// Write a finished tile into work: out[r, c] = add[r, c] + acc[r][c] + bias[c] for the rows and
+// columns inside the rows × cols output (add = NONE: no addend).
+fn tile_store(acc: ptr<function, array<vec4<f32>, 4>>, tile: Tile, rows: u32, cols: u32, out: u32, add: u32, bias: vec4<f32>) {
+    for (var r = 0u; r < TILE; r++) {
+        let row = tile.row0 + r;
+        if row >= rows {
+            break;
+        }
+        for (var c = 0u; c < TILE; c++) {
+            let col = tile.col0 + c;
+            if col >= cols {
+                break;
+            }
+            let i = row * cols + col;
+            var v = (*acc)[r][c] + bias[c];
+            if add != NONE {
+                v = work[add + i] + v;
+            }
+            work[out + i] = v;
+        }
+    }
+}
+
 // acc[r] += a[r]·w: one rank-1 update of a 4×4 tile (a: the tile's four rows, w: its four columns).
 fn fma_tile(acc: ptr<function, array<vec4<f32>, 4>>, a: vec4<f32>, w: vec4<f32>) {
     (*acc)[0] += a.x * w;
