@@ -16,6 +16,21 @@
 //!
 //! A fixed threshold drops the W_a terms; the fused map has the same count as separate maps.
 //!
+//! Memory traffic is modelled the same way, in f32 elements moved to or from GPU memory, for P
+//! trainable parameters, assuming every kernel reads each operand once (perfect tiling):
+//!
+//!   parameters  2·P        weights read by the forward and by the backward products
+//!               P          the gradient written
+//!               4·P        the norm pass reads g, W, W̄, λ
+//!               11·P       the update reads W, g, W̄, λ, m, v and writes W, W̄, λ, m, v
+//!   activations B·(2·I_k + 24·N_k) per layer: the input read twice (forward, weight gradient);
+//!               state m, s, b read and written, the tape (d, u, τm, τa and their pre-activations)
+//!               written and read back, and the backward's ḡ_u, ḡ_d, ḡ_zm, ḡ_za written and read
+//!               B·(2·N_L + 16·C) for the readout, likewise
+//!
+//! so large layers at small batch are bound by the 18·P term: the parameters and optimizer state
+//! cross memory about 18 times per step, whatever the batch.
+//!
 //! Against the adapter's own ceilings, measured once per sweep: a large buffer copy (bytes read
 //! plus written per second) and `bench_matmul`, a plain 4×4-tiled matrix product.
 
@@ -46,6 +61,18 @@ pub fn step_macs(cfg: &ModelConfig, batch: usize) -> u64 {
     macs
 }
 
+/// f32 elements moved to or from GPU memory by one training step (see the module comment).
+pub fn step_traffic_floats(cfg: &ModelConfig, batch: usize) -> u64 {
+    let b = batch as u64;
+    let params = crate::model::ParamLayout::new(cfg).trainable_len as u64;
+    let mut floats = 18 * params;
+    for k in 0..cfg.layers() {
+        let (i, n) = (cfg.layer_input(k) as u64, cfg.hidden[k] as u64);
+        floats += b * (2 * i + 24 * n);
+    }
+    floats + b * (2 * cfg.top_hidden() as u64 + 16 * cfg.outputs as u64)
+}
+
 /// One measured configuration.
 #[derive(Debug, Clone)]
 pub struct BenchRow {
@@ -59,22 +86,22 @@ pub struct BenchRow {
     pub gpu_bytes: u64,
     pub gflop_per_step: f64,
     pub gflop_per_s: f64,
+    pub gb_per_step: f64,
+    pub gb_per_s: f64,
 }
 
-/// Time `reps` sequences of `steps` FPTT steps (after one warm-up sequence) of a classifier with
-/// `layers` hidden layers of `hidden` neurons, one input and 10 outputs.
-pub fn measure(
-    ctx: &Rc<GpuContext>,
-    hidden: usize,
-    layers: usize,
-    batch: usize,
-    steps: usize,
-    reps: usize,
-) -> Result<BenchRow, EngineError> {
+/// The benchmark's network: a classifier with `layers` hidden layers of `hidden` adaptive LTC
+/// neurons (separate input and recurrent maps), one input per step and 10 classes, trained with
+/// Adamax (lr 1e-3), α = 0.1, β = 0.5, clip 1 and the auxiliary table: the S-MNIST recipe.
+pub fn bench_network(hidden: usize, layers: usize, steps: usize) -> (ModelConfig, FpttSettings) {
     let mut cfg = ModelConfig::classifier(1, hidden, 10, steps);
     cfg.hidden = vec![hidden; layers];
-    let settings = FpttSettings::classification(Optimizer::Adamax, 1e-3, AuxTargets::Table);
-    let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))?;
+    (cfg, FpttSettings::classification(Optimizer::Adamax, 1e-3, AuxTargets::Table))
+}
+
+/// The benchmark's data: inputs `U(0,1)`, random labels and membranes `U(0,1)`, from a fixed seed.
+pub fn bench_data(cfg: &ModelConfig, batch: usize) -> (SequenceBatch, InitialState) {
+    let steps = cfg.steps;
     let mut rng = Rng::new(2);
     let data = SequenceBatch {
         steps,
@@ -84,6 +111,21 @@ pub fn measure(
         targets: Targets::Labels((0..batch).map(|_| rng.below(10) as u32).collect()),
     };
     let init = InitialState::uniform(&cfg.hidden, batch, &mut rng);
+    (data, init)
+}
+
+/// Time `reps` sequences of `steps` FPTT steps (after one warm-up sequence) of [`bench_network`].
+pub fn measure(
+    ctx: &Rc<GpuContext>,
+    hidden: usize,
+    layers: usize,
+    batch: usize,
+    steps: usize,
+    reps: usize,
+) -> Result<BenchRow, EngineError> {
+    let (cfg, settings) = bench_network(hidden, layers, steps);
+    let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))?;
+    let (data, init) = bench_data(&cfg, batch);
     engine.train_sequence(&data, &init)?;
     let start = Instant::now();
     for _ in 0..reps {
@@ -91,6 +133,7 @@ pub fn measure(
     }
     let seconds = start.elapsed().as_secs_f64() / (reps * steps) as f64;
     let gflop = 2.0 * step_macs(&cfg, batch) as f64 / 1e9;
+    let gb = 4.0 * step_traffic_floats(&cfg, batch) as f64 / 1e9;
     Ok(BenchRow {
         hidden,
         layers,
@@ -102,10 +145,73 @@ pub fn measure(
         gpu_bytes: engine.gpu_bytes(),
         gflop_per_step: gflop,
         gflop_per_s: gflop / seconds,
+        gb_per_step: gb,
+        gb_per_s: gb / seconds,
     })
 }
 
-pub const CSV_HEADER: [&str; 16] = [
+/// What a peer implementation needs to replay one sequence of [`bench_network`] training and
+/// compare: the start (`start.safetensors`: every parameter), the data (`data.safetensors`:
+/// `inputs [T, B, 1]`, `labels [B]` as f32, `membrane [B, N]`), and the engine's state after the
+/// sequence's T updates (`after.safetensors`: parameters, `.wbar`, `.lambda`, `.exp_avg`,
+/// `.exp_inf`, `q`). Metadata of each file records the settings and the adapter.
+pub fn export_peer_check(
+    ctx: &Rc<GpuContext>,
+    hidden: usize,
+    batch: usize,
+    steps: usize,
+    dir: &std::path::Path,
+) -> Result<(), PeerCheckError> {
+    use crate::checkpoint::save;
+    use crate::tensor::{Tensor, TensorMap};
+    let (cfg, settings) = bench_network(hidden, 1, steps);
+    let params = init_params(&cfg, 1);
+    let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &params)?;
+    let (data, init) = bench_data(&cfg, batch);
+    let mut meta = std::collections::BTreeMap::new();
+    for (k, v) in [
+        ("hidden", hidden.to_string()),
+        ("batch", batch.to_string()),
+        ("steps", steps.to_string()),
+        ("optimizer", "adamax".to_string()),
+        ("lr", settings.lr.to_string()),
+        ("alpha", settings.alpha.to_string()),
+        ("beta", settings.beta.to_string()),
+        ("clip", settings.clip.to_string()),
+        ("aux", "table".to_string()),
+        ("adapter", ctx.adapter_name().to_string()),
+        ("backend", ctx.backend_name()),
+        ("device_type", ctx.device_type_name().to_string()),
+    ] {
+        meta.insert(k.to_string(), v);
+    }
+    std::fs::create_dir_all(dir).map_err(|source| PeerCheckError::Io { path: dir.to_path_buf(), source })?;
+    save(&dir.join("start.safetensors"), &params, &meta)?;
+    let labels = match &data.targets {
+        Targets::Labels(l) => l.iter().map(|&y| y as f32).collect(),
+        Targets::Values(_) => unreachable!("the benchmark network is a classifier"),
+    };
+    let mut inputs = TensorMap::new();
+    inputs.insert("inputs".into(), Tensor::new(vec![steps, batch, 1], data.inputs.clone()));
+    inputs.insert("labels".into(), Tensor::new(vec![batch], labels));
+    inputs.insert("membrane".into(), Tensor::new(vec![batch, hidden], init.membrane[0].clone()));
+    save(&dir.join("data.safetensors"), &inputs, &meta)?;
+    engine.train_sequence(&data, &init)?;
+    save(&dir.join("after.safetensors"), &engine.state()?, &meta)?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCheckError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("creating {}: {source}", path.display())]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+}
+
+pub const CSV_HEADER: [&str; 19] = [
     "hidden",
     "layers",
     "batch",
@@ -118,7 +224,10 @@ pub const CSV_HEADER: [&str; 16] = [
     "gflop_per_s",
     "matmul_ceiling_gflop_per_s",
     "share_of_matmul_ceiling",
+    "gb_per_step",
+    "gb_per_s",
     "copy_ceiling_gb_per_s",
+    "share_of_copy_ceiling",
     "adapter",
     "backend",
     "device_type",
@@ -139,7 +248,10 @@ impl BenchRow {
             format!("{:.3}", self.gflop_per_s),
             format!("{:.3}", ceilings.matmul_gflop_per_s),
             format!("{:.3}", self.gflop_per_s / ceilings.matmul_gflop_per_s),
+            format!("{:.6}", self.gb_per_step),
+            format!("{:.3}", self.gb_per_s),
             format!("{:.3}", ceilings.copy_gb_per_s),
+            format!("{:.3}", self.gb_per_s / ceilings.copy_gb_per_s),
             ctx.adapter_name().to_string(),
             ctx.backend_name(),
             ctx.device_type_name().to_string(),
@@ -158,6 +270,18 @@ mod tests {
         // readout 2·4 + 2·4 + 2·4 + 4·2 + 4·2 = 40, all at batch 1.
         assert_eq!(step_macs(&cfg, 1), 84 + 116 + 40);
         assert_eq!(step_macs(&cfg, 3), 3 * (84 + 116 + 40));
+    }
+
+    #[test]
+    fn step_traffic_counts_parameters_eighteen_times_plus_activations() {
+        let cfg = ModelConfig::classifier(1, 4, 2, 3);
+        let params: u64 = crate::model::ParamLayout::new(&cfg).trainable().map(|s| s.len() as u64).sum();
+        // W_x 4 + c_x 4, W_r 16 + c_r 4, W_m 32 + c_m 4, W_a 32 + c_a 4, W_o 8 + c_o 2, W_om 8 + c_om 2,
+        // three slopes: 123 trainable floats.
+        assert_eq!(params, 123);
+        let activations = |b: u64| b * (2 + 24 * 4) + b * (2 * 4 + 16 * 2);
+        assert_eq!(step_traffic_floats(&cfg, 1), 18 * 123 + activations(1));
+        assert_eq!(step_traffic_floats(&cfg, 5), 18 * 123 + activations(5));
     }
 }
 

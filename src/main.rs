@@ -35,12 +35,49 @@ enum Command {
         Every experiment key is documented in experiments/README.md.")]
     Train(TrainArgs),
     /// Training throughput over a grid of shapes: time per FPTT step, sample-steps/s, dispatches,
-    /// GPU bytes and achieved GFLOP/s (table on stdout, CSV written after every row).
+    /// GPU bytes, achieved GFLOP/s and GB/s against the adapter's measured ceilings (table on
+    /// stdout, CSV written after every row).
+    #[command(after_help = "Examples:\n  \
+        fptt bench --hidden 64,256,1024 --batch 1,64,512 --out results/bench.csv\n  \
+        fptt bench peer-check --hidden 256 --batch 64 --out /tmp/peer   (then benchmarks/pytorch_reference.py)")]
     Bench(BenchArgs),
 }
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchCommand>,
+    #[command(flatten)]
+    grid: GridArgs,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Write the benchmark network's start, data and the engine's state after one sequence, for
+    /// benchmarks/pytorch_reference.py to replay and compare.
+    PeerCheck(PeerCheckArgs),
+}
+
+#[derive(clap::Args)]
+struct PeerCheckArgs {
+    #[arg(long, default_value_t = 256)]
+    hidden: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Time steps (= FPTT updates) of the sequence.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// The adapter: auto, gpu, cpu, or an index from `fptt devices`.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    /// The directory to write start.safetensors, data.safetensors and after.safetensors to.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct GridArgs {
     /// Hidden sizes to measure (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
     hidden: Vec<usize>,
@@ -238,6 +275,30 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
 }
 
 fn bench(args: BenchArgs) -> Result<ExitCode> {
+    match args.what {
+        Some(BenchCommand::PeerCheck(peer)) => peer_check(peer),
+        None => bench_grid(args.grid),
+    }
+}
+
+fn peer_check(args: PeerCheckArgs) -> Result<ExitCode> {
+    if args.hidden == 0 || args.batch == 0 || args.steps == 0 {
+        anyhow::bail!("--hidden, --batch and --steps must all be at least 1");
+    }
+    let ctx = std::rc::Rc::new(fptt::gpu::GpuContext::new(args.device)?);
+    println!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
+    fptt::bench::export_peer_check(&ctx, args.hidden, args.batch, args.steps, &args.out)?;
+    println!(
+        "wrote {dir}/start.safetensors, data.safetensors, after.safetensors ({} FPTT steps, N = {}, B = {})",
+        args.steps,
+        args.hidden,
+        args.batch,
+        dir = args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_grid(args: GridArgs) -> Result<ExitCode> {
     use fptt::bench::{measure, CSV_HEADER};
     if args.steps == 0
         || args.reps == 0
@@ -264,8 +325,18 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         n = ceilings.matmul_size
     );
     println!(
-        "{:>7} {:>6} {:>6} {:>12} {:>16} {:>10} {:>12} {:>10} {:>12}",
-        "hidden", "layers", "batch", "ms/step", "sample-steps/s", "dispatches", "GPU MiB", "GFLOP/s", "of matmul"
+        "{:>7} {:>6} {:>6} {:>12} {:>16} {:>10} {:>12} {:>10} {:>10} {:>8} {:>8}",
+        "hidden",
+        "layers",
+        "batch",
+        "ms/step",
+        "sample-steps/s",
+        "dispatches",
+        "GPU MiB",
+        "GFLOP/s",
+        "of matmul",
+        "GB/s",
+        "of copy"
     );
     for &layers in &args.layers {
         for &hidden in &args.hidden {
@@ -273,7 +344,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
                 let row = measure(&ctx, hidden, layers, batch, args.steps, args.reps)
                     .with_context(|| format!("hidden {hidden}, layers {layers}, batch {batch}"))?;
                 println!(
-                    "{:>7} {:>6} {:>6} {:>12.3} {:>16.0} {:>10} {:>12.1} {:>10.3} {:>11.0}%",
+                    "{:>7} {:>6} {:>6} {:>12.3} {:>16.0} {:>10} {:>12.1} {:>10.3} {:>9.0}% {:>8.2} {:>7.0}%",
                     hidden,
                     layers,
                     batch,
@@ -282,7 +353,9 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
                     row.dispatches_per_step,
                     row.gpu_bytes as f64 / (1 << 20) as f64,
                     row.gflop_per_s,
-                    100.0 * row.gflop_per_s / ceilings.matmul_gflop_per_s
+                    100.0 * row.gflop_per_s / ceilings.matmul_gflop_per_s,
+                    row.gb_per_s,
+                    100.0 * row.gb_per_s / ceilings.copy_gb_per_s
                 );
                 csv.write_record(row.csv_record(&ctx, &ceilings))?;
                 csv.flush()?;
