@@ -88,6 +88,9 @@ pub struct BenchRow {
     pub gflop_per_s: f64,
     pub gb_per_step: f64,
     pub gb_per_s: f64,
+    /// GPU time per kernel over one profiled sequence (empty without profiling, or where the
+    /// adapter has no timestamp queries).
+    pub kernels: Vec<crate::gpu::KernelTime>,
 }
 
 /// The benchmark's network: a classifier with `layers` hidden layers of `hidden` adaptive LTC
@@ -115,6 +118,8 @@ pub fn bench_data(cfg: &ModelConfig, batch: usize) -> (SequenceBatch, InitialSta
 }
 
 /// Time `reps` sequences of `steps` FPTT steps (after one warm-up sequence) of [`bench_network`].
+/// With `profile`, one more sequence then runs with a timestamp around every dispatch, and its
+/// per-kernel times come back in [`BenchRow::kernels`] (the timed sequences run unprofiled).
 pub fn measure(
     ctx: &Rc<GpuContext>,
     hidden: usize,
@@ -122,6 +127,7 @@ pub fn measure(
     batch: usize,
     steps: usize,
     reps: usize,
+    profile: bool,
 ) -> Result<BenchRow, EngineError> {
     let (cfg, settings) = bench_network(hidden, layers, steps);
     let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))?;
@@ -132,9 +138,15 @@ pub fn measure(
         engine.train_sequence(&data, &init)?;
     }
     let seconds = start.elapsed().as_secs_f64() / (reps * steps) as f64;
+    let mut kernels = Vec::new();
+    if profile && engine.enable_profiling() {
+        engine.train_sequence(&data, &init)?;
+        kernels = engine.kernel_times().0;
+    }
     let gflop = 2.0 * step_macs(&cfg, batch) as f64 / 1e9;
     let gb = 4.0 * step_traffic_floats(&cfg, batch) as f64 / 1e9;
     Ok(BenchRow {
+        kernels,
         hidden,
         layers,
         batch,
@@ -233,7 +245,43 @@ pub const CSV_HEADER: [&str; 19] = [
     "device_type",
 ];
 
+pub const KERNELS_CSV_HEADER: [&str; 11] = [
+    "hidden",
+    "layers",
+    "batch",
+    "kernel",
+    "dispatches",
+    "total_ms",
+    "mean_us",
+    "share",
+    "adapter",
+    "backend",
+    "device_type",
+];
+
 impl BenchRow {
+    /// One `KERNELS_CSV_HEADER` record per profiled kernel, busiest first.
+    pub fn kernel_records(&self, ctx: &GpuContext) -> Vec<Vec<String>> {
+        self.kernels
+            .iter()
+            .map(|k| {
+                vec![
+                    self.hidden.to_string(),
+                    self.layers.to_string(),
+                    self.batch.to_string(),
+                    k.kernel.clone(),
+                    k.dispatches.to_string(),
+                    format!("{:.3}", k.total_ms),
+                    format!("{:.3}", k.mean_us),
+                    format!("{:.4}", k.share),
+                    ctx.adapter_name().to_string(),
+                    ctx.backend_name(),
+                    ctx.device_type_name().to_string(),
+                ]
+            })
+            .collect()
+    }
+
     pub fn csv_record(&self, ctx: &GpuContext, ceilings: &Ceilings) -> Vec<String> {
         vec![
             self.hidden.to_string(),

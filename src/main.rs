@@ -105,6 +105,11 @@ struct GridArgs {
     /// Where to write the CSV.
     #[arg(long, value_name = "FILE", default_value = "results/bench.csv")]
     out: PathBuf,
+    /// Also time every kernel (one extra, profiled sequence per shape) into FILE-kernels.csv:
+    /// hidden, layers, batch, kernel, dispatches, total_ms, mean_us, share, adapter, backend,
+    /// device_type. The timed sequences always run unprofiled.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(clap::Args)]
@@ -315,6 +320,22 @@ fn bench_grid(args: GridArgs) -> Result<ExitCode> {
     let mut csv = csv::Writer::from_path(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
     csv.write_record(CSV_HEADER)?;
     csv.flush()?;
+    let kernels_path = args.out.with_file_name(format!(
+        "{}-kernels.csv",
+        args.out.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()
+    ));
+    let mut kernels_csv = if args.profile {
+        if !ctx.timestamps_inside_passes() {
+            eprintln!("note: this adapter has no timestamp queries inside passes; kernels are not timed");
+        }
+        let mut w = csv::Writer::from_path(&kernels_path)
+            .with_context(|| format!("writing {}", kernels_path.display()))?;
+        w.write_record(fptt::bench::KERNELS_CSV_HEADER)?;
+        w.flush()?;
+        Some(w)
+    } else {
+        None
+    };
     println!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
     let ceilings = fptt::bench::ceilings(&ctx, args.copy_mib, args.matmul)?;
     println!(
@@ -341,7 +362,7 @@ fn bench_grid(args: GridArgs) -> Result<ExitCode> {
     for &layers in &args.layers {
         for &hidden in &args.hidden {
             for &batch in &args.batch {
-                let row = measure(&ctx, hidden, layers, batch, args.steps, args.reps)
+                let row = measure(&ctx, hidden, layers, batch, args.steps, args.reps, args.profile)
                     .with_context(|| format!("hidden {hidden}, layers {layers}, batch {batch}"))?;
                 println!(
                     "{:>7} {:>6} {:>6} {:>12.3} {:>16.0} {:>10} {:>12.1} {:>10.3} {:>9.0}% {:>8.2} {:>7.0}%",
@@ -359,10 +380,19 @@ fn bench_grid(args: GridArgs) -> Result<ExitCode> {
                 );
                 csv.write_record(row.csv_record(&ctx, &ceilings))?;
                 csv.flush()?;
+                if let Some(kcsv) = kernels_csv.as_mut() {
+                    for record in row.kernel_records(&ctx) {
+                        kcsv.write_record(record)?;
+                    }
+                    kcsv.flush()?;
+                }
             }
         }
     }
     println!("csv: {}", args.out.display());
+    if args.profile {
+        println!("kernels: {}", kernels_path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -252,6 +252,11 @@ impl GpuContext {
         device_type_name(self.info.device_type)
     }
 
+    /// Whether kernels can be timed one by one (timestamp queries inside compute passes).
+    pub fn timestamps_inside_passes(&self) -> bool {
+        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    }
+
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
