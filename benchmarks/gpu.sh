@@ -47,7 +47,7 @@ step "GPU correctness tests"
 tests_ok=1
 if [ ${#tests[@]} -gt 0 ]; then
     for t in "${tests[@]}"; do
-        "$t" >>"$out/tests.log" 2>&1 || tests_ok=0
+        timeout 180 "$t" >>"$out/tests.log" 2>&1 || tests_ok=0
     done
 else
     cargo test --release --test gpu_vs_reference --test gpu_fixtures --test gpu_checkpoint --test gpu_profile \
@@ -71,18 +71,18 @@ else
 fi
 
 step "benchmark grid, one layer"
-limit 240 "$fptt" bench --device "${FPTT_DEVICE:-gpu}" --hidden 64,256,1024,2048,4096 --batch 1,64,512,1024 \
+limit 200 "$fptt" bench --device "${FPTT_DEVICE:-gpu}" --hidden 64,256,1024,2048,4096 --batch 1,64,512,1024 \
     --layers 1 --steps 16 --reps 3 --copy-mib 1024 --matmul 4096 --profile --out "$out/bench-gpu.csv"
 
 if [ $has_torch -eq 1 ]; then
     step "PyTorch peer: time per step"
-    limit 120 python3 benchmarks/pytorch_reference.py bench --device cuda --hidden 256,1024,2048,4096 \
+    limit 90 python3 benchmarks/pytorch_reference.py bench --device cuda --hidden 256,1024,2048,4096 \
         --batch 1,64,512,1024 --steps 16 --reps 3 --out "$out/bench-pytorch-gpu.csv"
     python3 benchmarks/side_by_side.py "$out/bench-gpu.csv" "$out/bench-pytorch-gpu.csv" "$out/side-by-side.csv"
 fi
 
 step "benchmark grid, two layers"
-limit 60 "$fptt" bench --device "${FPTT_DEVICE:-gpu}" --hidden 256,1024,2048 --batch 64,512 --layers 2 --steps 16 \
+limit 45 "$fptt" bench --device "${FPTT_DEVICE:-gpu}" --hidden 256,1024,2048 --batch 64,512 --layers 2 --steps 16 \
     --reps 3 --copy-mib 1024 --matmul 4096 --out "$out/bench-gpu-2layers.csv"
 
 step "done: $out"
