@@ -5,12 +5,12 @@
 #import reduce
 @group(1) @binding(0) var<storage, read> args: OptimArgs;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(REDUCE_WIDTH)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let lid = lid3.x;
     let n = args.len;
     var acc = 0.0;
-    for (var i = wid.x * 64u + lid; i < n; i += args.parts * 64u) {
+    for (var i = wid.x * REDUCE_WIDTH + lid; i < n; i += args.parts * REDUCE_WIDTH) {
         let g = grad[i] - opt[n + i] + args.alpha * (params[i] - opt[i]);
         acc += g * g;
     }

@@ -39,7 +39,7 @@ fn update_table(y: u32) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(REDUCE_WIDTH)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
     if step.update_q != 0u {

@@ -5,7 +5,7 @@
 #import reduce
 @group(1) @binding(0) var<storage, read> args: DotArgs;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(REDUCE_WIDTH)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
     var acc = 0.0;
