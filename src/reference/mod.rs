@@ -216,6 +216,12 @@ pub fn first_columns(m: &[f64], rows: usize, width: usize, na: usize) -> Vec<f64
     (0..rows).flat_map(|r| m[r * width..r * width + na].iter().copied()).collect()
 }
 
+/// The columns after the first `na` of a `[rows, width]` matrix (the `b` part of a `[a ; b]` gradient).
+pub fn last_columns(m: &[f64], rows: usize, width: usize, na: usize) -> Vec<f64> {
+    assert_eq!(m.len(), rows * width);
+    (0..rows).flat_map(|r| m[r * width + na..(r + 1) * width].iter().copied()).collect()
+}
+
 /// `a += b` element-wise.
 pub fn add_into(a: &mut [f64], b: &[f64]) {
     assert_eq!(a.len(), b.len());
@@ -264,5 +270,6 @@ mod tests {
         assert_eq!(gx, vec![-2.0, -2.0]);
         assert_eq!(concat(&[1.0, 2.0], 1, &[3.0, 4.0], 1, 2), vec![1.0, 3.0, 2.0, 4.0]);
         assert_eq!(first_columns(&[1.0, 3.0, 2.0, 4.0], 2, 2, 1), vec![1.0, 2.0]);
+        assert_eq!(last_columns(&[1.0, 3.0, 5.0, 2.0, 4.0, 6.0], 2, 3, 1), vec![3.0, 5.0, 4.0, 6.0]);
     }
 }
