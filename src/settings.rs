@@ -31,7 +31,21 @@ pub enum LossKind {
     Regression,
 }
 
-/// One FPTT update's hyper-parameters (spec §5).
+/// When the weights are updated and how far back each update's gradient reaches (spec §3, §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LearningRule {
+    /// FPTT with an update after every `chunk` steps (the last chunk of a sequence may be
+    /// shorter): the gradient of the chunk's summed task loss, backpropagated through the chunk's
+    /// steps (the state entering the chunk is a constant), goes through the FPTT update of spec §5
+    /// (regulariser, λ, W̄). `chunk = 1` is the paper's online rule, truncation 1.
+    Fptt { chunk: usize },
+    /// BPTT, the offline baseline: one update per sequence with the gradient of `Σ_t ℓ_t` through
+    /// all T steps, clipped by the global norm, then a plain optimizer step: no W̄, no λ, no
+    /// regulariser (α and β are unused).
+    Bptt,
+}
+
+/// One update's hyper-parameters (spec §5).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FpttSettings {
     pub optimizer: Optimizer,
@@ -41,17 +55,36 @@ pub struct FpttSettings {
     /// Global gradient-norm clip `c`.
     pub clip: f32,
     pub loss: LossKind,
+    /// FPTT with chunks of K steps, or BPTT. Only the CPU reference reads it so far; the GPU
+    /// engine runs `Fptt { chunk: 1 }` whatever it says.
+    pub rule: LearningRule,
 }
 
 impl FpttSettings {
-    /// The classification defaults: Adam-free Adamax as in the S-MNIST recipe, α = 0.1, β = 0.5.
+    /// The classification defaults: α = 0.1, β = 0.5, clip 1, online FPTT (an update after every step).
     pub fn classification(optimizer: Optimizer, lr: f32, aux: AuxTargets) -> Self {
-        FpttSettings { optimizer, lr, alpha: 0.1, beta: 0.5, clip: 1.0, loss: LossKind::Classification { aux } }
+        FpttSettings {
+            optimizer,
+            lr,
+            alpha: 0.1,
+            beta: 0.5,
+            clip: 1.0,
+            loss: LossKind::Classification { aux },
+            rule: LearningRule::Fptt { chunk: 1 },
+        }
     }
 
-    /// The adding-task defaults: α = 0.5, β = 0.5.
+    /// The adding-task defaults: α = 0.5, β = 0.5, clip 1, online FPTT (an update after every step).
     pub fn regression(optimizer: Optimizer, lr: f32) -> Self {
-        FpttSettings { optimizer, lr, alpha: 0.5, beta: 0.5, clip: 1.0, loss: LossKind::Regression }
+        FpttSettings {
+            optimizer,
+            lr,
+            alpha: 0.5,
+            beta: 0.5,
+            clip: 1.0,
+            loss: LossKind::Regression,
+            rule: LearningRule::Fptt { chunk: 1 },
+        }
     }
 }
 
@@ -102,7 +135,10 @@ impl InitialState {
     }
 }
 
-/// The losses of one step: the task loss `ℓ_t`, and `ℓ_t − ⟨W,λ⟩ + α/2‖W − W̄‖²` (fixture names).
+/// The losses of one step: the task loss `ℓ_t`, and `ℓ_t − ⟨W,λ⟩ + α/2‖W − W̄‖²` (fixture names),
+/// with W, λ, W̄ as they were before the update that step belongs to. With FPTT chunks of K > 1
+/// steps every step of a chunk adds the same regulariser (the chunk's total loss is `Σ_t ℓ_t`
+/// plus the regulariser once); under BPTT the total loss is the task loss.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepLoss {
     pub task_loss: f64,

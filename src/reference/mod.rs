@@ -12,9 +12,13 @@
 //! - [`readout`]: the leaky-integrator readout, forward and backward (spec §1, §3).
 //! - [`network`]: a stack of layers plus readout for one step, and the full one-step gradient of
 //!   `ℓ_t` with respect to every parameter (the finite-difference target).
+//! - [`bptt`]: backpropagation through a chunk of K steps (chunked FPTT) or a whole sequence
+//!   (BPTT): the summed loss `Σ_t ℓ_t` from a constant start state and its gradient, chained
+//!   through `m, s, b, o` across the steps.
 //! - [`loss`]: the per-step losses and their gradient on `o'`, and the auxiliary table `q` (spec §4).
 //! - [`optim`]: the FPTT update's algebra, gradient clipping, Adam/Adamax/SGD steps (spec §5).
-//! - [`trainer`]: [`ReferenceTrainer`], which runs sequences with an FPTT update after every step.
+//! - [`trainer`]: [`ReferenceTrainer`], which runs sequences with an FPTT update after every chunk
+//!   of K steps (K = 1: after every step), or one plain update per sequence (BPTT).
 //!
 //! Conventions: activations are row-major `[B, F]` (`B` samples, `F` features) `Vec<f64>`; a dense
 //! weight is `[out, in]` row-major like PyTorch's `Linear`. Parameters live in a [`Params`] map by
@@ -24,6 +28,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod batchnorm;
+pub mod bptt;
 pub mod loss;
 pub mod network;
 pub mod neuron;
@@ -37,9 +42,10 @@ use crate::model::ParamLayout;
 use crate::tensor::{Tensor, TensorMap};
 
 pub use batchnorm::Norm;
+pub use bptt::StateGrad;
 pub use network::{Net, NetState, StepCache};
-pub use neuron::{LayerCache, LayerSpec, LayerState};
-pub use readout::{ReadoutCache, ReadoutSpec};
+pub use neuron::{LayerBackward, LayerCache, LayerSpec, LayerState};
+pub use readout::{ReadoutBackward, ReadoutCache, ReadoutSpec};
 pub use trainer::ReferenceTrainer;
 
 /// Spec §1 constants in exact f64 (the model's f32 constants, written as the decimal literals the
@@ -216,6 +222,12 @@ pub fn first_columns(m: &[f64], rows: usize, width: usize, na: usize) -> Vec<f64
     (0..rows).flat_map(|r| m[r * width..r * width + na].iter().copied()).collect()
 }
 
+/// The columns after the first `na` of a `[rows, width]` matrix (the `b` part of a `[a ; b]` gradient).
+pub fn last_columns(m: &[f64], rows: usize, width: usize, na: usize) -> Vec<f64> {
+    assert_eq!(m.len(), rows * width);
+    (0..rows).flat_map(|r| m[r * width + na..(r + 1) * width].iter().copied()).collect()
+}
+
 /// `a += b` element-wise.
 pub fn add_into(a: &mut [f64], b: &[f64]) {
     assert_eq!(a.len(), b.len());
@@ -264,5 +276,6 @@ mod tests {
         assert_eq!(gx, vec![-2.0, -2.0]);
         assert_eq!(concat(&[1.0, 2.0], 1, &[3.0, 4.0], 1, 2), vec![1.0, 3.0, 2.0, 4.0]);
         assert_eq!(first_columns(&[1.0, 3.0, 2.0, 4.0], 2, 2, 1), vec![1.0, 2.0]);
+        assert_eq!(last_columns(&[1.0, 3.0, 5.0, 2.0, 4.0, 6.0], 2, 3, 1), vec![3.0, 5.0, 4.0, 6.0]);
     }
 }

@@ -1,12 +1,14 @@
 //! One LTC spiking layer for one time step: the forward of spec §1 and the one-step backward of
-//! spec §3 (state from the previous step is a constant). Owns the three ways the input current is
-//! formed (separate input and recurrent maps, the same with per-step batch norm, the fused map of
-//! the adding task) and the two thresholds (adaptive with the gate `τa`, or fixed).
+//! spec §3, both with the state from the previous step as a constant (FPTT, truncation 1) and with
+//! the gradient on that state too (chunked truncation and BPTT chain it across steps). Owns the
+//! three ways the input current is formed (separate input and recurrent maps, the same with
+//! per-step batch norm, the fused map of the adding task) and the two thresholds (adaptive with the
+//! gate `τa`, or fixed).
 
 use super::batchnorm::{self, BnCache, Norm};
 use super::{
-    add_into, concat, first_columns, get, linear, linear_backward, scalar, sigmoid, Grads, Params, SpikeFn, B0,
-    BETA_ADAPT,
+    add_into, concat, first_columns, get, last_columns, linear, linear_backward, scalar, sigmoid, Grads, Params,
+    SpikeFn, B0, BETA_ADAPT,
 };
 use crate::model::{LayerNames, ModelConfig, ThresholdMode};
 
@@ -69,7 +71,7 @@ impl LayerState {
 pub struct LayerCache {
     /// The layer's input `x`, `[B, I]`.
     pub x: Vec<f64>,
-    /// The state the step started from (a constant under FPTT).
+    /// The state the step started from (a constant under FPTT with truncation 1).
     pub prev: LayerState,
     /// `W_x·x + c_x` (fused: `W_x·[x ; s] + c_x`), before any batch norm.
     pub cur_x: Vec<f64>,
@@ -183,10 +185,23 @@ pub fn forward(
     }
 }
 
+/// What one step's backward returns when the previous state is a variable, not a constant.
+#[derive(Debug, Clone)]
+pub struct LayerBackward {
+    /// The gradient of every parameter the layer uses (including the gate slopes).
+    pub grads: Grads,
+    /// `ḡ_x` `[B, I]`: the gradient on the layer's input (the `ḡ_s` of the layer below).
+    pub g_x: Vec<f64>,
+    /// The gradient on the state the step started from, `[B, N]` each, in the fields of the same
+    /// name: `m` holds `ḡ` on the previous `m`, `s` on the previous `s`, `b` on the previous `b`.
+    pub g_prev: LayerState,
+}
+
 /// One step backward (spec §3) from the upstream gradients on the layer's outputs: `g_s` on `s'`,
 /// `g_m` on `m'` and `g_b` on `b'` (`None` = 0). Returns the gradient of every parameter the layer
 /// uses (including the gate slopes, trainable or not) and `ḡ_x` `[B, I]`, the gradient on the
-/// layer's input (the `ḡ_s` of the layer below).
+/// layer's input (the `ḡ_s` of the layer below). The previous state is a constant (FPTT with
+/// truncation 1); [`backward_through_state`] also returns the gradient on it.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     spec: &LayerSpec,
@@ -198,6 +213,33 @@ pub fn backward(
     g_m: Option<&[f64]>,
     g_b: Option<&[f64]>,
 ) -> (Grads, Vec<f64>) {
+    let r = backward_through_state(spec, p, c, batch, spike, g_s, g_m, g_b);
+    (r.grads, r.g_x)
+}
+
+/// [`backward`] plus the gradient on the previous state (the chunk's chain of spec §3, last
+/// paragraph). Besides the local derivatives of spec §3 (which give the same parameter gradients
+/// and `ḡ_x`, bit for bit):
+///
+/// - previous `m`: through `u = m + τm⊙(d − m)` (`ḡ_u⊙(1 − τm)`) and through the gate input
+///   `[d ; m]` of `W_m` (`(ḡ_zm·W_m)[:, N:]`);
+/// - previous `s`: through the recurrent map (`ḡ_cur_r·W_r`, after `BN_b`'s backward with this step's
+///   batch statistics; fused: the `s` columns of `ḡ_d·W_x`) and through
+///   `b' = τa⊙b + (1 − τa)⊙s` (`ḡ_b'⊙(1 − τa)`);
+/// - previous `b`: through `b'` (`ḡ_b'⊙τa`) and through the gate input `[d ; b]` of `W_a`
+///   (`(ḡ_za·W_a)[:, N:]`). With a fixed threshold `b' = b` is carried unchanged, so the previous
+///   `b` receives `ḡ_b` as it is.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_through_state(
+    spec: &LayerSpec,
+    p: &Params,
+    c: &LayerCache,
+    batch: usize,
+    spike: SpikeFn,
+    g_s: &[f64],
+    g_m: Option<&[f64]>,
+    g_b: Option<&[f64]>,
+) -> LayerBackward {
     let (nb, ni, nn) = (batch, spec.inputs, spec.neurons);
     let names = &spec.names;
     let len = nb * nn;
@@ -205,6 +247,8 @@ pub fn backward(
     let zeros = vec![0.0; len];
     let g_m = g_m.unwrap_or(&zeros);
     let g_b = g_b.unwrap_or(&zeros);
+    assert_eq!(g_m.len(), len, "ḡ_m shape");
+    assert_eq!(g_b.len(), len, "ḡ_b shape");
     let adaptive = matches!(spec.threshold, ThresholdMode::Adaptive);
     let prev = &c.prev;
     let mut grads = Grads::new();
@@ -233,7 +277,11 @@ pub fn backward(
     grads.insert(spec.w(&names.tau_m), gw);
     grads.insert(spec.c(&names.tau_m), gc);
     grads.insert(names.slope_m.clone(), vec![(0..len).map(|i| g_tm_dsig[i] * c.pre_m[i]).sum()]);
+    // Previous m: u = m + τm⊙(d − m) gives ḡ_u⊙(1 − τm); the gate input [d ; m] gives (ḡ_zm·W_m)[:, N:].
+    let mut g_prev_m: Vec<f64> = (0..len).map(|i| g_u[i] * (1.0 - c.tau_m[i])).collect();
+    add_into(&mut g_prev_m, &last_columns(&g_dm, nb, 2 * nn, nn));
 
+    let (mut g_prev_s, g_prev_b);
     if adaptive {
         // ḡ_τa = ḡ_b'⊙(b − s); ḡ_za = ḡ_τa⊙τa(1−τa)⊙a_a
         let a_a = scalar(p, &names.slope_a);
@@ -247,6 +295,18 @@ pub fn backward(
         grads.insert(spec.w(&names.tau_adp), gw);
         grads.insert(spec.c(&names.tau_adp), gc);
         grads.insert(names.slope_a.clone(), vec![(0..len).map(|i| g_ta_dsig[i] * c.pre_a[i]).sum()]);
+        // b' = τa⊙b + (1 − τa)⊙s: ḡ_b'⊙τa on the previous b (plus the gate input [d ; b]: (ḡ_za·W_a)[:, N:]),
+        // ḡ_b'⊙(1 − τa) on the previous s (the recurrent map adds to it below).
+        let mut g_b_from_gate = last_columns(&g_db, nb, 2 * nn, nn);
+        for i in 0..len {
+            g_b_from_gate[i] += g_bn[i] * c.tau_a[i];
+        }
+        g_prev_b = g_b_from_gate;
+        g_prev_s = (0..len).map(|i| g_bn[i] * (1.0 - c.tau_a[i])).collect::<Vec<f64>>();
+    } else {
+        // Fixed threshold: b' = b, nothing else reads b.
+        g_prev_b = g_b.to_vec();
+        g_prev_s = vec![0.0; len];
     }
 
     // The input current: ∇W_x = Σ ḡ_dᵀ·x, ∇W_r = Σ ḡ_dᵀ·s, ∇c_x = ∇c_r = Σ ḡ_d, ḡ_x = ḡ_d·W_x
@@ -257,6 +317,8 @@ pub fn backward(
         grads.insert(spec.w(&names.x), gw);
         grads.insert(spec.c(&names.x), gc);
         g_x = first_columns(&g_xs, nb, ni + nn, ni);
+        // Previous s through the fused map: the s columns of ḡ_d·W_x.
+        add_into(&mut g_prev_s, &last_columns(&g_xs, nb, ni + nn, ni));
     } else {
         let (g_cur_x, g_cur_r) = if spec.batch_norm {
             let (gxa, gga, gda) = batchnorm::backward(&g_d, c.bn_a.as_ref().unwrap(), nb, nn, p, &names.bn_a);
@@ -273,9 +335,11 @@ pub fn backward(
         grads.insert(spec.w(&names.x), gw);
         grads.insert(spec.c(&names.x), gc);
         g_x = gx;
-        let (gw, gc, _) = linear_backward(&g_cur_r, &prev.s, nb, nn, get(p, &spec.w(&names.r)), nn);
+        // Previous s through the recurrent map: ḡ_cur_r·W_r (ḡ_cur_r is after BN_b's backward).
+        let (gw, gc, g_s_rec) = linear_backward(&g_cur_r, &prev.s, nb, nn, get(p, &spec.w(&names.r)), nn);
         grads.insert(spec.w(&names.r), gw);
         grads.insert(spec.c(&names.r), gc);
+        add_into(&mut g_prev_s, &g_s_rec);
     }
-    (grads, g_x)
+    LayerBackward { grads, g_x, g_prev: LayerState { m: g_prev_m, s: g_prev_s, b: g_prev_b } }
 }

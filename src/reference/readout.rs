@@ -1,10 +1,13 @@
 //! The readout: a leaky integrator without spikes (spec §1 "Readout"), one step forward and its
-//! one-step backward (spec §3):
+//! one-step backward (spec §3), with the previous `o` a constant or with the gradient on it (for
+//! chunked truncation and BPTT):
 //! `z = W_o·s_top + c_o` (optionally `BN_o,t(·)`), `τo = σ(a_o·(W_om·[z ; o] + c_om))`,
 //! `o' = (1 − τo)⊙o + τo⊙z`.
 
 use super::batchnorm::{self, BnCache, Norm};
-use super::{add_into, concat, first_columns, get, linear, linear_backward, scalar, sigmoid, Grads, Params};
+use super::{
+    add_into, concat, first_columns, get, last_columns, linear, linear_backward, scalar, sigmoid, Grads, Params,
+};
 use crate::model::{LayerNames, ModelConfig};
 
 /// The readout's names and shape.
@@ -37,7 +40,7 @@ impl ReadoutSpec {
 pub struct ReadoutCache {
     /// The top layer's spikes `s_top`, `[B, N]`.
     pub s_top: Vec<f64>,
-    /// The previous readout `o` (a constant under FPTT).
+    /// The previous readout `o` (a constant under FPTT with truncation 1).
     pub o_prev: Vec<f64>,
     /// `W_o·s_top + c_o` before any batch norm.
     pub cur: Vec<f64>,
@@ -75,9 +78,34 @@ pub fn forward(
     ReadoutCache { s_top: s_top.to_vec(), o_prev: o_prev.to_vec(), cur, bn, z, pre, tau, o }
 }
 
+/// What the readout's backward returns when the previous `o` is a variable.
+#[derive(Debug, Clone)]
+pub struct ReadoutBackward {
+    /// The gradient of every readout parameter (including the slope `a_o`).
+    pub grads: Grads,
+    /// `ḡ_s_top` `[B, N]`: the gradient on the top layer's new spikes.
+    pub g_s_top: Vec<f64>,
+    /// `ḡ` on the previous readout `o` `[B, C]`.
+    pub g_prev_o: Vec<f64>,
+}
+
 /// The backward from `ḡ_o'` `[B, C]`: the readout's parameter gradients and `ḡ_s_top` `[B, N]`.
 /// `ḡ_zo = ḡ_o'⊙(z − o)⊙τo(1−τo)⊙a_o`, `ḡ_z = ḡ_o'⊙τo + ḡ_zo·W_om[:, :C]`, `ḡ_s_top = ḡ_z·W_o`.
+/// The previous `o` is a constant; [`backward_through_state`] also returns the gradient on it.
 pub fn backward(spec: &ReadoutSpec, p: &Params, c: &ReadoutCache, batch: usize, g_o: &[f64]) -> (Grads, Vec<f64>) {
+    let r = backward_through_state(spec, p, c, batch, g_o);
+    (r.grads, r.g_s_top)
+}
+
+/// [`backward`] plus the gradient on the previous `o`: through the leak `o' = (1 − τo)⊙o + τo⊙z`
+/// (`ḡ_o'⊙(1 − τo)`) and through the gate input `[z ; o]` of `W_om` (`(ḡ_zo·W_om)[:, C:]`).
+pub fn backward_through_state(
+    spec: &ReadoutSpec,
+    p: &Params,
+    c: &ReadoutCache,
+    batch: usize,
+    g_o: &[f64],
+) -> ReadoutBackward {
     let (nb, nn, nc) = (batch, spec.inputs, spec.outputs);
     let len = nb * nc;
     assert_eq!(g_o.len(), len, "ḡ_o' shape");
@@ -92,6 +120,9 @@ pub fn backward(spec: &ReadoutSpec, p: &Params, c: &ReadoutCache, batch: usize, 
     grads.insert(spec.slope.clone(), vec![(0..len).map(|i| g_t_dsig[i] * c.pre[i]).sum()]);
     let mut g_z: Vec<f64> = (0..len).map(|i| g_o[i] * c.tau[i]).collect();
     add_into(&mut g_z, &first_columns(&g_zo_in, nb, 2 * nc, nc));
+    // Previous o: the leak gives ḡ_o'⊙(1 − τo), the gate input [z ; o] gives (ḡ_zo·W_om)[:, C:].
+    let mut g_prev_o: Vec<f64> = (0..len).map(|i| g_o[i] * (1.0 - c.tau[i])).collect();
+    add_into(&mut g_prev_o, &last_columns(&g_zo_in, nb, 2 * nc, nc));
     let g_cur = if spec.batch_norm {
         let (g_cur, gg, gd) = batchnorm::backward(&g_z, c.bn.as_ref().unwrap(), nb, nc, p, &spec.bn);
         grads.insert(format!("{}.weight", spec.bn), gg);
@@ -103,5 +134,5 @@ pub fn backward(spec: &ReadoutSpec, p: &Params, c: &ReadoutCache, batch: usize, 
     let (gw, gc, g_s) = linear_backward(&g_cur, &c.s_top, nb, nn, get(p, &format!("{}.weight", spec.x)), nc);
     grads.insert(format!("{}.weight", spec.x), gw);
     grads.insert(format!("{}.bias", spec.x), gc);
-    (grads, g_s)
+    ReadoutBackward { grads, g_s_top: g_s, g_prev_o }
 }

@@ -1,20 +1,25 @@
-//! [`ReferenceTrainer`]: online training with FPTT, truncation 1 (spec §5). Owns the training
-//! state (W, W̄, λ, the optimizer moments, the batch-norm running statistics per step, the
-//! auxiliary table `q`, the update counter) and the order of one step: forward (batch statistics;
-//! running statistics of step t updated), task loss (reading `q`), table write, backward, total
-//! loss with the current W/λ/W̄, then the FPTT update. Converts from/to the f32 [`TensorMap`] only
-//! at its boundary.
+//! [`ReferenceTrainer`]: training with FPTT (spec §5) or BPTT, as [`LearningRule`] says. Owns the
+//! training state (W, W̄, λ, the optimizer moments, the batch-norm running statistics per step, the
+//! auxiliary table `q`, the update counter) and the order of one update: the chunk's forward step
+//! by step (batch statistics; running statistics of step t updated; task loss reading `q`; table
+//! write), the backward through the chunk, the total loss with the current W/λ/W̄, then the FPTT
+//! update (or, for BPTT, a plain clipped optimizer step). With chunks of one step this is the
+//! online rule, truncation 1, in the same operations as before chunks existed. Converts from/to
+//! the f32 [`TensorMap`] only at its boundary.
 
 use super::batchnorm::{self, Norm};
 use super::loss::{task_loss, update_table};
-use super::network::{Net, NetState};
+use super::network::{Net, NetState, StepCache};
 use super::optim::{adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser};
 use super::{params_from_map, to_f32, to_f64, to_tensor, Params, SpikeFn};
 use crate::model::{ModelConfig, StatLayout};
-use crate::settings::{FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, StepLoss, Targets};
+use crate::settings::{
+    FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
+};
 use crate::tensor::{Tensor, TensorMap};
 
-/// The CPU oracle of FPTT training: every number in f64, one update after every step.
+/// The CPU oracle of training: every number in f64; an FPTT update after every chunk of K steps,
+/// or one plain update per sequence (BPTT).
 #[derive(Debug, Clone)]
 pub struct ReferenceTrainer {
     net: Net,
@@ -41,6 +46,9 @@ impl ReferenceTrainer {
     /// `init` holds every parameter by spec name, and optionally the batch-norm running statistics
     /// (missing ones start at mean 0, variance 1). W̄ = W, λ = 0, moments 0, `q` = 0, no updates yet.
     pub fn new(cfg: &ModelConfig, settings: &FpttSettings, batch: usize, init: &TensorMap) -> Self {
+        if let LearningRule::Fptt { chunk } = settings.rule {
+            assert!(chunk >= 1, "reference: an FPTT chunk has at least one step");
+        }
         let net = Net::new(cfg, SpikeFn::Heaviside);
         let params = params_from_map(&net.layout, init);
         let trainable: Params = net.layout.trainable().map(|s| (s.name.clone(), params[&s.name].clone())).collect();
@@ -100,28 +108,69 @@ impl ReferenceTrainer {
         self.updates
     }
 
+    /// The auxiliary table `q` `[C, T, C]`, f64.
+    pub fn q(&self) -> &[f64] {
+        &self.q
+    }
+
     fn check_batch(&self, batch: &SequenceBatch) {
         assert_eq!(batch.batch, self.batch, "reference: batch size");
         assert_eq!(batch.steps, self.net.cfg.steps, "reference: sequence length");
         assert_eq!(batch.inputs_per_step, self.net.cfg.inputs, "reference: inputs per step");
     }
 
-    /// One sequence of T steps with an FPTT update after every step (truncation 1). Returns each
-    /// step's task loss and total loss (the latter with W, λ, W̄ as they were before the update).
+    /// One sequence of T steps, with an update after every chunk ([`LearningRule`]). Returns each
+    /// step's task loss and total loss (see [`StepLoss`]: the latter with W, λ, W̄ as they were
+    /// before the update of the step's chunk; under BPTT the task loss).
     pub fn train_sequence(&mut self, batch: &SequenceBatch, init: &InitialState) -> Vec<StepLoss> {
         self.train_prefix(batch, init, self.net.cfg.steps)
     }
 
-    /// Like [`Self::train_sequence`] but stops after the first `updates` steps (and as many
-    /// updates) of the sequence: the fixtures' `after-step-1` / `after-step-2` states.
-    pub fn train_prefix(&mut self, batch: &SequenceBatch, init: &InitialState, updates: usize) -> Vec<StepLoss> {
+    /// Like [`Self::train_sequence`] but stops after the first `steps` steps of the sequence, the
+    /// last chunk cut short there (with chunks of one step: as many updates as steps, the
+    /// fixtures' `after-step-1` / `after-step-2` states).
+    pub fn train_prefix(&mut self, batch: &SequenceBatch, init: &InitialState, steps: usize) -> Vec<StepLoss> {
         self.check_batch(batch);
+        let total_steps = self.net.cfg.steps;
+        assert!(steps <= total_steps, "reference: a sequence has only {total_steps} steps");
+        let mut state = NetState::start(&self.net.cfg, init, self.batch);
+        let mut losses = Vec::with_capacity(steps);
+        let mut t0 = 0;
+        while t0 < steps {
+            let len = match self.settings.rule {
+                LearningRule::Fptt { chunk } => chunk.min(steps - t0),
+                LearningRule::Bptt => steps - t0,
+            };
+            state = self.train_chunk(batch, &state, t0, len, &mut losses);
+            t0 += len;
+        }
+        losses
+    }
+
+    /// Steps `t0 … t0+len−1` from `start` (a constant) and one update: each step's forward, running
+    /// statistics, task loss and table write in forward order, exactly as the online rule does them
+    /// (the table write of step t only touches row t, which no later step reads, so the losses are
+    /// those of the chunk with `q` as it was at its start); then the backward through the chunk and
+    /// the update. Appends each step's losses to `losses` and returns the state after the chunk
+    /// (computed with the weights before the update: the next chunk's constant start).
+    fn train_chunk(
+        &mut self,
+        batch: &SequenceBatch,
+        start: &NetState,
+        t0: usize,
+        len: usize,
+        losses: &mut Vec<StepLoss>,
+    ) -> NetState {
         let (nb, nc, steps) = (self.batch, self.net.cfg.outputs, self.net.cfg.steps);
-        assert!(updates <= steps, "reference: a sequence has only {steps} steps");
-        let mut state = NetState::start(&self.net.cfg, init, nb);
-        let mut losses = Vec::with_capacity(updates);
-        for t in 0..updates {
+        let mut caches: Vec<StepCache> = Vec::with_capacity(len);
+        let mut task_losses = Vec::with_capacity(len);
+        let mut g_outputs = Vec::with_capacity(len);
+        for t in t0..t0 + len {
             let x = to_f64(batch.step(t));
+            let state = match caches.last() {
+                None => start.clone(),
+                Some(before) => before.next_state(),
+            };
             // Forward with this step's batch statistics; PyTorch updates the running ones here.
             let cache = self.net.forward(&self.params, &x, &state, nb, Norm::Batch);
             if self.net.cfg.batch_norm {
@@ -140,13 +189,26 @@ impl ReferenceTrainer {
             if let (LossKind::Classification { .. }, Targets::Labels(labels)) = (self.settings.loss, &batch.targets) {
                 update_table(&mut self.q, cache.output(), labels, nc, t, steps);
             }
-            let grads = self.net.backward(&self.params, &cache, nb, &g_o);
-            let total = task + self.regulariser();
-            self.fptt_update(&grads);
-            losses.push(StepLoss { task_loss: task, total_loss: total });
-            state = cache.next_state();
+            caches.push(cache);
+            task_losses.push(task);
+            g_outputs.push(g_o);
         }
-        losses
+        // The gradient of Σ_t ℓ_t through the chunk (the start state is a constant).
+        let (grads, _) = self.net.chunk_backward(&self.params, &caches, &g_outputs);
+        match self.settings.rule {
+            LearningRule::Fptt { .. } => {
+                let regulariser = self.regulariser();
+                self.fptt_update(&grads);
+                losses.extend(
+                    task_losses.iter().map(|&task| StepLoss { task_loss: task, total_loss: task + regulariser }),
+                );
+            }
+            LearningRule::Bptt => {
+                self.plain_update(&grads);
+                losses.extend(task_losses.iter().map(|&task| StepLoss { task_loss: task, total_loss: task }));
+            }
+        }
+        caches[caches.len() - 1].next_state()
     }
 
     /// `−Σ⟨W, λ⟩ + α/2·Σ‖W − W̄‖²` over the trainable tensors, with the current W, λ, W̄.
@@ -155,15 +217,35 @@ impl ReferenceTrainer {
         self.wbar.keys().map(|k| regulariser(&self.params[k], &self.wbar[k], &self.lambda[k], alpha)).sum()
     }
 
-    /// Spec §5: g = ∇ℓ_t − λ + α(W − W̄); global-norm clip; optimizer step; λ and W̄ updates.
+    /// Spec §5: g = ∇ℓ − λ + α(W − W̄); global-norm clip; optimizer step; λ and W̄ updates.
     fn fptt_update(&mut self, grads: &Params) {
         let alpha = self.settings.alpha as f64;
         let beta = self.settings.beta as f64;
-        let names: Vec<String> = self.wbar.keys().cloned().collect();
-        let mut g: Params = names
-            .iter()
+        let g: Params = self
+            .wbar
+            .keys()
             .map(|k| (k.clone(), fptt_gradient(&grads[k], &self.params[k], &self.wbar[k], &self.lambda[k], alpha)))
             .collect();
+        self.clipped_optimizer_step(g);
+        // Each tensor's λ and W̄ read only its own new W: doing them after all optimizer steps gives
+        // the same numbers as interleaving them tensor by tensor.
+        for (k, w) in &self.params {
+            if let (Some(wbar), Some(lambda)) = (self.wbar.get_mut(k), self.lambda.get_mut(k)) {
+                fptt_after_step(w, wbar, lambda, alpha, beta);
+            }
+        }
+    }
+
+    /// BPTT (spec §5, last paragraph): the task gradient itself, clipped, one optimizer step; W̄ and
+    /// λ are not touched.
+    fn plain_update(&mut self, grads: &Params) {
+        let g: Params = self.wbar.keys().map(|k| (k.clone(), grads[k].clone())).collect();
+        self.clipped_optimizer_step(g);
+    }
+
+    /// `g ← g·min(1, c/(‖g‖₂ + 1e−6))` with the norm over all trainable tensors, then the optimizer
+    /// step (update number n + 1) on every trainable tensor.
+    fn clipped_optimizer_step(&mut self, mut g: Params) {
         let norm = g.values().flat_map(|v| v.iter()).map(|x| x * x).sum::<f64>().sqrt();
         let factor = clip_factor(norm, self.settings.clip as f64);
         for v in g.values_mut() {
@@ -171,15 +253,14 @@ impl ReferenceTrainer {
         }
         self.updates += 1;
         let n = self.updates;
-        for k in &names {
+        for (k, g) in &g {
             let w = self.params.get_mut(k).unwrap();
             let m1 = self.moment1.get_mut(k).unwrap();
             let m2 = self.moment2.get_mut(k).unwrap();
             match self.settings.optimizer {
-                Optimizer::Adam => adam_step(w, &g[k], m1, m2, self.lr, n),
-                Optimizer::Adamax => adamax_step(w, &g[k], m1, m2, self.lr, n),
+                Optimizer::Adam => adam_step(w, g, m1, m2, self.lr, n),
+                Optimizer::Adamax => adamax_step(w, g, m1, m2, self.lr, n),
             }
-            fptt_after_step(w, self.wbar.get_mut(k).unwrap(), self.lambda.get_mut(k).unwrap(), alpha, beta);
         }
     }
 

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fptt::model::{ModelConfig, ThresholdMode};
-use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, StepLoss, Targets};
+use fptt::settings::{
+    AuxTargets, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
+};
 use fptt::tensor::TensorMap;
 
 /// One golden trajectory: what to train on, from where, and what must come out.
@@ -72,6 +74,8 @@ pub fn load_fixture(name: &str) -> Fixture {
         beta: num("beta") as f32,
         clip: num("clip") as f32,
         loss: LossKind::Classification { aux },
+        // The fixtures are the authors' online rule: an update after every step.
+        rule: LearningRule::Fptt { chunk: 1 },
     };
     let init_state = &json["initial_state"];
     assert_eq!(init_state["s"].as_f64(), Some(0.0), "the engine starts with s = 0");
