@@ -1,5 +1,5 @@
 // Backward through a training-mode batch norm (spec §1, §3: through the batch statistics).
-// One invocation per feature:
+// The affine's gradients add up over a chunk's steps when accumulate is 1. One invocation per feature:
 //   ∇γ = Σ_b ḡ_y·x̂, ∇δ = Σ_b ḡ_y, ḡ_x = γ/σ/B·(B·ḡ_y − Σ_b ḡ_y − x̂·Σ_b ḡ_y·x̂)
 #import bindings
 #import args
@@ -21,8 +21,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         sum_g += g;
         sum_gx += g * work[args.xhat + i];
     }
-    grad[args.gamma + j] = sum_gx;
-    grad[args.beta + j] = sum_g;
+    if args.accumulate != 0u {
+        grad[args.gamma + j] += sum_gx;
+        grad[args.beta + j] += sum_g;
+    } else {
+        grad[args.gamma + j] = sum_gx;
+        grad[args.beta + j] = sum_g;
+    }
     let k = params[args.gamma + j] * work[args.invstd + j] / f32(nb);
     for (var b = 0u; b < nb; b++) {
         let i = b * f + j;

@@ -1,5 +1,6 @@
 // First part of the FPTT update (spec §5): partial sums of ‖g‖² with g = ∇ℓ_t − λ + α·(W − W̄),
-// one per workgroup, over the trainable range. fptt_update adds them in a fixed order.
+// one per workgroup, over the trainable range (g = ∇ℓ alone with OPTIM_PLAIN). fptt_clip adds
+// them in a fixed order.
 #import bindings
 #import args
 #import reduce
@@ -11,7 +12,10 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let n = args.len;
     var acc = 0.0;
     for (var i = wid.x * REDUCE_WIDTH + lid; i < n; i += args.parts * REDUCE_WIDTH) {
-        let g = grad[i] - opt[n + i] + args.alpha * (params[i] - opt[i]);
+        var g = grad[i];
+        if (args.optimizer & OPTIM_PLAIN) == 0u {
+            g = g - opt[n + i] + args.alpha * (params[i] - opt[i]);
+        }
         acc += g * g;
     }
     let total = workgroup_sum(lid, acc);

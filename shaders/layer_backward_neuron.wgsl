@@ -1,11 +1,23 @@
-// One-step backward through the LTC neuron (spec §3), with ḡ_m = ḡ_b = 0 (the loss reads the
-// layer through its spikes) and the previous state a constant. One invocation per (sample, neuron):
-//   ḡ_u = ḡ_s·ψ(u − θ), ḡ_b' = −β_a·ḡ_s·ψ(u − θ), ḡ_τm = ḡ_u·(d − m), ḡ_τa = ḡ_b'·(b − s)
+// One step backward through the LTC neuron (spec §3). One invocation per (sample, neuron), from
+// ḡ_s on s' and, inside a chunk of steps, the gradients ḡ_m, ḡ_b carried onto m', b' from the
+// next step (NONE: zero, as in one-step FPTT where the loss reads the layer through its spikes):
+//   e = ḡ_s − ḡ_m·u, ḡ_u = ḡ_m·(1 − s') + e·ψ(u − θ), ḡ_b' = ḡ_b − β_a·e·ψ(u − θ)
+//   ḡ_τm = ḡ_u·(d − m), ḡ_τa = ḡ_b'·(b − s)
 //   r_m = ḡ_τm·τm(1 − τm), ḡ_zm = r_m·a_m (likewise r_a, ḡ_za), direct part of ḡ_d = ḡ_u·τm
+// Inside a chunk it also writes the element-wise parts of the gradient on the previous state:
+//   ḡ_m(prev) = ḡ_u·(1 − τm), ḡ_b(prev) = ḡ_b'·τa, ḡ_s(prev) = ḡ_b'·(1 − τa)
+// (input_grad then adds ḡ_zm·W_m[:, N:], ḡ_za·W_a[:, N:] and the recurrent map's part).
 #import bindings
 #import args
 #import neuron
 @group(1) @binding(0) var<storage, read> args: LayerArgs;
+
+fn carried(offset: u32, idx: u32) -> f32 {
+    if offset == NONE {
+        return 0.0;
+    }
+    return work[offset + idx];
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -18,21 +30,34 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if adaptive {
         theta = B0 + BETA_ADAPT * work[args.b_next + idx];
     }
-    let g_s = work[args.g_s + idx];
-    let psi = surrogate(work[args.u + idx] - theta);
-    let g_u = g_s * psi;
+    let u = work[args.u + idx];
+    let g_m = carried(args.g_m_next, idx);
+    let psi = surrogate(u - theta);
+    let e = work[args.g_s + idx] - g_m * u;
+    let g_u = g_m * (1.0 - work[args.s_next + idx]) + e * psi;
     let tau_m = work[args.tau_m + idx];
     let g_tau_m = g_u * (work[args.d + idx] - work[args.m_prev + idx]);
     let r_m = g_tau_m * tau_m * (1.0 - tau_m);
     work[args.r_m + idx] = r_m;
     work[args.g_zm + idx] = r_m * params[args.a_m];
     work[args.g_direct + idx] = g_u * tau_m;
+    if args.g_m_prev != NONE {
+        work[args.g_m_prev + idx] = g_u * (1.0 - tau_m);
+    }
+    var g_s_prev = 0.0;
     if adaptive {
-        let g_b = -BETA_ADAPT * g_s * psi;
+        let g_b = carried(args.g_b_next, idx) - BETA_ADAPT * e * psi;
         let tau_a = work[args.tau_a + idx];
         let g_tau_a = g_b * (work[args.b_prev + idx] - work[args.s_prev + idx]);
         let r_a = g_tau_a * tau_a * (1.0 - tau_a);
         work[args.r_a + idx] = r_a;
         work[args.g_za + idx] = r_a * params[args.a_a];
+        if args.g_b_prev != NONE {
+            work[args.g_b_prev + idx] = g_b * tau_a;
+        }
+        g_s_prev = g_b * (1.0 - tau_a);
+    }
+    if args.g_s_prev != NONE {
+        work[args.g_s_prev + idx] = g_s_prev;
     }
 }

@@ -1,6 +1,8 @@
-// One-step backward through the readout gate (spec §3, readout). One invocation per sample.
+// One step backward through the readout gate (spec §3, readout). One invocation per sample.
 //   ḡ_zo = ḡ_o'·(z − o)·τo(1 − τo)·a_o    (r_o: the same without a_o, for ∇a_o)
 //   ḡ_z  = ḡ_o'·τo + ḡ_zo·W_om[:, :C]
+// Inside a chunk of steps, ḡ_o'·(1 − τo) is added to the previous step's ḡ_o (input_grad then
+// adds ḡ_zo·W_om[:, C:]); that step's backward runs next.
 #import bindings
 #import args
 @group(1) @binding(0) var<storage, read> args: ReadoutArgs;
@@ -20,6 +22,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let r = work[args.g_o + i] * (work[args.z + i] - work[args.o_prev + i]) * tau_o * (1.0 - tau_o);
         work[args.r_o + i] = r;
         work[args.g_zo + i] = r * a_o;
+        if args.g_o_prev != NONE {
+            work[args.g_o_prev + i] += work[args.g_o + i] * (1.0 - tau_o);
+        }
     }
     for (var k = 0u; k < c; k++) {
         var acc = work[args.g_o + base + k] * work[args.tau_o + base + k];

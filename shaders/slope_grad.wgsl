@@ -1,5 +1,6 @@
 // The gradient of a gate slope (spec §3): ∇a = Σ_{b,i} r[b,i]·z[b,i], with r = ḡ_τ·τ(1 − τ) and z
-// the gate's pre-activation. One workgroup, fixed-order reduction.
+// the gate's pre-activation (added to the gradient inside a chunk of steps). One workgroup,
+// fixed-order reduction.
 #import bindings
 #import args
 #import reduce
@@ -14,6 +15,10 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>) {
     }
     let total = workgroup_sum(lid, acc);
     if lid == 0u {
-        grad[args.out] = total;
+        if args.accumulate != 0u {
+            grad[args.out] += total;
+        } else {
+            grad[args.out] = total;
+        }
     }
 }

@@ -1,7 +1,8 @@
 // Weight gradients as batched outer products (spec §3): for a map with output gradient G [B, O]
 // and input [P ; Q] [B, P+Q],
 //   ∇W[o, i] = Σ_b G[b, o]·[P ; Q][b, i],   ∇c[o] = Σ_b G[b, o]  (the bias is column P+Q, of ones)
-// One invocation per 4×4 tile of (output, column).
+// Inside a chunk of steps (accumulate = 1) each step adds its part. One invocation per 4×4 tile
+// of (output, column).
 #import bindings
 #import args
 #import tile
@@ -55,12 +56,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             if i > width {
                 break;
             }
+            var at = args.out + o * width + i;
             if i == width {
-                if args.bias != NONE {
-                    grad[args.bias + o] = acc[r][c];
+                if args.bias == NONE {
+                    continue;
                 }
+                at = args.bias + o;
+            }
+            if args.accumulate != 0u {
+                grad[at] += acc[r][c];
             } else {
-                grad[args.out + o * width + i] = acc[r][c];
+                grad[at] = acc[r][c];
             }
         }
     }

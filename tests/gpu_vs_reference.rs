@@ -324,3 +324,90 @@ fn evaluation_matches_the_reference_and_ignores_padding_rows() {
         assert!((g - r).abs() <= 1e-5 * r.abs().max(1.0), "final readout {g} vs {r}");
     }
 }
+
+/// Chunked FPTT (K steps per update, backpropagation through the chunk) and BPTT (one update per
+/// sequence through all T steps) against the reference trainer, over two sequences, starting with
+/// every scratch region (carried gradients included) poisoned. Chunk lengths that do not divide
+/// T leave a short last chunk.
+#[test]
+fn chunked_fptt_and_bptt_match_the_reference() {
+    use fptt::settings::LearningRule;
+    let ctx = gpu_common::context();
+    let cls = |opt, rule| FpttSettings { rule, ..FpttSettings::classification(opt, 3e-3, AuxTargets::Table) };
+    let reg = |rule| FpttSettings { rule, ..FpttSettings::regression(Optimizer::Adam, 3e-3) };
+    let cases = [
+        (classifier(3, &[24], 6, 8, false), cls(Optimizer::Adam, LearningRule::Fptt { chunk: 3 })),
+        (classifier(3, &[20, 12], 6, 8, true), cls(Optimizer::Adamax, LearningRule::Fptt { chunk: 4 })),
+        (adding_variant(&[16], 12), reg(LearningRule::Fptt { chunk: 5 })),
+        (classifier(3, &[24], 6, 8, false), cls(Optimizer::Adam, LearningRule::Bptt)),
+        (classifier(2, &[18, 9], 5, 6, true), cls(Optimizer::Adamax, LearningRule::Bptt)),
+        (adding_variant(&[16, 8], 10), reg(LearningRule::Bptt)),
+    ];
+    for (i, (cfg, settings)) in cases.into_iter().enumerate() {
+        let batch = 6;
+        let what = format!("{:?} bn={} {:?}", cfg.hidden, cfg.batch_norm, settings.rule);
+        let init = init_params(&cfg, 70 + i as u64);
+        let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
+        let mut reference = ReferenceTrainer::new(&cfg, &settings, batch, &init);
+        engine.poison_scratch().unwrap();
+        for seq in 0..2u64 {
+            let data = random_batch(&cfg, batch, settings.loss, 170 + 10 * i as u64 + seq);
+            let initial = InitialState::uniform(&cfg.hidden, batch, &mut Rng::new(270 + 10 * i as u64 + seq));
+            let m = engine.train_sequence(&data, &initial).unwrap();
+            let losses = reference.train_sequence(&data, &initial);
+            for (t, l) in losses.iter().enumerate() {
+                let g = m.step_loss[t] as f64;
+                assert!(
+                    (g - l.task_loss).abs() <= 1e-4 * l.task_loss.abs().max(1.0),
+                    "{what}: sequence {seq}, loss of step {t}: {g} vs {}",
+                    l.task_loss
+                );
+            }
+        }
+        assert_eq!(engine.updates(), reference.updates(), "{what}: updates");
+        // The running means of the second sequence include the BN-fed biases, which only rounding
+        // noise moves (see bn_fed): bounded by 0.1 (the momentum) times the updates' steps.
+        let (got, want) = (engine.state().unwrap(), reference.state());
+        for (name, w) in want.iter().filter(|(n, _)| n.contains(".running_mean_")) {
+            let diff = got[name].max_abs_diff(w);
+            let bound = 0.1 * engine.updates() as f32 * settings.lr + 1e-3 * w.max_abs();
+            assert!(diff <= bound, "{what}: {name} differs by {diff:e} (bound {bound:e})");
+        }
+        let mut skip = bn_fed(&cfg);
+        skip.extend(want.keys().filter(|n| n.contains(".running_mean_")).cloned());
+        let skip: Vec<&str> = skip.iter().map(|s| s.as_str()).collect();
+        let worst = assert_maps_close(&what, &got, &want, 1e-3, &skip, None);
+        eprintln!("{what}: 2 sequences, {} updates, worst relative error {worst:e}", engine.updates());
+    }
+}
+
+/// What the rules keep on the GPU against the sequence length: one-step and chunked FPTT hold the
+/// same bytes at T = 100 and T = 2000; BPTT's grow linearly, by at least the state and tape of
+/// one step per step.
+#[test]
+fn fptt_memory_is_independent_of_t_and_bptt_memory_grows_per_step() {
+    use fptt::settings::LearningRule;
+    let ctx = gpu_common::context();
+    let batch = 4;
+    let bytes = |rule, steps| {
+        let cfg = adding_variant(&[16], steps);
+        let settings = FpttSettings { rule, ..FpttSettings::regression(Optimizer::Adam, 1e-3) };
+        let engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1)).unwrap();
+        (engine.learning_bytes(), engine.gpu_bytes())
+    };
+    for rule in [LearningRule::Fptt { chunk: 1 }, LearningRule::Fptt { chunk: 10 }] {
+        let (short, short_total) = bytes(rule, 100);
+        let (long, long_total) = bytes(rule, 2000);
+        assert_eq!(short, long, "{rule:?}: learning bytes at T = 100 and T = 2000");
+        assert!(long_total > short_total, "the inputs of 2000 steps take more room than those of 100");
+    }
+    let b100 = bytes(LearningRule::Bptt, 100).0;
+    let b200 = bytes(LearningRule::Bptt, 200).0;
+    let b300 = bytes(LearningRule::Bptt, 300).0;
+    assert_eq!(b300 - b200, b200 - b100, "BPTT memory grows linearly with T");
+    let per_step = (b200 - b100) / 100;
+    // One step's state (m, s, b of 16 neurons and one output, batch 4) is the least it must keep.
+    let state = 4 * batch as u64 * (3 * 16 + 1);
+    assert!(per_step >= state, "BPTT keeps {per_step} bytes per step, less than one state ({state})");
+    eprintln!("BPTT: {per_step} bytes per step (one state: {state}); FPTT: constant");
+}

@@ -49,6 +49,15 @@ struct LayerArgs {
     threshold: f32,
     // work offset: this step's data input [B, I], copied here by layer_current (data layer only)
     x_tape: u32,
+    // Backpropagation through a chunk of steps (NONE in one-step FPTT): the gradients carried
+    // from the next step onto this step's outputs m', b' (read), and the ones this step passes
+    // on to the previous step's m, s, b (written: their element-wise parts; the matrix parts
+    // through the gates and the recurrent map are added by input_grad).
+    g_m_next: u32,
+    g_b_next: u32,
+    g_m_prev: u32,
+    g_s_prev: u32,
+    g_b_prev: u32,
     _pad0: u32,
 }
 
@@ -91,6 +100,9 @@ struct ReadoutArgs {
     spikes: u32,
     spike_layers: u32,
     layers: u32,
+    // Backpropagation through a chunk: the previous step's ḡ_o, to which this step's
+    // ḡ_o'·(1 − τo) is added (NONE in one-step FPTT).
+    g_o_prev: u32,
 }
 
 const READOUT_BN: u32 = 1u;
@@ -109,11 +121,13 @@ struct BnArgs {
     running: u32,
     g_y: u32,
     g_x: u32,
-    _pad0: u32,
+    // backward: add ∇γ, ∇δ to the gradient (the steps of a chunk) instead of writing them
+    accumulate: u32,
     _pad1: u32,
 }
 
-// Twin: `WeightGradArgs`. grad[out + o·(P+Q) + i] = Σ_b G[b,o]·[P ; Q][b,i], bias = Σ_b G[b,o].
+// Twin: `WeightGradArgs`. grad[out + o·(P+Q) + i] = Σ_b G[b,o]·[P ; Q][b,i], bias = Σ_b G[b,o]
+// (added to what is there when accumulate is 1: the steps of a chunk sum their gradients).
 struct WeightGradArgs {
     batch: u32,
     rows: u32,
@@ -124,7 +138,7 @@ struct WeightGradArgs {
     q: u32,
     out: u32,
     bias: u32,
-    _pad0: u32,
+    accumulate: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -150,12 +164,23 @@ struct InputGradArgs {
     _pad1: u32,
 }
 
-// Twin: `DotArgs`. grad[out] = Σ_i work[a + i]·work[b + i] (the gate-slope gradients).
+// Twin: `DotArgs`. grad[out] = Σ_i work[a + i]·work[b + i] (the gate-slope gradients), added to
+// grad[out] when accumulate is 1.
 struct DotArgs {
     len: u32,
     a: u32,
     b: u32,
     out: u32,
+    accumulate: u32,
+}
+
+// Twin: `RangeArgs`. zero_fill: work[dst .. dst + len] = 0 and grad[0 .. grad_len] = 0;
+// copy_range: work[dst + i] = work[src + i] for i < len.
+struct RangeArgs {
+    len: u32,
+    src: u32,
+    dst: u32,
+    grad_len: u32,
 }
 
 // Twin: `OptimArgs`. The fused FPTT update over the trainable range [0, len).
@@ -163,7 +188,8 @@ struct OptimArgs {
     len: u32,
     parts: u32,
     partials: u32,
-    // 0: Adam, 1: Adamax
+    // bit 0: Adamax (else Adam); bit 1: a plain optimizer step with the loss gradient only
+    // (BPTT: no −λ + α(W − W̄) term, λ and W̄ untouched)
     optimizer: u32,
     alpha: f32,
     beta: f32,
@@ -176,3 +202,6 @@ struct OptimArgs {
     one_minus_beta1: f32,
     one_minus_beta2: f32,
 }
+
+const OPTIM_ADAMAX: u32 = 1u;
+const OPTIM_PLAIN: u32 = 2u;

@@ -3,14 +3,14 @@
 //! per-step metrics out; snapshots with the fixture/checkpoint naming.
 
 use super::kernel_args::*;
-use super::plan::{WorkPlan, NORM_PARTS};
+use super::plan::{LayerRegion, ReadoutRegion, StateRegion, WorkPlan, NORM_PARTS};
 use crate::gpu::{
     ArgArena, ArgBuffer, Dispatch, GpuBuffer, GpuContext, GpuError, KernelProfiler, KernelTable, KernelTime,
     MemoryLedger, ARG_SLOT,
 };
 use crate::model::{LayerNames, ModelConfig, ModelError, ParamLayout, StatLayout, ThresholdMode, B0};
 use crate::settings::{
-    AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets, ADAM_BETA1, ADAM_BETA2,
+    AuxTargets, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, Targets, ADAM_BETA1, ADAM_BETA2,
     ADAM_EPS,
 };
 use crate::tensor::{Tensor, TensorMap};
@@ -84,11 +84,28 @@ pub struct FpttEngine {
     argument_group: wgpu::BindGroup,
     train_schedule: [Vec<Dispatch>; 2],
     eval_schedule: [Vec<Dispatch>; 2],
+    /// Training by backpropagation through chunks of steps (chunked FPTT, BPTT); None for
+    /// one-step FPTT, which trains with `train_schedule`.
+    chunk: Option<ChunkSchedule>,
+    /// The state the last sequence ended in.
+    last_state: usize,
     updates: u64,
     lr: f32,
-    /// Steps run by the last sequence (its final state sits at parity `last_run % 2`).
+    /// Steps run by the last sequence.
     last_run: usize,
     profiler: Option<KernelProfiler>,
+}
+
+/// Backpropagation through chunks of `len` steps: per chunk, `begin` (zero the gradients and the
+/// carried state gradients), the forward of every step (slot i reads state i, writes state i + 1
+/// and tape slot i), the backward from the last step to the first, then `end[L − 1]` for a chunk
+/// of L steps: the update, and state L copied to state 0 for the next chunk.
+struct ChunkSchedule {
+    len: usize,
+    begin: Vec<Dispatch>,
+    forward: Vec<Vec<Dispatch>>,
+    backward: Vec<Vec<Dispatch>>,
+    end: Vec<Vec<Dispatch>>,
 }
 
 /// Invocations of a kernel that computes 4×4 register tiles of an `rows × cols` output
@@ -120,7 +137,20 @@ impl FpttEngine {
                 "batch norm needs a batch of at least 2 (it normalises over the batch)".into(),
             ));
         }
-        if settings.alpha <= 0.0 || !(settings.beta > 0.0 && settings.beta <= 1.0) {
+        let (chunked, slots) = match settings.rule {
+            LearningRule::Fptt { chunk } => {
+                if chunk == 0 || chunk > cfg.steps {
+                    return Err(EngineError::Shape(format!(
+                        "an FPTT chunk of {chunk} steps: it must be between 1 and the sequence length T = {}",
+                        cfg.steps
+                    )));
+                }
+                (chunk > 1, chunk)
+            }
+            LearningRule::Bptt => (true, cfg.steps),
+        };
+        let regularised = matches!(settings.rule, LearningRule::Fptt { .. });
+        if regularised && (settings.alpha <= 0.0 || !(settings.beta > 0.0 && settings.beta <= 1.0)) {
             return Err(EngineError::Shape(format!(
                 "FPTT needs α > 0 and β in (0, 1], got α = {}, β = {}",
                 settings.alpha, settings.beta
@@ -128,7 +158,7 @@ impl FpttEngine {
         }
         let layout = ParamLayout::new(cfg);
         let stats = StatLayout::new(cfg);
-        let plan = WorkPlan::new(cfg, batch, is_classification(settings.loss));
+        let plan = WorkPlan::new(cfg, batch, is_classification(settings.loss), slots);
         let kernels = KernelTable::new(&ctx);
         let ledger = MemoryLedger::default();
         let params = GpuBuffer::storage(&ctx, &ledger, "params", layout.total_len)?;
@@ -137,10 +167,62 @@ impl FpttEngine {
         let work = GpuBuffer::storage(&ctx, &ledger, "work", plan.arena.len())?;
 
         let mut arena = ArgArena::default();
-        let train_schedule =
-            [0, 1].map(|p| Self::schedule(&kernels, cfg, settings, batch, &layout, &stats, &plan, &mut arena, p, true));
-        let eval_schedule = [0, 1]
-            .map(|p| Self::schedule(&kernels, cfg, settings, batch, &layout, &stats, &plan, &mut arena, p, false));
+        let planner =
+            Planner { kernels: &kernels, cfg, settings, batch, layout: &layout, stats: &stats, plan: &plan };
+        // One-step schedules alternate between states 0 and 1 (evaluation always runs this way).
+        let mut one_step = |p: usize, training: bool| {
+            let view = StepView {
+                prev: &plan.state[p],
+                next: &plan.state[1 - p],
+                layers: &plan.layers,
+                readout: &plan.readout,
+                chunked: false,
+                earlier: None,
+            };
+            let step = planner.step(&mut arena, &view, training);
+            let mut list = step.forward;
+            list.extend(step.backward);
+            if training && !chunked {
+                list.extend(planner.update(&mut arena, false));
+            }
+            list
+        };
+        let train_schedule = [one_step(0, true), one_step(1, true)];
+        let eval_schedule = [one_step(0, false), one_step(1, false)];
+        let chunk = (chunked || !regularised).then(|| {
+            let (forward, backward) = (0..slots)
+                .map(|i| {
+                    let view = StepView {
+                        prev: &plan.state[i],
+                        next: &plan.state[i + 1],
+                        layers: &plan.slot_layers[i],
+                        readout: &plan.slot_readout[i],
+                        chunked: true,
+                        earlier: (i > 0).then(|| (&plan.slot_layers[i - 1][..], &plan.slot_readout[i - 1])),
+                    };
+                    let step = planner.step(&mut arena, &view, true);
+                    (step.forward, step.backward)
+                })
+                .unzip();
+            let zero = RangeArgs {
+                len: plan.carry_len as u32,
+                src: 0,
+                dst: plan.carry,
+                grad_len: layout.total_len as u32,
+            };
+            let begin = vec![kernels.over("zero_fill", arena.push(&zero), plan.carry_len.max(layout.total_len))];
+            let update = planner.update(&mut arena, !regularised);
+            let end = (1..=slots)
+                .map(|len| {
+                    let (last, first) = (&plan.state[len], &plan.state[0]);
+                    let copy = RangeArgs { len: first.len, src: last.m, dst: first.m, grad_len: 0 };
+                    let mut list = update.clone();
+                    list.push(kernels.over("copy_range", arena.push(&copy), first.len as usize));
+                    list
+                })
+                .collect();
+            ChunkSchedule { len: slots, begin, forward, backward, end }
+        });
         let args_buffer = arena.upload(&ctx, &ledger, "dispatch args");
         let steps_buffer = ArgArena::default();
         let mut steps_arena = steps_buffer;
@@ -171,6 +253,8 @@ impl FpttEngine {
             argument_group,
             train_schedule,
             eval_schedule,
+            chunk,
+            last_state: 0,
             updates: 0,
             lr: settings.lr,
             last_run: 0,
@@ -188,23 +272,49 @@ impl FpttEngine {
         Ok(engine)
     }
 
-    /// The dispatches of one time step at state parity `p` (state read from `p`, written to `1−p`).
-    #[allow(clippy::too_many_arguments)]
-    fn schedule(
-        kernels: &KernelTable,
-        cfg: &ModelConfig,
-        settings: &FpttSettings,
-        batch: usize,
-        layout: &ParamLayout,
-        stats: &StatLayout,
-        plan: &WorkPlan,
-        arena: &mut ArgArena,
-        p: usize,
-        training: bool,
-    ) -> Vec<Dispatch> {
+}
+
+/// Where one time step reads and writes: its previous and next state, its tape slot, and inside a
+/// chunk of steps the slot of the step before it (whose outputs' gradients it adds to).
+struct StepView<'a> {
+    prev: &'a StateRegion,
+    next: &'a StateRegion,
+    layers: &'a [LayerRegion],
+    readout: &'a ReadoutRegion,
+    /// Backpropagation through a chunk: gradients arrive from the next step (the carries of
+    /// `layers` and the slot's `g_o`), and weight gradients add up over the chunk's steps.
+    chunked: bool,
+    /// The previous step's slot, to which this step passes gradients (None: the chunk's first
+    /// step, whose start state is a constant, or one-step FPTT).
+    earlier: Option<(&'a [LayerRegion], &'a ReadoutRegion)>,
+}
+
+/// One step's dispatches: the forward (with the loss and metrics), then the backward.
+struct StepDispatches {
+    forward: Vec<Dispatch>,
+    backward: Vec<Dispatch>,
+}
+
+/// Builds dispatch lists (and their arguments) for one engine's shapes and buffers.
+struct Planner<'a> {
+    kernels: &'a KernelTable,
+    cfg: &'a ModelConfig,
+    settings: &'a FpttSettings,
+    batch: usize,
+    layout: &'a ParamLayout,
+    stats: &'a StatLayout,
+    plan: &'a WorkPlan,
+}
+
+impl Planner<'_> {
+    /// The dispatches of one time step as `view` places it (`training`: with the backward).
+    fn step(&self, arena: &mut ArgArena, view: &StepView, training: bool) -> StepDispatches {
+        let Planner { kernels, cfg, settings, batch, layout, stats, plan } = *self;
         let off = |name: &str| layout.get(name).map(|s| s.offset as u32).unwrap_or(NONE);
         let trainable = |name: &str| layout.is_trainable(name);
-        let (prev, next) = (&plan.state[p], &plan.state[1 - p]);
+        let (prev, next) = (view.prev, view.next);
+        let carry = |offset: u32| if view.chunked { offset } else { NONE };
+        let accumulate = u32::from(view.chunked);
         let bsz = batch as u32;
         let nl = cfg.layers();
         let c = cfg.outputs as u32;
@@ -214,9 +324,10 @@ impl FpttEngine {
         // Forward, bottom to top.
         for k in 0..nl {
             let names = LayerNames::hidden(k, nl);
-            let reg = &plan.layers[k];
+            let reg = &view.layers[k];
             let n = cfg.hidden[k] as u32;
             let so = reg.state_offset;
+            let earlier = view.earlier.map(|(layers, _)| &layers[k]);
             let mut flags = 0;
             if cfg.fused_recurrent {
                 flags |= LAYER_FUSED;
@@ -249,7 +360,7 @@ impl FpttEngine {
                 c_a: off(&format!("{}.bias", names.tau_adp)),
                 a_m: off(&names.slope_m),
                 a_a: off(&names.slope_a),
-                x_in: if k == 0 { plan.inputs } else { next.s + plan.layers[k - 1].state_offset },
+                x_in: if k == 0 { plan.inputs } else { next.s + view.layers[k - 1].state_offset },
                 m_prev: prev.m + so,
                 s_prev: prev.s + so,
                 b_prev: prev.b + so,
@@ -272,6 +383,11 @@ impl FpttEngine {
                 g_direct: reg.g_direct,
                 threshold,
                 x_tape: reg.x_tape,
+                g_m_next: carry(reg.g_m_carry),
+                g_b_next: if cfg.adaptive() { carry(reg.g_b_carry) } else { NONE },
+                g_m_prev: earlier.map_or(NONE, |e| e.g_m_carry),
+                g_s_prev: earlier.map_or(NONE, |e| e.g_s_carry),
+                g_b_prev: earlier.map_or(NONE, |e| e.g_b_carry),
                 ..Default::default()
             };
             let la_off = arena.push(&la);
@@ -294,6 +410,7 @@ impl FpttEngine {
                         running: plan.running + stats.base(bn) as u32,
                         g_y: reg.g_d,
                         g_x,
+                        accumulate,
                         ..Default::default()
                     };
                     let ba_off = arena.push(&ba);
@@ -307,8 +424,8 @@ impl FpttEngine {
 
         // Readout and loss.
         let (rx, rtau, rbn, rslope) = LayerNames::readout(nl);
-        let top = &plan.layers[nl - 1];
-        let ro = &plan.readout;
+        let top = &view.layers[nl - 1];
+        let ro = view.readout;
         let n_top = cfg.top_hidden() as u32;
         let mut rflags = 0;
         if cfg.batch_norm {
@@ -346,6 +463,7 @@ impl FpttEngine {
             spikes: next.s,
             spike_layers: plan.spike_layers,
             layers: nl as u32,
+            g_o_prev: view.earlier.map_or(NONE, |(_, r)| r.g_o),
         };
         let ra_off = arena.push(&ra);
         let bc = batch * cfg.outputs;
@@ -361,6 +479,7 @@ impl FpttEngine {
             running: if cfg.batch_norm { plan.running + stats.base(&rbn) as u32 } else { NONE },
             g_y: ro.g_z,
             g_x: ro.g_zpre,
+            accumulate,
             ..Default::default()
         };
         let readout_bn_off = arena.push(&readout_bn);
@@ -370,8 +489,9 @@ impl FpttEngine {
         out.push(kernels.over("readout_gate", ra_off, bc));
         out.push(kernels.over("loss_grad", ra_off, batch));
         out.push(kernels.groups("loss_finalize", ra_off, 1));
+        let forward = std::mem::take(&mut out);
         if !training {
-            return out;
+            return StepDispatches { forward, backward: out };
         }
 
         // Backward through the readout.
@@ -396,6 +516,7 @@ impl FpttEngine {
                 q: prev.o,
                 out: ra.w_om,
                 bias: ra.c_om,
+                accumulate,
                 ..Default::default()
             },
         );
@@ -412,12 +533,13 @@ impl FpttEngine {
                 q: NONE,
                 out: ra.w_o,
                 bias: ra.c_o,
+                accumulate,
                 ..Default::default()
             },
         );
         let slope = |out: &mut Vec<Dispatch>, arena: &mut ArgArena, name: &str, r: u32, z: u32, len: usize| {
             if trainable(name) {
-                let da = DotArgs { len: len as u32, a: r, b: z, out: off(name) };
+                let da = DotArgs { len: len as u32, a: r, b: z, out: off(name), accumulate };
                 out.push(kernels.groups("slope_grad", arena.push(&da), 1));
             }
         };
@@ -426,13 +548,33 @@ impl FpttEngine {
             let tiles = tiles(ia.batch as usize, ia.cols as usize);
             out.push(kernels.over("input_grad", arena.push(&ia), tiles));
         };
+        if let Some((_, earlier)) = view.earlier {
+            // The previous step's ḡ_o also gets ḡ_zo·W_om[:, C:] (readout_backward added ḡ_o'·(1 − τo)).
+            input_grad(
+                &mut out,
+                arena,
+                InputGradArgs {
+                    batch: bsz,
+                    cols: c,
+                    add: earlier.g_o,
+                    out: earlier.g_o,
+                    k1: c,
+                    g1: ro.g_zo,
+                    w1: ra.w_om,
+                    ld1: 2 * c,
+                    col1: c,
+                    k2: 0,
+                    ..Default::default()
+                },
+            );
+        }
         input_grad(
             &mut out,
             arena,
             InputGradArgs {
                 batch: bsz,
                 cols: n_top,
-                add: NONE,
+                add: carry(top.g_s_carry),
                 out: top.g_s,
                 k1: c,
                 g1: ro.g_zpre,
@@ -448,7 +590,8 @@ impl FpttEngine {
         for k in (0..nl).rev() {
             let (la, la_off, ref bn_offsets) = layer_args[k];
             let names = LayerNames::hidden(k, nl);
-            let reg = &plan.layers[k];
+            let reg = &view.layers[k];
+            let earlier = view.earlier.map(|(layers, _)| &layers[k]);
             let n = la.n;
             let elems = batch * cfg.hidden[k];
             out.push(kernels.over("layer_backward_neuron", la_off, elems));
@@ -486,6 +629,7 @@ impl FpttEngine {
                 q,
                 out: w,
                 bias,
+                accumulate,
                 ..Default::default()
             };
             weight_grad(&mut out, arena, wg(reg.g_zm, reg.d, n, la.m_prev, n, la.w_m, la.c_m));
@@ -505,6 +649,38 @@ impl FpttEngine {
             if cfg.adaptive() {
                 slope(&mut out, arena, &names.slope_a, reg.r_a, reg.za, elems);
             }
+            if let Some(e) = earlier {
+                // The matrix parts of the gradient on the previous state: through the gates'
+                // state inputs [· ; m], [· ; b] and through the recurrent map.
+                let onto = |out: &mut Vec<Dispatch>, arena: &mut ArgArena, target, g, w, ld, col| {
+                    input_grad(
+                        out,
+                        arena,
+                        InputGradArgs {
+                            batch: bsz,
+                            cols: n,
+                            add: target,
+                            out: target,
+                            k1: n,
+                            g1: g,
+                            w1: w,
+                            ld1: ld,
+                            col1: col,
+                            k2: 0,
+                            ..Default::default()
+                        },
+                    )
+                };
+                onto(&mut out, arena, e.g_m_carry, reg.g_zm, la.w_m, 2 * n, n);
+                if cfg.adaptive() {
+                    onto(&mut out, arena, e.g_b_carry, reg.g_za, la.w_a, 2 * n, n);
+                }
+                if cfg.fused_recurrent {
+                    onto(&mut out, arena, e.g_s_carry, reg.g_cx, la.w_x, n_in + n, n_in);
+                } else {
+                    onto(&mut out, arena, e.g_s_carry, reg.g_cr, la.w_r, n, 0);
+                }
+            }
             if k > 0 {
                 let ld = if cfg.fused_recurrent { n_in + n } else { n_in };
                 input_grad(
@@ -513,8 +689,8 @@ impl FpttEngine {
                     InputGradArgs {
                         batch: bsz,
                         cols: n_in,
-                        add: NONE,
-                        out: plan.layers[k - 1].g_s,
+                        add: carry(view.layers[k - 1].g_s_carry),
+                        out: view.layers[k - 1].g_s,
                         k1: n,
                         g1: reg.g_cx,
                         w1: la.w_x,
@@ -527,7 +703,14 @@ impl FpttEngine {
             }
         }
 
-        // The fused regularised update over all trainable parameters.
+        StepDispatches { forward, backward: out }
+    }
+
+    /// The update over all trainable parameters: FPTT's regularised update, or with `plain` a
+    /// plain optimizer step with the loss gradient (BPTT).
+    fn update(&self, arena: &mut ArgArena, plain: bool) -> Vec<Dispatch> {
+        let Planner { kernels, settings, layout, plan, .. } = *self;
+        let mut out = Vec::new();
         let len = layout.trainable_len as u32;
         // Few partial sums: each workgroup's tree reduction costs barriers, and on a software
         // adapter a barrier is a coroutine switch per invocation.
@@ -538,8 +721,8 @@ impl FpttEngine {
             partials: plan.partials,
             optimizer: match settings.optimizer {
                 Optimizer::Adam => 0,
-                Optimizer::Adamax => 1,
-            },
+                Optimizer::Adamax => OPTIM_ADAMAX,
+            } | if plain { OPTIM_PLAIN } else { 0 },
             alpha: settings.alpha,
             beta: settings.beta,
             clip: settings.clip,
@@ -556,6 +739,9 @@ impl FpttEngine {
         out
     }
 
+}
+
+impl FpttEngine {
     pub fn config(&self) -> &ModelConfig {
         &self.cfg
     }
@@ -577,9 +763,32 @@ impl FpttEngine {
         self.ledger.bytes()
     }
 
-    /// Kernel launches per training time step (independent of N and B).
+    /// Kernel launches per training time step (independent of N and B; with chunks, the chunk's
+    /// launches over its length, rounded up).
     pub fn dispatches_per_step(&self) -> usize {
-        self.train_schedule[0].len()
+        match &self.chunk {
+            None => self.train_schedule[0].len(),
+            Some(c) => {
+                let total = c.begin.len()
+                    + c.forward.iter().chain(&c.backward).map(Vec::len).sum::<usize>()
+                    + c.end[c.len - 1].len();
+                total.div_ceil(c.len)
+            }
+        }
+    }
+
+    /// Time steps per parameter update: 1 for one-step FPTT, K for chunks of K, T for BPTT.
+    pub fn steps_per_update(&self) -> usize {
+        self.chunk.as_ref().map_or(1, |c| c.len)
+    }
+
+    /// Bytes of the GPU buffers that hold what the learning rule keeps (parameters, gradients,
+    /// optimizer state, states, tape, scratch, dispatch arguments): everything but the sequence's
+    /// own data (inputs, per-step step information, q, per-step statistics and metrics), which
+    /// every rule holds alike.
+    pub fn learning_bytes(&self) -> u64 {
+        let step_infos = (2 * self.cfg.steps * ARG_SLOT) as u64;
+        self.ledger.bytes() - step_infos - 4 * self.plan.sequence_data_len() as u64
     }
 
     /// Names of the kernels of one training step, in launch order.
@@ -736,7 +945,7 @@ impl FpttEngine {
         (0..t_len)
             .map(|t| {
                 let w = (t + 1) as f64 / t_len as f64;
-                let n = (self.updates + t as u64 + 1) as i32;
+                let n = (self.updates + (t / self.steps_per_update()) as u64 + 1) as i32;
                 StepInfo {
                     t: t as u32,
                     steps: t_len as u32,
@@ -785,10 +994,34 @@ impl FpttEngine {
                 timestamp_writes: None,
             });
             pass.set_bind_group(0, &self.storage_group, &[]);
-            let schedule = if training { &self.train_schedule } else { &self.eval_schedule };
-            for t in 0..run {
-                let offset = ((base_slot + t) * ARG_SLOT) as u32;
-                self.kernels.record(&mut pass, &self.argument_group, &schedule[t % 2], offset, self.profiler.as_mut());
+            let at = |t: usize| ((base_slot + t) * ARG_SLOT) as u32;
+            match (&self.chunk, training) {
+                (Some(chunk), true) => {
+                    let mut t = 0;
+                    while t < run {
+                        let len = chunk.len.min(run - t);
+                        let mut record = |list: &[Dispatch], step: usize| {
+                            self.kernels.record(&mut pass, &self.argument_group, list, at(step), self.profiler.as_mut())
+                        };
+                        record(&chunk.begin, t);
+                        for i in 0..len {
+                            record(&chunk.forward[i], t + i);
+                        }
+                        for i in (0..len).rev() {
+                            record(&chunk.backward[i], t + i);
+                        }
+                        record(&chunk.end[len - 1], t + len - 1);
+                        t += len;
+                    }
+                    self.last_state = 0;
+                }
+                _ => {
+                    let schedule = if training { &self.train_schedule } else { &self.eval_schedule };
+                    for t in 0..run {
+                        self.kernels.record(&mut pass, &self.argument_group, &schedule[t % 2], at(t), self.profiler.as_mut());
+                    }
+                    self.last_state = run % 2;
+                }
             }
         }
         if let Some(p) = &self.profiler {
@@ -808,10 +1041,11 @@ impl FpttEngine {
             samples: batch.batch,
         };
         if training {
+            let per_update = self.steps_per_update();
             if let Some((step, &loss)) = metrics.step_loss.iter().enumerate().find(|(_, l)| !l.is_finite()) {
-                return Err(EngineError::Diverged { update: self.updates + step as u64 + 1, step, loss });
+                return Err(EngineError::Diverged { update: self.updates + (step / per_update) as u64 + 1, step, loss });
             }
-            self.updates += run as u64;
+            self.updates += run.div_ceil(per_update) as u64;
         }
         Ok(metrics)
     }
@@ -848,7 +1082,7 @@ impl FpttEngine {
 
     /// The readout `o'` after the last sequence's final step, `[B, C]`.
     pub fn last_output(&self) -> Result<Vec<f32>, EngineError> {
-        let o = self.plan.state[self.last_run % 2].o as usize;
+        let o = self.plan.state[self.last_state].o as usize;
         Ok(self.work.read(&self.ctx, o, self.batch * self.cfg.outputs)?)
     }
 

@@ -13,6 +13,9 @@ pub const LAYER_BN: u32 = 4;
 pub const LAYER_DATA_INPUT: u32 = 8;
 pub const READOUT_BN: u32 = 1;
 pub const READOUT_REGRESSION: u32 = 2;
+/// `OptimArgs::optimizer` bits.
+pub const OPTIM_ADAMAX: u32 = 1;
+pub const OPTIM_PLAIN: u32 = 2;
 
 /// Twin of WGSL `StepInfo` (shaders/shared/bindings.wgsl).
 #[repr(C)]
@@ -73,6 +76,11 @@ pub struct LayerArgs {
     pub g_direct: u32,
     pub threshold: f32,
     pub x_tape: u32,
+    pub g_m_next: u32,
+    pub g_b_next: u32,
+    pub g_m_prev: u32,
+    pub g_s_prev: u32,
+    pub g_b_prev: u32,
     pub _pad0: u32,
 }
 
@@ -108,6 +116,7 @@ pub struct ReadoutArgs {
     pub spikes: u32,
     pub spike_layers: u32,
     pub layers: u32,
+    pub g_o_prev: u32,
 }
 
 /// Twin of WGSL `BnArgs`.
@@ -124,7 +133,7 @@ pub struct BnArgs {
     pub running: u32,
     pub g_y: u32,
     pub g_x: u32,
-    pub _pad0: u32,
+    pub accumulate: u32,
     pub _pad1: u32,
 }
 
@@ -141,7 +150,7 @@ pub struct WeightGradArgs {
     pub q: u32,
     pub out: u32,
     pub bias: u32,
-    pub _pad0: u32,
+    pub accumulate: u32,
     pub _pad1: u32,
     pub _pad2: u32,
 }
@@ -176,6 +185,17 @@ pub struct DotArgs {
     pub a: u32,
     pub b: u32,
     pub out: u32,
+    pub accumulate: u32,
+}
+
+/// Twin of WGSL `RangeArgs`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct RangeArgs {
+    pub len: u32,
+    pub src: u32,
+    pub dst: u32,
+    pub grad_len: u32,
 }
 
 /// Twin of WGSL `OptimArgs`.
@@ -247,7 +267,7 @@ mod tests {
             [
                 batch, n, n_in, flags, w_x, c_x, w_r, c_r, w_m, c_m, w_a, c_a, a_m, a_a, x_in, m_prev, s_prev, b_prev,
                 m_next, s_next, b_next, cur_x, cur_r, d, tau_m, tau_a, zm, za, u, g_s, g_zm, g_za, r_m, r_a, g_direct,
-                threshold, x_tape, _pad0
+                threshold, x_tape, g_m_next, g_b_next, g_m_prev, g_s_prev, g_b_prev, _pad0
             ]
         );
         check_twin!(
@@ -281,17 +301,19 @@ mod tests {
                 metrics,
                 spikes,
                 spike_layers,
-                layers
+                layers,
+                g_o_prev
             ]
         );
-        check_twin!(m, BnArgs, [batch, features, x, xhat, invstd, gamma, beta, running, g_y, g_x, _pad0, _pad1]);
-        check_twin!(m, WeightGradArgs, [batch, rows, p_width, q_width, g, p, q, out, bias, _pad0, _pad1, _pad2]);
+        check_twin!(m, BnArgs, [batch, features, x, xhat, invstd, gamma, beta, running, g_y, g_x, accumulate, _pad1]);
+        check_twin!(m, WeightGradArgs, [batch, rows, p_width, q_width, g, p, q, out, bias, accumulate, _pad1, _pad2]);
         check_twin!(
             m,
             InputGradArgs,
             [batch, cols, add, out, k1, g1, w1, ld1, col1, k2, g2, w2, ld2, col2, _pad0, _pad1]
         );
-        check_twin!(m, DotArgs, [len, a, b, out]);
+        check_twin!(m, DotArgs, [len, a, b, out, accumulate]);
+        check_twin!(m, RangeArgs, [len, src, dst, grad_len]);
         check_twin!(
             m,
             OptimArgs,
@@ -309,6 +331,8 @@ mod tests {
             ("LAYER_DATA_INPUT", LAYER_DATA_INPUT),
             ("READOUT_BN", READOUT_BN),
             ("READOUT_REGRESSION", READOUT_REGRESSION),
+            ("OPTIM_ADAMAX", OPTIM_ADAMAX),
+            ("OPTIM_PLAIN", OPTIM_PLAIN),
         ] {
             assert!(src.contains(&format!("const {name}: u32 = {value}u;")), "{name} differs from WGSL");
         }

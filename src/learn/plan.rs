@@ -1,6 +1,13 @@
 //! The work arena of one FPTT engine: where every activation, tape entry, gradient, input,
 //! target, running statistic, the table q and the per-step metrics live in the `work` buffer.
-//! Planned once from the model and batch size; kernels only ever see these offsets.
+//! Planned once from the model, the batch size and the number of tape slots; kernels only ever
+//! see these offsets.
+//!
+//! One-step FPTT needs one tape slot and two states that swap roles every step. Backpropagation
+//! through a chunk of K steps (chunked FPTT; BPTT with K = T) keeps K tape slots, K + 1 states
+//! (the chunk's start and each step's result) and, per slot, the gradients carried back onto
+//! that step's outputs m', s', b' (and o' in the slot's `g_o`). Backward scratch that a step
+//! uses and drops (ḡ_s, ḡ_d, …) is shared by all slots.
 
 use crate::model::{LayerNames, ModelConfig, StatLayout};
 
@@ -35,13 +42,18 @@ impl Arena {
 
 /// State of every hidden layer at one parity: membranes, spikes and adaptation, each laid out
 /// layer after layer so that all spikes form one range (the spike-count metric reads it whole).
+/// The four parts are contiguous, `m` first, so a state copies as one range of `len` floats.
 #[derive(Debug, Clone)]
 pub struct StateRegion {
     pub m: u32,
     pub s: u32,
     pub b: u32,
     pub o: u32,
+    pub len: u32,
 }
+
+/// An absent region (one-step FPTT carries no gradient between steps).
+pub const ABSENT: u32 = u32::MAX;
 
 /// One hidden layer's tape and backward scratch.
 #[derive(Debug, Clone)]
@@ -72,6 +84,11 @@ pub struct LayerRegion {
     /// Gradient on the input map's output (after batch norm's backward; `g_d` without it).
     pub g_cx: u32,
     pub g_cr: u32,
+    /// Gradients carried back from the next step onto this slot's outputs m', s', b' (chunks
+    /// only; `ABSENT` otherwise).
+    pub g_m_carry: u32,
+    pub g_s_carry: u32,
+    pub g_b_carry: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -100,7 +117,7 @@ pub struct WorkPlan {
     pub arena: Arena,
     pub inputs: u32,
     pub targets: u32,
-    pub state: [StateRegion; 2],
+    pub state: Vec<StateRegion>,
     pub layers: Vec<LayerRegion>,
     pub readout: ReadoutRegion,
     pub q: u32,
@@ -110,10 +127,19 @@ pub struct WorkPlan {
     /// Per hidden layer, (offset of its block in a state vector, N) as u32 bit patterns.
     pub spike_layers: u32,
     pub total_hidden: usize,
+    /// Tape slots: per slot, every layer's regions (slot 0's are `layers`) and the readout's.
+    pub slot_layers: Vec<Vec<LayerRegion>>,
+    pub slot_readout: Vec<ReadoutRegion>,
+    /// The carried gradients of every slot, one contiguous range (zeroed at a chunk's start).
+    pub carry: u32,
+    pub carry_len: usize,
 }
 
 impl WorkPlan {
-    pub fn new(cfg: &ModelConfig, batch: usize, classification: bool) -> Self {
+    /// `slots` tape slots: 1 for one-step FPTT, K for backpropagation through chunks of K steps.
+    pub fn new(cfg: &ModelConfig, batch: usize, classification: bool, slots: usize) -> Self {
+        assert!(slots >= 1);
+        let chunked = slots > 1;
         let mut a = Arena::default();
         let bsz = batch;
         let t = cfg.steps;
@@ -121,37 +147,37 @@ impl WorkPlan {
         let total_hidden: usize = cfg.hidden.iter().sum();
         let inputs = a.alloc("inputs", t * bsz * cfg.inputs);
         let targets = a.alloc("targets", if classification { bsz } else { bsz * c });
-        let state_for = |p: usize, a: &mut Arena| StateRegion {
-            m: a.alloc(format!("state{p}.m"), bsz * total_hidden),
-            s: a.alloc(format!("state{p}.s"), bsz * total_hidden),
-            b: a.alloc(format!("state{p}.b"), bsz * total_hidden),
-            o: a.alloc(format!("state{p}.o"), bsz * c),
+        let state_for = |p: usize, a: &mut Arena| {
+            let m = a.alloc(format!("state{p}.m"), bsz * total_hidden);
+            let s = a.alloc(format!("state{p}.s"), bsz * total_hidden);
+            let b = a.alloc(format!("state{p}.b"), bsz * total_hidden);
+            let o = a.alloc(format!("state{p}.o"), bsz * c);
+            StateRegion { m, s, b, o, len: (3 * bsz * total_hidden + bsz * c) as u32 }
         };
-        let state = [state_for(0, &mut a), state_for(1, &mut a)];
-        let mut layers = Vec::new();
-        let mut state_offset = 0;
+        let state: Vec<StateRegion> = (0..(slots + 1).max(2)).map(|p| state_for(p, &mut a)).collect();
+        let bn = cfg.batch_norm;
+
+        // Scratch shared by every slot (slot 0's regions; later slots copy these offsets).
+        let mut scratch = Vec::new();
         for (k, &n) in cfg.hidden.iter().enumerate() {
-            let names = LayerNames::hidden(k, cfg.layers());
-            let l = names.x.clone();
-            let bn = cfg.batch_norm;
+            let l = LayerNames::hidden(k, cfg.layers()).x;
             let mut r = |what: &str, len: usize| a.alloc(format!("{l}.{what}"), len);
-            let bn_len = if bn { bsz * n } else { 0 };
             let g_d = r("g_d", bsz * n);
-            let region = LayerRegion {
-                state_offset: state_offset as u32,
-                x_tape: r("x_tape", if k == 0 { bsz * cfg.inputs } else { 0 }),
+            scratch.push(LayerRegion {
+                state_offset: 0,
+                x_tape: ABSENT,
                 cur_x: r("cur_x", bsz * n),
                 cur_r: r("cur_r", bsz * n),
-                d: r("d", bsz * n),
-                tau_m: r("tau_m", bsz * n),
-                tau_a: r("tau_a", bsz * n),
-                zm: r("zm", bsz * n),
-                za: r("za", bsz * n),
-                u: r("u", bsz * n),
-                xhat_x: r("xhat_x", bn_len),
-                xhat_r: r("xhat_r", bn_len),
-                invstd_x: r("invstd_x", if bn { n } else { 0 }),
-                invstd_r: r("invstd_r", if bn { n } else { 0 }),
+                d: ABSENT,
+                tau_m: ABSENT,
+                tau_a: ABSENT,
+                zm: ABSENT,
+                za: ABSENT,
+                u: ABSENT,
+                xhat_x: ABSENT,
+                xhat_r: ABSENT,
+                invstd_x: ABSENT,
+                invstd_r: ABSENT,
                 g_s: r("g_s", bsz * n),
                 g_zm: r("g_zm", bsz * n),
                 g_za: r("g_za", bsz * n),
@@ -161,19 +187,19 @@ impl WorkPlan {
                 g_d,
                 g_cx: if bn { r("g_cx", bsz * n) } else { g_d },
                 g_cr: if bn { r("g_cr", bsz * n) } else { g_d },
-            };
-            layers.push(region);
-            state_offset += bsz * n;
+                g_m_carry: ABSENT,
+                g_s_carry: ABSENT,
+                g_b_carry: ABSENT,
+            });
         }
-        let bn = cfg.batch_norm;
         let g_z = a.alloc("readout.g_z", bsz * c);
-        let readout = ReadoutRegion {
-            z: a.alloc("readout.z", bsz * c),
-            tau_o: a.alloc("readout.tau_o", bsz * c),
-            zo: a.alloc("readout.zo", bsz * c),
-            xhat: a.alloc("readout.xhat", if bn { bsz * c } else { 0 }),
-            invstd: a.alloc("readout.invstd", if bn { c } else { 0 }),
-            g_o: a.alloc("readout.g_o", bsz * c),
+        let readout_scratch = ReadoutRegion {
+            z: ABSENT,
+            tau_o: ABSENT,
+            zo: ABSENT,
+            xhat: ABSENT,
+            invstd: ABSENT,
+            g_o: ABSENT,
             g_zo: a.alloc("readout.g_zo", bsz * c),
             r_o: a.alloc("readout.r_o", bsz * c),
             g_z,
@@ -182,6 +208,71 @@ impl WorkPlan {
             correct_b: a.alloc("correct_b", bsz),
             sqerr_b: a.alloc("sqerr_b", bsz),
         };
+
+        // The carried gradients of all slots, back to back.
+        let carry = a.len() as u32;
+        let mut carries = Vec::new();
+        for slot in 0..slots {
+            let mut per_layer = Vec::new();
+            for (k, &n) in cfg.hidden.iter().enumerate() {
+                let l = LayerNames::hidden(k, cfg.layers()).x;
+                let len = if chunked { bsz * n } else { 0 };
+                let mut r = |what: &str| a.alloc(format!("slot{slot}.{l}.{what}"), len);
+                per_layer.push(if chunked { (r("g_m_carry"), r("g_s_carry"), r("g_b_carry")) } else {
+                    (ABSENT, ABSENT, ABSENT)
+                });
+            }
+            carries.push(per_layer);
+        }
+        let carry_len = a.len() - carry as usize;
+
+        // The tape of every slot.
+        let mut slot_layers = Vec::new();
+        let mut slot_readout = Vec::new();
+        for slot in 0..slots {
+            let mut layers = Vec::new();
+            let mut state_offset = 0;
+            for (k, &n) in cfg.hidden.iter().enumerate() {
+                let l = LayerNames::hidden(k, cfg.layers()).x;
+                let tag = if chunked { format!("slot{slot}.{l}") } else { l.clone() };
+                let mut r = |what: &str, len: usize| a.alloc(format!("{tag}.{what}"), len);
+                let bn_len = if bn { bsz * n } else { 0 };
+                let (g_m_carry, g_s_carry, g_b_carry) = carries[slot][k];
+                layers.push(LayerRegion {
+                    state_offset: state_offset as u32,
+                    x_tape: r("x_tape", if k == 0 { bsz * cfg.inputs } else { 0 }),
+                    d: r("d", bsz * n),
+                    tau_m: r("tau_m", bsz * n),
+                    tau_a: r("tau_a", bsz * n),
+                    zm: r("zm", bsz * n),
+                    za: r("za", bsz * n),
+                    u: r("u", bsz * n),
+                    xhat_x: r("xhat_x", bn_len),
+                    xhat_r: r("xhat_r", bn_len),
+                    invstd_x: r("invstd_x", if bn { n } else { 0 }),
+                    invstd_r: r("invstd_r", if bn { n } else { 0 }),
+                    g_m_carry,
+                    g_s_carry,
+                    g_b_carry,
+                    ..scratch[k].clone()
+                });
+                state_offset += bsz * n;
+            }
+            let tag = if chunked { format!("slot{slot}.readout") } else { "readout".to_string() };
+            let mut r = |what: &str, len: usize| a.alloc(format!("{tag}.{what}"), len);
+            slot_readout.push(ReadoutRegion {
+                z: r("z", bsz * c),
+                tau_o: r("tau_o", bsz * c),
+                zo: r("zo", bsz * c),
+                xhat: r("xhat", if bn { bsz * c } else { 0 }),
+                invstd: r("invstd", if bn { c } else { 0 }),
+                g_o: r("g_o", bsz * c),
+                ..readout_scratch.clone()
+            });
+            slot_layers.push(layers);
+        }
+        let layers = slot_layers[0].clone();
+        let readout = slot_readout[0].clone();
         let q = a.alloc("q", c * t * c);
         let running = a.alloc("running_stats", StatLayout::new(cfg).total_len);
         let metrics = a.alloc("metrics", 4 * t);
@@ -202,6 +293,22 @@ impl WorkPlan {
             partials,
             spike_layers,
             total_hidden,
+            slot_layers,
+            slot_readout,
+            carry,
+            carry_len,
         }
+    }
+
+    /// Floats of the regions whose size follows the sequence length by the task's definition
+    /// (the inputs of every step, `q`, per-step running statistics, per-step metrics), not by
+    /// the learning rule: what stays when comparing the rules' memory.
+    pub fn sequence_data_len(&self) -> usize {
+        self.arena
+            .regions()
+            .iter()
+            .filter(|(name, _, _)| matches!(name.as_str(), "inputs" | "q" | "running_stats" | "metrics"))
+            .map(|(_, _, len)| len)
+            .sum()
     }
 }

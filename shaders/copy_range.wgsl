@@ -1,0 +1,13 @@
+// The end of a chunk of steps: its final state becomes the state the next chunk starts from.
+// One invocation per element; the two ranges do not overlap.
+#import bindings
+#import args
+@group(1) @binding(0) var<storage, read> args: RangeArgs;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(gid, nwg);
+    if i < args.len {
+        work[args.dst + i] = work[args.src + i];
+    }
+}
