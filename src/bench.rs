@@ -414,3 +414,88 @@ pub fn ceilings(ctx: &Rc<GpuContext>, copy_mib: usize, size: usize) -> Result<Ce
     let matmul_gflop_per_s = (2 * n * n * n * reps) as f64 / products(reps)? / 1e9;
     Ok(Ceilings { copy_gb_per_s, matmul_gflop_per_s, matmul_size: n })
 }
+
+/// One row of `fptt bench memory`: what an engine for the adding-task network holds on the GPU
+/// for one learning rule and sequence length.
+#[derive(Debug, Clone)]
+pub struct MemoryRow {
+    pub rule: String,
+    /// Steps per update (T for BPTT).
+    pub chunk: usize,
+    pub hidden: usize,
+    pub batch: usize,
+    pub steps: usize,
+    /// Every buffer the engine holds; `None` when the adapter cannot bind one of them.
+    pub gpu_bytes: Option<u64>,
+    /// Without the sequence's own data (inputs, per-step infos, statistics): what the rule keeps.
+    pub learning_bytes: Option<u64>,
+    pub note: String,
+}
+
+pub const MEMORY_CSV_HEADER: [&str; 11] =
+    ["rule", "chunk", "hidden", "batch", "steps", "gpu_bytes", "learning_bytes", "note", "adapter", "backend", "device_type"];
+
+/// The adding-task network (spec §8: two inputs, one output, fixed threshold 0.5, fused map) with
+/// one hidden layer of `hidden`, built for `rule` at length `steps`; nothing is trained.
+pub fn memory_row(
+    ctx: &Rc<GpuContext>,
+    rule: crate::settings::LearningRule,
+    hidden: usize,
+    batch: usize,
+    steps: usize,
+) -> Result<MemoryRow, EngineError> {
+    use crate::settings::LearningRule;
+    let cfg = ModelConfig {
+        inputs: 2,
+        hidden: vec![hidden],
+        outputs: 1,
+        steps,
+        threshold: crate::model::ThresholdMode::Fixed(0.5),
+        fused_recurrent: true,
+        trainable_slopes: true,
+        batch_norm: false,
+    };
+    let settings = FpttSettings { rule, ..FpttSettings::regression(Optimizer::Adam, 1e-3) };
+    let (name, chunk) = match rule {
+        LearningRule::Fptt { chunk } => ("fptt", chunk),
+        LearningRule::Bptt => ("bptt", steps),
+    };
+    let mut row = MemoryRow {
+        rule: name.to_string(),
+        chunk,
+        hidden,
+        batch,
+        steps,
+        gpu_bytes: None,
+        learning_bytes: None,
+        note: String::new(),
+    };
+    match FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1)) {
+        Ok(engine) => {
+            row.gpu_bytes = Some(engine.gpu_bytes());
+            row.learning_bytes = Some(engine.learning_bytes());
+        }
+        Err(EngineError::Gpu(crate::gpu::GpuError::Limit(message))) => row.note = message,
+        Err(e) => return Err(e),
+    }
+    Ok(row)
+}
+
+impl MemoryRow {
+    pub fn csv_record(&self, ctx: &GpuContext) -> Vec<String> {
+        let opt = |v: Option<u64>| v.map_or(String::new(), |b| b.to_string());
+        vec![
+            self.rule.clone(),
+            self.chunk.to_string(),
+            self.hidden.to_string(),
+            self.batch.to_string(),
+            self.steps.to_string(),
+            opt(self.gpu_bytes),
+            opt(self.learning_bytes),
+            self.note.clone(),
+            ctx.adapter_name().to_string(),
+            ctx.backend_name(),
+            ctx.device_type_name().to_string(),
+        ]
+    }
+}

@@ -57,6 +57,29 @@ enum BenchCommand {
     /// Write the benchmark network's start, data and the engine's state after one sequence, for
     /// benchmarks/pytorch_reference.py to replay and compare.
     PeerCheck(PeerCheckArgs),
+    /// GPU bytes against the sequence length T for each learning rule (one-step FPTT, chunked
+    /// FPTT with a fixed number of chunks per sequence, BPTT) at a fixed adding-task network and
+    /// batch: table on stdout, CSV written after every row.
+    Memory(MemoryArgs),
+}
+
+#[derive(clap::Args)]
+struct MemoryArgs {
+    #[arg(long, default_value_t = 64)]
+    hidden: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Sequence lengths T (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "100,200,500,1000,2000")]
+    steps: Vec<usize>,
+    /// Chunks per sequence of the chunked-FPTT row (K = T / chunks, the authors' 10).
+    #[arg(long, default_value_t = 10)]
+    chunks: usize,
+    /// The adapter: auto, gpu, cpu, or an index from `fptt devices`.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    #[arg(long, value_name = "FILE", default_value = "results/memory.csv")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -282,6 +305,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
 fn bench(args: BenchArgs) -> Result<ExitCode> {
     match args.what {
         Some(BenchCommand::PeerCheck(peer)) => peer_check(peer),
+        Some(BenchCommand::Memory(memory)) => bench_memory(memory),
         None => bench_grid(args.grid),
     }
 }
@@ -300,6 +324,47 @@ fn peer_check(args: PeerCheckArgs) -> Result<ExitCode> {
         args.batch,
         dir = args.out.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_memory(args: MemoryArgs) -> Result<ExitCode> {
+    use fptt::settings::LearningRule;
+    if args.hidden == 0 || args.batch == 0 || args.chunks == 0 || args.steps.iter().any(|&t| t < 2) {
+        anyhow::bail!("--hidden, --batch and --chunks must be at least 1, and every --steps at least 2");
+    }
+    let ctx = std::rc::Rc::new(fptt::gpu::GpuContext::new(args.device)?);
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut csv = csv::Writer::from_path(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    csv.write_record(fptt::bench::MEMORY_CSV_HEADER)?;
+    csv.flush()?;
+    println!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
+    println!(
+        "adding-task network, N = {}, B = {}; learning bytes exclude the sequence's own data",
+        args.hidden, args.batch
+    );
+    println!("{:>6} {:>6} {:>6} {:>14} {:>16}", "rule", "K", "T", "GPU MiB", "learning MiB");
+    let mib = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.2}", b as f64 / (1 << 20) as f64));
+    for &steps in &args.steps {
+        let chunked = (steps / args.chunks).max(1);
+        for rule in [LearningRule::Fptt { chunk: 1 }, LearningRule::Fptt { chunk: chunked }, LearningRule::Bptt] {
+            let row = fptt::bench::memory_row(&ctx, rule, args.hidden, args.batch, steps)
+                .with_context(|| format!("{rule:?} at T = {steps}"))?;
+            println!(
+                "{:>6} {:>6} {:>6} {:>14} {:>16} {}",
+                row.rule,
+                row.chunk,
+                steps,
+                mib(row.gpu_bytes),
+                mib(row.learning_bytes),
+                row.note
+            );
+            csv.write_record(row.csv_record(&ctx))?;
+            csv.flush()?;
+        }
+    }
+    println!("csv: {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }
 

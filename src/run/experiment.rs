@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use crate::model::{ModelConfig, ThresholdMode};
-use crate::settings::{AuxTargets, Optimizer};
+use crate::settings::{AuxTargets, LearningRule, Optimizer};
 
 /// Pixels of one MNIST / Fashion-MNIST image (28 × 28).
 pub const IMAGE_PIXELS: usize = 784;
@@ -69,11 +69,6 @@ pub enum Membrane {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    Fptt,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetPolicy {
     /// `W ← W̄` at the end of every epoch, before evaluation (spec §5).
     Epoch,
@@ -120,7 +115,7 @@ pub struct ModelSection {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainSection {
-    pub rule: Rule,
+    pub rule: LearningRule,
     pub optimizer: Optimizer,
     pub lr: f64,
     pub alpha: f64,
@@ -184,6 +179,7 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
         "train",
         &[
             "rule",
+            "chunk",
             "optimizer",
             "lr",
             "alpha",
@@ -596,17 +592,40 @@ impl Experiment {
 
         // [train]
         let mut t = take_section(&mut root, o, "train");
-        let rule = match t.take("rule") {
-            None => Rule::Fptt,
-            Some(Value::String(s)) if s == "fptt" => Rule::Fptt,
-            Some(Value::String(s)) if s == "bptt" || s == "eprop" || s == "e-prop" => {
+        let rules = "\"fptt\" or \"bptt\"";
+        let chunk = t.take("chunk");
+        let rule_name = match t.take("rule") {
+            None => "fptt".to_string(),
+            Some(Value::String(s)) => s,
+            Some(v) => return Err(t.expected("rule", rules, &v)),
+        };
+        let rule = match rule_name.as_str() {
+            "fptt" => match chunk {
+                None => LearningRule::Fptt { chunk: 1 },
+                Some(Value::Integer(k)) if k >= 1 && k as usize <= data.steps => LearningRule::Fptt { chunk: k as usize },
+                Some(v) => {
+                    let what = format!("an integer from 1 to the sequence length T = {}", data.steps);
+                    return Err(t.expected("chunk", &what, &v));
+                }
+            },
+            "bptt" => {
+                if chunk.is_some() {
+                    return Err(o.key_err(
+                        "train.chunk",
+                        "applies to rule = \"fptt\" only: BPTT backpropagates through the whole sequence".into(),
+                    ));
+                }
+                LearningRule::Bptt
+            }
+            "eprop" | "e-prop" => {
                 return Err(o.key_err(
                     "train.rule",
-                    format!("`{s}` is not implemented yet (bptt and eprop are planned); the only rule now is \"fptt\""),
+                    format!("`{rule_name}` runs on the CPU reference only for now; the GPU engine trains {rules}"),
                 ))
             }
-            Some(v) => return Err(t.expected("rule", "\"fptt\" (bptt and eprop are not implemented yet)", &v)),
+            _ => return Err(t.expected("rule", rules, &Value::String(rule_name))),
         };
+        let bptt = rule == LearningRule::Bptt;
         let optimizer = t.keyword(
             "optimizer",
             &[("adam", Optimizer::Adam), ("adamax", Optimizer::Adamax)],
@@ -629,8 +648,14 @@ impl Experiment {
         let reset = t.keyword(
             "reset",
             &[("epoch", ResetPolicy::Epoch), ("sequence", ResetPolicy::Sequence), ("never", ResetPolicy::Never)],
-            Some(ResetPolicy::Epoch),
+            Some(if bptt { ResetPolicy::Never } else { ResetPolicy::Epoch }),
         )?;
+        if bptt && reset != ResetPolicy::Never {
+            return Err(o.key_err(
+                "train.reset",
+                "BPTT keeps no running mean W̄ to reset to: leave it out or set \"never\"".into(),
+            ));
+        }
         let lr_schedule = t.keyword(
             "lr_schedule",
             &[("none", LrSchedule::None), ("step", LrSchedule::Step), ("cosine", LrSchedule::Cosine)],
@@ -742,7 +767,15 @@ impl Experiment {
 
         let t = &self.train;
         let mut train = Table::new();
-        train.insert("rule".into(), s("fptt"));
+        match t.rule {
+            LearningRule::Fptt { chunk } => {
+                train.insert("rule".into(), s("fptt"));
+                train.insert("chunk".into(), Value::Integer(chunk as i64));
+            }
+            LearningRule::Bptt => {
+                train.insert("rule".into(), s("bptt"));
+            }
+        }
         train.insert(
             "optimizer".into(),
             s(match t.optimizer {

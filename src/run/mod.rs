@@ -14,7 +14,7 @@ mod trainer;
 
 use std::path::PathBuf;
 
-pub use experiment::{Experiment, ExperimentError, LrSchedule, Membrane, ResetPolicy, Rule, Task};
+pub use experiment::{Experiment, ExperimentError, LrSchedule, Membrane, ResetPolicy, Task};
 pub use metrics::{MetricsWriter, Row, SplitKind, COLUMNS};
 pub use progress::ProgressMode;
 pub use trainer::{

@@ -23,7 +23,7 @@ use crate::gpu::{DeviceChoice, GpuContext};
 use crate::learn::{EngineError, FpttEngine, SequenceMetrics};
 use crate::model::{init_params, ParamLayout, StatLayout};
 use crate::rng::Rng;
-use crate::settings::{FpttSettings, InitialState, LearningRule, LossKind, SequenceBatch};
+use crate::settings::{FpttSettings, InitialState, LossKind, SequenceBatch};
 use crate::tensor::TensorMap;
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -662,8 +662,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         beta: exp.train.beta as f32,
         clip: exp.train.clip as f32,
         loss,
-        // The GPU engine implements online FPTT only; experiments cannot ask for another rule yet.
-        rule: LearningRule::Fptt { chunk: 1 },
+        rule: exp.train.rule,
     };
     let layout = ParamLayout::new(&cfg);
 
