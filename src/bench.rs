@@ -432,8 +432,19 @@ pub struct MemoryRow {
     pub note: String,
 }
 
-pub const MEMORY_CSV_HEADER: [&str; 11] =
-    ["rule", "chunk", "hidden", "batch", "steps", "gpu_bytes", "learning_bytes", "note", "adapter", "backend", "device_type"];
+pub const MEMORY_CSV_HEADER: [&str; 11] = [
+    "rule",
+    "chunk",
+    "hidden",
+    "batch",
+    "steps",
+    "gpu_bytes",
+    "learning_bytes",
+    "note",
+    "adapter",
+    "backend",
+    "device_type",
+];
 
 /// The adding-task network (spec §8: two inputs, one output, fixed threshold 0.5, fused map) with
 /// one hidden layer of `hidden`, built for `rule` at length `steps`; nothing is trained.

@@ -393,8 +393,8 @@ fn bench_grid(args: GridArgs) -> Result<ExitCode> {
         if !ctx.timestamps_inside_passes() {
             eprintln!("note: this adapter has no timestamp queries inside passes; kernels are not timed");
         }
-        let mut w = csv::Writer::from_path(&kernels_path)
-            .with_context(|| format!("writing {}", kernels_path.display()))?;
+        let mut w =
+            csv::Writer::from_path(&kernels_path).with_context(|| format!("writing {}", kernels_path.display()))?;
         w.write_record(fptt::bench::KERNELS_CSV_HEADER)?;
         w.flush()?;
         Some(w)

@@ -10,8 +10,8 @@ use crate::gpu::{
 };
 use crate::model::{LayerNames, ModelConfig, ModelError, ParamLayout, StatLayout, ThresholdMode, B0};
 use crate::settings::{
-    AuxTargets, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, Targets, ADAM_BETA1, ADAM_BETA2,
-    ADAM_EPS,
+    AuxTargets, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, Targets, ADAM_BETA1,
+    ADAM_BETA2, ADAM_EPS,
 };
 use crate::tensor::{Tensor, TensorMap};
 use std::rc::Rc;
@@ -167,8 +167,7 @@ impl FpttEngine {
         let work = GpuBuffer::storage(&ctx, &ledger, "work", plan.arena.len())?;
 
         let mut arena = ArgArena::default();
-        let planner =
-            Planner { kernels: &kernels, cfg, settings, batch, layout: &layout, stats: &stats, plan: &plan };
+        let planner = Planner { kernels: &kernels, cfg, settings, batch, layout: &layout, stats: &stats, plan: &plan };
         // One-step schedules alternate between states 0 and 1 (evaluation always runs this way).
         let mut one_step = |p: usize, training: bool| {
             let view = StepView {
@@ -204,12 +203,8 @@ impl FpttEngine {
                     (step.forward, step.backward)
                 })
                 .unzip();
-            let zero = RangeArgs {
-                len: plan.carry_len as u32,
-                src: 0,
-                dst: plan.carry,
-                grad_len: layout.total_len as u32,
-            };
+            let zero =
+                RangeArgs { len: plan.carry_len as u32, src: 0, dst: plan.carry, grad_len: layout.total_len as u32 };
             let begin = vec![kernels.over("zero_fill", arena.push(&zero), plan.carry_len.max(layout.total_len))];
             let update = planner.update(&mut arena, !regularised);
             let end = (1..=slots)
@@ -271,7 +266,6 @@ impl FpttEngine {
         engine.load_state(init)?;
         Ok(engine)
     }
-
 }
 
 /// Where one time step reads and writes: its previous and next state, its tape slot, and inside a
@@ -738,7 +732,6 @@ impl Planner<'_> {
         out.push(kernels.over("fptt_update", oa_off, len as usize));
         out
     }
-
 }
 
 impl FpttEngine {
@@ -1018,7 +1011,13 @@ impl FpttEngine {
                 _ => {
                     let schedule = if training { &self.train_schedule } else { &self.eval_schedule };
                     for t in 0..run {
-                        self.kernels.record(&mut pass, &self.argument_group, &schedule[t % 2], at(t), self.profiler.as_mut());
+                        self.kernels.record(
+                            &mut pass,
+                            &self.argument_group,
+                            &schedule[t % 2],
+                            at(t),
+                            self.profiler.as_mut(),
+                        );
                     }
                     self.last_state = run % 2;
                 }
@@ -1043,7 +1042,11 @@ impl FpttEngine {
         if training {
             let per_update = self.steps_per_update();
             if let Some((step, &loss)) = metrics.step_loss.iter().enumerate().find(|(_, l)| !l.is_finite()) {
-                return Err(EngineError::Diverged { update: self.updates + (step / per_update) as u64 + 1, step, loss });
+                return Err(EngineError::Diverged {
+                    update: self.updates + (step / per_update) as u64 + 1,
+                    step,
+                    loss,
+                });
             }
             self.updates += run.div_ceil(per_update) as u64;
         }

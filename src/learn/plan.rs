@@ -218,7 +218,9 @@ impl WorkPlan {
                 let l = LayerNames::hidden(k, cfg.layers()).x;
                 let len = if chunked { bsz * n } else { 0 };
                 let mut r = |what: &str| a.alloc(format!("slot{slot}.{l}.{what}"), len);
-                per_layer.push(if chunked { (r("g_m_carry"), r("g_s_carry"), r("g_b_carry")) } else {
+                per_layer.push(if chunked {
+                    (r("g_m_carry"), r("g_s_carry"), r("g_b_carry"))
+                } else {
                     (ABSENT, ABSENT, ABSENT)
                 });
             }
@@ -229,7 +231,7 @@ impl WorkPlan {
         // The tape of every slot.
         let mut slot_layers = Vec::new();
         let mut slot_readout = Vec::new();
-        for slot in 0..slots {
+        for (slot, slot_carries) in carries.iter().enumerate() {
             let mut layers = Vec::new();
             let mut state_offset = 0;
             for (k, &n) in cfg.hidden.iter().enumerate() {
@@ -237,7 +239,7 @@ impl WorkPlan {
                 let tag = if chunked { format!("slot{slot}.{l}") } else { l.clone() };
                 let mut r = |what: &str, len: usize| a.alloc(format!("{tag}.{what}"), len);
                 let bn_len = if bn { bsz * n } else { 0 };
-                let (g_m_carry, g_s_carry, g_b_carry) = carries[slot][k];
+                let (g_m_carry, g_s_carry, g_b_carry) = slot_carries[k];
                 layers.push(LayerRegion {
                     state_offset: state_offset as u32,
                     x_tape: r("x_tape", if k == 0 { bsz * cfg.inputs } else { 0 }),

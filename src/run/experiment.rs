@@ -602,7 +602,9 @@ impl Experiment {
         let rule = match rule_name.as_str() {
             "fptt" => match chunk {
                 None => LearningRule::Fptt { chunk: 1 },
-                Some(Value::Integer(k)) if k >= 1 && k as usize <= data.steps => LearningRule::Fptt { chunk: k as usize },
+                Some(Value::Integer(k)) if k >= 1 && k as usize <= data.steps => {
+                    LearningRule::Fptt { chunk: k as usize }
+                }
                 Some(v) => {
                     let what = format!("an integer from 1 to the sequence length T = {}", data.steps);
                     return Err(t.expected("chunk", &what, &v));
