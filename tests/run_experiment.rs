@@ -212,7 +212,11 @@ fn mistakes_are_refused_naming_file_key_and_expectation() {
         (format!("{base}[train]\nchunk = 0\n"), vec![], vec!["train.chunk", "from 1 to the sequence length T"]),
         (format!("{base}[train]\nchunk = 100000\n"), vec![], vec!["train.chunk", "T = ", "100000"]),
         (format!("{base}[train]\nrule = \"bptt\"\nchunk = 5\n"), vec![], vec!["train.chunk", "fptt\" only"]),
-        (format!("{base}[train]\nrule = \"bptt\"\nreset = \"epoch\"\n"), vec![], vec!["train.reset", "no running mean"]),
+        (
+            format!("{base}[train]\nrule = \"bptt\"\nreset = \"epoch\"\n"),
+            vec![],
+            vec!["train.reset", "no running mean"],
+        ),
         (format!("{base}[train]\nlr_decay_epochs = [5, 3]\n"), vec![], vec!["train.lr_decay_epochs", "increasing"]),
         (format!("{base}[model]\nhidden = []\n"), vec![], vec!["model.hidden", "non-empty array"]),
         (format!("{base}[model]\nhidden = 64\n"), vec![], vec!["model.hidden", "array", "found 64"]),
