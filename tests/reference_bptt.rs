@@ -13,7 +13,7 @@
 
 mod common;
 
-use fptt::model::{init_params, ModelConfig, ParamLayout, StatLayout, ThresholdMode};
+use fptt::model::{init_params, ModelConfig, NeuronKind, ParamLayout, StatLayout, ThresholdMode};
 use fptt::reference::batchnorm::{self, Norm};
 use fptt::reference::loss::{task_loss, update_table};
 use fptt::reference::optim::{adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser};
@@ -76,6 +76,7 @@ fn tiny(hidden: Vec<usize>) -> ModelConfig {
         fused_recurrent: false,
         trainable_slopes: true,
         batch_norm: false,
+        neuron: NeuronKind::Ltc,
     }
 }
 
