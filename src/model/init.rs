@@ -20,6 +20,8 @@ fn xavier_normal(rng: &mut Rng, out: usize, inp: usize) -> Vec<f32> {
 
 /// A random orthogonal `n×n` matrix: Gram–Schmidt (twice, for stability) on a Gaussian matrix,
 /// with the sign fix that makes the distribution uniform (Haar), as PyTorch's QR-based init.
+// Row i is updated from row j of the same matrix: index loops, not borrowed iterators.
+#[allow(clippy::needless_range_loop)]
 fn orthogonal(rng: &mut Rng, n: usize) -> Vec<f32> {
     let mut rows: Vec<Vec<f64>> = (0..n).map(|_| (0..n).map(|_| rng.normal()).collect()).collect();
     for i in 0..n {
