@@ -465,11 +465,13 @@ pub fn memory_row(
         fused_recurrent: true,
         trainable_slopes: true,
         batch_norm: false,
+        neuron: crate::model::NeuronKind::Ltc,
     };
     let settings = FpttSettings { rule, ..FpttSettings::regression(Optimizer::Adam, 1e-3) };
     let (name, chunk) = match rule {
         LearningRule::Fptt { chunk } => ("fptt", chunk),
         LearningRule::Bptt => ("bptt", steps),
+        LearningRule::Eprop(_) => ("eprop", steps),
     };
     let mut row = MemoryRow {
         rule: name.to_string(),

@@ -43,6 +43,52 @@ pub enum LearningRule {
     /// all T steps, clipped by the global norm, then a plain optimizer step: no W̄, no λ, no
     /// regulariser (α and β are unused).
     Bptt,
+    /// e-prop (Bellec et al. 2020; spec §7), the online baseline for LIF/ALIF networks with one
+    /// hidden layer: per-synapse eligibility traces combined with a learning signal from the
+    /// readout error, clipped, then a plain optimizer step (no W̄, no λ, like BPTT). CPU reference
+    /// only ([`crate::reference::eprop`]).
+    Eprop(EpropSettings),
+}
+
+/// The options of e-prop. [`EpropSettings::default`] is one update per sequence, symmetric
+/// feedback, the readout filter on and the reset kept in the trace: the variant that is exact
+/// (equal to BPTT) for a network without recurrent weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpropSettings {
+    /// An update after every step (online: the weights change within the sequence, the traces
+    /// carry on), or one update per sequence with the gradient summed over its steps.
+    pub update_every_step: bool,
+    /// What carries the readout error back to the hidden neurons.
+    pub feedback: Feedback,
+    /// Filter the eligibility by the readout's own dynamics (its leak `1 − τo` and gate), so that
+    /// the error at step t also reaches the spikes of earlier steps through the readout's memory,
+    /// as the paper's low-pass filter `F_κ` does; off, the learning signal of step t meets the
+    /// eligibility of step t only.
+    pub readout_filter: bool,
+    /// Keep the reset's derivative `−u·∂s'/∂θ` in the membrane trace (as the spec's backward
+    /// does), or drop it, as Bellec et al. do (the spike in `m' = (1 − s')⊙u` taken as a constant).
+    pub reset_in_trace: bool,
+}
+
+impl Default for EpropSettings {
+    fn default() -> Self {
+        EpropSettings {
+            update_every_step: false,
+            feedback: Feedback::Symmetric,
+            readout_filter: true,
+            reset_in_trace: true,
+        }
+    }
+}
+
+/// e-prop's feedback matrix `B` `[C, N]` (the shape of `W_o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feedback {
+    /// `B = W_o`, the current readout weights ("symmetric e-prop").
+    Symmetric,
+    /// A fixed random matrix, Xavier-normal like `W_o`'s initialisation, drawn from this seed
+    /// ("random e-prop").
+    Random { seed: u64 },
 }
 
 /// One update's hyper-parameters (spec §5).

@@ -6,7 +6,7 @@
 mod gpu_common;
 
 use fptt::learn::FpttEngine;
-use fptt::model::{init_params, ModelConfig, ParamLayout, ThresholdMode};
+use fptt::model::{init_params, ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
 use fptt::reference::{optim, Net, NetState, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
 use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets};
@@ -22,6 +22,7 @@ fn classifier(inputs: usize, hidden: &[usize], outputs: usize, steps: usize, bn:
         fused_recurrent: false,
         trainable_slopes: true,
         batch_norm: bn,
+        neuron: NeuronKind::Ltc,
     }
 }
 
@@ -35,6 +36,7 @@ fn adding_variant(hidden: &[usize], steps: usize) -> ModelConfig {
         fused_recurrent: true,
         trainable_slopes: false,
         batch_norm: false,
+        neuron: NeuronKind::Ltc,
     }
 }
 

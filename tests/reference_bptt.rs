@@ -13,7 +13,7 @@
 
 mod common;
 
-use fptt::model::{init_params, ModelConfig, ParamLayout, StatLayout, ThresholdMode};
+use fptt::model::{init_params, ModelConfig, NeuronKind, ParamLayout, StatLayout, ThresholdMode};
 use fptt::reference::batchnorm::{self, Norm};
 use fptt::reference::loss::{task_loss, update_table};
 use fptt::reference::optim::{adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser};
@@ -76,6 +76,7 @@ fn tiny(hidden: Vec<usize>) -> ModelConfig {
         fused_recurrent: false,
         trainable_slopes: true,
         batch_norm: false,
+        neuron: NeuronKind::Ltc,
     }
 }
 
@@ -219,6 +220,12 @@ fn check_chunk(what: &str, pb: &Problem) {
     let mut worst_state = 0.0f64;
     let mut state_nonzero = 0;
     let mut state_checked = 0;
+    // A start element that must carry gradient: m and o always; s and b when the threshold adapts
+    // (b' = τa⊙b + (1 − τa)⊙s). Without adaptation s matters only through a recurrence, which the
+    // non-recurrent problems zero, and b not at all; finite differences still check them (as 0).
+    let adaptive = pb.net.cfg.adaptive();
+    let mut live_nonzero = 0;
+    let mut live_checked = 0;
     let mut check_state = |field: &str, an: f64, perturb: &dyn Fn(&mut NetState, f64)| {
         let fd = central(&pb.start, perturb, |s| pb.loss_at(&pb.p, s));
         let err = (fd - an).abs();
@@ -230,6 +237,11 @@ fn check_chunk(what: &str, pb: &Problem) {
             state_nonzero += 1;
         }
         state_checked += 1;
+        let live = adaptive || field.contains(" m[") || field.starts_with("o[");
+        if live {
+            live_checked += 1;
+            live_nonzero += usize::from(an.abs() > 1e-6);
+        }
     };
     for k in 0..pb.start.layers.len() {
         for i in 0..pb.start.layers[k].m.len() {
@@ -241,10 +253,10 @@ fn check_chunk(what: &str, pb: &Problem) {
     for i in 0..pb.start.o.len() {
         check_state(&format!("o[{i}]"), g_start.o[i], &|s, h| s.o[i] += h);
     }
-    // With a fixed threshold b is unused (its gradient is 0): then m, s, o must carry gradient.
     assert!(
-        state_nonzero * 2 > state_checked,
-        "{what}: only {state_nonzero} of {state_checked} start-state gradients are non-zero"
+        live_nonzero * 4 > live_checked * 3,
+        "{what}: only {live_nonzero} of the {live_checked} start-state gradients that must carry gradient are \
+         non-zero ({state_nonzero} of {state_checked} in all)"
     );
 
     // The cross-step terms matter: dropping them (truncation 1 within the chunk) changes the
@@ -332,6 +344,81 @@ fn chunk_two_hidden_layers() {
         "two layers fused fixed, regression, t0 0, K 4",
         &Problem::new(&cfg, 2, LossKind::Regression, 0, 4, 43),
     );
+}
+
+/// `cfg` with LIF neurons (fixed threshold 0.5) or ALIF neurons (adaptive threshold).
+fn with_neuron(mut cfg: ModelConfig, neuron: NeuronKind) -> ModelConfig {
+    cfg.neuron = neuron;
+    cfg.threshold = match neuron {
+        NeuronKind::Lif => ThresholdMode::Fixed(0.5),
+        _ => ThresholdMode::Adaptive,
+    };
+    cfg
+}
+
+/// `pb` with the recurrent weights zeroed: `W_r = 0` (separate maps) or the `s` columns of the
+/// fused `W_x`. The layer then reads its own past only through its state `m, s, b`.
+fn without_recurrence(mut pb: Problem) -> Problem {
+    let cfg = &pb.net.cfg;
+    for (k, spec) in pb.net.layers.iter().enumerate() {
+        let (n, i) = (cfg.hidden[k], cfg.layer_input(k));
+        if cfg.fused_recurrent {
+            let w = pb.p.get_mut(&format!("{}.weight", spec.names.x)).unwrap();
+            for j in 0..n {
+                w[j * (i + n) + i..(j + 1) * (i + n)].iter_mut().for_each(|v| *v = 0.0);
+            }
+        } else {
+            pb.p.get_mut(&format!("{}.weight", spec.names.r)).unwrap().iter_mut().for_each(|v| *v = 0.0);
+        }
+    }
+    pb
+}
+
+#[test]
+fn chunk_lif_and_alif_neurons() {
+    // ∇ρ_m, ∇ρ_a are among the parameters check_chunk compares element by element.
+    let table = LossKind::Classification { aux: AuxTargets::Table };
+    for neuron in [NeuronKind::Lif, NeuronKind::Alif] {
+        let cfg = with_neuron(tiny(vec![4]), neuron);
+        assert!(ParamLayout::new(&cfg).get("layer1_tauM.weight").is_some_and(|s| s.shape == vec![4]));
+        check_chunk(&format!("{neuron:?}, table, t0 1, K 6"), &Problem::new(&cfg, 2, table, 1, 6, 111));
+        check_chunk(
+            &format!("{neuron:?} without recurrence, table, t0 0, K 6"),
+            &without_recurrence(Problem::new(&cfg, 2, table, 0, 6, 112)),
+        );
+        let mut fused = with_neuron(fused_fixed(true), neuron);
+        fused.hidden = vec![4, 3];
+        check_chunk(
+            &format!("{neuron:?} two layers fused, regression, t0 2, K 5"),
+            &Problem::new(&fused, 2, LossKind::Regression, 2, 5, 113),
+        );
+        check_chunk(
+            &format!("{neuron:?} fused without recurrence, regression, t0 0, K 5"),
+            &without_recurrence(Problem::new(
+                &with_neuron(fused_fixed(false), neuron),
+                2,
+                LossKind::Regression,
+                0,
+                5,
+                114,
+            )),
+        );
+        let mut bn = cfg.clone();
+        bn.batch_norm = true;
+        check_chunk(&format!("{neuron:?} batch norm B 3, table, t0 2, K 5"), &Problem::new(&bn, 3, table, 2, 5, 115));
+    }
+}
+
+#[test]
+fn lif_and_alif_chunks_of_one_step_are_the_one_step_gradient() {
+    let table = LossKind::Classification { aux: AuxTargets::Table };
+    for neuron in [NeuronKind::Lif, NeuronKind::Alif] {
+        let cfg = with_neuron(tiny(vec![4, 3]), neuron);
+        let pb = Problem::new(&cfg, 2, table, 3, 1, 120);
+        let (l_chunk, g_chunk) = pb.gradient();
+        let (l_step, g_step) = pb.net.step_gradient(&pb.p, &pb.start, &pb.inputs[0], &pb.targets, pb.loss, 3, &pb.q);
+        assert_eq!((l_chunk, &g_chunk), (l_step, &g_step), "{neuron:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -705,4 +792,27 @@ fn trainer_chunked_fptt_updates_after_every_chunk_from_the_state_after_the_previ
     let reg: Vec<f64> = losses_b.iter().map(|l| l.total_loss - l.task_loss).collect();
     assert!((reg[0] - reg[2]).abs() <= 1e-12 * reg[0].abs().max(1e-12), "{reg:?}");
     assert!((reg[3] - reg[0]).abs() > 1e-12 * reg[0].abs(), "a new chunk, a new regulariser: {reg:?}");
+}
+
+#[test]
+fn trainer_runs_lif_and_alif_networks_with_every_rule() {
+    // FPTT (online and chunked) and BPTT need nothing neuron-specific: the trainer reaches the
+    // layer only through the one-step forward/backward. ρ_m (and ρ_a) are trained like any weight.
+    for neuron in [NeuronKind::Lif, NeuronKind::Alif] {
+        let mut cfg = with_neuron(tiny(vec![5]), neuron);
+        cfg.steps = 6;
+        let init = init_params(&cfg, 12);
+        for rule in [LearningRule::Fptt { chunk: 1 }, LearningRule::Fptt { chunk: 4 }, LearningRule::Bptt] {
+            let settings = with_rule(FpttSettings::classification(Optimizer::Adam, 1e-2, AuxTargets::Table), rule);
+            let mut tr = ReferenceTrainer::new(&cfg, &settings, 3, &init);
+            let (seq, m0) = training_sequence(&cfg, 3, 130);
+            let losses = tr.train_sequence(&seq, &m0);
+            assert!(losses.iter().all(|l| l.task_loss.is_finite()), "{neuron:?} {rule:?}");
+            let moved = |name: &str| to_f32(&tr.params()[name]) != init[name].data;
+            assert!(moved("layer1_tauM.weight") && moved("layer1_x.weight"), "{neuron:?} {rule:?}: ρ_m and W_x move");
+            if neuron == NeuronKind::Alif {
+                assert!(moved("layer1_tauAdp.weight"), "{neuron:?} {rule:?}: ρ_a moves");
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! parameter element, with batch norm, with the fixed-threshold fused variant, with two layers).
 #![allow(clippy::needless_range_loop)]
 
-use fptt::model::{LayerNames, ModelConfig, ParamLayout, ThresholdMode};
+use fptt::model::{LayerNames, ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
 use fptt::reference::batchnorm::Norm;
 use fptt::reference::optim::{fptt_after_step, fptt_gradient, sgd_step};
 use fptt::reference::{neuron, surrogate, LayerSpec, LayerState, Net, NetState, Params, ReferenceTrainer, SpikeFn};
@@ -208,6 +208,7 @@ fn tiny(hidden: Vec<usize>) -> ModelConfig {
         fused_recurrent: false,
         trainable_slopes: true,
         batch_norm: false,
+        neuron: NeuronKind::Ltc,
     }
 }
 

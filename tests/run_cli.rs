@@ -110,6 +110,10 @@ fn user_mistakes_exit_1_with_a_message_naming_the_file() {
     let o = fptt(&["train", ok.to_str().unwrap(), "--set", "train.rule=bptt"]);
     assert_refused(&o, &["train.rule", "not implemented yet"]);
 
+    // LIF/ALIF parse, but the GPU engine refuses them before any work.
+    let o = fptt(&["train", ok.to_str().unwrap(), "--set", "model.neuron=lif"]);
+    assert_refused(&o, &["model.neuron = \"lif\"", "CPU reference only"]);
+
     let o = fptt(&["train", "--resume", dir.join("nothing-here").to_str().unwrap()]);
     assert_refused(&o, &["config.toml not found"]);
 

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use fptt::model::ThresholdMode;
+use fptt::model::{NeuronKind, ThresholdMode};
 use fptt::run::experiment::{Experiment, ExperimentError, SCHEMA};
 use fptt::run::{LrSchedule, Membrane, ResetPolicy, Task};
 use fptt::settings::{AuxTargets, Optimizer};
@@ -27,6 +27,7 @@ initial_membrane = "zero"
 
 [model]
 hidden = [24, 12]
+neuron = "lif"
 threshold = "fixed"
 fixed_threshold = 0.25
 fused_recurrent = false
@@ -82,6 +83,7 @@ fn every_documented_key_round_trips_through_the_resolved_toml() {
     assert_eq!((e.data.max_train_samples, e.data.max_test_samples), (100, 50));
     assert_eq!(e.data.initial_membrane, Membrane::Zero);
     assert_eq!(e.model.hidden, vec![24, 12]);
+    assert_eq!(e.model.neuron, NeuronKind::Lif);
     assert!(!e.model.adaptive_threshold);
     assert_eq!(e.model.fixed_threshold, 0.25);
     assert!(!e.model.fused_recurrent && !e.model.trainable_slopes && e.model.batch_norm);

@@ -137,6 +137,12 @@ impl FpttEngine {
                 "batch norm needs a batch of at least 2 (it normalises over the batch)".into(),
             ));
         }
+        if cfg.neuron != crate::model::NeuronKind::Ltc {
+            return Err(EngineError::Shape(format!(
+                "{} neurons run on the CPU reference only for now; the GPU engine implements LTC layers",
+                cfg.neuron.name()
+            )));
+        }
         let (chunked, slots) = match settings.rule {
             LearningRule::Fptt { chunk } => {
                 if chunk == 0 || chunk > cfg.steps {
@@ -148,6 +154,9 @@ impl FpttEngine {
                 (chunk > 1, chunk)
             }
             LearningRule::Bptt => (true, cfg.steps),
+            LearningRule::Eprop(_) => {
+                return Err(EngineError::Shape("e-prop runs on the CPU reference only for now".into()))
+            }
         };
         let regularised = matches!(settings.rule, LearningRule::Fptt { .. });
         if regularised && (settings.alpha <= 0.0 || !(settings.beta > 0.0 && settings.beta <= 1.0)) {

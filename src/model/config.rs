@@ -15,7 +15,39 @@ pub enum ThresholdMode {
     Fixed(f32),
 }
 
-/// The shape and options of one LTC network: a stack of recurrent LTC layers and the LTC readout.
+/// The spiking neuron of the hidden layers (spec §1, §7). All three share the input current, the
+/// integration `u = m + τm⊙(d − m)`, the spike `s' = H(u − θ)` and the reset `m' = (1 − s')⊙u`;
+/// they differ in where `τm` and `τa` come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeuronKind {
+    /// Liquid time-constant neuron: `τm`, `τa` are gates, learned functions of the input current
+    /// and the state (`W_m`, `W_a`, slopes `a_m`, `a_a`). Either threshold mode.
+    Ltc,
+    /// Adaptive LIF: per-neuron trainable constants `τm = σ(ρ_m)`, `τa = σ(ρ_a)` (tensors
+    /// `layer{k}_tauM.weight`, `layer{k}_tauAdp.weight`, shape `[N]`); needs the adaptive threshold.
+    Alif,
+    /// LIF: a per-neuron trainable constant `τm = σ(ρ_m)` (`layer{k}_tauM.weight` `[N]`), no
+    /// adaptation; needs a fixed threshold.
+    Lif,
+}
+
+impl NeuronKind {
+    pub const ALL: [(&'static str, NeuronKind); 3] =
+        [("ltc", NeuronKind::Ltc), ("alif", NeuronKind::Alif), ("lif", NeuronKind::Lif)];
+
+    /// The name experiment files use (`model.neuron`).
+    pub fn name(self) -> &'static str {
+        NeuronKind::ALL.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+
+    /// Whether `τm` (and `τa`) are input-driven gates (LTC) rather than per-neuron constants.
+    pub fn has_gates(self) -> bool {
+        self == NeuronKind::Ltc
+    }
+}
+
+/// The shape and options of one network: a stack of recurrent spiking layers (LTC, ALIF or LIF
+/// neurons) and the LTC readout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     /// Inputs per time step (`I`).
@@ -33,6 +65,8 @@ pub struct ModelConfig {
     pub trainable_slopes: bool,
     /// Per-step batch normalisation of the input currents and the readout current.
     pub batch_norm: bool,
+    /// The hidden layers' neuron (every hidden layer uses the same kind).
+    pub neuron: NeuronKind,
 }
 
 impl ModelConfig {
@@ -47,6 +81,7 @@ impl ModelConfig {
             fused_recurrent: false,
             trainable_slopes: true,
             batch_norm: false,
+            neuron: NeuronKind::Ltc,
         }
     }
 
@@ -90,6 +125,17 @@ impl ModelConfig {
         }
         if self.fused_recurrent && self.batch_norm {
             return bad("batch_norm needs separate input and recurrent maps (fused_recurrent = false)".into());
+        }
+        // The threshold mode is not inferred from the neuron: a configuration that says both must
+        // agree, so that a file asking for "alif" with a fixed threshold is refused, not silently changed.
+        match (self.neuron, self.threshold) {
+            (NeuronKind::Lif, ThresholdMode::Adaptive) => {
+                return bad("LIF neurons have no adaptation: use a fixed threshold, or ALIF neurons".into())
+            }
+            (NeuronKind::Alif, ThresholdMode::Fixed(_)) => {
+                return bad("ALIF neurons need the adaptive threshold: set it adaptive, or use LIF neurons".into())
+            }
+            _ => {}
         }
         if let ThresholdMode::Fixed(th) = self.threshold {
             if !th.is_finite() {

@@ -1,5 +1,12 @@
 //! Initialisation (spec §1): Xavier-normal for the input, gate and readout maps, orthogonal for
 //! the recurrent map, `c_r ~ U(±1/√N)`, other biases 0, gate slopes 1, batch-norm γ = 0.1, δ = 0.
+//!
+//! LIF/ALIF time constants (spec §7 gives no initialisation; this is ours): the membrane's
+//! integration rate `τm = σ(ρ_m) ~ U[0.05, 0.3]` per neuron, i.e. a membrane time constant of about
+//! 3 to 20 steps (`τm ≈ 1 − e^(−1/τ)`), the range of Bellec et al.'s 20 ms at 1 ms steps and faster;
+//! the adaptation's retention `τa = σ(ρ_a) ~ U[0.9, 0.995]`, an adaptation time constant of about
+//! 10 to 200 steps (`b' = τa⊙b + (1 − τa)⊙s`), slower than the membrane as in ALIF networks. Drawing
+//! `τ` uniformly and storing `ρ = logit(τ)` keeps every neuron away from σ's flat tails.
 
 use super::config::ModelConfig;
 use super::layout::{LayerNames, ParamLayout, StatLayout};
@@ -13,6 +20,8 @@ fn xavier_normal(rng: &mut Rng, out: usize, inp: usize) -> Vec<f32> {
 
 /// A random orthogonal `n×n` matrix: Gram–Schmidt (twice, for stability) on a Gaussian matrix,
 /// with the sign fix that makes the distribution uniform (Haar), as PyTorch's QR-based init.
+// Row i is updated from row j of the same matrix: index loops, not borrowed iterators.
+#[allow(clippy::needless_range_loop)]
 fn orthogonal(rng: &mut Rng, n: usize) -> Vec<f32> {
     let mut rows: Vec<Vec<f64>> = (0..n).map(|_| (0..n).map(|_| rng.normal()).collect()).collect();
     for i in 0..n {
@@ -32,6 +41,16 @@ fn orthogonal(rng: &mut Rng, n: usize) -> Vec<f32> {
     rows.into_iter().flatten().map(|x| x as f32).collect()
 }
 
+/// The range of a LIF/ALIF neuron's initial membrane integration rate `τm = σ(ρ_m)`.
+pub const TAU_M_RANGE: (f64, f64) = (0.05, 0.3);
+/// The range of an ALIF neuron's initial adaptation retention `τa = σ(ρ_a)`.
+pub const TAU_A_RANGE: (f64, f64) = (0.9, 0.995);
+
+/// `σ⁻¹(p) = ln(p/(1 − p))`.
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
 /// Fresh parameters and batch-norm running statistics (mean 0, variance 1) for `cfg`.
 pub fn init_params(cfg: &ModelConfig, seed: u64) -> TensorMap {
     let layout = ParamLayout::new(cfg);
@@ -41,10 +60,21 @@ pub fn init_params(cfg: &ModelConfig, seed: u64) -> TensorMap {
     let recurrent: Vec<String> = (0..layers).map(|k| format!("{}.weight", LayerNames::hidden(k, layers).r)).collect();
     let recurrent_bias: Vec<(String, usize)> =
         (0..layers).map(|k| (format!("{}.bias", LayerNames::hidden(k, layers).r), cfg.hidden[k])).collect();
+    // LIF/ALIF per-neuron constants ρ (shape [N]) and the range their σ(ρ) is drawn from.
+    let mut time_constants: Vec<(String, f64, f64)> = Vec::new();
+    if !cfg.neuron.has_gates() {
+        for k in 0..layers {
+            let names = LayerNames::hidden(k, layers);
+            time_constants.push((format!("{}.weight", names.tau_m), TAU_M_RANGE.0, TAU_M_RANGE.1));
+            time_constants.push((format!("{}.weight", names.tau_adp), TAU_A_RANGE.0, TAU_A_RANGE.1));
+        }
+    }
     for slot in &layout.slots {
         let name = &slot.name;
         let data = if name.ends_with(".alpha") {
             vec![1.0]
+        } else if let Some((_, lo, hi)) = time_constants.iter().find(|(n, _, _)| n == name) {
+            (0..slot.len()).map(|_| logit(rng.uniform_range(*lo, *hi)) as f32).collect()
         } else if recurrent.contains(name) {
             orthogonal(&mut rng, slot.shape[0])
         } else if let Some((_, n)) = recurrent_bias.iter().find(|(b, _)| b == name) {
@@ -93,5 +123,23 @@ mod tests {
         assert_eq!(a["bn1a.weight"].data, vec![0.1; 12]);
         assert_eq!(a["act1.alpha"].data, vec![1.0]);
         assert_eq!(a["bn2.running_var_4"].data, vec![1.0; 4]);
+    }
+
+    #[test]
+    fn lif_and_alif_time_constants_spread_over_their_ranges() {
+        let mut cfg = ModelConfig::classifier(3, 200, 4, 5);
+        cfg.neuron = crate::model::NeuronKind::Alif;
+        let p = init_params(&cfg, 7);
+        let sig = |x: f32| 1.0 / (1.0 + (-(x as f64)).exp());
+        for (name, (lo, hi)) in [("layer1_tauM.weight", TAU_M_RANGE), ("layer1_tauAdp.weight", TAU_A_RANGE)] {
+            let tau: Vec<f64> = p[name].data.iter().map(|&r| sig(r)).collect();
+            assert_eq!(p[name].shape, vec![200]);
+            assert!(tau.iter().all(|&t| t >= lo - 1e-6 && t <= hi + 1e-6), "{name} in [{lo}, {hi}]");
+            let (min, max) = tau.iter().fold((1.0f64, 0.0f64), |(a, b), &t| (a.min(t), b.max(t)));
+            assert!(min < lo + 0.1 * (hi - lo) && max > hi - 0.1 * (hi - lo), "{name} spreads: {min}..{max}");
+        }
+        // The input and recurrent maps are initialised as in the LTC layer.
+        let ltc = init_params(&ModelConfig::classifier(3, 200, 4, 5), 7);
+        assert_eq!(p["layer1_x.weight"].shape, ltc["layer1_x.weight"].shape);
     }
 }

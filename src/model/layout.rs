@@ -98,11 +98,19 @@ impl ParamLayout {
                 trained.push((format!("{}.weight", names.r), vec![n, n]));
                 trained.push((format!("{}.bias", names.r), vec![n]));
             }
-            trained.push((format!("{}.weight", names.tau_m), vec![n, 2 * n]));
-            trained.push((format!("{}.bias", names.tau_m), vec![n]));
-            if cfg.adaptive() {
-                trained.push((format!("{}.weight", names.tau_adp), vec![n, 2 * n]));
-                trained.push((format!("{}.bias", names.tau_adp), vec![n]));
+            if cfg.neuron.has_gates() {
+                trained.push((format!("{}.weight", names.tau_m), vec![n, 2 * n]));
+                trained.push((format!("{}.bias", names.tau_m), vec![n]));
+                if cfg.adaptive() {
+                    trained.push((format!("{}.weight", names.tau_adp), vec![n, 2 * n]));
+                    trained.push((format!("{}.bias", names.tau_adp), vec![n]));
+                }
+            } else {
+                // LIF/ALIF: the per-neuron constants ρ_m (and ρ_a), τ = σ(ρ); no biases, no slopes.
+                trained.push((format!("{}.weight", names.tau_m), vec![n]));
+                if cfg.adaptive() {
+                    trained.push((format!("{}.weight", names.tau_adp), vec![n]));
+                }
             }
             if cfg.batch_norm {
                 for bn in [&names.bn_a, &names.bn_b] {
@@ -110,9 +118,11 @@ impl ParamLayout {
                     trained.push((format!("{bn}.bias"), vec![n]));
                 }
             }
-            slopes.push((names.slope_m.clone(), vec![]));
-            if cfg.adaptive() {
-                slopes.push((names.slope_a.clone(), vec![]));
+            if cfg.neuron.has_gates() {
+                slopes.push((names.slope_m.clone(), vec![]));
+                if cfg.adaptive() {
+                    slopes.push((names.slope_a.clone(), vec![]));
+                }
             }
         }
         let (rx, rtau, rbn, rslope) = LayerNames::readout(layers);
@@ -215,7 +225,7 @@ impl StatLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ThresholdMode;
+    use crate::model::{NeuronKind, ThresholdMode};
 
     #[test]
     fn one_layer_names_and_shapes_match_the_authors_model() {
@@ -248,6 +258,34 @@ mod tests {
         assert_eq!(stats.slots.len(), 3 * 2 * 20);
         assert_eq!(stats.get("bn1b.running_var_19").unwrap().shape, vec![16]);
         assert_eq!(stats.base("bn1b") + 20 * 16, stats.get("bn1b.running_var_0").unwrap().offset);
+    }
+
+    #[test]
+    fn lif_and_alif_layers_have_per_neuron_time_constants_and_no_gates() {
+        let mut cfg = ModelConfig::classifier(3, 6, 4, 5);
+        cfg.neuron = NeuronKind::Alif;
+        cfg.hidden = vec![6, 5];
+        let l = ParamLayout::new(&cfg);
+        assert_eq!(l.slot("layer1_tauM.weight").shape, vec![6]);
+        assert_eq!(l.slot("layer1_tauAdp.weight").shape, vec![6]);
+        assert_eq!(l.slot("layer2_tauM.weight").shape, vec![5]);
+        assert_eq!(l.slot("layer1_r.weight").shape, vec![6, 6]);
+        for gone in ["layer1_tauM.bias", "layer1_tauAdp.bias", "act1m.alpha", "act1a.alpha", "act2m.alpha"] {
+            assert!(l.get(gone).is_none(), "{gone}");
+        }
+        // The readout is the LTC readout, slope included.
+        assert_eq!(l.slot("readout_tauM.weight").shape, vec![4, 8]);
+        assert!(l.is_trainable("readout_act.alpha"));
+
+        cfg.neuron = NeuronKind::Lif;
+        cfg.threshold = ThresholdMode::Fixed(0.5);
+        cfg.hidden = vec![6];
+        let l = ParamLayout::new(&cfg);
+        assert_eq!(l.slot("layer1_tauM.weight").shape, vec![6]);
+        assert!(l.get("layer1_tauAdp.weight").is_none());
+        assert!(l.get("act1.alpha").is_none());
+        assert!(l.get("act2.alpha").is_none());
+        assert!(l.get("act3.alpha").is_some());
     }
 
     #[test]

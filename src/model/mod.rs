@@ -6,8 +6,8 @@ mod config;
 mod init;
 mod layout;
 
-pub use config::{ModelConfig, ModelError, ThresholdMode};
-pub use init::init_params;
+pub use config::{ModelConfig, ModelError, NeuronKind, ThresholdMode};
+pub use init::{init_params, TAU_A_RANGE, TAU_M_RANGE};
 pub use layout::{LayerNames, ParamLayout, StatLayout, TensorSlot};
 
 /// Spec §1 constants.

@@ -8,17 +8,22 @@
 //!   their conversion from/to the f32 [`TensorMap`], and the dense-map helpers (`y = x·Wᵀ + c`).
 //! - [`batchnorm`]: per-step batch normalisation, its backward through the batch statistics, and
 //!   the running statistics (spec §1).
-//! - [`neuron`]: one LTC spiking layer, one step forward (spec §1) and one step backward (spec §3).
+//! - [`neuron`]: one spiking layer (LTC, ALIF or LIF neurons), one step forward (spec §1, §7) and
+//!   one step backward (spec §3).
 //! - [`readout`]: the leaky-integrator readout, forward and backward (spec §1, §3).
 //! - [`network`]: a stack of layers plus readout for one step, and the full one-step gradient of
 //!   `ℓ_t` with respect to every parameter (the finite-difference target).
 //! - [`bptt`]: backpropagation through a chunk of K steps (chunked FPTT) or a whole sequence
 //!   (BPTT): the summed loss `Σ_t ℓ_t` from a constant start state and its gradient, chained
 //!   through `m, s, b, o` across the steps.
+//! - [`eprop`]: e-prop (spec §7) for one LIF/ALIF layer: per-synapse eligibility traces derived
+//!   from the layer's own dynamics, the learning signal from the readout error, the readout's own
+//!   forward-mode trace; its gradient over a chunk, the counterpart of [`bptt`]'s.
 //! - [`loss`]: the per-step losses and their gradient on `o'`, and the auxiliary table `q` (spec §4).
 //! - [`optim`]: the FPTT update's algebra, gradient clipping, Adam/Adamax/SGD steps (spec §5).
 //! - [`trainer`]: [`ReferenceTrainer`], which runs sequences with an FPTT update after every chunk
-//!   of K steps (K = 1: after every step), or one plain update per sequence (BPTT).
+//!   of K steps (K = 1: after every step), one plain update per sequence (BPTT), or e-prop's plain
+//!   updates after every step or once per sequence.
 //!
 //! Conventions: activations are row-major `[B, F]` (`B` samples, `F` features) `Vec<f64>`; a dense
 //! weight is `[out, in]` row-major like PyTorch's `Linear`. Parameters live in a [`Params`] map by
@@ -29,6 +34,7 @@
 
 pub mod batchnorm;
 pub mod bptt;
+pub mod eprop;
 pub mod loss;
 pub mod network;
 pub mod neuron;
@@ -43,6 +49,7 @@ use crate::tensor::{Tensor, TensorMap};
 
 pub use batchnorm::Norm;
 pub use bptt::StateGrad;
+pub use eprop::{Eprop, EpropError};
 pub use network::{Net, NetState, StepCache};
 pub use neuron::{LayerBackward, LayerCache, LayerSpec, LayerState};
 pub use readout::{ReadoutBackward, ReadoutCache, ReadoutSpec};

@@ -1,16 +1,19 @@
-//! One LTC spiking layer for one time step: the forward of spec §1 and the one-step backward of
+//! One spiking layer for one time step: the forward of spec §1 and the one-step backward of
 //! spec §3, both with the state from the previous step as a constant (FPTT, truncation 1) and with
 //! the gradient on that state too (chunked truncation and BPTT chain it across steps). Owns the
 //! three ways the input current is formed (separate input and recurrent maps, the same with
-//! per-step batch norm, the fused map of the adding task) and the two thresholds (adaptive with the
-//! gate `τa`, or fixed).
+//! per-step batch norm, the fused map of the adding task), the two thresholds (adaptive with
+//! `τa`, or fixed) and the three neurons (spec §7): LTC, whose `τm`, `τa` are gates computed from
+//! `[d ; m]`, `[d ; b]`, and LIF/ALIF, whose `τm = σ(ρ_m)`, `τa = σ(ρ_a)` are per-neuron constants
+//! (the same for every sample and step). Everything else (current, threshold, integration, spike,
+//! reset, and their derivatives) is shared, so FPTT, chunks and BPTT work for every kind.
 
 use super::batchnorm::{self, BnCache, Norm};
 use super::{
     add_into, concat, first_columns, get, last_columns, linear, linear_backward, scalar, sigmoid, Grads, Params,
     SpikeFn, B0, BETA_ADAPT,
 };
-use crate::model::{LayerNames, ModelConfig, ThresholdMode};
+use crate::model::{LayerNames, ModelConfig, NeuronKind, ThresholdMode};
 
 /// The shape and options of hidden layer `k` of a network.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +28,8 @@ pub struct LayerSpec {
     pub fused: bool,
     /// `d = BN_a(W_x·x + c_x) + BN_b(W_r·s + c_r)`.
     pub batch_norm: bool,
+    /// LTC gates, or the LIF/ALIF per-neuron constants.
+    pub neuron: NeuronKind,
 }
 
 impl LayerSpec {
@@ -37,6 +42,7 @@ impl LayerSpec {
             threshold: cfg.threshold,
             fused: cfg.fused_recurrent,
             batch_norm: cfg.batch_norm,
+            neuron: cfg.neuron,
         }
     }
 
@@ -81,10 +87,10 @@ pub struct LayerCache {
     pub bn_b: Option<BnCache>,
     /// The input current `d`.
     pub d: Vec<f64>,
-    /// `W_m·[d ; m] + c_m` (before the slope).
+    /// `W_m·[d ; m] + c_m` (before the slope); LIF/ALIF: `ρ_m` broadcast over the batch.
     pub pre_m: Vec<f64>,
     pub tau_m: Vec<f64>,
-    /// `W_a·[d ; b] + c_a` (empty with a fixed threshold).
+    /// `W_a·[d ; b] + c_a` (empty with a fixed threshold); ALIF: `ρ_a` broadcast over the batch.
     pub pre_a: Vec<f64>,
     pub tau_a: Vec<f64>,
     /// The new state `(m', s', b')`.
@@ -137,19 +143,30 @@ pub fn forward(
         }
     }
 
-    // τm = σ(a_m · (W_m·[d ; m] + c_m))
-    let a_m = scalar(p, &names.slope_m);
-    let dm = concat(&d, nn, &prev.m, nn, nb);
-    let pre_m = linear(&dm, nb, 2 * nn, get(p, &spec.w(&names.tau_m)), get(p, &spec.c(&names.tau_m)), nn);
+    // τm = σ(a_m · (W_m·[d ; m] + c_m))   (LIF/ALIF: τm = σ(ρ_m))
+    let pre_m = if spec.neuron.has_gates() {
+        let dm = concat(&d, nn, &prev.m, nn, nb);
+        linear(&dm, nb, 2 * nn, get(p, &spec.w(&names.tau_m)), get(p, &spec.c(&names.tau_m)), nn)
+    } else {
+        per_neuron(get(p, &spec.w(&names.tau_m)), nb)
+    };
+    let a_m = if spec.neuron.has_gates() { scalar(p, &names.slope_m) } else { 1.0 };
     let tau_m: Vec<f64> = pre_m.iter().map(|&z| sigmoid(a_m * z)).collect();
 
-    // τa = σ(a_a · (W_a·[d ; b] + c_a)); b' = τa⊙b + (1 − τa)⊙s; θ = b0 + β_a·b'
+    // τa = σ(a_a · (W_a·[d ; b] + c_a)) (ALIF: τa = σ(ρ_a)); b' = τa⊙b + (1 − τa)⊙s; θ = b0 + β_a·b'
     let (pre_a, tau_a, b_new, theta);
     match spec.threshold {
         ThresholdMode::Adaptive => {
-            let a_a = scalar(p, &names.slope_a);
-            let db = concat(&d, nn, &prev.b, nn, nb);
-            pre_a = linear(&db, nb, 2 * nn, get(p, &spec.w(&names.tau_adp)), get(p, &spec.c(&names.tau_adp)), nn);
+            let a_a;
+            if spec.neuron.has_gates() {
+                let db = concat(&d, nn, &prev.b, nn, nb);
+                let (w_a, c_a) = (get(p, &spec.w(&names.tau_adp)), get(p, &spec.c(&names.tau_adp)));
+                pre_a = linear(&db, nb, 2 * nn, w_a, c_a, nn);
+                a_a = scalar(p, &names.slope_a);
+            } else {
+                pre_a = per_neuron(get(p, &spec.w(&names.tau_adp)), nb);
+                a_a = 1.0;
+            }
             tau_a = pre_a.iter().map(|&z| sigmoid(a_a * z)).collect::<Vec<f64>>();
             b_new = (0..nb * nn).map(|i| tau_a[i] * prev.b[i] + (1.0 - tau_a[i]) * prev.s[i]).collect::<Vec<f64>>();
             theta = b_new.iter().map(|&bb| B0 + BETA_ADAPT * bb).collect();
@@ -183,6 +200,20 @@ pub fn forward(
         theta,
         u,
     }
+}
+
+/// A per-neuron vector `[N]` repeated for every sample: `[B, N]`.
+fn per_neuron(v: &[f64], batch: usize) -> Vec<f64> {
+    (0..batch).flat_map(|_| v.iter().copied()).collect()
+}
+
+/// `Σ_batch` of a `[B, N]` matrix: `[N]` (the gradient of a per-neuron constant).
+fn sum_over_batch(m: &[f64], neurons: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; neurons];
+    for row in m.chunks(neurons) {
+        add_into(&mut sum, row);
+    }
+    sum
 }
 
 /// What one step's backward returns when the previous state is a variable, not a constant.
@@ -229,6 +260,9 @@ pub fn backward(
 /// - previous `b`: through `b'` (`ḡ_b'⊙τa`) and through the gate input `[d ; b]` of `W_a`
 ///   (`(ḡ_za·W_a)[:, N:]`). With a fixed threshold `b' = b` is carried unchanged, so the previous
 ///   `b` receives `ḡ_b` as it is.
+///
+/// LIF/ALIF have no gate inputs: `τm`, `τa` depend on `ρ_m`, `ρ_a` only, so the previous `m` and
+/// `b` receive just the integration and adaptation terms, and `∇ρ = Σ_batch ḡ_τ⊙τ(1−τ)`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_through_state(
     spec: &LayerSpec,
@@ -264,40 +298,52 @@ pub fn backward_through_state(
     }
 
     // ḡ_τm = ḡ_u⊙(d − m); ḡ_d = ḡ_u⊙τm; ḡ_zm = ḡ_τm⊙τm(1−τm)⊙a_m
-    let a_m = scalar(p, &names.slope_m);
     let mut g_d: Vec<f64> = (0..len).map(|i| g_u[i] * c.tau_m[i]).collect();
     let g_tm_dsig: Vec<f64> =
         (0..len).map(|i| g_u[i] * (c.d[i] - prev.m[i]) * c.tau_m[i] * (1.0 - c.tau_m[i])).collect();
-    let g_zm: Vec<f64> = g_tm_dsig.iter().map(|g| g * a_m).collect();
-    // ∇W_m = Σ ḡ_zmᵀ·[d ; m], ∇c_m = Σ ḡ_zm, ḡ_d += ḡ_zm·W_m[:, :N], ∇a_m = Σ ḡ_τm⊙τm(1−τm)⊙pre_m
-    let dm = concat(&c.d, nn, &prev.m, nn, nb);
-    let w_m = get(p, &spec.w(&names.tau_m));
-    let (gw, gc, g_dm) = linear_backward(&g_zm, &dm, nb, 2 * nn, w_m, nn);
-    add_into(&mut g_d, &first_columns(&g_dm, nb, 2 * nn, nn));
-    grads.insert(spec.w(&names.tau_m), gw);
-    grads.insert(spec.c(&names.tau_m), gc);
-    grads.insert(names.slope_m.clone(), vec![(0..len).map(|i| g_tm_dsig[i] * c.pre_m[i]).sum()]);
-    // Previous m: u = m + τm⊙(d − m) gives ḡ_u⊙(1 − τm); the gate input [d ; m] gives (ḡ_zm·W_m)[:, N:].
+    // Previous m through u = m + τm⊙(d − m): ḡ_u⊙(1 − τm) (the LTC gate input adds to it below).
     let mut g_prev_m: Vec<f64> = (0..len).map(|i| g_u[i] * (1.0 - c.tau_m[i])).collect();
-    add_into(&mut g_prev_m, &last_columns(&g_dm, nb, 2 * nn, nn));
+    if !spec.neuron.has_gates() {
+        // LIF/ALIF: τm = σ(ρ_m) per neuron, ∇ρ_m = Σ_batch ḡ_τm⊙τm(1−τm); nothing flows into d or m.
+        grads.insert(spec.w(&names.tau_m), sum_over_batch(&g_tm_dsig, nn));
+    } else {
+        let a_m = scalar(p, &names.slope_m);
+        let g_zm: Vec<f64> = g_tm_dsig.iter().map(|g| g * a_m).collect();
+        // ∇W_m = Σ ḡ_zmᵀ·[d ; m], ∇c_m = Σ ḡ_zm, ḡ_d += ḡ_zm·W_m[:, :N], ∇a_m = Σ ḡ_τm⊙τm(1−τm)⊙pre_m
+        let dm = concat(&c.d, nn, &prev.m, nn, nb);
+        let w_m = get(p, &spec.w(&names.tau_m));
+        let (gw, gc, g_dm) = linear_backward(&g_zm, &dm, nb, 2 * nn, w_m, nn);
+        add_into(&mut g_d, &first_columns(&g_dm, nb, 2 * nn, nn));
+        grads.insert(spec.w(&names.tau_m), gw);
+        grads.insert(spec.c(&names.tau_m), gc);
+        grads.insert(names.slope_m.clone(), vec![(0..len).map(|i| g_tm_dsig[i] * c.pre_m[i]).sum()]);
+        // Previous m through the gate input [d ; m]: (ḡ_zm·W_m)[:, N:].
+        add_into(&mut g_prev_m, &last_columns(&g_dm, nb, 2 * nn, nn));
+    }
 
     let (mut g_prev_s, g_prev_b);
     if adaptive {
         // ḡ_τa = ḡ_b'⊙(b − s); ḡ_za = ḡ_τa⊙τa(1−τa)⊙a_a
-        let a_a = scalar(p, &names.slope_a);
         let g_ta_dsig: Vec<f64> =
             (0..len).map(|i| g_bn[i] * (prev.b[i] - prev.s[i]) * c.tau_a[i] * (1.0 - c.tau_a[i])).collect();
-        let g_za: Vec<f64> = g_ta_dsig.iter().map(|g| g * a_a).collect();
-        let db = concat(&c.d, nn, &prev.b, nn, nb);
-        let w_a = get(p, &spec.w(&names.tau_adp));
-        let (gw, gc, g_db) = linear_backward(&g_za, &db, nb, 2 * nn, w_a, nn);
-        add_into(&mut g_d, &first_columns(&g_db, nb, 2 * nn, nn));
-        grads.insert(spec.w(&names.tau_adp), gw);
-        grads.insert(spec.c(&names.tau_adp), gc);
-        grads.insert(names.slope_a.clone(), vec![(0..len).map(|i| g_ta_dsig[i] * c.pre_a[i]).sum()]);
-        // b' = τa⊙b + (1 − τa)⊙s: ḡ_b'⊙τa on the previous b (plus the gate input [d ; b]: (ḡ_za·W_a)[:, N:]),
-        // ḡ_b'⊙(1 − τa) on the previous s (the recurrent map adds to it below).
-        let mut g_b_from_gate = last_columns(&g_db, nb, 2 * nn, nn);
+        // b' = τa⊙b + (1 − τa)⊙s: ḡ_b'⊙τa on the previous b (LTC: plus the gate input [d ; b],
+        // (ḡ_za·W_a)[:, N:]), ḡ_b'⊙(1 − τa) on the previous s (the recurrent map adds to it below).
+        let mut g_b_from_gate = if spec.neuron.has_gates() {
+            let a_a = scalar(p, &names.slope_a);
+            let g_za: Vec<f64> = g_ta_dsig.iter().map(|g| g * a_a).collect();
+            let db = concat(&c.d, nn, &prev.b, nn, nb);
+            let w_a = get(p, &spec.w(&names.tau_adp));
+            let (gw, gc, g_db) = linear_backward(&g_za, &db, nb, 2 * nn, w_a, nn);
+            add_into(&mut g_d, &first_columns(&g_db, nb, 2 * nn, nn));
+            grads.insert(spec.w(&names.tau_adp), gw);
+            grads.insert(spec.c(&names.tau_adp), gc);
+            grads.insert(names.slope_a.clone(), vec![(0..len).map(|i| g_ta_dsig[i] * c.pre_a[i]).sum()]);
+            last_columns(&g_db, nb, 2 * nn, nn)
+        } else {
+            // ALIF: τa = σ(ρ_a) per neuron, ∇ρ_a = Σ_batch ḡ_τa⊙τa(1−τa).
+            grads.insert(spec.w(&names.tau_adp), sum_over_batch(&g_ta_dsig, nn));
+            vec![0.0; len]
+        };
         for i in 0..len {
             g_b_from_gate[i] += g_bn[i] * c.tau_a[i];
         }

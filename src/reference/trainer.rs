@@ -1,13 +1,17 @@
-//! [`ReferenceTrainer`]: training with FPTT (spec §5) or BPTT, as [`LearningRule`] says. Owns the
+//! [`ReferenceTrainer`]: training with FPTT (spec §5), BPTT or e-prop (spec §7), as [`LearningRule`]
+//! says. Owns the
 //! training state (W, W̄, λ, the optimizer moments, the batch-norm running statistics per step, the
 //! auxiliary table `q`, the update counter) and the order of one update: the chunk's forward step
 //! by step (batch statistics; running statistics of step t updated; task loss reading `q`; table
 //! write), the backward through the chunk, the total loss with the current W/λ/W̄, then the FPTT
-//! update (or, for BPTT, a plain clipped optimizer step). With chunks of one step this is the
+//! update (or, for BPTT, a plain clipped optimizer step). e-prop instead runs the sequence step by
+//! step, advancing its eligibility traces, with a plain clipped optimizer step after every step or
+//! once at the end of the sequence. With chunks of one step FPTT is the
 //! online rule, truncation 1, in the same operations as before chunks existed. Converts from/to
 //! the f32 [`TensorMap`] only at its boundary.
 
 use super::batchnorm::{self, Norm};
+use super::eprop::Eprop;
 use super::loss::{task_loss, update_table};
 use super::network::{Net, NetState, StepCache};
 use super::optim::{adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser};
@@ -40,16 +44,23 @@ pub struct ReferenceTrainer {
     /// The auxiliary table `[C, T, C]`.
     q: Vec<f64>,
     updates: u64,
+    /// The e-prop traces (with [`LearningRule::Eprop`] only).
+    eprop: Option<Eprop>,
 }
 
 impl ReferenceTrainer {
     /// `init` holds every parameter by spec name, and optionally the batch-norm running statistics
     /// (missing ones start at mean 0, variance 1). W̄ = W, λ = 0, moments 0, `q` = 0, no updates yet.
+    /// Panics with [`super::eprop::check`]'s message when e-prop is asked for a network it does not apply to.
     pub fn new(cfg: &ModelConfig, settings: &FpttSettings, batch: usize, init: &TensorMap) -> Self {
         if let LearningRule::Fptt { chunk } = settings.rule {
             assert!(chunk >= 1, "reference: an FPTT chunk has at least one step");
         }
         let net = Net::new(cfg, SpikeFn::Heaviside);
+        let eprop = match settings.rule {
+            LearningRule::Eprop(e) => Some(Eprop::new(&net, e, batch).unwrap_or_else(|err| panic!("reference: {err}"))),
+            _ => None,
+        };
         let params = params_from_map(&net.layout, init);
         let trainable: Params = net.layout.trainable().map(|s| (s.name.clone(), params[&s.name].clone())).collect();
         let zeros: Params = trainable.iter().map(|(k, v)| (k.clone(), vec![0.0; v.len()])).collect();
@@ -83,6 +94,7 @@ impl ReferenceTrainer {
             q: vec![0.0; c * cfg.steps * c],
             updates: 0,
             net,
+            eprop,
         }
     }
 
@@ -106,6 +118,11 @@ impl ReferenceTrainer {
 
     pub fn updates(&self) -> u64 {
         self.updates
+    }
+
+    /// The e-prop state (traces, feedback) under [`LearningRule::Eprop`].
+    pub fn eprop(&self) -> Option<&Eprop> {
+        self.eprop.as_ref()
     }
 
     /// The auxiliary table `q` `[C, T, C]`, f64.
@@ -135,11 +152,16 @@ impl ReferenceTrainer {
         assert!(steps <= total_steps, "reference: a sequence has only {total_steps} steps");
         let mut state = NetState::start(&self.net.cfg, init, self.batch);
         let mut losses = Vec::with_capacity(steps);
+        if let LearningRule::Eprop(e) = self.settings.rule {
+            self.train_eprop(batch, &state, steps, e.update_every_step, &mut losses);
+            return losses;
+        }
         let mut t0 = 0;
         while t0 < steps {
             let len = match self.settings.rule {
                 LearningRule::Fptt { chunk } => chunk.min(steps - t0),
                 LearningRule::Bptt => steps - t0,
+                LearningRule::Eprop(_) => unreachable!("e-prop runs step by step above"),
             };
             state = self.train_chunk(batch, &state, t0, len, &mut losses);
             t0 += len;
@@ -207,8 +229,49 @@ impl ReferenceTrainer {
                 self.plain_update(&grads);
                 losses.extend(task_losses.iter().map(|&task| StepLoss { task_loss: task, total_loss: task }));
             }
+            LearningRule::Eprop(_) => unreachable!("e-prop does not run in chunks"),
         }
         caches[caches.len() - 1].next_state()
+    }
+
+    /// e-prop over steps `0 … steps−1` from `start`: per step the forward with the current W, the
+    /// task loss and table write (as the other rules), then the traces advance and add the step's
+    /// gradient; a plain clipped update after every step (the next step runs with the new W, the
+    /// traces carry on) or once after the last step. The total loss is the task loss.
+    fn train_eprop(
+        &mut self,
+        batch: &SequenceBatch,
+        start: &NetState,
+        steps: usize,
+        update_every_step: bool,
+        losses: &mut Vec<StepLoss>,
+    ) {
+        let (nb, nc, total_steps) = (self.batch, self.net.cfg.outputs, self.net.cfg.steps);
+        let mut eprop = self.eprop.take().expect("e-prop state exists under LearningRule::Eprop");
+        eprop.start_sequence();
+        let mut state = start.clone();
+        for t in 0..steps {
+            let x = to_f64(batch.step(t));
+            // No batch norm under e-prop (eprop::check), so no running statistics to update.
+            let cache = self.net.forward(&self.params, &x, &state, nb, Norm::Batch);
+            let (task, g_o) =
+                task_loss(self.settings.loss, cache.output(), nb, nc, &batch.targets, t, total_steps, &self.q);
+            if let (LossKind::Classification { .. }, Targets::Labels(labels)) = (self.settings.loss, &batch.targets) {
+                update_table(&mut self.q, cache.output(), labels, nc, t, total_steps);
+            }
+            eprop.step(&self.net, &self.params, &cache, &g_o);
+            if update_every_step {
+                let grads = eprop.take_gradient(&self.net);
+                self.plain_update(&grads);
+            }
+            losses.push(StepLoss { task_loss: task, total_loss: task });
+            state = cache.next_state();
+        }
+        if !update_every_step && steps > 0 {
+            let grads = eprop.take_gradient(&self.net);
+            self.plain_update(&grads);
+        }
+        self.eprop = Some(eprop);
     }
 
     /// `−Σ⟨W, λ⟩ + α/2·Σ‖W − W̄‖²` over the trainable tensors, with the current W, λ, W̄.
@@ -236,8 +299,8 @@ impl ReferenceTrainer {
         }
     }
 
-    /// BPTT (spec §5, last paragraph): the task gradient itself, clipped, one optimizer step; W̄ and
-    /// λ are not touched.
+    /// BPTT (spec §5, last paragraph) and e-prop: the task gradient itself (e-prop's estimate of
+    /// it), clipped, one optimizer step; W̄ and λ are not touched.
     fn plain_update(&mut self, grads: &Params) {
         let g: Params = self.wbar.keys().map(|k| (k.clone(), grads[k].clone())).collect();
         self.clipped_optimizer_step(g);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use crate::model::{ModelConfig, ThresholdMode};
+use crate::model::{ModelConfig, NeuronKind, ThresholdMode};
 use crate::settings::{AuxTargets, LearningRule, Optimizer};
 
 /// Pixels of one MNIST / Fashion-MNIST image (28 × 28).
@@ -106,6 +106,9 @@ pub struct DataSection {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSection {
     pub hidden: Vec<usize>,
+    /// The hidden layers' neuron: LTC (the default), ALIF or LIF (spec §7). LIF and ALIF run on the
+    /// CPU reference only for now: `fptt train` (the GPU engine) refuses them.
+    pub neuron: NeuronKind,
     pub adaptive_threshold: bool,
     pub fixed_threshold: f64,
     pub fused_recurrent: bool,
@@ -174,7 +177,10 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
             "initial_membrane",
         ],
     ),
-    ("model", &["hidden", "threshold", "fixed_threshold", "fused_recurrent", "trainable_slopes", "batch_norm"]),
+    (
+        "model",
+        &["hidden", "neuron", "threshold", "fixed_threshold", "fused_recurrent", "trainable_slopes", "batch_norm"],
+    ),
     (
         "train",
         &[
@@ -576,7 +582,28 @@ impl Experiment {
         let adding = task == Task::Adding;
         let mut m = take_section(&mut root, o, "model");
         let hidden = m.int_array("hidden", 1, true, vec![128])?;
-        let adaptive_threshold = m.keyword("threshold", &[("adaptive", true), ("fixed", false)], Some(!adding))?;
+        let neuron = m.keyword("neuron", &NeuronKind::ALL, Some(NeuronKind::Ltc))?;
+        // LIF has no adaptation and ALIF is defined by it: their threshold follows from the neuron
+        // unless the file says otherwise (and then it must agree).
+        let default_adaptive = match neuron {
+            NeuronKind::Ltc => !adding,
+            NeuronKind::Alif => true,
+            NeuronKind::Lif => false,
+        };
+        let adaptive_threshold =
+            m.keyword("threshold", &[("adaptive", true), ("fixed", false)], Some(default_adaptive))?;
+        if neuron != NeuronKind::Ltc && adaptive_threshold != default_adaptive {
+            let (given, needed) = if adaptive_threshold { ("adaptive", "fixed") } else { ("fixed", "adaptive") };
+            return Err(o.key_err(
+                "model.threshold",
+                format!(
+                    "threshold = \"{given}\" does not fit neuron = \"{}\": {} neurons need threshold = \"{needed}\" \
+                     (the default for them; leave the key out)",
+                    neuron.name(),
+                    neuron.name().to_uppercase()
+                ),
+            ));
+        }
         let fixed_threshold = m.float("fixed_threshold", "a finite number", |_| true, 0.5)?;
         let fused_recurrent = m.bool("fused_recurrent", adding)?;
         let trainable_slopes = m.bool("trainable_slopes", true)?;
@@ -587,8 +614,15 @@ impl Experiment {
                 "batch_norm = true needs separate input and recurrent maps: set model.fused_recurrent = false".into(),
             ));
         }
-        let model =
-            ModelSection { hidden, adaptive_threshold, fixed_threshold, fused_recurrent, trainable_slopes, batch_norm };
+        let model = ModelSection {
+            hidden,
+            neuron,
+            adaptive_threshold,
+            fixed_threshold,
+            fused_recurrent,
+            trainable_slopes,
+            batch_norm,
+        };
 
         // [train]
         let mut t = take_section(&mut root, o, "train");
@@ -723,6 +757,7 @@ impl Experiment {
             fused_recurrent: self.model.fused_recurrent,
             trainable_slopes: self.model.trainable_slopes,
             batch_norm: self.model.batch_norm,
+            neuron: self.model.neuron,
         }
     }
 
@@ -760,6 +795,7 @@ impl Experiment {
         let m = &self.model;
         let mut model = Table::new();
         model.insert("hidden".into(), ints(&m.hidden));
+        model.insert("neuron".into(), s(m.neuron.name()));
         model.insert("threshold".into(), s(if m.adaptive_threshold { "adaptive" } else { "fixed" }));
         model.insert("fixed_threshold".into(), Value::Float(m.fixed_threshold));
         model.insert("fused_recurrent".into(), Value::Boolean(m.fused_recurrent));
@@ -777,6 +813,7 @@ impl Experiment {
             LearningRule::Bptt => {
                 train.insert("rule".into(), s("bptt"));
             }
+            LearningRule::Eprop(_) => unreachable!("experiment files refuse train.rule = \"eprop\" (GPU only)"),
         }
         train.insert(
             "optimizer".into(),
@@ -883,6 +920,32 @@ mod tests {
     fn suggestions_catch_small_typos() {
         assert_eq!(suggestion("lrr", &["lr", "alpha"]), "did you mean `lr`? ");
         assert_eq!(suggestion("zzzzzz", &["lr", "alpha"]), "");
+    }
+
+    #[test]
+    fn neuron_kinds_parse_with_their_threshold_and_round_trip() {
+        let parse = |text: &str| Experiment::parse(text, "x.toml", "x", &[]);
+        let ltc = parse("[data]\ntask = \"smnist\"\n").unwrap();
+        assert_eq!(ltc.model.neuron, NeuronKind::Ltc);
+        for (name, kind, adaptive) in [("alif", NeuronKind::Alif, true), ("lif", NeuronKind::Lif, false)] {
+            // The threshold follows the neuron on both tasks, whatever the task's default.
+            for task in ["smnist", "adding"] {
+                let e = parse(&format!("[data]\ntask = \"{task}\"\n[model]\nneuron = \"{name}\"\n")).unwrap();
+                assert_eq!((e.model.neuron, e.model.adaptive_threshold), (kind, adaptive), "{name} {task}");
+                assert_eq!(e.model_config().neuron, kind);
+                assert_eq!(parse(&e.to_toml()).unwrap(), e, "{name} {task}: config.toml parses back");
+            }
+        }
+        let err = parse("[data]\ntask = \"adding\"\n[model]\nneuron = \"lif\"\nthreshold = \"adaptive\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.toml: model.threshold: ") && err.contains("neuron = \"lif\""), "{err}");
+        let err = parse("[data]\ntask = \"smnist\"\n[model]\nneuron = \"alif\"\nthreshold = \"fixed\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.threshold") && err.contains("\"adaptive\""), "{err}");
+        let err = parse("[data]\ntask = \"smnist\"\n[model]\nneuron = \"izhikevich\"\n").unwrap_err().to_string();
+        assert_eq!(err, "x.toml: model.neuron: expected one of ltc, alif, lif, found \"izhikevich\"");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fptt::model::{ModelConfig, ThresholdMode};
+use fptt::model::{ModelConfig, NeuronKind, ThresholdMode};
 use fptt::settings::{
     AuxTargets, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
 };
@@ -60,6 +60,7 @@ pub fn load_fixture(name: &str) -> Fixture {
         fused_recurrent: false,
         trainable_slopes: true,
         batch_norm: flag("batch_norm"),
+        neuron: NeuronKind::Ltc,
     };
     let optimizer = match json["optimizer"].as_str().expect("fixture.json: optimizer") {
         "adam" => Optimizer::Adam,
