@@ -107,8 +107,10 @@ fn user_mistakes_exit_1_with_a_message_naming_the_file() {
     let o = fptt(&["train", ok.to_str().unwrap(), "--set", "model.hiden=[4]"]);
     assert_refused(&o, &["--set model.hiden=[4]", "unknown key", "model.hidden"]);
 
-    let o = fptt(&["train", ok.to_str().unwrap(), "--set", "train.rule=bptt"]);
-    assert_refused(&o, &["train.rule", "not implemented yet"]);
+    let o = fptt(&["train", ok.to_str().unwrap(), "--set", "train.rule=eprop"]);
+    assert_refused(&o, &["ok.toml", "train.rule", "CPU reference only"]);
+    let o = fptt(&["train", ok.to_str().unwrap(), "--set", "train.rule=bptt", "--set", "train.chunk=2"]);
+    assert_refused(&o, &["ok.toml", "train.chunk", "fptt\" only"]);
 
     // LIF/ALIF parse, but the GPU engine refuses them before any work.
     let o = fptt(&["train", ok.to_str().unwrap(), "--set", "model.neuron=lif"]);
@@ -349,11 +351,11 @@ fn bench_writes_one_csv_row_per_shape() {
     assert_eq!(header, fptt::bench::CSV_HEADER.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     assert_eq!(rows.len(), 2);
     for row in &rows {
-        for (name, cell) in header.iter().zip(row).take(13) {
+        for (name, cell) in header.iter().zip(row).take(16) {
             assert!(cell.parse::<f64>().is_ok_and(|v| v >= 0.0), "{name} = {cell:?} is not a number");
         }
-        assert!(!row[13].is_empty(), "the adapter is named");
-        assert!(["cpu", "discrete", "integrated", "virtual", "other"].contains(&row[15].as_str()), "{}", row[15]);
+        assert!(!row[16].is_empty(), "the adapter is named");
+        assert!(["cpu", "discrete", "integrated", "virtual", "other"].contains(&row[18].as_str()), "{}", row[18]);
     }
     let o = fptt(&["bench", "--hidden", "0"]);
     assert!(!o.status.success());
@@ -392,4 +394,36 @@ fn profile_writes_kernels_csv_next_to_the_metrics() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!plain.join("kernels.csv").exists());
+}
+
+#[test]
+fn bench_memory_writes_bytes_per_rule_and_length() {
+    let dir = scratch("bench-memory");
+    let csv = dir.join("memory.csv");
+    let o =
+        fptt(&["bench", "memory", "--hidden", "4", "--batch", "2", "--steps", "20,40", "--out", csv.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = csv_rows(&csv);
+    assert_eq!(header, fptt::bench::MEMORY_CSV_HEADER.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(rows.len(), 6, "three rules at two lengths");
+    let learning = |rule: &str, steps: &str| -> u64 {
+        let row = rows.iter().find(|r| r[0] == rule && r[4] == steps && (rule != "fptt" || r[1] == "1")).unwrap();
+        row[6].parse().unwrap()
+    };
+    assert_eq!(learning("fptt", "20"), learning("fptt", "40"), "one-step FPTT keeps the same bytes");
+    assert!(learning("bptt", "40") > learning("bptt", "20"), "BPTT keeps more for a longer sequence");
+}
+
+#[test]
+fn bench_peer_check_writes_start_data_and_end_state() {
+    let dir = scratch("bench-peer");
+    let o =
+        fptt(&["bench", "peer-check", "--hidden", "4", "--batch", "2", "--steps", "3", "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (after, meta) = fptt::checkpoint::load(&dir.join("after.safetensors")).unwrap();
+    assert_eq!(meta["steps"], "3");
+    assert!(after.contains_key("layer1_x.weight.wbar") && after.contains_key("q"));
+    let (data, _) = fptt::checkpoint::load(&dir.join("data.safetensors")).unwrap();
+    assert_eq!(data["inputs"].shape, vec![3, 2, 1]);
+    assert_eq!(data["membrane"].shape, vec![2, 4]);
 }
