@@ -13,13 +13,12 @@
 
 mod common;
 
+use common::{random_params, random_state};
 use fptt::model::{init_params, ModelConfig, NeuronKind, ParamLayout, StatLayout, ThresholdMode};
 use fptt::reference::batchnorm::{self, Norm};
 use fptt::reference::loss::{task_loss, update_table};
 use fptt::reference::optim::{adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser};
-use fptt::reference::{
-    params_from_map, to_f32, to_f64, Grads, LayerState, Net, NetState, Params, ReferenceTrainer, SpikeFn,
-};
+use fptt::reference::{params_from_map, to_f32, to_f64, Grads, Net, NetState, Params, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
 use fptt::settings::{
     AuxTargets, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
@@ -27,42 +26,6 @@ use fptt::settings::{
 
 // ---------------------------------------------------------------------------------------------
 // Random networks, states and data (the same recipe as `tests/reference_spec.rs`).
-
-/// A random parameter map for `cfg` (gate weights kept moderate so the gates are not saturated).
-fn random_params(cfg: &ModelConfig, rng: &mut Rng) -> Params {
-    ParamLayout::new(cfg)
-        .slots
-        .iter()
-        .map(|s| {
-            let data = if s.name.ends_with(".alpha") {
-                vec![rng.uniform_range(0.7, 1.5)]
-            } else if s.name.starts_with("bn") || s.name.starts_with("readout_bn") {
-                if s.name.ends_with(".weight") {
-                    (0..s.len()).map(|_| rng.uniform_range(0.5, 1.5)).collect()
-                } else {
-                    (0..s.len()).map(|_| rng.uniform_range(-0.3, 0.3)).collect()
-                }
-            } else {
-                (0..s.len()).map(|_| rng.uniform_range(-0.8, 0.8)).collect()
-            };
-            (s.name.clone(), data)
-        })
-        .collect()
-}
-
-/// A random start state: m, s, b, o all non-zero so that every state path matters from step one.
-fn random_state(cfg: &ModelConfig, batch: usize, rng: &mut Rng) -> NetState {
-    let layers = cfg
-        .hidden
-        .iter()
-        .map(|&n| LayerState {
-            m: (0..batch * n).map(|_| rng.uniform_range(-0.5, 1.0)).collect(),
-            s: (0..batch * n).map(|_| rng.uniform()).collect(),
-            b: (0..batch * n).map(|_| rng.uniform_range(0.05, 0.6)).collect(),
-        })
-        .collect();
-    NetState { layers, o: (0..batch * cfg.outputs).map(|_| rng.uniform_range(-1.0, 1.0)).collect() }
-}
 
 /// One layer of 4 neurons (or the given stack), 3 inputs, 3 classes, T = 8, adaptive threshold,
 /// separate input and recurrent maps, trainable slopes, no batch norm.

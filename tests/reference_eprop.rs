@@ -6,6 +6,9 @@
 //! the networks it refuses.
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+
+use common::random_params;
 use fptt::model::{init_params, ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
 use fptt::reference::eprop::{self, random_feedback, Eprop};
 use fptt::reference::optim::{adam_step, clip_factor};
@@ -26,21 +29,6 @@ fn small(neuron: NeuronKind, fused: bool, steps: usize) -> ModelConfig {
     cfg.threshold = if neuron == NeuronKind::Lif { ThresholdMode::Fixed(0.5) } else { ThresholdMode::Adaptive };
     cfg.fused_recurrent = fused;
     cfg
-}
-
-fn random_params(cfg: &ModelConfig, rng: &mut Rng) -> Params {
-    ParamLayout::new(cfg)
-        .slots
-        .iter()
-        .map(|s| {
-            let data = if s.name.ends_with(".alpha") {
-                vec![rng.uniform_range(0.7, 1.5)]
-            } else {
-                (0..s.len()).map(|_| rng.uniform_range(-0.8, 0.8)).collect()
-            };
-            (s.name.clone(), data)
-        })
-        .collect()
 }
 
 /// Zero the recurrent weights: `W_r` (separate maps) or the `s` columns of the fused `W_x`.

@@ -3,10 +3,13 @@
 //! parameter element, with batch norm, with the fixed-threshold fused variant, with two layers).
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+
+use common::{random_params, random_state};
 use fptt::model::{LayerNames, ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
 use fptt::reference::batchnorm::Norm;
 use fptt::reference::optim::{fptt_after_step, fptt_gradient, sgd_step};
-use fptt::reference::{neuron, surrogate, LayerSpec, LayerState, Net, NetState, Params, ReferenceTrainer, SpikeFn};
+use fptt::reference::{neuron, surrogate, LayerSpec, LayerState, Net, Params, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
 use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets};
 
@@ -116,42 +119,6 @@ fn fptt_trace_of_spec_section_6() {
 
 // ---------------------------------------------------------------------------------------------
 // Finite differences of the full one-step gradient.
-
-/// A random parameter map for `cfg` (gate weights kept moderate so the gates are not saturated).
-fn random_params(cfg: &ModelConfig, rng: &mut Rng) -> Params {
-    ParamLayout::new(cfg)
-        .slots
-        .iter()
-        .map(|s| {
-            let data = if s.name.ends_with(".alpha") {
-                vec![rng.uniform_range(0.7, 1.5)]
-            } else if s.name.starts_with("bn") || s.name.starts_with("readout_bn") {
-                if s.name.ends_with(".weight") {
-                    (0..s.len()).map(|_| rng.uniform_range(0.5, 1.5)).collect()
-                } else {
-                    (0..s.len()).map(|_| rng.uniform_range(-0.3, 0.3)).collect()
-                }
-            } else {
-                (0..s.len()).map(|_| rng.uniform_range(-0.8, 0.8)).collect()
-            };
-            (s.name.clone(), data)
-        })
-        .collect()
-}
-
-/// A random incoming state: m, s, b, o all non-zero so that the recurrent and gate paths matter.
-fn random_state(cfg: &ModelConfig, batch: usize, rng: &mut Rng) -> NetState {
-    let layers = cfg
-        .hidden
-        .iter()
-        .map(|&n| LayerState {
-            m: (0..batch * n).map(|_| rng.uniform_range(-0.5, 1.0)).collect(),
-            s: (0..batch * n).map(|_| rng.uniform()).collect(),
-            b: (0..batch * n).map(|_| rng.uniform_range(0.05, 0.6)).collect(),
-        })
-        .collect();
-    NetState { layers, o: (0..batch * cfg.outputs).map(|_| rng.uniform_range(-1.0, 1.0)).collect() }
-}
 
 /// Checks every element of every parameter: analytic vs central differences.
 fn check_gradient(cfg: &ModelConfig, batch: usize, loss: LossKind, seed: u64) {

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fptt::model::{ModelConfig, NeuronKind, ThresholdMode};
+use fptt::model::{ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
+use fptt::reference::{LayerState, NetState, Params};
+use fptt::rng::Rng;
 use fptt::settings::{
     AuxTargets, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
 };
@@ -285,4 +287,42 @@ pub fn regulariser(state: &TensorMap, names: &[&str], alpha: f64) -> f64 {
                 .sum::<f64>()
         })
         .sum()
+}
+
+// Random networks and states for the reference's gradient tests.
+
+/// A random parameter map for `cfg` (gate weights kept moderate so the gates are not saturated).
+pub fn random_params(cfg: &ModelConfig, rng: &mut Rng) -> Params {
+    ParamLayout::new(cfg)
+        .slots
+        .iter()
+        .map(|s| {
+            let data = if s.name.ends_with(".alpha") {
+                vec![rng.uniform_range(0.7, 1.5)]
+            } else if s.name.starts_with("bn") || s.name.starts_with("readout_bn") {
+                if s.name.ends_with(".weight") {
+                    (0..s.len()).map(|_| rng.uniform_range(0.5, 1.5)).collect()
+                } else {
+                    (0..s.len()).map(|_| rng.uniform_range(-0.3, 0.3)).collect()
+                }
+            } else {
+                (0..s.len()).map(|_| rng.uniform_range(-0.8, 0.8)).collect()
+            };
+            (s.name.clone(), data)
+        })
+        .collect()
+}
+
+/// A random incoming state: m, s, b, o all non-zero so that the recurrent and gate paths matter.
+pub fn random_state(cfg: &ModelConfig, batch: usize, rng: &mut Rng) -> NetState {
+    let layers = cfg
+        .hidden
+        .iter()
+        .map(|&n| LayerState {
+            m: (0..batch * n).map(|_| rng.uniform_range(-0.5, 1.0)).collect(),
+            s: (0..batch * n).map(|_| rng.uniform()).collect(),
+            b: (0..batch * n).map(|_| rng.uniform_range(0.05, 0.6)).collect(),
+        })
+        .collect();
+    NetState { layers, o: (0..batch * cfg.outputs).map(|_| rng.uniform_range(-1.0, 1.0)).collect() }
 }
