@@ -82,6 +82,7 @@ pub struct FpttEngine {
     _args_buffer: ArgBuffer,
     storage_group: wgpu::BindGroup,
     argument_group: wgpu::BindGroup,
+    /// One-step FPTT training, per state parity (empty when training runs in chunks).
     train_schedule: [Vec<Dispatch>; 2],
     eval_schedule: [Vec<Dispatch>; 2],
     /// Training by backpropagation through chunks of steps (chunked FPTT, BPTT); None for
@@ -177,7 +178,8 @@ impl FpttEngine {
 
         let mut arena = ArgArena::default();
         let planner = Planner { kernels: &kernels, cfg, settings, batch, layout: &layout, stats: &stats, plan: &plan };
-        // One-step schedules alternate between states 0 and 1 (evaluation always runs this way).
+        // One-step schedules alternate between states 0 and 1 (evaluation always runs this way;
+        // training too, unless it runs in chunks).
         let mut one_step = |p: usize, training: bool| {
             let view = StepView {
                 prev: &plan.state[p],
@@ -190,14 +192,14 @@ impl FpttEngine {
             let step = planner.step(&mut arena, &view, training);
             let mut list = step.forward;
             list.extend(step.backward);
-            if training && !chunked {
+            if training {
                 list.extend(planner.update(&mut arena, false));
             }
             list
         };
-        let train_schedule = [one_step(0, true), one_step(1, true)];
+        let train_schedule = if chunked { [vec![], vec![]] } else { [one_step(0, true), one_step(1, true)] };
         let eval_schedule = [one_step(0, false), one_step(1, false)];
-        let chunk = (chunked || !regularised).then(|| {
+        let chunk = chunked.then(|| {
             let (forward, backward) = (0..slots)
                 .map(|i| {
                     let view = StepView {
@@ -551,25 +553,27 @@ impl Planner<'_> {
             let tiles = tiles(ia.batch as usize, ia.cols as usize);
             out.push(kernels.over("input_grad", arena.push(&ia), tiles));
         };
+        // The matrix part of a gradient carried to the previous step, added in place:
+        // target[b, j] += Σ_o G[b, o]·W[o, col + j] for a square map of `size` rows and columns.
+        let add_onto = |out: &mut Vec<Dispatch>, arena: &mut ArgArena, target, size, g, w, ld, col| {
+            let ia = InputGradArgs {
+                batch: bsz,
+                cols: size,
+                add: target,
+                out: target,
+                k1: size,
+                g1: g,
+                w1: w,
+                ld1: ld,
+                col1: col,
+                k2: 0,
+                ..Default::default()
+            };
+            input_grad(out, arena, ia)
+        };
         if let Some((_, earlier)) = view.earlier {
             // The previous step's ḡ_o also gets ḡ_zo·W_om[:, C:] (readout_backward added ḡ_o'·(1 − τo)).
-            input_grad(
-                &mut out,
-                arena,
-                InputGradArgs {
-                    batch: bsz,
-                    cols: c,
-                    add: earlier.g_o,
-                    out: earlier.g_o,
-                    k1: c,
-                    g1: ro.g_zo,
-                    w1: ra.w_om,
-                    ld1: 2 * c,
-                    col1: c,
-                    k2: 0,
-                    ..Default::default()
-                },
-            );
+            add_onto(&mut out, arena, earlier.g_o, c, ro.g_zo, ra.w_om, 2 * c, c);
         }
         input_grad(
             &mut out,
@@ -655,33 +659,14 @@ impl Planner<'_> {
             if let Some(e) = earlier {
                 // The matrix parts of the gradient on the previous state: through the gates'
                 // state inputs [· ; m], [· ; b] and through the recurrent map.
-                let onto = |out: &mut Vec<Dispatch>, arena: &mut ArgArena, target, g, w, ld, col| {
-                    input_grad(
-                        out,
-                        arena,
-                        InputGradArgs {
-                            batch: bsz,
-                            cols: n,
-                            add: target,
-                            out: target,
-                            k1: n,
-                            g1: g,
-                            w1: w,
-                            ld1: ld,
-                            col1: col,
-                            k2: 0,
-                            ..Default::default()
-                        },
-                    )
-                };
-                onto(&mut out, arena, e.g_m_carry, reg.g_zm, la.w_m, 2 * n, n);
+                add_onto(&mut out, arena, e.g_m_carry, n, reg.g_zm, la.w_m, 2 * n, n);
                 if cfg.adaptive() {
-                    onto(&mut out, arena, e.g_b_carry, reg.g_za, la.w_a, 2 * n, n);
+                    add_onto(&mut out, arena, e.g_b_carry, n, reg.g_za, la.w_a, 2 * n, n);
                 }
                 if cfg.fused_recurrent {
-                    onto(&mut out, arena, e.g_s_carry, reg.g_cx, la.w_x, n_in + n, n_in);
+                    add_onto(&mut out, arena, e.g_s_carry, n, reg.g_cx, la.w_x, n_in + n, n_in);
                 } else {
-                    onto(&mut out, arena, e.g_s_carry, reg.g_cr, la.w_r, n, 0);
+                    add_onto(&mut out, arena, e.g_s_carry, n, reg.g_cr, la.w_r, n, 0);
                 }
             }
             if k > 0 {
@@ -793,7 +778,8 @@ impl FpttEngine {
         self.ledger.bytes() - step_infos - 4 * self.plan.sequence_data_len() as u64
     }
 
-    /// Names of the kernels of one training step, in launch order.
+    /// Names of the kernels of one training step of one-step FPTT, in launch order (empty when the
+    /// engine trains in chunks).
     pub fn step_kernels(&self) -> Vec<&'static str> {
         self.train_schedule[0].iter().map(|d| self.kernels.name(d.kernel)).collect()
     }

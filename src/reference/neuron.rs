@@ -248,6 +248,41 @@ pub fn backward(
     (r.grads, r.g_x)
 }
 
+/// One LTC gate `τ = σ(a·(W·[d ; state] + c))`: its map's name, its slope's name, its state input
+/// and its pre-activation `W·[d ; state] + c` from the forward.
+struct Gate<'a> {
+    map: &'a str,
+    slope: &'a str,
+    state: &'a [f64],
+    pre: &'a [f64],
+}
+
+/// Backward through `gate` from `r = ḡ_τ⊙τ(1−τ)`, with `ḡ_z = r⊙a`: records `∇W = Σ ḡ_zᵀ·[d ; state]`,
+/// `∇c = Σ ḡ_z` and `∇a = Σ r⊙pre` in `grads`, adds `(ḡ_z·W)[:, :N]` to `g_d`, and returns
+/// `(ḡ_z·W)[:, N:]`, the gradient on the gate's state input.
+#[allow(clippy::too_many_arguments)]
+fn gate_backward(
+    spec: &LayerSpec,
+    p: &Params,
+    gate: Gate,
+    d: &[f64],
+    r: &[f64],
+    nb: usize,
+    grads: &mut Grads,
+    g_d: &mut [f64],
+) -> Vec<f64> {
+    let nn = spec.neurons;
+    let a = scalar(p, gate.slope);
+    let g_z: Vec<f64> = r.iter().map(|g| g * a).collect();
+    let input = concat(d, nn, gate.state, nn, nb);
+    let (gw, gc, g_input) = linear_backward(&g_z, &input, nb, 2 * nn, get(p, &spec.w(gate.map)), nn);
+    add_into(g_d, &first_columns(&g_input, nb, 2 * nn, nn));
+    grads.insert(spec.w(gate.map), gw);
+    grads.insert(spec.c(gate.map), gc);
+    grads.insert(gate.slope.to_string(), vec![r.iter().zip(gate.pre).map(|(r, z)| r * z).sum()]);
+    last_columns(&g_input, nb, 2 * nn, nn)
+}
+
 /// [`backward`] plus the gradient on the previous state (the chunk's chain of spec §3, last
 /// paragraph). Besides the local derivatives of spec §3 (which give the same parameter gradients
 /// and `ḡ_x`, bit for bit):
@@ -307,18 +342,18 @@ pub fn backward_through_state(
         // LIF/ALIF: τm = σ(ρ_m) per neuron, ∇ρ_m = Σ_batch ḡ_τm⊙τm(1−τm); nothing flows into d or m.
         grads.insert(spec.w(&names.tau_m), sum_over_batch(&g_tm_dsig, nn));
     } else {
-        let a_m = scalar(p, &names.slope_m);
-        let g_zm: Vec<f64> = g_tm_dsig.iter().map(|g| g * a_m).collect();
-        // ∇W_m = Σ ḡ_zmᵀ·[d ; m], ∇c_m = Σ ḡ_zm, ḡ_d += ḡ_zm·W_m[:, :N], ∇a_m = Σ ḡ_τm⊙τm(1−τm)⊙pre_m
-        let dm = concat(&c.d, nn, &prev.m, nn, nb);
-        let w_m = get(p, &spec.w(&names.tau_m));
-        let (gw, gc, g_dm) = linear_backward(&g_zm, &dm, nb, 2 * nn, w_m, nn);
-        add_into(&mut g_d, &first_columns(&g_dm, nb, 2 * nn, nn));
-        grads.insert(spec.w(&names.tau_m), gw);
-        grads.insert(spec.c(&names.tau_m), gc);
-        grads.insert(names.slope_m.clone(), vec![(0..len).map(|i| g_tm_dsig[i] * c.pre_m[i]).sum()]);
         // Previous m through the gate input [d ; m]: (ḡ_zm·W_m)[:, N:].
-        add_into(&mut g_prev_m, &last_columns(&g_dm, nb, 2 * nn, nn));
+        let through_gate = gate_backward(
+            spec,
+            p,
+            Gate { map: &names.tau_m, slope: &names.slope_m, state: &prev.m, pre: &c.pre_m },
+            &c.d,
+            &g_tm_dsig,
+            nb,
+            &mut grads,
+            &mut g_d,
+        );
+        add_into(&mut g_prev_m, &through_gate);
     }
 
     let (mut g_prev_s, g_prev_b);
@@ -329,16 +364,16 @@ pub fn backward_through_state(
         // b' = τa⊙b + (1 − τa)⊙s: ḡ_b'⊙τa on the previous b (LTC: plus the gate input [d ; b],
         // (ḡ_za·W_a)[:, N:]), ḡ_b'⊙(1 − τa) on the previous s (the recurrent map adds to it below).
         let mut g_b_from_gate = if spec.neuron.has_gates() {
-            let a_a = scalar(p, &names.slope_a);
-            let g_za: Vec<f64> = g_ta_dsig.iter().map(|g| g * a_a).collect();
-            let db = concat(&c.d, nn, &prev.b, nn, nb);
-            let w_a = get(p, &spec.w(&names.tau_adp));
-            let (gw, gc, g_db) = linear_backward(&g_za, &db, nb, 2 * nn, w_a, nn);
-            add_into(&mut g_d, &first_columns(&g_db, nb, 2 * nn, nn));
-            grads.insert(spec.w(&names.tau_adp), gw);
-            grads.insert(spec.c(&names.tau_adp), gc);
-            grads.insert(names.slope_a.clone(), vec![(0..len).map(|i| g_ta_dsig[i] * c.pre_a[i]).sum()]);
-            last_columns(&g_db, nb, 2 * nn, nn)
+            gate_backward(
+                spec,
+                p,
+                Gate { map: &names.tau_adp, slope: &names.slope_a, state: &prev.b, pre: &c.pre_a },
+                &c.d,
+                &g_ta_dsig,
+                nb,
+                &mut grads,
+                &mut g_d,
+            )
         } else {
             // ALIF: τa = σ(ρ_a) per neuron, ∇ρ_a = Σ_batch ḡ_τa⊙τa(1−τa).
             grads.insert(spec.w(&names.tau_adp), sum_over_batch(&g_ta_dsig, nn));
