@@ -1,4 +1,5 @@
-// One step backward through the LTC neuron (spec §3). One invocation per (sample, neuron), from
+// One step backward through the neuron (spec §3; LIF/ALIF: the slopes a_m, a_a are 1 and
+// ḡ_zm, ḡ_za are the per-sample gradients of ρ_m, ρ_a). One invocation per (sample, neuron), from
 // ḡ_s on s' and, inside a chunk of steps, the gradients ḡ_m, ḡ_b carried onto m', b' from the
 // next step (NONE: zero, as in one-step FPTT where the loss reads the layer through its spikes):
 //   e = ḡ_s − ḡ_m·u, ḡ_u = ḡ_m·(1 − s') + e·ψ(u − θ), ḡ_b' = ḡ_b − β_a·e·ψ(u − θ)
@@ -11,6 +12,14 @@
 #import args
 #import neuron
 @group(1) @binding(0) var<storage, read> args: LayerArgs;
+
+// A gate's slope; LIF/ALIF's τ = σ(ρ) has none (1).
+fn slope(offset: u32) -> f32 {
+    if (args.flags & LAYER_CONSTANT_TAU) != 0u {
+        return 1.0;
+    }
+    return params[offset];
+}
 
 fn carried(offset: u32, idx: u32) -> f32 {
     if offset == NONE {
@@ -39,7 +48,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let g_tau_m = g_u * (work[args.d + idx] - work[args.m_prev + idx]);
     let r_m = g_tau_m * tau_m * (1.0 - tau_m);
     work[args.r_m + idx] = r_m;
-    work[args.g_zm + idx] = r_m * params[args.a_m];
+    work[args.g_zm + idx] = r_m * slope(args.a_m);
     work[args.g_direct + idx] = g_u * tau_m;
     if args.g_m_prev != NONE {
         work[args.g_m_prev + idx] = g_u * (1.0 - tau_m);
@@ -51,7 +60,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let g_tau_a = g_b * (work[args.b_prev + idx] - work[args.s_prev + idx]);
         let r_a = g_tau_a * tau_a * (1.0 - tau_a);
         work[args.r_a + idx] = r_a;
-        work[args.g_za + idx] = r_a * params[args.a_a];
+        work[args.g_za + idx] = r_a * slope(args.a_a);
         if args.g_b_prev != NONE {
             work[args.g_b_prev + idx] = g_b * tau_a;
         }

@@ -1,6 +1,8 @@
-// Forward, step 2 of a hidden layer: gates and the LTC neuron update (spec §1).
+// Forward, step 2 of a hidden layer: gates and the neuron update (spec §1, §7).
 //   d = cur_x + cur_r, τm = σ(a_m·(W_m·[d ; m] + c_m)), τa = σ(a_a·(W_a·[d ; b] + c_a)),
 //   b' = τa·b + (1 − τa)·s, θ = b0 + β_a·b', u = m + τm·(d − m), s' = H(u − θ), m' = (1 − s')·u
+// LIF/ALIF (LAYER_CONSTANT_TAU): τm = σ(ρ_m), τa = σ(ρ_a) per neuron, the rest unchanged; the
+// tape's "pre-activations" are then ρ_m, ρ_a.
 // Reads the previous state and writes the next one (the host alternates the two), and records
 // the tape (d, τm, τa, the gate pre-activations, u) that the one-step backward needs.
 // One invocation per 4×4 tile of (sample, neuron).
@@ -49,15 +51,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let js = tile.cols;
     let rows = bs * n;
     let adaptive = (args.flags & LAYER_ADAPTIVE) != 0u;
-    let zm = gate_tile(rows, args.m_prev, vec4<u32>(args.w_m) + js * 2u * n);
+    let gated = (args.flags & LAYER_CONSTANT_TAU) == 0u;
+    var zm: array<vec4<f32>, 4>;
     var za: array<vec4<f32>, 4>;
-    if adaptive {
-        za = gate_tile(rows, args.b_prev, vec4<u32>(args.w_a) + js * 2u * n);
-    }
-    let slope_m = params[args.a_m];
-    var slope_a = 0.0;
-    if adaptive {
-        slope_a = params[args.a_a];
+    var slope_m = 1.0;
+    var slope_a = 1.0;
+    if gated {
+        zm = gate_tile(rows, args.m_prev, vec4<u32>(args.w_m) + js * 2u * n);
+        slope_m = params[args.a_m];
+        if adaptive {
+            za = gate_tile(rows, args.b_prev, vec4<u32>(args.w_a) + js * 2u * n);
+            slope_a = params[args.a_a];
+        }
     }
     for (var r = 0u; r < TILE; r++) {
         let b = tile.row0 + r;
@@ -70,13 +75,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 break;
             }
             let idx = b * n + j;
-            let z_m = zm[r][c] + params[args.c_m + j];
+            var z_m = params[args.w_m + j];
+            if gated {
+                z_m = zm[r][c] + params[args.c_m + j];
+            }
             let tau_m = sigmoid(slope_m * z_m);
             let d = current(idx);
             let m = work[args.m_prev + idx];
             var theta = args.threshold;
             if adaptive {
-                let z_a = za[r][c] + params[args.c_a + j];
+                var z_a = params[args.w_a + j];
+                if gated {
+                    z_a = za[r][c] + params[args.c_a + j];
+                }
                 let tau_a = sigmoid(slope_a * z_a);
                 let b_new = tau_a * work[args.b_prev + idx] + (1.0 - tau_a) * work[args.s_prev + idx];
                 theta = B0 + BETA_ADAPT * b_new;

@@ -40,6 +40,18 @@ fn adding_variant(hidden: &[usize], steps: usize) -> ModelConfig {
     }
 }
 
+/// `cfg` with LIF or ALIF neurons (spec §7): ALIF keeps the adaptive threshold, LIF takes a fixed
+/// one (the adding variant's, or 0.5).
+fn with_neuron(mut cfg: ModelConfig, neuron: NeuronKind) -> ModelConfig {
+    cfg.neuron = neuron;
+    cfg.threshold = match (neuron, cfg.threshold) {
+        (NeuronKind::Lif, ThresholdMode::Adaptive) => ThresholdMode::Fixed(0.5),
+        (NeuronKind::Alif, _) => ThresholdMode::Adaptive,
+        (_, th) => th,
+    };
+    cfg
+}
+
 /// Random inputs in [0, 1.5) and labels (or targets), from `seed`.
 fn random_batch(cfg: &ModelConfig, batch: usize, loss: LossKind, seed: u64) -> SequenceBatch {
     let mut rng = Rng::new(seed);
@@ -138,6 +150,27 @@ fn cases() -> Vec<Case> {
         Case { cfg: classifier(4, &[9, 7], 4, 4, true), settings: cls(Optimizer::Adam, AuxTargets::Table), batch: 6 },
         // the adding-task variant: fixed threshold, fused map, frozen slopes, regression
         Case { cfg: adding_variant(&[70], 4), settings: FpttSettings::regression(Optimizer::Adam, 1e-2), batch: 2 },
+        // ALIF and LIF neurons (τ = σ(ρ) per neuron), with and without batch norm, fused and not
+        Case {
+            cfg: with_neuron(classifier(3, &[67], 10, 4, false), NeuronKind::Alif),
+            settings: cls(Optimizer::Adamax, AuxTargets::Table),
+            batch: 3,
+        },
+        Case {
+            cfg: with_neuron(classifier(4, &[9, 7], 4, 4, true), NeuronKind::Alif),
+            settings: cls(Optimizer::Adam, AuxTargets::Table),
+            batch: 6,
+        },
+        Case {
+            cfg: with_neuron(classifier(2, &[65, 3], 5, 4, false), NeuronKind::Lif),
+            settings: cls(Optimizer::Adam, AuxTargets::Uniform),
+            batch: 5,
+        },
+        Case {
+            cfg: with_neuron(adding_variant(&[70], 4), NeuronKind::Lif),
+            settings: FpttSettings::regression(Optimizer::Adam, 1e-2),
+            batch: 2,
+        },
     ]
 }
 
@@ -146,7 +179,7 @@ fn every_kernel_matches_the_reference_on_one_poisoned_step() {
     let ctx = gpu_common::context();
     for (i, case) in cases().into_iter().enumerate() {
         let Case { cfg, settings, batch } = case;
-        let what = format!("case {i} ({:?}, B={batch}, bn={})", cfg.hidden, cfg.batch_norm);
+        let what = format!("case {i} ({:?} {:?}, B={batch}, bn={})", cfg.neuron, cfg.hidden, cfg.batch_norm);
         let init = init_params(&cfg, 100 + i as u64);
         let data = random_batch(&cfg, batch, settings.loss, 200 + i as u64);
         let initial = InitialState::uniform(&cfg.hidden, batch, &mut Rng::new(300 + i as u64));
@@ -246,11 +279,13 @@ fn twenty_fptt_steps_match_the_reference() {
         (classifier(3, &[24], 6, 20, true), Optimizer::Adamax),
         (classifier(3, &[20, 12], 6, 20, false), Optimizer::Adam),
         (classifier(3, &[20, 12], 6, 20, true), Optimizer::Adamax),
+        (with_neuron(classifier(3, &[24], 6, 20, false), NeuronKind::Alif), Optimizer::Adam),
+        (with_neuron(classifier(3, &[20, 12], 6, 20, false), NeuronKind::Lif), Optimizer::Adamax),
     ];
     for (i, (cfg, opt)) in configs.into_iter().enumerate() {
         let settings = FpttSettings::classification(opt, 3e-3, AuxTargets::Table);
         let batch = 8;
-        let what = format!("{:?} {opt:?} bn={}", cfg.hidden, cfg.batch_norm);
+        let what = format!("{:?} {:?} {opt:?} bn={}", cfg.neuron, cfg.hidden, cfg.batch_norm);
         let init = init_params(&cfg, 7 + i as u64);
         let data = random_batch(&cfg, batch, settings.loss, 17 + i as u64);
         let initial = InitialState::uniform(&cfg.hidden, batch, &mut Rng::new(27 + i as u64));
@@ -344,10 +379,20 @@ fn chunked_fptt_and_bptt_match_the_reference() {
         (classifier(3, &[24], 6, 8, false), cls(Optimizer::Adam, LearningRule::Bptt)),
         (classifier(2, &[18, 9], 5, 6, true), cls(Optimizer::Adamax, LearningRule::Bptt)),
         (adding_variant(&[16, 8], 10), reg(LearningRule::Bptt)),
+        (
+            with_neuron(classifier(3, &[24], 6, 8, false), NeuronKind::Alif),
+            cls(Optimizer::Adam, LearningRule::Fptt { chunk: 3 }),
+        ),
+        (
+            with_neuron(classifier(2, &[18, 9], 5, 6, false), NeuronKind::Alif),
+            cls(Optimizer::Adamax, LearningRule::Bptt),
+        ),
+        (with_neuron(adding_variant(&[16], 10), NeuronKind::Lif), reg(LearningRule::Bptt)),
+        (with_neuron(adding_variant(&[16, 8], 12), NeuronKind::Lif), reg(LearningRule::Fptt { chunk: 5 })),
     ];
     for (i, (cfg, settings)) in cases.into_iter().enumerate() {
         let batch = 6;
-        let what = format!("{:?} bn={} {:?}", cfg.hidden, cfg.batch_norm, settings.rule);
+        let what = format!("{:?} {:?} bn={} {:?}", cfg.neuron, cfg.hidden, cfg.batch_norm, settings.rule);
         let init = init_params(&cfg, 70 + i as u64);
         let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
         let mut reference = ReferenceTrainer::new(&cfg, &settings, batch, &init);

@@ -112,10 +112,6 @@ fn user_mistakes_exit_1_with_a_message_naming_the_file() {
     let o = fptt(&["train", ok.to_str().unwrap(), "--set", "train.rule=bptt", "--set", "train.chunk=2"]);
     assert_refused(&o, &["ok.toml", "train.chunk", "fptt\" only"]);
 
-    // LIF/ALIF parse, but the GPU engine refuses them before any work.
-    let o = fptt(&["train", ok.to_str().unwrap(), "--set", "model.neuron=lif"]);
-    assert_refused(&o, &["model.neuron = \"lif\"", "CPU reference only"]);
-
     let o = fptt(&["train", "--resume", dir.join("nothing-here").to_str().unwrap()]);
     assert_refused(&o, &["config.toml not found"]);
 
@@ -426,4 +422,28 @@ fn bench_peer_check_writes_start_data_and_end_state() {
     let (data, _) = fptt::checkpoint::load(&dir.join("data.safetensors")).unwrap();
     assert_eq!(data["inputs"].shape, vec![3, 2, 1]);
     assert_eq!(data["membrane"].shape, vec![2, 4]);
+}
+
+#[test]
+fn lif_and_alif_neurons_train_from_an_experiment_file() {
+    let dir = scratch("cli-neurons");
+    let ok = write(&dir, "ok.toml", TINY_ADDING);
+    // Their kernels are checked against the reference in gpu_vs_reference; here the runner.
+    for neuron in ["lif", "alif"] {
+        let out = dir.join(format!("neuron-{neuron}"));
+        let set = format!("model.neuron={neuron}");
+        let o = fptt(&[
+            "train",
+            ok.to_str().unwrap(),
+            "--set",
+            &set,
+            "--set",
+            "train.epochs=1",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{neuron}: {}", stderr(&o));
+        let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+        assert!(config.contains(&format!("neuron = \"{neuron}\"")), "{config}");
+    }
 }

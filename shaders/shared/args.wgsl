@@ -2,13 +2,14 @@
 // one of the group-0 buffers unless noted; NONE marks an absent operand. Each struct's twin, with a
 // size/offset test against this file, lives in src/learn/kernel_args.rs.
 
-// Twin: `LayerArgs`. One hidden LTC layer at one state parity.
+// Twin: `LayerArgs`. One hidden layer (LTC, ALIF or LIF) at one state parity.
 struct LayerArgs {
     batch: u32,
     n: u32,
     n_in: u32,
     // bit 0: fused input/recurrent map; bit 1: adaptive threshold; bit 2: batch norm;
-    // bit 3: the layer input is the data (offset advances by t·B·I each step).
+    // bit 3: the layer input is the data (offset advances by t·B·I each step);
+    // bit 4: LIF/ALIF: τm = σ(ρ_m), τa = σ(ρ_a) per neuron (ρ at w_m, w_a; no gates, no c_m, c_a, slopes).
     flags: u32,
     // params (and grad) offsets
     w_x: u32,
@@ -65,6 +66,7 @@ const LAYER_FUSED: u32 = 1u;
 const LAYER_ADAPTIVE: u32 = 2u;
 const LAYER_BN: u32 = 4u;
 const LAYER_DATA_INPUT: u32 = 8u;
+const LAYER_CONSTANT_TAU: u32 = 16u;
 
 // Twin: `ReadoutArgs`. The LTC readout, the loss and the metrics at one state parity.
 struct ReadoutArgs {

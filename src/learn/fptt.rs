@@ -138,12 +138,6 @@ impl FpttEngine {
                 "batch norm needs a batch of at least 2 (it normalises over the batch)".into(),
             ));
         }
-        if cfg.neuron != crate::model::NeuronKind::Ltc {
-            return Err(EngineError::Shape(format!(
-                "{} neurons run on the CPU reference only for now; the GPU engine implements LTC layers",
-                cfg.neuron.name()
-            )));
-        }
         let (chunked, slots) = match settings.rule {
             LearningRule::Fptt { chunk } => {
                 if chunk == 0 || chunk > cfg.steps {
@@ -346,6 +340,10 @@ impl Planner<'_> {
             if k == 0 {
                 flags |= LAYER_DATA_INPUT;
             }
+            let gated = cfg.neuron.has_gates();
+            if !gated {
+                flags |= LAYER_CONSTANT_TAU;
+            }
             let threshold = match cfg.threshold {
                 ThresholdMode::Fixed(th) => th,
                 ThresholdMode::Adaptive => 0.0,
@@ -385,7 +383,8 @@ impl Planner<'_> {
                 g_za: reg.g_za,
                 r_m: reg.r_m,
                 r_a: reg.r_a,
-                g_direct: reg.g_direct,
+                // LIF/ALIF: no gate adds to ḡ_d, so the neuron's direct part is all of it.
+                g_direct: if gated { reg.g_direct } else { reg.g_d },
                 threshold,
                 x_tape: reg.x_tape,
                 g_m_next: carry(reg.g_m_carry),
@@ -601,28 +600,31 @@ impl Planner<'_> {
             let earlier = view.earlier.map(|(layers, _)| &layers[k]);
             let n = la.n;
             let elems = batch * cfg.hidden[k];
+            let gated = cfg.neuron.has_gates();
             out.push(kernels.over("layer_backward_neuron", la_off, elems));
-            input_grad(
-                &mut out,
-                arena,
-                InputGradArgs {
-                    batch: bsz,
-                    cols: n,
-                    add: reg.g_direct,
-                    out: reg.g_d,
-                    k1: n,
-                    g1: reg.g_zm,
-                    w1: la.w_m,
-                    ld1: 2 * n,
-                    col1: 0,
-                    k2: if cfg.adaptive() { n } else { 0 },
-                    g2: reg.g_za,
-                    w2: la.w_a,
-                    ld2: 2 * n,
-                    col2: 0,
-                    ..Default::default()
-                },
-            );
+            if gated {
+                input_grad(
+                    &mut out,
+                    arena,
+                    InputGradArgs {
+                        batch: bsz,
+                        cols: n,
+                        add: reg.g_direct,
+                        out: reg.g_d,
+                        k1: n,
+                        g1: reg.g_zm,
+                        w1: la.w_m,
+                        ld1: 2 * n,
+                        col1: 0,
+                        k2: if cfg.adaptive() { n } else { 0 },
+                        g2: reg.g_za,
+                        w2: la.w_a,
+                        ld2: 2 * n,
+                        col2: 0,
+                        ..Default::default()
+                    },
+                );
+            }
             for &ba_off in bn_offsets {
                 out.push(kernels.over("batch_norm_backward", ba_off, cfg.hidden[k]));
             }
@@ -639,9 +641,17 @@ impl Planner<'_> {
                 accumulate,
                 ..Default::default()
             };
-            weight_grad(&mut out, arena, wg(reg.g_zm, reg.d, n, la.m_prev, n, la.w_m, la.c_m));
-            if cfg.adaptive() {
-                weight_grad(&mut out, arena, wg(reg.g_za, reg.d, n, la.b_prev, n, la.w_a, la.c_a));
+            if gated {
+                weight_grad(&mut out, arena, wg(reg.g_zm, reg.d, n, la.m_prev, n, la.w_m, la.c_m));
+                if cfg.adaptive() {
+                    weight_grad(&mut out, arena, wg(reg.g_za, reg.d, n, la.b_prev, n, la.w_a, la.c_a));
+                }
+            } else {
+                // LIF/ALIF: ∇ρ = Σ_batch ḡ_z, the bias column of an outer product with no inputs.
+                weight_grad(&mut out, arena, wg(reg.g_zm, NONE, 0, NONE, 0, NONE, la.w_m));
+                if cfg.adaptive() {
+                    weight_grad(&mut out, arena, wg(reg.g_za, NONE, 0, NONE, 0, NONE, la.w_a));
+                }
             }
             let n_in = la.n_in;
             // The bottom layer's input is this step's data, kept on the tape by layer_current.
@@ -659,9 +669,11 @@ impl Planner<'_> {
             if let Some(e) = earlier {
                 // The matrix parts of the gradient on the previous state: through the gates'
                 // state inputs [· ; m], [· ; b] and through the recurrent map.
-                add_onto(&mut out, arena, e.g_m_carry, n, reg.g_zm, la.w_m, 2 * n, n);
-                if cfg.adaptive() {
-                    add_onto(&mut out, arena, e.g_b_carry, n, reg.g_za, la.w_a, 2 * n, n);
+                if gated {
+                    add_onto(&mut out, arena, e.g_m_carry, n, reg.g_zm, la.w_m, 2 * n, n);
+                    if cfg.adaptive() {
+                        add_onto(&mut out, arena, e.g_b_carry, n, reg.g_za, la.w_a, 2 * n, n);
+                    }
                 }
                 if cfg.fused_recurrent {
                     add_onto(&mut out, arena, e.g_s_carry, n, reg.g_cx, la.w_x, n_in + n, n_in);

@@ -11,6 +11,8 @@ pub const LAYER_FUSED: u32 = 1;
 pub const LAYER_ADAPTIVE: u32 = 2;
 pub const LAYER_BN: u32 = 4;
 pub const LAYER_DATA_INPUT: u32 = 8;
+/// LIF/ALIF neurons: per-neuron `τm = σ(ρ_m)`, `τa = σ(ρ_a)` instead of LTC's gates.
+pub const LAYER_CONSTANT_TAU: u32 = 16;
 pub const READOUT_BN: u32 = 1;
 pub const READOUT_REGRESSION: u32 = 2;
 /// `OptimArgs::optimizer` bits.
@@ -329,6 +331,7 @@ mod tests {
             ("LAYER_ADAPTIVE", LAYER_ADAPTIVE),
             ("LAYER_BN", LAYER_BN),
             ("LAYER_DATA_INPUT", LAYER_DATA_INPUT),
+            ("LAYER_CONSTANT_TAU", LAYER_CONSTANT_TAU),
             ("READOUT_BN", READOUT_BN),
             ("READOUT_REGRESSION", READOUT_REGRESSION),
             ("OPTIM_ADAMAX", OPTIM_ADAMAX),

@@ -106,8 +106,7 @@ pub struct DataSection {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSection {
     pub hidden: Vec<usize>,
-    /// The hidden layers' neuron: LTC (the default), ALIF or LIF (spec §7). LIF and ALIF run on the
-    /// CPU reference only for now: `fptt train` (the GPU engine) refuses them.
+    /// The hidden layers' neuron: LTC (the default), ALIF or LIF (spec §7).
     pub neuron: NeuronKind,
     pub adaptive_threshold: bool,
     pub fixed_threshold: f64,

@@ -21,7 +21,7 @@ use crate::checkpoint;
 use crate::data::{adding_batch, epoch_order, ImageDataset, SequenceView, Split};
 use crate::gpu::{DeviceChoice, GpuContext};
 use crate::learn::{EngineError, FpttEngine, SequenceMetrics};
-use crate::model::{init_params, NeuronKind, ParamLayout, StatLayout};
+use crate::model::{init_params, ParamLayout, StatLayout};
 use crate::rng::Rng;
 use crate::settings::{FpttSettings, InitialState, LossKind, SequenceBatch};
 use crate::tensor::TensorMap;
@@ -600,17 +600,6 @@ fn write_file(path: &Path, text: &str) -> Result<(), RunError> {
 
 /// Train `exp` (or continue the run in `opts.out` when `opts.resume`).
 pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunError> {
-    // The GPU engine implements LTC layers only (spec §1); LIF/ALIF (spec §7) exist in the CPU
-    // reference so far. Refused before anything else.
-    if exp.model.neuron != NeuronKind::Ltc {
-        return Err(RunError::Setup(format!(
-            "experiment `{}`: model.neuron = \"{}\" runs on the CPU reference only for now (fptt::reference); \
-             the GPU engine of `fptt train` implements LTC neurons: set model.neuron = \"ltc\" or leave the key out",
-            exp.name,
-            exp.model.neuron.name()
-        )));
-    }
-
     let dir = run_dir(exp, opts);
     let checkpoint_path = dir.join(CHECKPOINT_FILE);
     let metrics_path = dir.join(METRICS_FILE);
