@@ -420,8 +420,9 @@ pub fn ceilings(ctx: &Rc<GpuContext>, copy_mib: usize, size: usize) -> Result<Ce
 #[derive(Debug, Clone)]
 pub struct MemoryRow {
     pub rule: String,
-    /// Steps per update (T for BPTT).
+    /// Steps per update (T for BPTT and per-sequence e-prop).
     pub chunk: usize,
+    pub neuron: crate::model::NeuronKind,
     pub hidden: usize,
     pub batch: usize,
     pub steps: usize,
@@ -432,9 +433,10 @@ pub struct MemoryRow {
     pub note: String,
 }
 
-pub const MEMORY_CSV_HEADER: [&str; 11] = [
+pub const MEMORY_CSV_HEADER: [&str; 12] = [
     "rule",
     "chunk",
+    "neuron",
     "hidden",
     "batch",
     "steps",
@@ -446,11 +448,13 @@ pub const MEMORY_CSV_HEADER: [&str; 11] = [
     "device_type",
 ];
 
-/// The adding-task network (spec §8: two inputs, one output, fixed threshold 0.5, fused map) with
-/// one hidden layer of `hidden`, built for `rule` at length `steps`; nothing is trained.
+/// The adding-task network (spec §8: two inputs, one output, fused map) with one hidden layer of
+/// `hidden` `neuron`s (threshold 0.5, or adaptive for ALIF), built for `rule` at length `steps`;
+/// nothing is trained.
 pub fn memory_row(
     ctx: &Rc<GpuContext>,
     rule: crate::settings::LearningRule,
+    neuron: crate::model::NeuronKind,
     hidden: usize,
     batch: usize,
     steps: usize,
@@ -461,21 +465,26 @@ pub fn memory_row(
         hidden: vec![hidden],
         outputs: 1,
         steps,
-        threshold: crate::model::ThresholdMode::Fixed(0.5),
+        threshold: if neuron == crate::model::NeuronKind::Alif {
+            crate::model::ThresholdMode::Adaptive
+        } else {
+            crate::model::ThresholdMode::Fixed(0.5)
+        },
         fused_recurrent: true,
         trainable_slopes: true,
         batch_norm: false,
-        neuron: crate::model::NeuronKind::Ltc,
+        neuron,
     };
     let settings = FpttSettings { rule, ..FpttSettings::regression(Optimizer::Adam, 1e-3) };
     let (name, chunk) = match rule {
         LearningRule::Fptt { chunk } => ("fptt", chunk),
         LearningRule::Bptt => ("bptt", steps),
-        LearningRule::Eprop(_) => ("eprop", steps),
+        LearningRule::Eprop(e) => ("eprop", if e.update_every_step { 1 } else { steps }),
     };
     let mut row = MemoryRow {
         rule: name.to_string(),
         chunk,
+        neuron,
         hidden,
         batch,
         steps,
@@ -500,6 +509,7 @@ impl MemoryRow {
         vec![
             self.rule.clone(),
             self.chunk.to_string(),
+            self.neuron.name().to_string(),
             self.hidden.to_string(),
             self.batch.to_string(),
             self.steps.to_string(),

@@ -58,8 +58,8 @@ enum BenchCommand {
     /// benchmarks/pytorch_reference.py to replay and compare.
     PeerCheck(PeerCheckArgs),
     /// GPU bytes against the sequence length T for each learning rule (one-step FPTT, chunked
-    /// FPTT with a fixed number of chunks per sequence, BPTT) at a fixed adding-task network and
-    /// batch: table on stdout, CSV written after every row.
+    /// FPTT with a fixed number of chunks per sequence, BPTT, e-prop) at a fixed adding-task
+    /// network and batch: table on stdout, CSV written after every row.
     Memory(MemoryArgs),
 }
 
@@ -75,6 +75,10 @@ struct MemoryArgs {
     /// Chunks per sequence of the chunked-FPTT row (K = T / chunks, the authors' 10).
     #[arg(long, default_value_t = 10)]
     chunks: usize,
+    /// The hidden neurons: lif (the default: every rule, e-prop included, on one network), alif,
+    /// or ltc (e-prop does not apply: its row is left out).
+    #[arg(long, default_value = "lif", value_parser = parse_neuron)]
+    neuron: fptt::model::NeuronKind,
     /// The adapter: auto, gpu, cpu, or an index from `fptt devices`.
     #[arg(long, default_value = "auto", value_parser = parse_device)]
     device: DeviceChoice,
@@ -166,6 +170,14 @@ struct TrainArgs {
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     s.parse()
+}
+
+fn parse_neuron(s: &str) -> Result<fptt::model::NeuronKind, String> {
+    let kinds = fptt::model::NeuronKind::ALL;
+    kinds.iter().find(|(name, _)| *name == s).map(|(_, k)| *k).ok_or_else(|| {
+        let names: Vec<&str> = kinds.iter().map(|(n, _)| *n).collect();
+        format!("expected one of {}, found {s:?}", names.join(", "))
+    })
 }
 
 fn parse_progress(s: &str) -> Result<ProgressMode, String> {
@@ -341,15 +353,22 @@ fn bench_memory(args: MemoryArgs) -> Result<ExitCode> {
     csv.flush()?;
     println!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
     println!(
-        "adding-task network, N = {}, B = {}; learning bytes exclude the sequence's own data",
-        args.hidden, args.batch
+        "adding-task network, {} neurons, N = {}, B = {}; learning bytes exclude the sequence's own data",
+        args.neuron.name(),
+        args.hidden,
+        args.batch
     );
     println!("{:>6} {:>6} {:>6} {:>14} {:>16}", "rule", "K", "T", "GPU MiB", "learning MiB");
     let mib = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.2}", b as f64 / (1 << 20) as f64));
     for &steps in &args.steps {
         let chunked = (steps / args.chunks).max(1);
-        for rule in [LearningRule::Fptt { chunk: 1 }, LearningRule::Fptt { chunk: chunked }, LearningRule::Bptt] {
-            let row = fptt::bench::memory_row(&ctx, rule, args.hidden, args.batch, steps)
+        let mut rules =
+            vec![LearningRule::Fptt { chunk: 1 }, LearningRule::Fptt { chunk: chunked }, LearningRule::Bptt];
+        if args.neuron != fptt::model::NeuronKind::Ltc {
+            rules.push(LearningRule::Eprop(Default::default()));
+        }
+        for rule in rules {
+            let row = fptt::bench::memory_row(&ctx, rule, args.neuron, args.hidden, args.batch, steps)
                 .with_context(|| format!("{rule:?} at T = {steps}"))?;
             println!(
                 "{:>6} {:>6} {:>6} {:>14} {:>16} {}",

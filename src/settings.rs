@@ -1,6 +1,9 @@
 //! Training settings shared by the CPU reference and the GPU learning rules (spec §4, §5), and
 //! the per-sequence inputs both consume. Plain data: no GPU types, no file formats.
 
+use crate::model::{ModelConfig, NeuronKind};
+use crate::rng::Rng;
+
 /// Optimizer with PyTorch semantics (spec §5); β1 = 0.9, β2 = 0.999, ε = 1e-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Optimizer {
@@ -79,6 +82,40 @@ impl Default for EpropSettings {
             reset_in_trace: true,
         }
     }
+}
+
+impl EpropSettings {
+    /// Whether e-prop is defined for `cfg` (the CPU reference and the GPU engine alike): one
+    /// hidden LIF or ALIF layer without batch norm. The error says why not.
+    pub fn check_model(cfg: &ModelConfig) -> Result<(), String> {
+        if cfg.neuron == NeuronKind::Ltc {
+            return Err("LTC neurons are not supported: their gates τm = σ(a_m·(W_m·[d ; m] + c_m)) and τa read the \
+                 input current d, so every input and recurrent weight also acts on each neuron's decay and adaptation, \
+                 and the eligibility trace would have to follow every weight through both gates, which e-prop does not \
+                 define; use LIF or ALIF neurons, or train LTC networks with FPTT or BPTT"
+                .into());
+        }
+        if cfg.layers() != 1 {
+            return Err(format!(
+                "one hidden layer only (this network has {}): the traces of a layer that reads another layer's \
+                 spikes are not implemented",
+                cfg.layers()
+            ));
+        }
+        if cfg.batch_norm {
+            return Err("batch norm is not supported: its statistics couple the samples of a batch, so per-sample \
+                 eligibility traces are not its gradient"
+                .into());
+        }
+        Ok(())
+    }
+}
+
+/// e-prop's random feedback matrix `[C, N]`: Xavier-normal (as `W_o`'s initialisation) from `seed`.
+pub fn random_feedback(seed: u64, outputs: usize, neurons: usize) -> Vec<f64> {
+    let mut rng = Rng::derive(seed, "eprop-feedback");
+    let std = (2.0 / (outputs + neurons) as f64).sqrt();
+    (0..outputs * neurons).map(|_| rng.normal() * std).collect()
 }
 
 /// e-prop's feedback matrix `B` `[C, N]` (the shape of `W_o`).

@@ -432,17 +432,22 @@ fn chunked_fptt_and_bptt_match_the_reference() {
 /// same bytes at T = 100 and T = 2000; BPTT's grow linearly, by at least the state and tape of
 /// one step per step.
 #[test]
-fn fptt_memory_is_independent_of_t_and_bptt_memory_grows_per_step() {
+fn fptt_and_eprop_memory_is_independent_of_t_and_bptt_memory_grows_per_step() {
     use fptt::settings::LearningRule;
     let ctx = gpu_common::context();
     let batch = 4;
     let bytes = |rule, steps| {
-        let cfg = adding_variant(&[16], steps);
+        // e-prop needs LIF/ALIF neurons; the other rules keep the LTC network.
+        let neuron = if matches!(rule, LearningRule::Eprop(_)) { NeuronKind::Alif } else { NeuronKind::Ltc };
+        let cfg = with_neuron(adding_variant(&[16], steps), neuron);
         let settings = FpttSettings { rule, ..FpttSettings::regression(Optimizer::Adam, 1e-3) };
         let engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1)).unwrap();
         (engine.learning_bytes(), engine.gpu_bytes())
     };
-    for rule in [LearningRule::Fptt { chunk: 1 }, LearningRule::Fptt { chunk: 10 }] {
+    let eprop = |update_every_step| {
+        LearningRule::Eprop(fptt::settings::EpropSettings { update_every_step, ..Default::default() })
+    };
+    for rule in [LearningRule::Fptt { chunk: 1 }, LearningRule::Fptt { chunk: 10 }, eprop(false), eprop(true)] {
         let (short, short_total) = bytes(rule, 100);
         let (long, long_total) = bytes(rule, 2000);
         assert_eq!(short, long, "{rule:?}: learning bytes at T = 100 and T = 2000");
@@ -456,5 +461,141 @@ fn fptt_memory_is_independent_of_t_and_bptt_memory_grows_per_step() {
     // One step's state (m, s, b of 16 neurons and one output, batch 4) is the least it must keep.
     let state = 4 * batch as u64 * (3 * 16 + 1);
     assert!(per_step >= state, "BPTT keeps {per_step} bytes per step, less than one state ({state})");
-    eprintln!("BPTT: {per_step} bytes per step (one state: {state}); FPTT: constant");
+    eprintln!("BPTT: {per_step} bytes per step (one state: {state}); FPTT and e-prop: constant");
+}
+
+/// e-prop's settings: the default (per-sequence update, symmetric feedback, readout filter, reset
+/// kept) changed by `f`.
+fn eprop_rule(f: impl FnOnce(&mut fptt::settings::EpropSettings)) -> fptt::settings::LearningRule {
+    let mut e = fptt::settings::EpropSettings::default();
+    f(&mut e);
+    fptt::settings::LearningRule::Eprop(e)
+}
+
+/// Networks and e-prop variants that cover every branch of the three e-prop kernels: LIF and
+/// ALIF, fused and separate maps, one and several outputs, the filter on and off, symmetric and
+/// random feedback, the reset kept and dropped.
+fn eprop_cases() -> Vec<(ModelConfig, FpttSettings)> {
+    use fptt::settings::Feedback;
+    let cls = |rule| FpttSettings { rule, ..FpttSettings::classification(Optimizer::Adam, 3e-3, AuxTargets::Table) };
+    let reg = |rule| FpttSettings { rule, ..FpttSettings::regression(Optimizer::Adam, 3e-3) };
+    vec![
+        (with_neuron(adding_variant(&[16], 8), NeuronKind::Alif), reg(eprop_rule(|_| {}))),
+        (with_neuron(adding_variant(&[13], 7), NeuronKind::Lif), reg(eprop_rule(|e| e.reset_in_trace = false))),
+        (
+            with_neuron(classifier(3, &[21], 5, 6, false), NeuronKind::Alif),
+            cls(eprop_rule(|e| e.readout_filter = false)),
+        ),
+        (
+            with_neuron(classifier(2, &[70], 4, 5, false), NeuronKind::Lif),
+            cls(eprop_rule(|e| e.feedback = Feedback::Random { seed: 5 })),
+        ),
+        (
+            with_neuron(classifier(3, &[18], 3, 6, false), NeuronKind::Alif),
+            cls(eprop_rule(|e| {
+                e.feedback = Feedback::Random { seed: 9 };
+                e.readout_filter = false;
+                e.reset_in_trace = false;
+            })),
+        ),
+    ]
+}
+
+/// The gradient e-prop accumulates over one whole sequence on the GPU (scratch poisoned first, so
+/// traces that were not zeroed at the start fail) against the reference's e-prop gradient of the
+/// same sequence, tensor by tensor.
+#[test]
+fn eprop_sequence_gradient_matches_the_reference() {
+    let ctx = gpu_common::context();
+    for (i, (cfg, settings)) in eprop_cases().into_iter().enumerate() {
+        let fptt::settings::LearningRule::Eprop(es) = settings.rule else { unreachable!() };
+        let batch = 5;
+        let what = format!("{:?} {:?} C={} {es:?}", cfg.neuron, cfg.hidden, cfg.outputs);
+        let init = init_params(&cfg, 400 + i as u64);
+        let data = random_batch(&cfg, batch, settings.loss, 500 + i as u64);
+        let initial = InitialState::uniform(&cfg.hidden, batch, &mut Rng::new(600 + i as u64));
+        let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
+        engine.poison_scratch().unwrap();
+        let m = engine.train_sequence(&data, &initial).unwrap();
+        let (_, grad) = engine.debug_read().unwrap();
+
+        let net = Net::new(&cfg, SpikeFn::Heaviside);
+        let layout = ParamLayout::new(&cfg);
+        let params = fptt::reference::params_from_map(&layout, &init);
+        let state = NetState::start(&cfg, &initial, batch);
+        let xs: Vec<Vec<f64>> = (0..cfg.steps).map(|t| data.step(t).iter().map(|&v| v as f64).collect()).collect();
+        let q = vec![0.0; cfg.outputs * cfg.steps * cfg.outputs];
+        let (loss, grads) =
+            fptt::reference::eprop::chunk_gradient(&net, es, &params, &state, &xs, &data.targets, settings.loss, 0, &q)
+                .unwrap();
+        let gpu_loss: f64 = m.step_loss.iter().map(|&l| l as f64).sum();
+        assert!((gpu_loss - loss).abs() <= 1e-4 * loss.abs().max(1.0), "{what}: loss {gpu_loss} vs {loss}");
+        let mut worst = 0.0f64;
+        for slot in layout.trainable() {
+            let g = &grad[slot.range()];
+            let r = &grads[&slot.name];
+            assert!(g.iter().all(|v| v.is_finite()), "{what}: gradient of {} not (fully) written", slot.name);
+            let scale = r.iter().fold(1e-6f64, |a, v| a.max(v.abs()));
+            let err = g.iter().zip(r).fold(0.0f64, |a, (&x, &y)| a.max((x as f64 - y).abs())) / scale;
+            assert!(err < 1e-4, "{what}: gradient of {} off by {err:e} relative", slot.name);
+            worst = worst.max(err);
+        }
+        eprintln!("{what}: e-prop gradient over {} steps, worst relative error {worst:e}", cfg.steps);
+    }
+}
+
+/// Training with e-prop, per sequence and per step, against the reference trainer over two
+/// sequences: weights and optimizer state after every update.
+#[test]
+fn eprop_training_matches_the_reference() {
+    let ctx = gpu_common::context();
+    for (i, (cfg, mut settings)) in eprop_cases().into_iter().enumerate() {
+        // Alternate the update frequency over the cases.
+        if let fptt::settings::LearningRule::Eprop(e) = &mut settings.rule {
+            e.update_every_step = i % 2 == 1;
+        }
+        let batch = 4;
+        let what = format!("{:?} {:?} C={} {:?}", cfg.neuron, cfg.hidden, cfg.outputs, settings.rule);
+        let init = init_params(&cfg, 700 + i as u64);
+        let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
+        let mut reference = ReferenceTrainer::new(&cfg, &settings, batch, &init);
+        engine.poison_scratch().unwrap();
+        for seq in 0..2u64 {
+            let data = random_batch(&cfg, batch, settings.loss, 800 + 10 * i as u64 + seq);
+            let initial = InitialState::uniform(&cfg.hidden, batch, &mut Rng::new(900 + 10 * i as u64 + seq));
+            let m = engine.train_sequence(&data, &initial).unwrap();
+            let losses = reference.train_sequence(&data, &initial);
+            for (t, l) in losses.iter().enumerate() {
+                let g = m.step_loss[t] as f64;
+                assert!(
+                    (g - l.task_loss).abs() <= 1e-4 * l.task_loss.abs().max(1.0),
+                    "{what}: sequence {seq}, loss of step {t}: {g} vs {}",
+                    l.task_loss
+                );
+            }
+        }
+        assert_eq!(engine.updates(), reference.updates(), "{what}: updates");
+        let worst = assert_maps_close(&what, &engine.state().unwrap(), &reference.state(), 1e-3, &[], None);
+        eprintln!("{what}: 2 sequences, {} updates, worst relative error {worst:e}", engine.updates());
+    }
+}
+
+/// e-prop is refused, with the reason, where it is not defined or the kernels cannot run it.
+#[test]
+fn eprop_refuses_networks_it_does_not_apply_to() {
+    let ctx = gpu_common::context();
+    let settings = FpttSettings { rule: eprop_rule(|_| {}), ..FpttSettings::regression(Optimizer::Adam, 1e-3) };
+    let refused = |cfg: ModelConfig| -> String {
+        match FpttEngine::new(ctx.clone(), &cfg, &settings, 2, &init_params(&cfg, 1)) {
+            Ok(_) => panic!("e-prop accepted {cfg:?}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    assert!(refused(adding_variant(&[8], 4)).contains("LTC neurons are not supported"));
+    assert!(refused(with_neuron(adding_variant(&[8, 4], 4), NeuronKind::Lif)).contains("one hidden layer only"));
+    let mut bn = with_neuron(classifier(2, &[8], 3, 4, true), NeuronKind::Alif);
+    bn.batch_norm = true;
+    assert!(refused(bn).contains("batch norm is not supported"));
+    let wide = with_neuron(classifier(2, &[8], 33, 4, false), NeuronKind::Lif);
+    assert!(refused(wide).contains("at most 32 outputs"));
 }

@@ -401,12 +401,14 @@ fn bench_memory_writes_bytes_per_rule_and_length() {
     assert!(o.status.success(), "{}", stderr(&o));
     let (header, rows) = csv_rows(&csv);
     assert_eq!(header, fptt::bench::MEMORY_CSV_HEADER.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    assert_eq!(rows.len(), 6, "three rules at two lengths");
+    assert_eq!(rows.len(), 8, "four rules at two lengths");
+    assert!(rows.iter().all(|r| r[2] == "lif"), "the default network is LIF (every rule applies)");
     let learning = |rule: &str, steps: &str| -> u64 {
-        let row = rows.iter().find(|r| r[0] == rule && r[4] == steps && (rule != "fptt" || r[1] == "1")).unwrap();
-        row[6].parse().unwrap()
+        let row = rows.iter().find(|r| r[0] == rule && r[5] == steps && (rule != "fptt" || r[1] == "1")).unwrap();
+        row[7].parse().unwrap()
     };
     assert_eq!(learning("fptt", "20"), learning("fptt", "40"), "one-step FPTT keeps the same bytes");
+    assert_eq!(learning("eprop", "20"), learning("eprop", "40"), "e-prop keeps the same bytes");
     assert!(learning("bptt", "40") > learning("bptt", "20"), "BPTT keeps more for a longer sequence");
 }
 

@@ -207,3 +207,70 @@ struct OptimArgs {
 
 const OPTIM_ADAMAX: u32 = 1u;
 const OPTIM_PLAIN: u32 = 2u;
+
+// Twin: `EpropArgs`. e-prop (spec §7) for one hidden LIF/ALIF layer and the readout at one state
+// parity: the step's forward (layer tape, states, readout), the traces and the gradient targets.
+// Trace column c of neuron j: c < n_in the input synapse W[j, c], then the recurrent synapses
+// W[j, n_in + i], then the bias, ρ_m and (ALIF) ρ_a; `cols` of them per neuron.
+struct EpropArgs {
+    batch: u32,
+    n: u32,
+    n_in: u32,
+    c: u32,
+    cols: u32,
+    // bits: EPROP_ALIF, EPROP_FUSED, EPROP_FILTER, EPROP_RESET_IN_TRACE, EPROP_ACCUMULATE
+    flags: u32,
+    // f32: the fixed threshold (LIF)
+    threshold: f32,
+    // readout parameters per sample and output in the Jacobian: C·N + C + 2C² + C + 1
+    p_len: u32,
+    // work: the layer's input and states around this step, and its tape
+    x: u32,
+    m_prev: u32,
+    s_prev: u32,
+    b_prev: u32,
+    s_next: u32,
+    b_next: u32,
+    d: u32,
+    tau_m: u32,
+    tau_a: u32,
+    u: u32,
+    // work: the readout's forward and this step's ḡ_o = ∂ℓ_t/∂o'
+    z: u32,
+    o_prev: u32,
+    tau_o: u32,
+    zo: u32,
+    g_o: u32,
+    // work: the traces ε^m, ε^a [B, N, cols], φ [B, C, N, cols], J [B, C, p_len]
+    membrane: u32,
+    adaptation: u32,
+    filtered: u32,
+    jacobian: u32,
+    // work: D·B [B, C, N] and the learning signal [B, N] of this step; the random feedback [C, N]
+    // (NONE: symmetric feedback, B = W_o)
+    v: u32,
+    signal: u32,
+    feedback: u32,
+    // params (and grad) offsets; w_r, c_r NONE when fused; w_a (ρ_a) NONE for LIF
+    w_x: u32,
+    c_x: u32,
+    w_r: u32,
+    c_r: u32,
+    w_m: u32,
+    w_a: u32,
+    w_o: u32,
+    c_o: u32,
+    w_om: u32,
+    c_om: u32,
+    a_o: u32,
+    // work: the top layer's new spikes [B, N] (the readout's input)
+    s_top: u32,
+}
+
+const EPROP_ALIF: u32 = 1u;
+const EPROP_FUSED: u32 = 2u;
+const EPROP_FILTER: u32 = 4u;
+const EPROP_RESET_IN_TRACE: u32 = 8u;
+const EPROP_ACCUMULATE: u32 = 16u;
+// The readout's outputs a trace or Jacobian element mixes privately (the engine refuses more).
+const EPROP_MAX_OUTPUTS: u32 = 32u;

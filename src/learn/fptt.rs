@@ -3,15 +3,15 @@
 //! per-step metrics out; snapshots with the fixture/checkpoint naming.
 
 use super::kernel_args::*;
-use super::plan::{LayerRegion, ReadoutRegion, StateRegion, WorkPlan, NORM_PARTS};
+use super::plan::{EpropRegion, LayerRegion, ReadoutRegion, StateRegion, WorkPlan, NORM_PARTS};
 use crate::gpu::{
     ArgArena, ArgBuffer, Dispatch, GpuBuffer, GpuContext, GpuError, KernelProfiler, KernelTable, KernelTime,
     MemoryLedger, ARG_SLOT,
 };
 use crate::model::{LayerNames, ModelConfig, ModelError, ParamLayout, StatLayout, ThresholdMode, B0};
 use crate::settings::{
-    AuxTargets, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, Targets, ADAM_BETA1,
-    ADAM_BETA2, ADAM_EPS,
+    random_feedback, AuxTargets, EpropSettings, Feedback, FpttSettings, InitialState, LearningRule, LossKind,
+    Optimizer, SequenceBatch, Targets, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
 };
 use crate::tensor::{Tensor, TensorMap};
 use std::rc::Rc;
@@ -88,6 +88,8 @@ pub struct FpttEngine {
     /// Training by backpropagation through chunks of steps (chunked FPTT, BPTT); None for
     /// one-step FPTT, which trains with `train_schedule`.
     chunk: Option<ChunkSchedule>,
+    /// e-prop's sequence start and end around `train_schedule` (None for the other rules).
+    eprop: Option<EpropSchedule>,
     /// The state the last sequence ended in.
     last_state: usize,
     updates: u64,
@@ -107,6 +109,15 @@ struct ChunkSchedule {
     forward: Vec<Vec<Dispatch>>,
     backward: Vec<Vec<Dispatch>>,
     end: Vec<Vec<Dispatch>>,
+}
+
+/// e-prop trains with `train_schedule` (each step: the forward, the traces and, when it updates
+/// every step, the update) between `begin` (zero the traces, and the gradient that a
+/// per-sequence update accumulates) and `end` (the per-sequence update; empty otherwise).
+struct EpropSchedule {
+    begin: Vec<Dispatch>,
+    end: Vec<Dispatch>,
+    update_every_step: bool,
 }
 
 /// Invocations of a kernel that computes 4×4 register tiles of an `rows × cols` output
@@ -138,7 +149,7 @@ impl FpttEngine {
                 "batch norm needs a batch of at least 2 (it normalises over the batch)".into(),
             ));
         }
-        let (chunked, slots) = match settings.rule {
+        let (chunked, slots, eprop) = match settings.rule {
             LearningRule::Fptt { chunk } => {
                 if chunk == 0 || chunk > cfg.steps {
                     return Err(EngineError::Shape(format!(
@@ -146,11 +157,19 @@ impl FpttEngine {
                         cfg.steps
                     )));
                 }
-                (chunk > 1, chunk)
+                (chunk > 1, chunk, None)
             }
-            LearningRule::Bptt => (true, cfg.steps),
-            LearningRule::Eprop(_) => {
-                return Err(EngineError::Shape("e-prop runs on the CPU reference only for now".into()))
+            LearningRule::Bptt => (true, cfg.steps, None),
+            LearningRule::Eprop(es) => {
+                EpropSettings::check_model(cfg).map_err(|m| EngineError::Shape(format!("e-prop: {m}")))?;
+                if cfg.outputs > EPROP_MAX_OUTPUTS as usize {
+                    return Err(EngineError::Shape(format!(
+                        "e-prop: at most {EPROP_MAX_OUTPUTS} outputs (its kernels mix the readout's outputs in \
+                         private memory), this network has {}",
+                        cfg.outputs
+                    )));
+                }
+                (false, 1, Some(es))
             }
         };
         let regularised = matches!(settings.rule, LearningRule::Fptt { .. });
@@ -162,7 +181,7 @@ impl FpttEngine {
         }
         let layout = ParamLayout::new(cfg);
         let stats = StatLayout::new(cfg);
-        let plan = WorkPlan::new(cfg, batch, is_classification(settings.loss), slots);
+        let plan = WorkPlan::new(cfg, batch, is_classification(settings.loss), slots, eprop.as_ref());
         let kernels = KernelTable::new(&ctx);
         let ledger = MemoryLedger::default();
         let params = GpuBuffer::storage(&ctx, &ledger, "params", layout.total_len)?;
@@ -191,8 +210,46 @@ impl FpttEngine {
             }
             list
         };
-        let train_schedule = if chunked { [vec![], vec![]] } else { [one_step(0, true), one_step(1, true)] };
         let eval_schedule = [one_step(0, false), one_step(1, false)];
+        let mut eprop_schedule = None;
+        let train_schedule = if chunked {
+            [vec![], vec![]]
+        } else if let (Some(es), Some(region)) = (eprop.as_ref(), plan.eprop.as_ref()) {
+            let update = planner.update(&mut arena, true);
+            let mut per_parity = |p: usize| {
+                let view = StepView {
+                    prev: &plan.state[p],
+                    next: &plan.state[1 - p],
+                    layers: &plan.layers,
+                    readout: &plan.readout,
+                    chunked: false,
+                    earlier: None,
+                };
+                let mut list = planner.step(&mut arena, &view, false).forward;
+                list.extend(planner.eprop_step(&mut arena, &view, region, es));
+                if es.update_every_step {
+                    list.extend(update.iter().cloned());
+                }
+                list
+            };
+            let schedule = [per_parity(0), per_parity(1)];
+            // Per-sequence updates accumulate from a zero gradient; per-step ones overwrite it.
+            let zero = RangeArgs {
+                len: region.traces_len as u32,
+                src: 0,
+                dst: region.traces,
+                grad_len: if es.update_every_step { 0 } else { layout.total_len as u32 },
+            };
+            let elements = region.traces_len.max(layout.total_len);
+            eprop_schedule = Some(EpropSchedule {
+                begin: vec![kernels.over("zero_fill", arena.push(&zero), elements)],
+                end: if es.update_every_step { vec![] } else { update },
+                update_every_step: es.update_every_step,
+            });
+            schedule
+        } else {
+            [one_step(0, true), one_step(1, true)]
+        };
         let chunk = chunked.then(|| {
             let (forward, backward) = (0..slots)
                 .map(|i| {
@@ -254,6 +311,7 @@ impl FpttEngine {
             train_schedule,
             eval_schedule,
             chunk,
+            eprop: eprop_schedule,
             last_state: 0,
             updates: 0,
             lr: settings.lr,
@@ -268,6 +326,12 @@ impl FpttEngine {
             .flat_map(|(l, &n)| [f32::from_bits(l.state_offset), f32::from_bits(n as u32)])
             .collect();
         engine.work.write(&engine.ctx, engine.plan.spike_layers as usize, &table);
+        if let (Some(region), Some(EpropSettings { feedback: Feedback::Random { seed }, .. })) =
+            (engine.plan.eprop.as_ref(), eprop)
+        {
+            let b: Vec<f32> = random_feedback(seed, cfg.outputs, cfg.hidden[0]).into_iter().map(|v| v as f32).collect();
+            engine.work.write(&engine.ctx, region.feedback as usize, &b);
+        }
         engine.load_state(init)?;
         Ok(engine)
     }
@@ -706,6 +770,91 @@ impl Planner<'_> {
         StepDispatches { forward, backward: out }
     }
 
+    /// e-prop's dispatches for one step after its forward (one hidden layer, `view`'s parity):
+    /// the readout's feedback terms, the hidden layer's traces with their gradient, and the
+    /// readout's Jacobian with its gradient.
+    fn eprop_step(
+        &self,
+        arena: &mut ArgArena,
+        view: &StepView,
+        region: &EpropRegion,
+        es: &EpropSettings,
+    ) -> Vec<Dispatch> {
+        let Planner { kernels, cfg, batch, layout, .. } = *self;
+        let off = |name: &str| layout.get(name).map(|s| s.offset as u32).unwrap_or(NONE);
+        let names = LayerNames::hidden(0, 1);
+        let (rx, rtau, _, rslope) = LayerNames::readout(1);
+        let (prev, next, reg, ro) = (view.prev, view.next, &view.layers[0], view.readout);
+        let n = cfg.hidden[0];
+        let mut flags = if es.update_every_step { 0 } else { EPROP_ACCUMULATE };
+        if cfg.adaptive() {
+            flags |= EPROP_ALIF;
+        }
+        if cfg.fused_recurrent {
+            flags |= EPROP_FUSED;
+        }
+        if es.readout_filter {
+            flags |= EPROP_FILTER;
+        }
+        if es.reset_in_trace {
+            flags |= EPROP_RESET_IN_TRACE;
+        }
+        let so = reg.state_offset;
+        let args = EpropArgs {
+            batch: batch as u32,
+            n: n as u32,
+            n_in: cfg.inputs as u32,
+            c: cfg.outputs as u32,
+            cols: region.cols as u32,
+            flags,
+            threshold: match cfg.threshold {
+                ThresholdMode::Fixed(th) => th,
+                ThresholdMode::Adaptive => 0.0,
+            },
+            p_len: region.readout_params as u32,
+            x: reg.x_tape,
+            m_prev: prev.m + so,
+            s_prev: prev.s + so,
+            b_prev: prev.b + so,
+            s_next: next.s + so,
+            b_next: next.b + so,
+            d: reg.d,
+            tau_m: reg.tau_m,
+            tau_a: reg.tau_a,
+            u: reg.u,
+            z: ro.z,
+            o_prev: prev.o,
+            tau_o: ro.tau_o,
+            zo: ro.zo,
+            g_o: ro.g_o,
+            membrane: region.membrane,
+            adaptation: region.adaptation,
+            filtered: region.filtered,
+            jacobian: region.jacobian,
+            v: region.v,
+            signal: region.signal,
+            feedback: region.feedback,
+            w_x: off(&format!("{}.weight", names.x)),
+            c_x: off(&format!("{}.bias", names.x)),
+            w_r: off(&format!("{}.weight", names.r)),
+            c_r: off(&format!("{}.bias", names.r)),
+            w_m: off(&format!("{}.weight", names.tau_m)),
+            w_a: off(&format!("{}.weight", names.tau_adp)),
+            w_o: off(&format!("{rx}.weight")),
+            c_o: off(&format!("{rx}.bias")),
+            w_om: off(&format!("{rtau}.weight")),
+            c_om: off(&format!("{rtau}.bias")),
+            a_o: off(&rslope),
+            s_top: next.s + so,
+        };
+        let at = arena.push(&args);
+        vec![
+            kernels.over("eprop_signal", at, batch * n),
+            kernels.over("eprop_trace", at, n * region.cols),
+            kernels.over("eprop_readout", at, region.readout_params),
+        ]
+    }
+
     /// The update over all trainable parameters: FPTT's regularised update, or with `plain` a
     /// plain optimizer step with the loss gradient (BPTT).
     fn update(&self, arena: &mut ArgArena, plain: bool) -> Vec<Dispatch> {
@@ -778,7 +927,11 @@ impl FpttEngine {
 
     /// Time steps per parameter update: 1 for one-step FPTT, K for chunks of K, T for BPTT.
     pub fn steps_per_update(&self) -> usize {
-        self.chunk.as_ref().map_or(1, |c| c.len)
+        match (&self.chunk, &self.eprop) {
+            (Some(c), _) => c.len,
+            (None, Some(e)) if !e.update_every_step => self.cfg.steps,
+            _ => 1,
+        }
     }
 
     /// Bytes of the GPU buffers that hold what the learning rule keeps (parameters, gradients,
@@ -1014,6 +1167,18 @@ impl FpttEngine {
                         t += len;
                     }
                     self.last_state = 0;
+                }
+                (None, true) if self.eprop.is_some() => {
+                    let eprop = self.eprop.as_ref().unwrap();
+                    let mut record = |list: &[Dispatch], step: usize| {
+                        self.kernels.record(&mut pass, &self.argument_group, list, at(step), self.profiler.as_mut())
+                    };
+                    record(&eprop.begin, 0);
+                    for t in 0..run {
+                        record(&self.train_schedule[t % 2], t);
+                    }
+                    record(&eprop.end, run.saturating_sub(1));
+                    self.last_state = run % 2;
                 }
                 _ => {
                     let schedule = if training { &self.train_schedule } else { &self.eval_schedule };

@@ -15,6 +15,14 @@ pub const LAYER_DATA_INPUT: u32 = 8;
 pub const LAYER_CONSTANT_TAU: u32 = 16;
 pub const READOUT_BN: u32 = 1;
 pub const READOUT_REGRESSION: u32 = 2;
+/// `EpropArgs::flags` bits.
+pub const EPROP_ALIF: u32 = 1;
+pub const EPROP_FUSED: u32 = 2;
+pub const EPROP_FILTER: u32 = 4;
+pub const EPROP_RESET_IN_TRACE: u32 = 8;
+pub const EPROP_ACCUMULATE: u32 = 16;
+/// Outputs an e-prop kernel mixes in private memory (`EPROP_MAX_OUTPUTS` in WGSL).
+pub const EPROP_MAX_OUTPUTS: u32 = 32;
 /// `OptimArgs::optimizer` bits.
 pub const OPTIM_ADAMAX: u32 = 1;
 pub const OPTIM_PLAIN: u32 = 2;
@@ -218,6 +226,54 @@ pub struct OptimArgs {
     pub one_minus_beta2: f32,
 }
 
+/// Twin of WGSL `EpropArgs`: e-prop's traces and readout Jacobian for one step (see args.wgsl).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct EpropArgs {
+    pub batch: u32,
+    pub n: u32,
+    pub n_in: u32,
+    pub c: u32,
+    pub cols: u32,
+    pub flags: u32,
+    pub threshold: f32,
+    pub p_len: u32,
+    pub x: u32,
+    pub m_prev: u32,
+    pub s_prev: u32,
+    pub b_prev: u32,
+    pub s_next: u32,
+    pub b_next: u32,
+    pub d: u32,
+    pub tau_m: u32,
+    pub tau_a: u32,
+    pub u: u32,
+    pub z: u32,
+    pub o_prev: u32,
+    pub tau_o: u32,
+    pub zo: u32,
+    pub g_o: u32,
+    pub membrane: u32,
+    pub adaptation: u32,
+    pub filtered: u32,
+    pub jacobian: u32,
+    pub v: u32,
+    pub signal: u32,
+    pub feedback: u32,
+    pub w_x: u32,
+    pub c_x: u32,
+    pub w_r: u32,
+    pub c_r: u32,
+    pub w_m: u32,
+    pub w_a: u32,
+    pub w_o: u32,
+    pub c_o: u32,
+    pub w_om: u32,
+    pub c_om: u32,
+    pub a_o: u32,
+    pub s_top: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +314,15 @@ mod tests {
     #[test]
     fn host_structs_match_their_wgsl_twins() {
         let m = wgsl_module();
+        check_twin!(
+            m,
+            EpropArgs,
+            [
+                batch, n, n_in, c, cols, flags, threshold, p_len, x, m_prev, s_prev, b_prev, s_next, b_next, d, tau_m,
+                tau_a, u, z, o_prev, tau_o, zo, g_o, membrane, adaptation, filtered, jacobian, v, signal, feedback,
+                w_x, c_x, w_r, c_r, w_m, w_a, w_o, c_o, w_om, c_om, a_o, s_top
+            ]
+        );
         check_twin!(
             m,
             StepInfo,
@@ -336,6 +401,12 @@ mod tests {
             ("READOUT_REGRESSION", READOUT_REGRESSION),
             ("OPTIM_ADAMAX", OPTIM_ADAMAX),
             ("OPTIM_PLAIN", OPTIM_PLAIN),
+            ("EPROP_ALIF", EPROP_ALIF),
+            ("EPROP_FUSED", EPROP_FUSED),
+            ("EPROP_FILTER", EPROP_FILTER),
+            ("EPROP_RESET_IN_TRACE", EPROP_RESET_IN_TRACE),
+            ("EPROP_ACCUMULATE", EPROP_ACCUMULATE),
+            ("EPROP_MAX_OUTPUTS", EPROP_MAX_OUTPUTS),
         ] {
             assert!(src.contains(&format!("const {name}: u32 = {value}u;")), "{name} differs from WGSL");
         }

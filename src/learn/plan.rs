@@ -8,8 +8,11 @@
 //! (the chunk's start and each step's result) and, per slot, the gradients carried back onto
 //! that step's outputs m', s', b' (and o' in the slot's `g_o`). Backward scratch that a step
 //! uses and drops (ḡ_s, ḡ_d, …) is shared by all slots.
+//!
+//! e-prop runs one-step schedules and adds its traces (sized by the network, never by T).
 
 use crate::model::{LayerNames, ModelConfig, StatLayout};
+use crate::settings::{EpropSettings, Feedback};
 
 /// Named regions of the work buffer, allocated back to back.
 #[derive(Debug, Default, Clone)]
@@ -109,6 +112,33 @@ pub struct ReadoutRegion {
     pub sqerr_b: u32,
 }
 
+/// e-prop's state for its one hidden layer (src/reference/eprop.rs has the same traces, grouped
+/// by kind): per sample, neuron and trace column (the `I + N` synapses, the bias, ρ_m and, for
+/// ALIF, ρ_a) the traces ε^m, ε^a and the readout-filtered φ per output; the readout's Jacobian.
+#[derive(Debug, Clone)]
+pub struct EpropRegion {
+    /// Trace columns per neuron: `I + N + 2`, plus 1 for ALIF's ρ_a.
+    pub cols: usize,
+    /// Readout parameters in a row of the Jacobian: `C·N + C + 2C² + C + 1`.
+    pub readout_params: usize,
+    /// ε^m `[B, N, cols]`.
+    pub membrane: u32,
+    /// ε^a `[B, N, cols]` (`ABSENT` for LIF).
+    pub adaptation: u32,
+    /// φ `[B, C, N, cols]` (`ABSENT` without the readout filter).
+    pub filtered: u32,
+    /// `J` `[B, C, readout_params]`.
+    pub jacobian: u32,
+    /// Every trace above, one contiguous range (zeroed at each sequence's start).
+    pub traces: u32,
+    pub traces_len: usize,
+    /// `D·B` `[B, C, N]` and the learning signal `[B, N]` of the current step.
+    pub v: u32,
+    pub signal: u32,
+    /// The fixed random feedback `[C, N]` (`ABSENT` with symmetric feedback).
+    pub feedback: u32,
+}
+
 /// Partial sums of the gradient norm: at most this many workgroups.
 pub const NORM_PARTS: u32 = 256;
 
@@ -133,11 +163,19 @@ pub struct WorkPlan {
     /// The carried gradients of every slot, one contiguous range (zeroed at a chunk's start).
     pub carry: u32,
     pub carry_len: usize,
+    pub eprop: Option<EpropRegion>,
 }
 
 impl WorkPlan {
-    /// `slots` tape slots: 1 for one-step FPTT, K for backpropagation through chunks of K steps.
-    pub fn new(cfg: &ModelConfig, batch: usize, classification: bool, slots: usize) -> Self {
+    /// `slots` tape slots: 1 for one-step FPTT and e-prop, K for backpropagation through chunks of
+    /// K steps; `eprop` adds e-prop's traces (one hidden layer).
+    pub fn new(
+        cfg: &ModelConfig,
+        batch: usize,
+        classification: bool,
+        slots: usize,
+        eprop: Option<&EpropSettings>,
+    ) -> Self {
         assert!(slots >= 1);
         let chunked = slots > 1;
         let mut a = Arena::default();
@@ -275,13 +313,44 @@ impl WorkPlan {
         }
         let layers = slot_layers[0].clone();
         let readout = slot_readout[0].clone();
+        let mut eprop_region = eprop.map(|settings| {
+            let (ni, nn) = (cfg.inputs, cfg.hidden[0]);
+            let cols = ni + nn + 2 + usize::from(cfg.adaptive());
+            let readout_params = c * nn + c + 2 * c * c + c + 1;
+            let per_sample = bsz * nn * cols;
+            let traces = a.len() as u32;
+            let membrane = a.alloc("eprop.membrane", per_sample);
+            let adaptation = if cfg.adaptive() { a.alloc("eprop.adaptation", per_sample) } else { ABSENT };
+            let filtered = if settings.readout_filter { a.alloc("eprop.filtered", per_sample * c) } else { ABSENT };
+            let jacobian = a.alloc("eprop.jacobian", bsz * c * readout_params);
+            let traces_len = a.len() - traces as usize;
+            EpropRegion {
+                cols,
+                readout_params,
+                membrane,
+                adaptation,
+                filtered,
+                jacobian,
+                traces,
+                traces_len,
+                v: a.alloc("eprop.v", bsz * c * nn),
+                signal: a.alloc("eprop.signal", bsz * nn),
+                feedback: ABSENT,
+            }
+        });
         let q = a.alloc("q", c * t * c);
         let running = a.alloc("running_stats", StatLayout::new(cfg).total_len);
         let metrics = a.alloc("metrics", 4 * t);
         // The partial sums, then the clip factor fptt_clip derives from them.
         let partials = a.alloc("norm_partials", NORM_PARTS as usize + 1);
-        // Constant for the engine's life: keep it last (poison_scratch stops before it).
+        // Constant for the engine's life, with e-prop's random feedback after it: keep them last
+        // (poison_scratch stops before them).
         let spike_layers = a.alloc("spike_layers", 2 * cfg.layers());
+        if let (Some(region), Some(settings)) = (eprop_region.as_mut(), eprop) {
+            if let Feedback::Random { .. } = settings.feedback {
+                region.feedback = a.alloc("eprop.feedback", c * cfg.hidden[0]);
+            }
+        }
         WorkPlan {
             arena: a,
             inputs,
@@ -299,6 +368,7 @@ impl WorkPlan {
             slot_readout,
             carry,
             carry_len,
+            eprop: eprop_region,
         }
     }
 

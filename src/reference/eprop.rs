@@ -81,9 +81,8 @@ use thiserror::Error;
 use super::loss::task_loss;
 use super::network::{Net, NetState, StepCache};
 use super::{get, scalar, Grads, Params, BETA_ADAPT};
-use crate::model::{ModelConfig, NeuronKind, ThresholdMode};
-use crate::rng::Rng;
-use crate::settings::{EpropSettings, Feedback, LossKind, Targets};
+use crate::model::{ModelConfig, ThresholdMode};
+use crate::settings::{random_feedback, EpropSettings, Feedback, LossKind, Targets};
 
 #[derive(Debug, Error, PartialEq)]
 pub enum EpropError {
@@ -91,31 +90,10 @@ pub enum EpropError {
     Unsupported(String),
 }
 
-/// Whether e-prop is defined for `cfg` here: one hidden LIF or ALIF layer without batch norm.
+/// Whether e-prop is defined for `cfg` here: one hidden LIF or ALIF layer without batch norm
+/// ([`EpropSettings::check_model`], shared with the GPU engine).
 pub fn check(cfg: &ModelConfig) -> Result<(), EpropError> {
-    let refuse = |m: &str| Err(EpropError::Unsupported(m.to_string()));
-    if cfg.neuron == NeuronKind::Ltc {
-        return refuse(
-            "LTC neurons are not supported: their gates τm = σ(a_m·(W_m·[d ; m] + c_m)) and τa read the input \
-             current d, so every input and recurrent weight also acts on each neuron's decay and adaptation, and the \
-             eligibility trace would have to follow every weight through both gates, which e-prop does not define; \
-             use LIF or ALIF neurons, or train LTC networks with FPTT or BPTT",
-        );
-    }
-    if cfg.layers() != 1 {
-        return refuse(&format!(
-            "one hidden layer only (this network has {}): the traces of a layer that reads another layer's spikes \
-             are not implemented",
-            cfg.layers()
-        ));
-    }
-    if cfg.batch_norm {
-        return refuse(
-            "batch norm is not supported: its statistics couple the samples of a batch, so per-sample eligibility \
-             traces are not its gradient",
-        );
-    }
-    Ok(())
+    EpropSettings::check_model(cfg).map_err(EpropError::Unsupported)
 }
 
 /// One kind of trace (weights, biases, `ρ_m` or `ρ_a`) for every sample, neuron and column.
@@ -530,13 +508,6 @@ fn advance_group(
             }
         }
     }
-}
-
-/// The random feedback matrix `[C, N]`: Xavier-normal (as `W_o`'s initialisation) from `seed`.
-pub fn random_feedback(seed: u64, outputs: usize, neurons: usize) -> Vec<f64> {
-    let mut rng = Rng::derive(seed, "eprop-feedback");
-    let std = (2.0 / (outputs + neurons) as f64).sqrt();
-    (0..outputs * neurons).map(|_| rng.normal() * std).collect()
 }
 
 /// e-prop's gradient of `Σ_t ℓ_t` over a chunk of steps from `start` (its traces start at 0) with
