@@ -10,10 +10,11 @@ mod common;
 
 use common::random_params;
 use fptt::model::{init_params, ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
-use fptt::reference::eprop::{self, random_feedback, Eprop};
+use fptt::reference::eprop::{self, Eprop};
 use fptt::reference::optim::{adam_step, clip_factor};
 use fptt::reference::{params_from_map, Grads, LayerState, Net, NetState, Params, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
+use fptt::settings::random_feedback;
 use fptt::settings::{
     AuxTargets, EpropSettings, Feedback, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch,
     Targets,

@@ -35,7 +35,7 @@ impl GpuBuffer {
     /// A storage buffer of `len` f32s, zero-initialised by wgpu.
     pub fn storage(ctx: &GpuContext, ledger: &MemoryLedger, label: &str, len: usize) -> Result<Self, GpuError> {
         let size = (len.max(1) * 4) as u64;
-        let limit = ctx.device.limits().max_storage_buffer_binding_size as u64;
+        let limit = ctx.device.limits().max_storage_buffer_binding_size;
         if size > limit {
             return Err(GpuError::Limit(format!(
                 "buffer {label} needs {} MiB but the adapter binds at most {} MiB per storage buffer; \

@@ -100,7 +100,7 @@ fn report(index: usize, adapter: &wgpu::Adapter) -> AdapterReport {
         backend: info.backend.to_string(),
         device_type: device_type_name(info.device_type).to_string(),
         driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
-        max_storage_binding_mib: limits.max_storage_buffer_binding_size as u64 >> 20,
+        max_storage_binding_mib: limits.max_storage_buffer_binding_size >> 20,
         max_buffer_mib: limits.max_buffer_size >> 20,
         max_workgroup_storage_kib: limits.max_compute_workgroup_storage_size >> 10,
         max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
