@@ -108,13 +108,16 @@ fn user_mistakes_exit_1_with_a_message_naming_the_file() {
     assert_refused(&o, &["--set model.hiden=[4]", "unknown key", "model.hidden"]);
 
     let o = fptt(&["train", ok.to_str().unwrap(), "--set", "train.rule=eprop"]);
-    assert_refused(&o, &["ok.toml", "train.rule", "CPU reference only"]);
+    assert_refused(&o, &["ok.toml: model.neuron", "(--set train.rule=eprop)", "LTC neurons", "\"lif\" or \"alif\""]);
     let o = fptt(&["train", ok.to_str().unwrap(), "--set", "train.rule=bptt", "--set", "train.chunk=2"]);
     assert_refused(&o, &["ok.toml", "train.chunk", "fptt\" only"]);
 
     // LIF/ALIF parse, but the GPU engine refuses them before any work.
     let o = fptt(&["train", ok.to_str().unwrap(), "--set", "model.neuron=lif"]);
     assert_refused(&o, &["model.neuron = \"lif\"", "CPU reference only"]);
+    // e-prop with LIF parses too, and is refused the same way, naming the rule.
+    let o = fptt(&["train", ok.to_str().unwrap(), "--set", "model.neuron=lif", "--set", "train.rule=eprop"]);
+    assert_refused(&o, &["train.rule = \"eprop\"", "CPU reference only"]);
 
     let o = fptt(&["train", "--resume", dir.join("nothing-here").to_str().unwrap()]);
     assert_refused(&o, &["config.toml not found"]);

@@ -23,7 +23,7 @@ use crate::gpu::{DeviceChoice, GpuContext};
 use crate::learn::{EngineError, FpttEngine, SequenceMetrics};
 use crate::model::{init_params, NeuronKind, ParamLayout, StatLayout};
 use crate::rng::Rng;
-use crate::settings::{FpttSettings, InitialState, LossKind, SequenceBatch};
+use crate::settings::{FpttSettings, InitialState, LearningRule, LossKind, SequenceBatch};
 use crate::tensor::TensorMap;
 
 pub const CONFIG_FILE: &str = "config.toml";
@@ -600,9 +600,19 @@ fn write_file(path: &Path, text: &str) -> Result<(), RunError> {
 
 /// Train `exp` (or continue the run in `opts.out` when `opts.resume`).
 pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunError> {
-    // The GPU engine implements LTC layers only (spec §1); LIF/ALIF (spec §7) exist in the CPU
-    // reference so far. Refused before anything else.
+    // The GPU engine implements LTC layers only (spec §1); LIF/ALIF (spec §7), and e-prop, which
+    // needs them, exist in the CPU reference so far. Refused before anything else; this check goes
+    // when the engine trains LIF/ALIF layers (it refuses them itself too).
     if exp.model.neuron != NeuronKind::Ltc {
+        if let LearningRule::Eprop(_) = exp.train.rule {
+            return Err(RunError::Setup(format!(
+                "experiment `{}`: train.rule = \"eprop\" (with model.neuron = \"{}\") runs on the CPU reference \
+                 only for now (fptt::reference); the GPU engine of `fptt train` trains LTC neurons with \
+                 rule = \"fptt\" or \"bptt\"",
+                exp.name,
+                exp.model.neuron.name()
+            )));
+        }
         return Err(RunError::Setup(format!(
             "experiment `{}`: model.neuron = \"{}\" runs on the CPU reference only for now (fptt::reference); \
              the GPU engine of `fptt train` implements LTC neurons: set model.neuron = \"ltc\" or leave the key out",
