@@ -108,7 +108,7 @@ fn user_mistakes_exit_1_with_a_message_naming_the_file() {
     assert_refused(&o, &["--set model.hiden=[4]", "unknown key", "model.hidden"]);
 
     let o = fptt(&["train", ok.to_str().unwrap(), "--set", "train.rule=eprop"]);
-    assert_refused(&o, &["ok.toml", "train.rule", "CPU reference only"]);
+    assert_refused(&o, &["ok.toml: model.neuron", "(--set train.rule=eprop)", "LTC neurons", "\"lif\" or \"alif\""]);
     let o = fptt(&["train", ok.to_str().unwrap(), "--set", "train.rule=bptt", "--set", "train.chunk=2"]);
     assert_refused(&o, &["ok.toml", "train.chunk", "fptt\" only"]);
 
@@ -427,7 +427,7 @@ fn bench_peer_check_writes_start_data_and_end_state() {
 }
 
 #[test]
-fn lif_and_alif_neurons_train_from_an_experiment_file() {
+fn lif_alif_and_eprop_train_from_an_experiment_file() {
     let dir = scratch("cli-neurons");
     let ok = write(&dir, "ok.toml", TINY_ADDING);
     // Their kernels are checked against the reference in gpu_vs_reference; here the runner.
@@ -448,4 +448,25 @@ fn lif_and_alif_neurons_train_from_an_experiment_file() {
         let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
         assert!(config.contains(&format!("neuron = \"{neuron}\"")), "{config}");
     }
+    // e-prop, which needs them, trains from the experiment file too (one update per step here).
+    let out = dir.join("eprop");
+    let o = fptt(&[
+        "train",
+        ok.to_str().unwrap(),
+        "--set",
+        "model.neuron=alif",
+        "--set",
+        "train.rule=eprop",
+        "--set",
+        "train.eprop_update=step",
+        "--set",
+        "train.epochs=1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "eprop: {}", stderr(&o));
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("rule = \"eprop\"") && config.contains("eprop_update = \"step\""), "{config}");
+    let (_, rows) = csv_rows(&out.join("metrics.csv"));
+    assert!(rows.iter().any(|r| r[3] == "test"), "e-prop run evaluated");
 }

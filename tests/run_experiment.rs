@@ -7,7 +7,7 @@ use std::path::Path;
 use fptt::model::{NeuronKind, ThresholdMode};
 use fptt::run::experiment::{Experiment, ExperimentError, SCHEMA};
 use fptt::run::{LrSchedule, Membrane, ResetPolicy, Task};
-use fptt::settings::{AuxTargets, Optimizer};
+use fptt::settings::{AuxTargets, EpropSettings, Feedback, LearningRule, Optimizer};
 
 /// Every key, none at its default.
 const ALL_KEYS: &str = r#"
@@ -99,20 +99,43 @@ fn every_documented_key_round_trips_through_the_resolved_toml() {
     assert_eq!(e.output.dir.as_deref(), Some(Path::new("out/here")));
     assert_eq!(e.output.report_every, 5);
 
-    // The resolved form holds every key of the schema and parses back to the same experiment.
-    let table = e.to_table();
+    // The same with e-prop and every one of its keys (one layer, no batch norm, no reset: what
+    // e-prop accepts).
+    let eprop_keys = ALL_KEYS
+        .replace("hidden = [24, 12]", "hidden = [24]")
+        .replace("batch_norm = true", "batch_norm = false")
+        .replace("reset = \"sequence\"", "reset = \"never\"")
+        .replace(
+            "rule = \"fptt\"",
+            "rule = \"eprop\"\neprop_update = \"step\"\neprop_feedback = \"random\"\neprop_feedback_seed = 5\n\
+             eprop_readout_filter = false\neprop_reset_in_trace = false",
+        );
+    let ep = parse(&eprop_keys, &[]).unwrap();
+    let settings = EpropSettings {
+        update_every_step: true,
+        feedback: Feedback::Random { seed: 5 },
+        readout_filter: false,
+        reset_in_trace: false,
+    };
+    assert_eq!((ep.train.rule, ep.train.reset), (LearningRule::Eprop(settings), ResetPolicy::Never));
+
+    // The resolved forms hold every key of the schema (`chunk` with FPTT, the `eprop_*` keys with
+    // e-prop) and parse back to the same experiment.
+    let tables = [e.to_table(), ep.to_table()];
     for (section, keys) in SCHEMA {
         for key in *keys {
-            let present = if section.is_empty() {
-                table.contains_key(*key)
-            } else {
-                table.get(*section).and_then(|s| s.as_table()).is_some_and(|s| s.contains_key(*key))
-            };
+            let present = tables.iter().any(|table| {
+                if section.is_empty() {
+                    table.contains_key(*key)
+                } else {
+                    table.get(*section).and_then(|s| s.as_table()).is_some_and(|s| s.contains_key(*key))
+                }
+            });
             assert!(present, "resolved TOML lacks {section}.{key}");
         }
     }
-    let again = parse(&e.to_toml(), &[]).unwrap();
-    assert_eq!(again, e);
+    assert_eq!(parse(&e.to_toml(), &[]).unwrap(), e);
+    assert_eq!(parse(&ep.to_toml(), &[]).unwrap(), ep);
 
     // Defaults round-trip too (the resolved file of a minimal experiment).
     for task in ["adding", "smnist", "psmnist", "fashion-mnist"] {
@@ -209,8 +232,26 @@ fn mistakes_are_refused_naming_file_key_and_expectation() {
         (format!("{base}[train]\nbatch = 0\n"), vec![], vec!["train.batch", "an integer ≥ 1", "found 0"]),
         (format!("{base}[train]\nbeta = 1.5\n"), vec![], vec!["train.beta", "(0, 1]"]),
         (format!("{base}[train]\noptimizer = \"sgd\"\n"), vec![], vec!["train.optimizer", "adam, adamax", "\"sgd\""]),
-        (format!("{base}[train]\nrule = \"rtrl\"\n"), vec![], vec!["train.rule", "\"fptt\" or \"bptt\"", "\"rtrl\""]),
-        (format!("{base}[train]\nrule = \"eprop\"\n"), vec![], vec!["train.rule", "CPU reference only"]),
+        (
+            format!("{base}[train]\nrule = \"rtrl\"\n"),
+            vec![],
+            vec!["train.rule", "\"fptt\", \"bptt\" or \"eprop\"", "\"rtrl\""],
+        ),
+        (
+            format!("{base}[train]\nrule = \"eprop\"\n"),
+            vec![],
+            vec!["experiments/x.toml: model.neuron", "train.rule = \"eprop\"", "LTC neurons", "\"lif\" or \"alif\""],
+        ),
+        (
+            format!("{base}[model]\nneuron = \"lif\"\n[train]\nrule = \"eprop\"\nchunk = 5\n"),
+            vec![],
+            vec!["train.chunk", "fptt\" only", "e-prop"],
+        ),
+        (
+            format!("{base}[train]\neprop_update = \"step\"\n"),
+            vec![],
+            vec!["train.eprop_update", "rule = \"eprop\" only", "FPTT"],
+        ),
         (format!("{base}[train]\nchunk = 0\n"), vec![], vec!["train.chunk", "from 1 to the sequence length T"]),
         (format!("{base}[train]\nchunk = 100000\n"), vec![], vec!["train.chunk", "T = ", "100000"]),
         (format!("{base}[train]\nrule = \"bptt\"\nchunk = 5\n"), vec![], vec!["train.chunk", "fptt\" only"]),

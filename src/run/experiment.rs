@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 use crate::model::{ModelConfig, NeuronKind, ThresholdMode};
-use crate::settings::{AuxTargets, LearningRule, Optimizer};
+use crate::settings::{AuxTargets, EpropSettings, Feedback, LearningRule, Optimizer};
 
 /// Pixels of one MNIST / Fashion-MNIST image (28 × 28).
 pub const IMAGE_PIXELS: usize = 784;
@@ -117,6 +117,8 @@ pub struct ModelSection {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainSection {
+    /// FPTT with its `chunk`, BPTT, or e-prop with its options (the `eprop_*` keys). BPTT and
+    /// e-prop update with a plain optimizer step: their `reset` is always `Never`.
     pub rule: LearningRule,
     pub optimizer: Optimizer,
     pub lr: f64,
@@ -185,6 +187,11 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
         &[
             "rule",
             "chunk",
+            "eprop_update",
+            "eprop_feedback",
+            "eprop_feedback_seed",
+            "eprop_readout_filter",
+            "eprop_reset_in_trace",
             "optimizer",
             "lr",
             "alpha",
@@ -206,6 +213,19 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
     ),
     ("output", &["dir", "report_every"]),
 ];
+
+/// The keys of `[train]` that only `rule = "eprop"` reads.
+const EPROP_KEYS: [&str; 5] =
+    ["eprop_update", "eprop_feedback", "eprop_feedback_seed", "eprop_readout_filter", "eprop_reset_in_trace"];
+
+/// The rule's name in messages.
+fn rule_title(rule: LearningRule) -> &'static str {
+    match rule {
+        LearningRule::Fptt { .. } => "FPTT",
+        LearningRule::Bptt => "BPTT",
+        LearningRule::Eprop(_) => "e-prop",
+    }
+}
 
 /// The section `fptt train` adds to `config.toml`; read back without checks.
 pub const RUN_SECTION: &str = "run";
@@ -625,7 +645,7 @@ impl Experiment {
 
         // [train]
         let mut t = take_section(&mut root, o, "train");
-        let rules = "\"fptt\" or \"bptt\"";
+        let rules = "\"fptt\", \"bptt\" or \"eprop\"";
         let chunk = t.take("chunk");
         let rule_name = match t.take("rule") {
             None => "fptt".to_string(),
@@ -643,24 +663,49 @@ impl Experiment {
                     return Err(t.expected("chunk", &what, &v));
                 }
             },
-            "bptt" => {
-                if chunk.is_some() {
-                    return Err(o.key_err(
-                        "train.chunk",
-                        "applies to rule = \"fptt\" only: BPTT backpropagates through the whole sequence".into(),
-                    ));
-                }
-                LearningRule::Bptt
-            }
+            "bptt" => LearningRule::Bptt,
             "eprop" | "e-prop" => {
-                return Err(o.key_err(
-                    "train.rule",
-                    format!("`{rule_name}` runs on the CPU reference only for now; the GPU engine trains {rules}"),
-                ))
+                let update_every_step =
+                    t.keyword("eprop_update", &[("sequence", false), ("step", true)], Some(false))?;
+                let random = t.keyword("eprop_feedback", &[("symmetric", false), ("random", true)], Some(false))?;
+                let feedback = if random {
+                    Feedback::Random { seed: t.u64("eprop_feedback_seed", 0, seed)? }
+                } else {
+                    if t.take("eprop_feedback_seed").is_some() {
+                        return Err(o.key_err(
+                            "train.eprop_feedback_seed",
+                            "applies to eprop_feedback = \"random\" only: symmetric feedback uses the readout \
+                             weights W_o and draws nothing"
+                                .into(),
+                        ));
+                    }
+                    Feedback::Symmetric
+                };
+                let readout_filter = t.bool("eprop_readout_filter", true)?;
+                let reset_in_trace = t.bool("eprop_reset_in_trace", true)?;
+                LearningRule::Eprop(EpropSettings { update_every_step, feedback, readout_filter, reset_in_trace })
             }
             _ => return Err(t.expected("rule", rules, &Value::String(rule_name))),
         };
-        let bptt = rule == LearningRule::Bptt;
+        // BPTT and e-prop: no chunks, no e-prop options elsewhere.
+        let title = rule_title(rule);
+        if chunk.is_some() && !matches!(rule, LearningRule::Fptt { .. }) {
+            let why = match rule {
+                LearningRule::Eprop(_) => "e-prop updates after every step or once per sequence (train.eprop_update)",
+                _ => "BPTT backpropagates through the whole sequence",
+            };
+            return Err(o.key_err("train.chunk", format!("applies to rule = \"fptt\" only: {why}")));
+        }
+        if !matches!(rule, LearningRule::Eprop(_)) {
+            if let Some(k) = EPROP_KEYS.iter().find(|k| t.table.contains_key(**k)) {
+                return Err(o.key_err(
+                    &t.key(k),
+                    format!("applies to rule = \"eprop\" only; this experiment trains with {title}"),
+                ));
+            }
+        }
+        // A plain optimizer step (BPTT, e-prop): no W̄, no λ, α and β unused.
+        let plain = matches!(rule, LearningRule::Bptt | LearningRule::Eprop(_));
         let optimizer = t.keyword(
             "optimizer",
             &[("adam", Optimizer::Adam), ("adamax", Optimizer::Adamax)],
@@ -683,12 +728,12 @@ impl Experiment {
         let reset = t.keyword(
             "reset",
             &[("epoch", ResetPolicy::Epoch), ("sequence", ResetPolicy::Sequence), ("never", ResetPolicy::Never)],
-            Some(if bptt { ResetPolicy::Never } else { ResetPolicy::Epoch }),
+            Some(if plain { ResetPolicy::Never } else { ResetPolicy::Epoch }),
         )?;
-        if bptt && reset != ResetPolicy::Never {
+        if plain && reset != ResetPolicy::Never {
             return Err(o.key_err(
                 "train.reset",
-                "BPTT keeps no running mean W̄ to reset to: leave it out or set \"never\"".into(),
+                format!("{title} keeps no running mean W̄ to reset to: leave it out or set \"never\""),
             ));
         }
         let lr_schedule = t.keyword(
@@ -734,6 +779,23 @@ impl Experiment {
 
         let exp = Experiment { name, seed, data, model, train, output };
         exp.model_config().validate().map_err(|e| o.key_err("model", e.to_string()))?;
+        if let LearningRule::Eprop(_) = exp.train.rule {
+            // The model key to blame, in the order `eprop::check` tests them, and its fix.
+            let m = &exp.model;
+            let (key, fix) = if m.neuron == NeuronKind::Ltc {
+                ("model.neuron", "set model.neuron = \"lif\" or \"alif\"")
+            } else if m.hidden.len() != 1 {
+                ("model.hidden", "set model.hidden = [N], one layer")
+            } else if m.batch_norm {
+                ("model.batch_norm", "set model.batch_norm = false")
+            } else {
+                ("train.rule", "choose rule = \"fptt\" or \"bptt\"")
+            };
+            let via = o.set.get("train.rule").map(|a| format!(" (--set {a})")).unwrap_or_default();
+            crate::reference::eprop::check(&exp.model_config()).map_err(|e| {
+                o.key_err(key, format!("train.rule = \"eprop\"{via} does not fit this model: {e} ({fix})"))
+            })?;
+        }
         Ok(exp)
     }
 
@@ -812,7 +874,21 @@ impl Experiment {
             LearningRule::Bptt => {
                 train.insert("rule".into(), s("bptt"));
             }
-            LearningRule::Eprop(_) => unreachable!("experiment files refuse train.rule = \"eprop\" (GPU only)"),
+            LearningRule::Eprop(e) => {
+                train.insert("rule".into(), s("eprop"));
+                train.insert("eprop_update".into(), s(if e.update_every_step { "step" } else { "sequence" }));
+                match e.feedback {
+                    Feedback::Symmetric => {
+                        train.insert("eprop_feedback".into(), s("symmetric"));
+                    }
+                    Feedback::Random { seed } => {
+                        train.insert("eprop_feedback".into(), s("random"));
+                        train.insert("eprop_feedback_seed".into(), Value::Integer(seed as i64));
+                    }
+                }
+                train.insert("eprop_readout_filter".into(), Value::Boolean(e.readout_filter));
+                train.insert("eprop_reset_in_trace".into(), Value::Boolean(e.reset_in_trace));
+            }
         }
         train.insert(
             "optimizer".into(),
@@ -945,6 +1021,180 @@ mod tests {
         assert!(err.contains("model.threshold") && err.contains("\"adaptive\""), "{err}");
         let err = parse("[data]\ntask = \"smnist\"\n[model]\nneuron = \"izhikevich\"\n").unwrap_err().to_string();
         assert_eq!(err, "x.toml: model.neuron: expected one of ltc, alif, lif, found \"izhikevich\"");
+    }
+
+    const EPROP_LIF: &str =
+        "seed = 7\n[data]\ntask = \"adding\"\nsteps = 20\n[model]\nhidden = [16]\nneuron = \"lif\"\n";
+
+    #[test]
+    fn eprop_parses_with_its_defaults_each_key_and_round_trips() {
+        let parse = |text: &str, sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            Experiment::parse(text, "x.toml", "x", &sets)
+        };
+        let eprop = |e: &Experiment| match e.train.rule {
+            LearningRule::Eprop(s) => s,
+            other => panic!("expected e-prop, got {other:?}"),
+        };
+        // Defaults: one update per sequence, symmetric feedback, filter on, reset kept; like BPTT,
+        // no running mean to reset to.
+        for spelling in ["eprop", "e-prop"] {
+            let e = parse(&format!("{EPROP_LIF}[train]\nrule = \"{spelling}\"\n"), &[]).unwrap();
+            assert_eq!(eprop(&e), EpropSettings::default(), "{spelling}");
+            assert_eq!(e.train.reset, ResetPolicy::Never);
+            assert_eq!(parse(&e.to_toml(), &[]).unwrap(), e, "{spelling}: config.toml parses back");
+        }
+        let e = parse(EPROP_LIF, &["train.rule=eprop"]).unwrap();
+        assert_eq!(eprop(&e), EpropSettings::default());
+        let text = e.to_toml();
+        for line in [
+            "rule = \"eprop\"",
+            "eprop_update = \"sequence\"",
+            "eprop_feedback = \"symmetric\"",
+            "eprop_readout_filter = true",
+            "eprop_reset_in_trace = true",
+        ] {
+            assert!(text.contains(line), "config.toml lacks {line}:\n{text}");
+        }
+        assert!(!text.contains("eprop_feedback_seed") && !text.contains("chunk"), "{text}");
+
+        // Every key, in the file and through --set; random feedback draws from `seed` unless told.
+        let random = |seed| Feedback::Random { seed };
+        let cases: Vec<(&str, Vec<&str>, EpropSettings)> = vec![
+            (
+                "eprop_update = \"step\"\n",
+                vec![],
+                EpropSettings { update_every_step: true, ..EpropSettings::default() },
+            ),
+            ("eprop_update = \"sequence\"\n", vec![], EpropSettings::default()),
+            ("eprop_feedback = \"symmetric\"\n", vec![], EpropSettings::default()),
+            (
+                "eprop_feedback = \"random\"\n",
+                vec![],
+                EpropSettings { feedback: random(7), ..EpropSettings::default() },
+            ),
+            (
+                "eprop_feedback = \"random\"\neprop_feedback_seed = 0\n",
+                vec![],
+                EpropSettings { feedback: random(0), ..EpropSettings::default() },
+            ),
+            (
+                "eprop_readout_filter = false\n",
+                vec![],
+                EpropSettings { readout_filter: false, ..EpropSettings::default() },
+            ),
+            (
+                "eprop_reset_in_trace = false\n",
+                vec![],
+                EpropSettings { reset_in_trace: false, ..EpropSettings::default() },
+            ),
+            (
+                "reset = \"never\"\n",
+                vec!["train.eprop_update=step", "train.eprop_feedback=random", "train.eprop_feedback_seed=42"],
+                EpropSettings { update_every_step: true, feedback: random(42), ..EpropSettings::default() },
+            ),
+            (
+                "",
+                vec!["train.eprop_readout_filter=false", "train.eprop_reset_in_trace=false"],
+                EpropSettings { readout_filter: false, reset_in_trace: false, ..EpropSettings::default() },
+            ),
+        ];
+        for (keys, sets, want) in cases {
+            let text = format!("{EPROP_LIF}[train]\nrule = \"eprop\"\n{keys}");
+            let e = parse(&text, &sets).unwrap_or_else(|err| panic!("{keys} {sets:?}: {err}"));
+            assert_eq!(eprop(&e), want, "{keys} {sets:?}");
+            let written = e.to_toml();
+            let back = parse(&written, &[]).unwrap_or_else(|err| panic!("{keys} {sets:?}: {err}\n{written}"));
+            assert_eq!(back, e, "{keys} {sets:?}: config.toml parses back");
+            if let Feedback::Random { seed } = want.feedback {
+                assert!(written.contains(&format!("eprop_feedback_seed = {seed}")), "{written}");
+            }
+        }
+        // ALIF (adaptive threshold) on an image task, where the rule's plain update ignores α and β.
+        let alif = "[data]\ntask = \"smnist\"\npixels_per_step = 16\n[model]\nhidden = [8]\nneuron = \"alif\"\n\
+                    [train]\nrule = \"eprop\"\n";
+        let e = parse(alif, &[]).unwrap();
+        assert_eq!((eprop(&e), e.train.reset), (EpropSettings::default(), ResetPolicy::Never));
+        assert_eq!(parse(&e.to_toml(), &[]).unwrap(), e);
+    }
+
+    #[test]
+    fn eprop_refuses_what_it_does_not_define() {
+        let refused = |text: String, sets: &[&str]| -> String {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            Experiment::parse(&text, "x.toml", "x", &sets).unwrap_err().to_string()
+        };
+        let eprop = format!("{EPROP_LIF}[train]\nrule = \"eprop\"\n");
+
+        // Models e-prop is not defined for: the model key named, eprop::check's reason, the fix.
+        let err = refused("[data]\ntask = \"adding\"\n[train]\nrule = \"eprop\"\n".into(), &[]);
+        assert!(
+            err.starts_with(
+                "x.toml: model.neuron: train.rule = \"eprop\" does not fit this model: e-prop: LTC neurons"
+            ) && err.contains("model.neuron = \"lif\" or \"alif\""),
+            "{err}"
+        );
+        let err = refused("[data]\ntask = \"adding\"\n".into(), &["train.rule=eprop"]);
+        assert!(err.contains("model.neuron") && err.contains("(--set train.rule=eprop)"), "{err}");
+        let err = refused(eprop.replace("hidden = [16]", "hidden = [16, 16]"), &[]);
+        assert!(err.starts_with("x.toml: model.hidden: ") && err.contains("one hidden layer only"), "{err}");
+        let bn = "[data]\ntask = \"smnist\"\npixels_per_step = 16\n[model]\nhidden = [8]\nneuron = \"lif\"\n\
+                  batch_norm = true\n[train]\nrule = \"eprop\"\n";
+        let err = refused(bn.into(), &[]);
+        assert!(err.starts_with("x.toml: model.batch_norm: ") && err.contains("batch norm is not supported"), "{err}");
+
+        // Keys that do not apply.
+        let err = refused(format!("{eprop}chunk = 4\n"), &[]);
+        assert!(err.starts_with("x.toml: train.chunk: applies to rule = \"fptt\" only: e-prop"), "{err}");
+        let err = refused(format!("{eprop}reset = \"epoch\"\n"), &[]);
+        assert_eq!(
+            err,
+            "x.toml: train.reset: e-prop keeps no running mean W̄ to reset to: leave it out or set \"never\""
+        );
+        let err = refused(format!("{eprop}eprop_feedback_seed = 3\n"), &[]);
+        assert!(err.starts_with("x.toml: train.eprop_feedback_seed: applies to eprop_feedback = \"random\""), "{err}");
+        for key in EPROP_KEYS {
+            for (rule, title) in [("", "FPTT"), ("rule = \"fptt\"\n", "FPTT"), ("rule = \"bptt\"\n", "BPTT")] {
+                let err = refused(format!("{EPROP_LIF}[train]\n{rule}{key} = true\n"), &[]);
+                assert_eq!(
+                    err,
+                    format!(
+                        "x.toml: train.{key}: applies to rule = \"eprop\" only; this experiment trains with {title}"
+                    )
+                );
+            }
+        }
+        let err = refused(EPROP_LIF.into(), &["train.eprop_update=step"]);
+        assert!(err.starts_with("x.toml (--set train.eprop_update=step): train.eprop_update: applies to"), "{err}");
+
+        // Values out of range.
+        for (keys, want) in [
+            (
+                "eprop_update = \"online\"\n",
+                "x.toml: train.eprop_update: expected one of sequence, step, found \"online\"",
+            ),
+            (
+                "eprop_feedback = \"fixed\"\n",
+                "x.toml: train.eprop_feedback: expected one of symmetric, random, found \"fixed\"",
+            ),
+            (
+                "eprop_feedback = \"random\"\neprop_feedback_seed = -1\n",
+                "x.toml: train.eprop_feedback_seed: expected an integer ≥ 0, found -1",
+            ),
+            (
+                "eprop_feedback = \"random\"\neprop_feedback_seed = 1.5\n",
+                "x.toml: train.eprop_feedback_seed: expected an integer ≥ 0, found 1.5",
+            ),
+            (
+                "eprop_readout_filter = \"yes\"\n",
+                "x.toml: train.eprop_readout_filter: expected true or false, found \"yes\"",
+            ),
+            ("eprop_reset_in_trace = 1\n", "x.toml: train.eprop_reset_in_trace: expected true or false, found 1"),
+        ] {
+            assert_eq!(refused(format!("{eprop}{keys}"), &[]), want);
+        }
+        let err = refused(format!("{EPROP_LIF}[train]\nrule = \"rtrl\"\n"), &[]);
+        assert_eq!(err, "x.toml: train.rule: expected \"fptt\", \"bptt\" or \"eprop\", found \"rtrl\"");
     }
 
     #[test]
