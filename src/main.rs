@@ -41,6 +41,23 @@ enum Command {
         fptt bench --hidden 64,256,1024 --batch 1,64,512 --out results/bench.csv\n  \
         fptt bench peer-check --hidden 256 --batch 64 --out /tmp/peer   (then benchmarks/pytorch_reference.py)")]
     Bench(BenchArgs),
+    /// One line per run directory (from its config.toml and metrics.csv): rule, neuron, length,
+    /// iterations, final and best test metric, wall time, GPU bytes, adapter. Markdown table on
+    /// stdout; with --out, a CSV for plotting.
+    #[command(
+        after_help = "Example:\n  fptt summarize results/compare-adding/T200/* --out results/compare-adding/summary.csv"
+    )]
+    Summarize(SummarizeArgs),
+}
+
+#[derive(clap::Args)]
+struct SummarizeArgs {
+    /// Run directories (each with config.toml and metrics.csv).
+    #[arg(required = true, value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+    /// Also write the summary as CSV.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -339,6 +356,25 @@ fn peer_check(args: PeerCheckArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn summarize(args: SummarizeArgs) -> Result<ExitCode> {
+    use fptt::run::summary::{summarize, RunSummaryRow, SUMMARY_COLUMNS};
+    let rows = args.dirs.iter().map(|dir| summarize(dir)).collect::<Result<Vec<_>, _>>()?;
+    println!("{}", RunSummaryRow::MARKDOWN_HEADER);
+    for row in &rows {
+        println!("{}", row.markdown());
+    }
+    if let Some(out) = &args.out {
+        let mut csv = csv::Writer::from_path(out).with_context(|| format!("writing {}", out.display()))?;
+        csv.write_record(SUMMARY_COLUMNS)?;
+        for row in &rows {
+            csv.write_record(row.csv_record())?;
+        }
+        csv.flush()?;
+        println!("csv: {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn bench_memory(args: MemoryArgs) -> Result<ExitCode> {
     use fptt::settings::LearningRule;
     if args.hidden == 0 || args.batch == 0 || args.chunks == 0 || args.steps.iter().any(|&t| t < 2) {
@@ -486,6 +522,7 @@ fn main() -> ExitCode {
         Command::Devices => devices().map(|_| ExitCode::SUCCESS),
         Command::Train(args) => train(args),
         Command::Bench(args) => bench(args),
+        Command::Summarize(args) => summarize(args),
     };
     match result {
         Ok(code) => code,

@@ -470,3 +470,36 @@ fn lif_alif_and_eprop_train_from_an_experiment_file() {
     let (_, rows) = csv_rows(&out.join("metrics.csv"));
     assert!(rows.iter().any(|r| r[3] == "test"), "e-prop run evaluated");
 }
+
+#[test]
+fn summarize_lines_up_runs_from_their_files() {
+    let dir = scratch("cli-summarize");
+    let exp = write(&dir, "a.toml", TINY_ADDING);
+    let run = dir.join("run");
+    let o = fptt(&["train", exp.to_str().unwrap(), "--out", run.to_str().unwrap(), "--progress", "quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = dir.join("summary.csv");
+    let o = fptt(&["summarize", run.to_str().unwrap(), "--out", csv.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.starts_with("| run | network | rule |"), "{stdout}");
+    let (header, rows) = csv_rows(&csv);
+    assert_eq!(header, fptt::run::summary::SUMMARY_COLUMNS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(rows.len(), 1);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let row = &rows[0];
+    // What the run's own metrics say: the last test MSE, the lowest one, the last iteration.
+    let (_, metrics) = csv_rows(&run.join("metrics.csv"));
+    let tests: Vec<f64> = metrics.iter().filter(|r| r[3] == "test").map(|r| r[6].parse().unwrap()).collect();
+    assert_eq!(row[col("final_test")].parse::<f64>().unwrap(), *tests.last().unwrap());
+    assert_eq!(row[col("best_test")].parse::<f64>().unwrap(), tests.iter().cloned().fold(f64::INFINITY, f64::min));
+    assert_eq!(row[col("iterations")], "20");
+    assert_eq!(
+        (row[col("task")].as_str(), row[col("rule")].as_str(), row[col("metric")].as_str()),
+        ("adding", "fptt", "mse")
+    );
+    assert_eq!(row[col("device_type")], metrics[0][14]);
+
+    let o = fptt(&["summarize", dir.join("no-run").to_str().unwrap()]);
+    assert_refused(&o, &["config.toml"]);
+}

@@ -6,10 +6,12 @@
 //! - [`metrics`]: the CSV writer (columns [`metrics::COLUMNS`]).
 //! - [`progress`]: the progress bar or log lines on stderr.
 //! - `trainer`: [`train`], the loop itself.
+//! - [`summary`]: `fptt summarize`, one line per run directory.
 
 pub mod experiment;
 pub mod metrics;
 pub mod progress;
+pub mod summary;
 mod trainer;
 
 use std::path::PathBuf;
