@@ -58,7 +58,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 let tau = work[args.tau_o + i];
                 local = (work[args.z + i] - work[args.o_prev + i]) * tau * (1.0 - tau) * work[args.zo + i];
             }
-            let value = readout_carry(b, k, gain, &old) + local;
+            let value = readout_carry(b, k, &old) + local;
             work[args.jacobian + i * p_len + col] = value;
             total += work[args.g_o + i] * value;
         }

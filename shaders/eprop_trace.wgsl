@@ -28,33 +28,39 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let alif = (args.flags & EPROP_ALIF) != 0u;
     let filtered = (args.flags & EPROP_FILTER) != 0u;
     let keep_reset = (args.flags & EPROP_RESET_IN_TRACE) != 0u;
+    // The column's injection, with no branch inside the loop (a software adapter runs divergent
+    // branches on every lane): ∂u/∂w = scale·source[b], where the source is the input x, the
+    // previous spikes or 1 (bias), scaled by τm; ρ_m and ρ_a use their own formulas (selected).
+    let is_input = col < n_in;
+    let is_synapse = col < n_in + n;
+    let is_rho_m = col == n_in + n + 1u;
+    let is_rho_a = col == n_in + n + 2u;
+    var source = args.x + col;
+    var stride = n_in;
+    if !is_input {
+        source = args.s_prev + col - n_in;
+        stride = n;
+    }
+    if !is_synapse {
+        source = args.s_prev + j;
+        stride = n;
+    }
     var total = 0.0;
     var old: array<f32, EPROP_MAX_OUTPUTS>;
     for (var b = 0u; b < args.batch; b++) {
         let i = b * n + j;
         let tau_m = work[args.tau_m + i];
         let u = work[args.u + i];
+        let psi = work[args.psi + i];
+        let s_prev = work[args.s_prev + i];
+        let rho_m_term = (work[args.d + i] - work[args.m_prev + i]) * tau_m * (1.0 - tau_m);
+        let input = select(1.0, work[source + b * stride], is_synapse);
+        let inj_u = select(select(tau_m * input, rho_m_term, is_rho_m), 0.0, is_rho_a);
         var tau_a = 0.0;
-        var theta = args.threshold;
+        var inj_b = 0.0;
         if alif {
             tau_a = work[args.tau_a + i];
-            theta = B0 + BETA_ADAPT * work[args.b_next + i];
-        }
-        let psi = surrogate(u - theta);
-        // The column's injection: ∂u/∂W = τm·[x ; s_prev], ∂u/∂c = τm, ∂u/∂ρ_m = (d − m)·τm(1 − τm),
-        // ∂b/∂ρ_a = (b − s)·τa(1 − τa).
-        var inj_u = 0.0;
-        var inj_b = 0.0;
-        if col < n_in {
-            inj_u = tau_m * work[args.x + b * n_in + col];
-        } else if col < n_in + n {
-            inj_u = tau_m * work[args.s_prev + b * n + col - n_in];
-        } else if col == n_in + n {
-            inj_u = tau_m;
-        } else if col == n_in + n + 1u {
-            inj_u = (work[args.d + i] - work[args.m_prev + i]) * tau_m * (1.0 - tau_m);
-        } else {
-            inj_b = (work[args.b_prev + i] - work[args.s_prev + i]) * tau_a * (1.0 - tau_a);
+            inj_b = select(0.0, (work[args.b_prev + i] - s_prev) * tau_a * (1.0 - tau_a), is_rho_a);
         }
         let t = i * cols + col;
         let eps_u = (1.0 - tau_m) * work[args.membrane + t] + inj_u;
@@ -69,13 +75,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             reset = u * e;
         }
         work[args.membrane + t] = (1.0 - work[args.s_next + i]) * eps_u - reset;
-        if filtered {
+        if filtered && c == 1u {
+            // One output (regression): no mixing, no private array.
+            let at = args.filtered + i * cols + col;
+            let phi = work[args.readout_a + b] * work[at] + work[args.v + i] * e;
+            work[at] = phi;
+            total += work[args.g_o + b] * phi;
+        } else if filtered {
             // φ of every output before any is overwritten: A mixes them.
             for (var k = 0u; k < c; k++) {
                 old[k] = work[args.filtered + ((b * c + k) * n + j) * cols + col];
             }
             for (var k = 0u; k < c; k++) {
-                let phi = readout_carry(b, k, readout_gain(b, k), &old) + work[args.v + (b * c + k) * n + j] * e;
+                let phi = readout_carry(b, k, &old) + work[args.v + (b * c + k) * n + j] * e;
                 work[args.filtered + ((b * c + k) * n + j) * cols + col] = phi;
                 total += work[args.g_o + b * c + k] * phi;
             }

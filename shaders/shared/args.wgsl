@@ -265,6 +265,10 @@ struct EpropArgs {
     a_o: u32,
     // work: the top layer's new spikes [B, N] (the readout's input)
     s_top: u32,
+    // work: this step's ψ(u − θ) [B, N] and the readout's A [B, C, C], written by eprop_signal for
+    // the two kernels after it
+    psi: u32,
+    readout_a: u32,
 }
 
 const EPROP_ALIF: u32 = 1u;

@@ -20,15 +20,25 @@ fn readout_d(b: u32, k: u32, kk: u32, gain: f32) -> f32 {
     return diag + gain * params[args.w_om + k * 2u * args.c + kk];
 }
 
-// (A·old)_k for sample b, given g_k: how the readout carries last step's sensitivities forward.
-fn readout_carry(b: u32, k: u32, gain: f32, old: ptr<function, array<f32, EPROP_MAX_OUTPUTS>>) -> f32 {
+// A[k, kk] for sample b, given its gain g_k (eprop_signal stores it at readout_a for the rest).
+fn readout_a(b: u32, k: u32, kk: u32, gain: f32) -> f32 {
+    var diag = 0.0;
+    if k == kk {
+        diag = 1.0 - work[args.tau_o + b * args.c + k];
+    }
+    return diag + gain * params[args.w_om + k * 2u * args.c + args.c + kk];
+}
+
+// (A·old)_k for sample b from the stored A: how the readout carries last step's sensitivities
+// forward.
+fn readout_carry(b: u32, k: u32, old: ptr<function, array<f32, EPROP_MAX_OUTPUTS>>) -> f32 {
     let c = args.c;
-    let row = args.w_om + k * 2u * c + c;
+    let row = args.readout_a + (b * c + k) * c;
     var mixed = 0.0;
     for (var kk = 0u; kk < c; kk++) {
-        mixed += params[row + kk] * (*old)[kk];
+        mixed += work[row + kk] * (*old)[kk];
     }
-    return (1.0 - work[args.tau_o + b * c + k]) * (*old)[k] + gain * mixed;
+    return mixed;
 }
 
 // The feedback matrix B[k, j]: W_o (symmetric e-prop) or the fixed random one.

@@ -846,6 +846,8 @@ impl Planner<'_> {
             c_om: off(&format!("{rtau}.bias")),
             a_o: off(&rslope),
             s_top: next.s + so,
+            psi: region.psi,
+            readout_a: region.readout_a,
         };
         let at = arena.push(&args);
         vec![

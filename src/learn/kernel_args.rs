@@ -272,6 +272,8 @@ pub struct EpropArgs {
     pub c_om: u32,
     pub a_o: u32,
     pub s_top: u32,
+    pub psi: u32,
+    pub readout_a: u32,
 }
 
 #[cfg(test)]
@@ -320,7 +322,7 @@ mod tests {
             [
                 batch, n, n_in, c, cols, flags, threshold, p_len, x, m_prev, s_prev, b_prev, s_next, b_next, d, tau_m,
                 tau_a, u, z, o_prev, tau_o, zo, g_o, membrane, adaptation, filtered, jacobian, v, signal, feedback,
-                w_x, c_x, w_r, c_r, w_m, w_a, w_o, c_o, w_om, c_om, a_o, s_top
+                w_x, c_x, w_r, c_r, w_m, w_a, w_o, c_o, w_om, c_om, a_o, s_top, psi, readout_a
             ]
         );
         check_twin!(

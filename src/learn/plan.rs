@@ -135,6 +135,10 @@ pub struct EpropRegion {
     /// `D·B` `[B, C, N]` and the learning signal `[B, N]` of the current step.
     pub v: u32,
     pub signal: u32,
+    /// The current step's `ψ(u − θ)` `[B, N]` and the readout's `A = ∂o'/∂o` `[B, C, C]`,
+    /// computed once per step for every trace that reads them.
+    pub psi: u32,
+    pub readout_a: u32,
     /// The fixed random feedback `[C, N]` (`ABSENT` with symmetric feedback).
     pub feedback: u32,
 }
@@ -335,6 +339,8 @@ impl WorkPlan {
                 traces_len,
                 v: a.alloc("eprop.v", bsz * c * nn),
                 signal: a.alloc("eprop.signal", bsz * nn),
+                psi: a.alloc("eprop.psi", bsz * nn),
+                readout_a: a.alloc("eprop.readout_a", bsz * c * c),
                 feedback: ABSENT,
             }
         });
