@@ -780,7 +780,7 @@ impl Experiment {
         let exp = Experiment { name, seed, data, model, train, output };
         exp.model_config().validate().map_err(|e| o.key_err("model", e.to_string()))?;
         if let LearningRule::Eprop(_) = exp.train.rule {
-            // The model key to blame, in the order `eprop::check` tests them, and its fix.
+            // The model key to blame, in the order `check_model` tests them, and its fix.
             let m = &exp.model;
             let (key, fix) = if m.neuron == NeuronKind::Ltc {
                 ("model.neuron", "set model.neuron = \"lif\" or \"alif\"")
@@ -792,7 +792,7 @@ impl Experiment {
                 ("train.rule", "choose rule = \"fptt\" or \"bptt\"")
             };
             let via = o.set.get("train.rule").map(|a| format!(" (--set {a})")).unwrap_or_default();
-            crate::reference::eprop::check(&exp.model_config()).map_err(|e| {
+            EpropSettings::check_model(&exp.model_config()).map_err(|e| {
                 o.key_err(key, format!("train.rule = \"eprop\"{via} does not fit this model: {e} ({fix})"))
             })?;
         }
@@ -1129,9 +1129,8 @@ mod tests {
         // Models e-prop is not defined for: the model key named, eprop::check's reason, the fix.
         let err = refused("[data]\ntask = \"adding\"\n[train]\nrule = \"eprop\"\n".into(), &[]);
         assert!(
-            err.starts_with(
-                "x.toml: model.neuron: train.rule = \"eprop\" does not fit this model: e-prop: LTC neurons"
-            ) && err.contains("model.neuron = \"lif\" or \"alif\""),
+            err.starts_with("x.toml: model.neuron: train.rule = \"eprop\" does not fit this model: LTC neurons")
+                && err.contains("model.neuron = \"lif\" or \"alif\""),
             "{err}"
         );
         let err = refused("[data]\ntask = \"adding\"\n".into(), &["train.rule=eprop"]);
