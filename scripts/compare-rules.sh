@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The rule comparisons of the README (issue #4), with the budgets used there: the adding problem at
 # T = 200, 500 and 1000 on one LIF network (64 neurons, fused map, threshold 0.5) with one-step
-# FPTT, FPTT in 10 chunks, BPTT and online e-prop; the authors' LTC network with FPTT in 10 chunks
-# at T = 200; S-MNIST on the vendored 8000-digit subset with one ALIF network (64 neurons, no batch
+# FPTT, FPTT in 10 chunks, BPTT and online e-prop; the authors' LTC network at T = 200 with FPTT
+# in 10 chunks, BPTT and one-step FPTT; S-MNIST on the vendored 8000-digit subset with one ALIF network (64 neurons, no batch
 # norm) and FPTT, BPTT and e-prop. Then `fptt summarize` tables of every run.
 #
 #   scripts/compare-rules.sh [OUTDIR] [adding|smnist|all]
@@ -58,8 +58,11 @@ if [ "$what" = adding ] || [ "$what" = all ]; then
         run "$dir/lif-eprop-step" "$exp" "${net[@]}" "${lif[@]}" "${plain[@]}" --set train.rule=eprop \
             --set train.eprop_update=step --set train.max_iterations=$eprop --set train.eval_every=$eprop_every
     done
-    run "$out/adding-T200/ltc-fptt-chunk20" experiments/adding-200.toml "${net[@]}" --set train.chunk=20 \
-        --set train.max_iterations=3000 --set train.eval_every=100
+    # The authors' LTC network at T = 200: FPTT in 10 chunks, BPTT, one-step FPTT.
+    ltc=(experiments/adding-200.toml "${net[@]}" --set train.eval_every=100)
+    run "$out/adding-T200/ltc-fptt-chunk20" "${ltc[@]}" --set train.chunk=20 --set train.max_iterations=3000
+    run "$out/adding-T200/ltc-bptt" "${ltc[@]}" "${plain[@]}" --set train.rule=bptt --set train.max_iterations=1500
+    run "$out/adding-T200/ltc-fptt" "${ltc[@]}" --set train.max_iterations=1500
     "$fptt" summarize "$out"/adding-T*/* --out "$out/adding-summary.csv"
 fi
 if [ "$what" = smnist ] || [ "$what" = all ]; then
