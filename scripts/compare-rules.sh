@@ -73,5 +73,10 @@ if [ "$what" = smnist ] || [ "$what" = all ]; then
     run "$out/smnist/alif-bptt" "${smnist[@]}" "${plain[@]}" --set train.rule=bptt
     run "$out/smnist/alif-eprop-step-nofilter" "${smnist[@]}" "${plain[@]}" --set train.rule=eprop \
         --set train.eprop_update=step --set train.eprop_readout_filter=false
+    # FPTT and BPTT (fast enough here) also on the whole subset, one epoch.
+    whole=(experiments/smnist.toml --set data.dir=data/mnist-subset --set model.neuron=alif --set model.batch_norm=false
+        --set 'model.hidden=[64]' --set train.batch=32 --set train.epochs=1 --set train.lr_schedule=none)
+    run "$out/smnist/alif-fptt-8000" "${whole[@]}"
+    run "$out/smnist/alif-bptt-8000" "${whole[@]}" "${plain[@]}" --set train.rule=bptt
     "$fptt" summarize "$out"/smnist/* --out "$out/smnist-summary.csv"
 fi
