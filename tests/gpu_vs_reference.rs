@@ -362,6 +362,39 @@ fn evaluation_matches_the_reference_and_ignores_padding_rows() {
     }
 }
 
+/// A fresh engine (every scratch region, carried gradients included, poisoned) and the reference
+/// trainer, both from the weights of seed `seeds[0]`, trained on the same two random sequences
+/// (data and initial state from `seeds[1] + k`, `seeds[2] + k`), every step's loss checked.
+fn train_two_sequences(
+    ctx: &std::rc::Rc<fptt::gpu::GpuContext>,
+    cfg: &ModelConfig,
+    settings: &FpttSettings,
+    batch: usize,
+    seeds: [u64; 3],
+    what: &str,
+) -> (FpttEngine, ReferenceTrainer) {
+    let init = init_params(cfg, seeds[0]);
+    let mut engine = FpttEngine::new(ctx.clone(), cfg, settings, batch, &init).unwrap();
+    let mut reference = ReferenceTrainer::new(cfg, settings, batch, &init);
+    engine.poison_scratch().unwrap();
+    for seq in 0..2u64 {
+        let data = random_batch(cfg, batch, settings.loss, seeds[1] + seq);
+        let initial = InitialState::uniform(&cfg.hidden, batch, &mut Rng::new(seeds[2] + seq));
+        let m = engine.train_sequence(&data, &initial).unwrap();
+        let losses = reference.train_sequence(&data, &initial);
+        for (t, l) in losses.iter().enumerate() {
+            let g = m.step_loss[t] as f64;
+            assert!(
+                (g - l.task_loss).abs() <= 1e-4 * l.task_loss.abs().max(1.0),
+                "{what}: sequence {seq}, loss of step {t}: {g} vs {}",
+                l.task_loss
+            );
+        }
+    }
+    assert_eq!(engine.updates(), reference.updates(), "{what}: updates");
+    (engine, reference)
+}
+
 /// Chunked FPTT (K steps per update, backpropagation through the chunk) and BPTT (one update per
 /// sequence through all T steps) against the reference trainer, over two sequences, starting with
 /// every scratch region (carried gradients included) poisoned. Chunk lengths that do not divide
@@ -393,25 +426,8 @@ fn chunked_fptt_and_bptt_match_the_reference() {
     for (i, (cfg, settings)) in cases.into_iter().enumerate() {
         let batch = 6;
         let what = format!("{:?} {:?} bn={} {:?}", cfg.neuron, cfg.hidden, cfg.batch_norm, settings.rule);
-        let init = init_params(&cfg, 70 + i as u64);
-        let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
-        let mut reference = ReferenceTrainer::new(&cfg, &settings, batch, &init);
-        engine.poison_scratch().unwrap();
-        for seq in 0..2u64 {
-            let data = random_batch(&cfg, batch, settings.loss, 170 + 10 * i as u64 + seq);
-            let initial = InitialState::uniform(&cfg.hidden, batch, &mut Rng::new(270 + 10 * i as u64 + seq));
-            let m = engine.train_sequence(&data, &initial).unwrap();
-            let losses = reference.train_sequence(&data, &initial);
-            for (t, l) in losses.iter().enumerate() {
-                let g = m.step_loss[t] as f64;
-                assert!(
-                    (g - l.task_loss).abs() <= 1e-4 * l.task_loss.abs().max(1.0),
-                    "{what}: sequence {seq}, loss of step {t}: {g} vs {}",
-                    l.task_loss
-                );
-            }
-        }
-        assert_eq!(engine.updates(), reference.updates(), "{what}: updates");
+        let seeds = [70 + i as u64, 170 + 10 * i as u64, 270 + 10 * i as u64];
+        let (engine, reference) = train_two_sequences(&ctx, &cfg, &settings, batch, seeds, &what);
         // The running means of the second sequence include the BN-fed biases, which only rounding
         // noise moves (see bn_fed): bounded by 0.1 (the momentum) times the updates' steps.
         let (got, want) = (engine.state().unwrap(), reference.state());
@@ -556,25 +572,8 @@ fn eprop_training_matches_the_reference() {
         }
         let batch = 4;
         let what = format!("{:?} {:?} C={} {:?}", cfg.neuron, cfg.hidden, cfg.outputs, settings.rule);
-        let init = init_params(&cfg, 700 + i as u64);
-        let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
-        let mut reference = ReferenceTrainer::new(&cfg, &settings, batch, &init);
-        engine.poison_scratch().unwrap();
-        for seq in 0..2u64 {
-            let data = random_batch(&cfg, batch, settings.loss, 800 + 10 * i as u64 + seq);
-            let initial = InitialState::uniform(&cfg.hidden, batch, &mut Rng::new(900 + 10 * i as u64 + seq));
-            let m = engine.train_sequence(&data, &initial).unwrap();
-            let losses = reference.train_sequence(&data, &initial);
-            for (t, l) in losses.iter().enumerate() {
-                let g = m.step_loss[t] as f64;
-                assert!(
-                    (g - l.task_loss).abs() <= 1e-4 * l.task_loss.abs().max(1.0),
-                    "{what}: sequence {seq}, loss of step {t}: {g} vs {}",
-                    l.task_loss
-                );
-            }
-        }
-        assert_eq!(engine.updates(), reference.updates(), "{what}: updates");
+        let seeds = [700 + i as u64, 800 + 10 * i as u64, 900 + 10 * i as u64];
+        let (engine, reference) = train_two_sequences(&ctx, &cfg, &settings, batch, seeds, &what);
         let worst = assert_maps_close(&what, &engine.state().unwrap(), &reference.state(), 1e-3, &[], None);
         eprintln!("{what}: 2 sequences, {} updates, worst relative error {worst:e}", engine.updates());
     }

@@ -117,7 +117,6 @@ struct ChunkSchedule {
 struct EpropSchedule {
     begin: Vec<Dispatch>,
     end: Vec<Dispatch>,
-    update_every_step: bool,
 }
 
 /// Invocations of a kernel that computes 4×4 register tiles of an `rows × cols` output
@@ -225,8 +224,10 @@ impl FpttEngine {
                     chunked: false,
                     earlier: None,
                 };
-                let mut list = planner.step(&mut arena, &view, false).forward;
-                list.extend(planner.eprop_step(&mut arena, &view, region, es));
+                let step = planner.step(&mut arena, &view, false);
+                let traces = planner.eprop_step(&mut arena, &step, region, es);
+                let mut list = step.forward;
+                list.extend(traces);
                 if es.update_every_step {
                     list.extend(update.iter().cloned());
                 }
@@ -244,7 +245,6 @@ impl FpttEngine {
             eprop_schedule = Some(EpropSchedule {
                 begin: vec![kernels.over("zero_fill", arena.push(&zero), elements)],
                 end: if es.update_every_step { vec![] } else { update },
-                update_every_step: es.update_every_step,
             });
             schedule
         } else {
@@ -356,6 +356,10 @@ struct StepView<'a> {
 struct StepDispatches {
     forward: Vec<Dispatch>,
     backward: Vec<Dispatch>,
+    /// The arguments the bottom layer's and the readout's kernels got: where this step's tape,
+    /// states and parameters are (e-prop's kernels read the same places).
+    bottom_layer: LayerArgs,
+    readout: ReadoutArgs,
 }
 
 /// Builds dispatch lists (and their arguments) for one engine's shapes and buffers.
@@ -559,7 +563,7 @@ impl Planner<'_> {
         out.push(kernels.groups("loss_finalize", ra_off, 1));
         let forward = std::mem::take(&mut out);
         if !training {
-            return StepDispatches { forward, backward: out };
+            return StepDispatches { forward, backward: out, bottom_layer: layer_args[0].0, readout: ra };
         }
 
         // Backward through the readout.
@@ -767,66 +771,55 @@ impl Planner<'_> {
             }
         }
 
-        StepDispatches { forward, backward: out }
+        StepDispatches { forward, backward: out, bottom_layer: layer_args[0].0, readout: ra }
     }
 
-    /// e-prop's dispatches for one step after its forward (one hidden layer, `view`'s parity):
-    /// the readout's feedback terms, the hidden layer's traces with their gradient, and the
-    /// readout's Jacobian with its gradient.
+    /// e-prop's dispatches for one step after its forward (one hidden layer): the readout's
+    /// feedback terms, the hidden layer's traces with their gradient, and the readout's Jacobian
+    /// with its gradient. They read the places the step's own layer and readout kernels use.
     fn eprop_step(
         &self,
         arena: &mut ArgArena,
-        view: &StepView,
+        step: &StepDispatches,
         region: &EpropRegion,
         es: &EpropSettings,
     ) -> Vec<Dispatch> {
-        let Planner { kernels, cfg, batch, layout, .. } = *self;
-        let off = |name: &str| layout.get(name).map(|s| s.offset as u32).unwrap_or(NONE);
-        let names = LayerNames::hidden(0, 1);
-        let (rx, rtau, _, rslope) = LayerNames::readout(1);
-        let (prev, next, reg, ro) = (view.prev, view.next, &view.layers[0], view.readout);
-        let n = cfg.hidden[0];
+        let (la, ra) = (&step.bottom_layer, &step.readout);
         let mut flags = if es.update_every_step { 0 } else { EPROP_ACCUMULATE };
-        if cfg.adaptive() {
-            flags |= EPROP_ALIF;
+        for (on, bit) in [
+            (la.flags & LAYER_ADAPTIVE != 0, EPROP_ALIF),
+            (la.flags & LAYER_FUSED != 0, EPROP_FUSED),
+            (es.readout_filter, EPROP_FILTER),
+            (es.reset_in_trace, EPROP_RESET_IN_TRACE),
+        ] {
+            if on {
+                flags |= bit;
+            }
         }
-        if cfg.fused_recurrent {
-            flags |= EPROP_FUSED;
-        }
-        if es.readout_filter {
-            flags |= EPROP_FILTER;
-        }
-        if es.reset_in_trace {
-            flags |= EPROP_RESET_IN_TRACE;
-        }
-        let so = reg.state_offset;
         let args = EpropArgs {
-            batch: batch as u32,
-            n: n as u32,
-            n_in: cfg.inputs as u32,
-            c: cfg.outputs as u32,
+            batch: la.batch,
+            n: la.n,
+            n_in: la.n_in,
+            c: ra.c,
             cols: region.cols as u32,
             flags,
-            threshold: match cfg.threshold {
-                ThresholdMode::Fixed(th) => th,
-                ThresholdMode::Adaptive => 0.0,
-            },
+            threshold: la.threshold,
             p_len: region.readout_params as u32,
-            x: reg.x_tape,
-            m_prev: prev.m + so,
-            s_prev: prev.s + so,
-            b_prev: prev.b + so,
-            s_next: next.s + so,
-            b_next: next.b + so,
-            d: reg.d,
-            tau_m: reg.tau_m,
-            tau_a: reg.tau_a,
-            u: reg.u,
-            z: ro.z,
-            o_prev: prev.o,
-            tau_o: ro.tau_o,
-            zo: ro.zo,
-            g_o: ro.g_o,
+            x: la.x_tape,
+            m_prev: la.m_prev,
+            s_prev: la.s_prev,
+            b_prev: la.b_prev,
+            s_next: la.s_next,
+            b_next: la.b_next,
+            d: la.d,
+            tau_m: la.tau_m,
+            tau_a: la.tau_a,
+            u: la.u,
+            z: ra.z,
+            o_prev: ra.o_prev,
+            tau_o: ra.tau_o,
+            zo: ra.zo,
+            g_o: ra.g_o,
             membrane: region.membrane,
             adaptation: region.adaptation,
             filtered: region.filtered,
@@ -834,26 +827,27 @@ impl Planner<'_> {
             v: region.v,
             signal: region.signal,
             feedback: region.feedback,
-            w_x: off(&format!("{}.weight", names.x)),
-            c_x: off(&format!("{}.bias", names.x)),
-            w_r: off(&format!("{}.weight", names.r)),
-            c_r: off(&format!("{}.bias", names.r)),
-            w_m: off(&format!("{}.weight", names.tau_m)),
-            w_a: off(&format!("{}.weight", names.tau_adp)),
-            w_o: off(&format!("{rx}.weight")),
-            c_o: off(&format!("{rx}.bias")),
-            w_om: off(&format!("{rtau}.weight")),
-            c_om: off(&format!("{rtau}.bias")),
-            a_o: off(&rslope),
-            s_top: next.s + so,
+            w_x: la.w_x,
+            c_x: la.c_x,
+            w_r: la.w_r,
+            c_r: la.c_r,
+            w_m: la.w_m,
+            w_a: la.w_a,
+            w_o: ra.w_o,
+            c_o: ra.c_o,
+            w_om: ra.w_om,
+            c_om: ra.c_om,
+            a_o: ra.a_o,
+            s_top: ra.s_top,
             psi: region.psi,
             readout_a: region.readout_a,
         };
         let at = arena.push(&args);
+        let (batch, n) = (la.batch as usize, la.n as usize);
         vec![
-            kernels.over("eprop_signal", at, batch * n),
-            kernels.over("eprop_trace", at, n * region.cols),
-            kernels.over("eprop_readout", at, region.readout_params),
+            self.kernels.over("eprop_signal", at, batch * n),
+            self.kernels.over("eprop_trace", at, n * region.cols),
+            self.kernels.over("eprop_readout", at, region.readout_params),
         ]
     }
 
@@ -929,9 +923,9 @@ impl FpttEngine {
 
     /// Time steps per parameter update: 1 for one-step FPTT, K for chunks of K, T for BPTT.
     pub fn steps_per_update(&self) -> usize {
-        match (&self.chunk, &self.eprop) {
+        match (&self.chunk, self.settings.rule) {
             (Some(c), _) => c.len,
-            (None, Some(e)) if !e.update_every_step => self.cfg.steps,
+            (None, LearningRule::Eprop(e)) if !e.update_every_step => self.cfg.steps,
             _ => 1,
         }
     }

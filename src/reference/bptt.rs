@@ -128,7 +128,7 @@ impl Net {
 
     /// The chunk's forward and each step's `(ℓ_t, ∂ℓ_t/∂o'_t)` for `t = t0, t0+1, …`.
     #[allow(clippy::too_many_arguments)]
-    fn chunk_forward_with_losses(
+    pub(super) fn chunk_forward_with_losses(
         &self,
         p: &Params,
         start: &NetState,

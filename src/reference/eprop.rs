@@ -78,7 +78,6 @@
 
 use thiserror::Error;
 
-use super::loss::task_loss;
 use super::network::{Net, NetState, StepCache};
 use super::{get, scalar, Grads, Params, BETA_ADAPT};
 use crate::model::{ModelConfig, ThresholdMode};
@@ -525,15 +524,11 @@ pub fn chunk_gradient(
     t0: usize,
     q: &[f64],
 ) -> Result<(f64, Grads), EpropError> {
-    let (nc, steps) = (net.cfg.outputs, net.cfg.steps);
-    let batch = start.o.len() / nc;
+    let batch = start.o.len() / net.cfg.outputs;
     let mut eprop = Eprop::new(net, settings, batch)?;
-    let caches = net.chunk_forward(p, start, inputs);
-    let mut total = 0.0;
-    for (j, cache) in caches.iter().enumerate() {
-        let (l, g_o) = task_loss(loss, cache.output(), batch, nc, targets, t0 + j, steps, q);
-        total += l;
-        eprop.step(net, p, cache, &g_o);
+    let (caches, losses, g_outputs) = net.chunk_forward_with_losses(p, start, inputs, targets, loss, t0, q);
+    for (cache, g_o) in caches.iter().zip(&g_outputs) {
+        eprop.step(net, p, cache, g_o);
     }
-    Ok((total, eprop.take_gradient(net)))
+    Ok((losses.iter().sum(), eprop.take_gradient(net)))
 }
