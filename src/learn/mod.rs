@@ -1,10 +1,14 @@
-//! Learning rules as schedules of GPU kernels. [`FpttEngine`] runs FPTT with truncation 1: for
-//! every time step the forward of each layer and the readout, the loss and its gradient, the
-//! one-step backward, the weight gradients and the fused regularised update — all recorded into
-//! one compute pass per sequence, with one read of the per-step metrics at its end.
+//! Learning rules as schedules of GPU kernels. [`FpttEngine`] (`engine/`) holds the buffers and
+//! runs sequences; a [`schedule::Schedule`] says, per rule (one-step FPTT, FPTT in chunks, BPTT,
+//! e-prop), which dispatch lists to record and in what order; the `planner` builds those lists
+//! piece by piece (layer forward, readout and loss, backward, update, e-prop traces) from the
+//! work-arena `plan`; `kernel_args` holds the host twins of the WGSL argument structs. Every
+//! sequence is one compute pass with one read of its per-step metrics at the end.
 
-pub mod fptt;
+mod engine;
 pub mod kernel_args;
 pub mod plan;
+mod planner;
+mod schedule;
 
-pub use fptt::{EngineError, FpttEngine, SequenceMetrics};
+pub use engine::{EngineError, FpttEngine, SequenceMetrics};

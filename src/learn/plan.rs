@@ -11,6 +11,7 @@
 //!
 //! e-prop runs one-step schedules and adds its traces (sized by the network, never by T).
 
+use super::kernel_args::NONE;
 use crate::model::{LayerNames, ModelConfig, StatLayout};
 use crate::settings::{EpropSettings, Feedback};
 
@@ -55,9 +56,6 @@ pub struct StateRegion {
     pub len: u32,
 }
 
-/// An absent region (one-step FPTT carries no gradient between steps).
-pub const ABSENT: u32 = u32::MAX;
-
 /// One hidden layer's tape and backward scratch.
 #[derive(Debug, Clone)]
 pub struct LayerRegion {
@@ -88,7 +86,7 @@ pub struct LayerRegion {
     pub g_cx: u32,
     pub g_cr: u32,
     /// Gradients carried back from the next step onto this slot's outputs m', s', b' (chunks
-    /// only; `ABSENT` otherwise).
+    /// only; `NONE` otherwise).
     pub g_m_carry: u32,
     pub g_s_carry: u32,
     pub g_b_carry: u32,
@@ -123,9 +121,9 @@ pub struct EpropRegion {
     pub readout_params: usize,
     /// ε^m `[B, N, cols]`.
     pub membrane: u32,
-    /// ε^a `[B, N, cols]` (`ABSENT` for LIF).
+    /// ε^a `[B, N, cols]` (`NONE` for LIF).
     pub adaptation: u32,
-    /// φ `[B, C, N, cols]` (`ABSENT` without the readout filter).
+    /// φ `[B, C, N, cols]` (`NONE` without the readout filter).
     pub filtered: u32,
     /// `J` `[B, C, readout_params]`.
     pub jacobian: u32,
@@ -139,7 +137,7 @@ pub struct EpropRegion {
     /// computed once per step for every trace that reads them.
     pub psi: u32,
     pub readout_a: u32,
-    /// The fixed random feedback `[C, N]` (`ABSENT` with symmetric feedback).
+    /// The fixed random feedback `[C, N]` (`NONE` with symmetric feedback).
     pub feedback: u32,
 }
 
@@ -207,19 +205,19 @@ impl WorkPlan {
             let g_d = r("g_d", bsz * n);
             scratch.push(LayerRegion {
                 state_offset: 0,
-                x_tape: ABSENT,
+                x_tape: NONE,
                 cur_x: r("cur_x", bsz * n),
                 cur_r: r("cur_r", bsz * n),
-                d: ABSENT,
-                tau_m: ABSENT,
-                tau_a: ABSENT,
-                zm: ABSENT,
-                za: ABSENT,
-                u: ABSENT,
-                xhat_x: ABSENT,
-                xhat_r: ABSENT,
-                invstd_x: ABSENT,
-                invstd_r: ABSENT,
+                d: NONE,
+                tau_m: NONE,
+                tau_a: NONE,
+                zm: NONE,
+                za: NONE,
+                u: NONE,
+                xhat_x: NONE,
+                xhat_r: NONE,
+                invstd_x: NONE,
+                invstd_r: NONE,
                 g_s: r("g_s", bsz * n),
                 g_zm: r("g_zm", bsz * n),
                 g_za: r("g_za", bsz * n),
@@ -229,19 +227,19 @@ impl WorkPlan {
                 g_d,
                 g_cx: if bn { r("g_cx", bsz * n) } else { g_d },
                 g_cr: if bn { r("g_cr", bsz * n) } else { g_d },
-                g_m_carry: ABSENT,
-                g_s_carry: ABSENT,
-                g_b_carry: ABSENT,
+                g_m_carry: NONE,
+                g_s_carry: NONE,
+                g_b_carry: NONE,
             });
         }
         let g_z = a.alloc("readout.g_z", bsz * c);
         let readout_scratch = ReadoutRegion {
-            z: ABSENT,
-            tau_o: ABSENT,
-            zo: ABSENT,
-            xhat: ABSENT,
-            invstd: ABSENT,
-            g_o: ABSENT,
+            z: NONE,
+            tau_o: NONE,
+            zo: NONE,
+            xhat: NONE,
+            invstd: NONE,
+            g_o: NONE,
             g_zo: a.alloc("readout.g_zo", bsz * c),
             r_o: a.alloc("readout.r_o", bsz * c),
             g_z,
@@ -263,7 +261,7 @@ impl WorkPlan {
                 per_layer.push(if chunked {
                     (r("g_m_carry"), r("g_s_carry"), r("g_b_carry"))
                 } else {
-                    (ABSENT, ABSENT, ABSENT)
+                    (NONE, NONE, NONE)
                 });
             }
             carries.push(per_layer);
@@ -324,8 +322,8 @@ impl WorkPlan {
             let per_sample = bsz * nn * cols;
             let traces = a.len() as u32;
             let membrane = a.alloc("eprop.membrane", per_sample);
-            let adaptation = if cfg.adaptive() { a.alloc("eprop.adaptation", per_sample) } else { ABSENT };
-            let filtered = if settings.readout_filter { a.alloc("eprop.filtered", per_sample * c) } else { ABSENT };
+            let adaptation = if cfg.adaptive() { a.alloc("eprop.adaptation", per_sample) } else { NONE };
+            let filtered = if settings.readout_filter { a.alloc("eprop.filtered", per_sample * c) } else { NONE };
             let jacobian = a.alloc("eprop.jacobian", bsz * c * readout_params);
             let traces_len = a.len() - traces as usize;
             EpropRegion {
@@ -341,7 +339,7 @@ impl WorkPlan {
                 signal: a.alloc("eprop.signal", bsz * nn),
                 psi: a.alloc("eprop.psi", bsz * nn),
                 readout_a: a.alloc("eprop.readout_a", bsz * c * c),
-                feedback: ABSENT,
+                feedback: NONE,
             }
         });
         let q = a.alloc("q", c * t * c);

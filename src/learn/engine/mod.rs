@@ -1,0 +1,412 @@
+//! The training engine: GPU buffers for parameters, gradients, optimizer state (`W̄`, `λ`,
+//! moments) and the work arena; the learning rule's schedule and the evaluation schedule; one
+//! sequence in, its per-step metrics out (one read). Uploads live in `upload.rs`, named state in
+//! and out in `snapshot.rs`.
+
+mod snapshot;
+mod upload;
+
+use super::kernel_args::*;
+use super::plan::WorkPlan;
+use super::planner::{is_classification, Planner, StepView};
+use super::schedule::{tape_slots, Schedule};
+use crate::gpu::{
+    ArgArena, ArgBuffer, Dispatch, GpuBuffer, GpuContext, GpuError, KernelProfiler, KernelTable, KernelTime,
+    MemoryLedger, ARG_SLOT,
+};
+use crate::model::{ModelConfig, ModelError, ParamLayout, StatLayout};
+use crate::settings::{
+    random_feedback, AuxTargets, EpropSettings, Feedback, FpttSettings, InitialState, LearningRule, LossKind,
+    SequenceBatch,
+};
+use crate::tensor::TensorMap;
+use std::rc::Rc;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Shape(String),
+    #[error("training diverged at update {update}: the loss of time step {step} is {loss}")]
+    Diverged { update: u64, step: usize, loss: f32 },
+}
+
+/// What one sequence produced, per time step (read once, at the sequence's end).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceMetrics {
+    /// `ℓ_t` summed over the valid samples' shares (the batch loss of step t).
+    pub step_loss: Vec<f32>,
+    /// Samples whose argmax at step t is their label.
+    pub step_correct: Vec<f32>,
+    /// Σ over samples and outputs of (o' − y)² at step t (regression).
+    pub step_sqerr: Vec<f32>,
+    /// Spikes of all hidden layers at step t.
+    pub step_spikes: Vec<f32>,
+    /// Samples that counted.
+    pub samples: usize,
+}
+
+impl SequenceMetrics {
+    pub fn loss(&self) -> f64 {
+        self.step_loss.iter().map(|&x| x as f64).sum()
+    }
+
+    /// Correct predictions at the last step (spec §4: the prediction is the last step's argmax).
+    pub fn correct(&self) -> usize {
+        self.step_correct.last().copied().unwrap_or(0.0) as usize
+    }
+
+    /// Σ (o' − y)² at the last step, over samples and outputs.
+    pub fn last_sqerr(&self) -> f64 {
+        self.step_sqerr.last().copied().unwrap_or(0.0) as f64
+    }
+
+    pub fn spikes(&self) -> f64 {
+        self.step_spikes.iter().map(|&x| x as f64).sum()
+    }
+}
+
+pub struct FpttEngine {
+    ctx: Rc<GpuContext>,
+    cfg: ModelConfig,
+    settings: FpttSettings,
+    batch: usize,
+    layout: ParamLayout,
+    stats: StatLayout,
+    plan: WorkPlan,
+    kernels: KernelTable,
+    ledger: MemoryLedger,
+    params: GpuBuffer,
+    grad: GpuBuffer,
+    opt: GpuBuffer,
+    work: GpuBuffer,
+    steps_buffer: ArgBuffer,
+    _args_buffer: ArgBuffer,
+    storage_group: wgpu::BindGroup,
+    argument_group: wgpu::BindGroup,
+    /// How the learning rule trains: its dispatch lists and their order.
+    schedule: Schedule,
+    /// Evaluation, per state parity: the one-step forward and loss, whatever the rule.
+    eval_schedule: [Vec<Dispatch>; 2],
+    /// The state the last sequence ended in.
+    last_state: usize,
+    updates: u64,
+    lr: f32,
+    /// Steps run by the last sequence.
+    last_run: usize,
+    profiler: Option<KernelProfiler>,
+}
+
+impl FpttEngine {
+    /// An engine for `cfg` training batches of `batch` sequences, starting from `init` (method
+    /// names; running statistics optional). `W̄ = W`, `λ = 0`, moments 0, `q = 0`.
+    pub fn new(
+        ctx: Rc<GpuContext>,
+        cfg: &ModelConfig,
+        settings: &FpttSettings,
+        batch: usize,
+        init: &TensorMap,
+    ) -> Result<Self, EngineError> {
+        cfg.validate()?;
+        if batch == 0 {
+            return Err(EngineError::Shape("batch size must be at least 1".into()));
+        }
+        if cfg.batch_norm && batch < 2 {
+            return Err(EngineError::Shape(
+                "batch norm needs a batch of at least 2 (it normalises over the batch)".into(),
+            ));
+        }
+        let slots = tape_slots(cfg, settings)?;
+        let eprop = match settings.rule {
+            LearningRule::Eprop(es) => Some(es),
+            _ => None,
+        };
+        let layout = ParamLayout::new(cfg);
+        let stats = StatLayout::new(cfg);
+        let plan = WorkPlan::new(cfg, batch, is_classification(settings.loss), slots, eprop.as_ref());
+        let kernels = KernelTable::new(&ctx);
+        let ledger = MemoryLedger::default();
+        let params = GpuBuffer::storage(&ctx, &ledger, "params", layout.total_len)?;
+        let grad = GpuBuffer::storage(&ctx, &ledger, "grad", layout.total_len)?;
+        let opt = GpuBuffer::storage(&ctx, &ledger, "opt: wbar, lambda, moments", 4 * layout.trainable_len)?;
+        let work = GpuBuffer::storage(&ctx, &ledger, "work", plan.arena.len())?;
+
+        let mut arena = ArgArena::default();
+        let planner = Planner { kernels: &kernels, cfg, settings, batch, layout: &layout, stats: &stats, plan: &plan };
+        let mut eval_step = |p: usize| planner.step(&mut arena, &StepView::one_step(&plan, p), false).forward;
+        let eval_schedule = [eval_step(0), eval_step(1)];
+        let schedule = Schedule::build(&planner, &mut arena, settings);
+        let args_buffer = arena.upload(&ctx, &ledger, "dispatch args");
+        let mut steps_arena = ArgArena::default();
+        for _ in 0..2 * cfg.steps {
+            steps_arena.push(&StepInfo::default());
+        }
+        let steps_buffer = steps_arena.upload(&ctx, &ledger, "step info");
+        let storage_group = kernels.storage_bind_group(&ctx, "engine storage", [&params, &grad, &opt, &work]);
+        let argument_group = kernels.argument_bind_group(&ctx, "engine arguments", &args_buffer, &steps_buffer);
+
+        let mut engine = FpttEngine {
+            ctx,
+            cfg: cfg.clone(),
+            settings: *settings,
+            batch,
+            layout,
+            stats,
+            plan,
+            kernels,
+            ledger,
+            params,
+            grad,
+            opt,
+            work,
+            steps_buffer,
+            _args_buffer: args_buffer,
+            storage_group,
+            argument_group,
+            schedule,
+            eval_schedule,
+            last_state: 0,
+            updates: 0,
+            lr: settings.lr,
+            last_run: 0,
+            profiler: None,
+        };
+        let table: Vec<f32> = engine
+            .plan
+            .layers
+            .iter()
+            .zip(&engine.cfg.hidden)
+            .flat_map(|(l, &n)| [f32::from_bits(l.state_offset), f32::from_bits(n as u32)])
+            .collect();
+        engine.work.write(&engine.ctx, engine.plan.spike_layers as usize, &table);
+        if let (Some(region), Some(EpropSettings { feedback: Feedback::Random { seed }, .. })) =
+            (engine.plan.eprop.as_ref(), eprop)
+        {
+            let b: Vec<f32> = random_feedback(seed, cfg.outputs, cfg.hidden[0]).into_iter().map(|v| v as f32).collect();
+            engine.work.write(&engine.ctx, region.feedback as usize, &b);
+        }
+        engine.load_state(init)?;
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Bytes of every GPU buffer this engine holds.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.ledger.bytes()
+    }
+
+    /// Kernel launches per training time step (independent of N and B; with chunks, the chunk's
+    /// launches over its length, rounded up).
+    pub fn dispatches_per_step(&self) -> usize {
+        self.schedule.dispatches_per_step()
+    }
+
+    /// Time steps per parameter update: 1 for one-step FPTT, K for chunks of K, T for BPTT.
+    pub fn steps_per_update(&self) -> usize {
+        self.schedule.steps_per_update(self.cfg.steps)
+    }
+
+    /// Bytes of the GPU buffers that hold what the learning rule keeps (parameters, gradients,
+    /// optimizer state, states, tape, scratch, dispatch arguments): everything but the sequence's
+    /// own data (inputs, per-step step information, q, per-step statistics and metrics), which
+    /// every rule holds alike.
+    pub fn learning_bytes(&self) -> u64 {
+        let step_infos = (2 * self.cfg.steps * ARG_SLOT) as u64;
+        self.ledger.bytes() - step_infos - 4 * self.plan.sequence_data_len() as u64
+    }
+
+    /// Names of the kernels of one training step, in launch order, for rules that repeat one
+    /// list per step (empty when the engine trains in chunks).
+    pub fn step_kernels(&self) -> Vec<&'static str> {
+        let list = self.schedule.step_list().unwrap_or_default();
+        list.iter().map(|d| self.kernels.name(d.kernel)).collect()
+    }
+
+    /// Time every dispatch with GPU timestamps from now on. Returns false (and changes nothing)
+    /// when the adapter cannot write timestamps inside a compute pass.
+    pub fn enable_profiling(&mut self) -> bool {
+        if self.profiler.is_none() {
+            self.profiler = KernelProfiler::new(&self.ctx, self.kernels.len());
+        }
+        self.profiler.is_some()
+    }
+
+    /// Per-kernel GPU time so far (empty unless profiling is on), busiest first, and the number
+    /// of dispatches that went unmeasured (past the query set's capacity in one submission).
+    pub fn kernel_times(&self) -> (Vec<KernelTime>, u64) {
+        match &self.profiler {
+            Some(p) => (p.table(self.kernels.names()), p.unmeasured),
+            None => (Vec::new(), 0),
+        }
+    }
+
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    pub fn set_updates(&mut self, n: u64) {
+        self.updates = n;
+    }
+
+    pub fn lr(&self) -> f32 {
+        self.lr
+    }
+
+    pub fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
+    pub fn settings(&self) -> &FpttSettings {
+        &self.settings
+    }
+
+    /// Switch the auxiliary targets (e.g. uniform for the first epochs, then the table).
+    pub fn set_aux_targets(&mut self, aux: AuxTargets) {
+        if let LossKind::Classification { .. } = self.settings.loss {
+            self.settings.loss = LossKind::Classification { aux };
+        }
+    }
+    fn run_sequence(
+        &mut self,
+        batch: &SequenceBatch,
+        init: &InitialState,
+        training: bool,
+        limit: usize,
+    ) -> Result<SequenceMetrics, EngineError> {
+        self.check_batch(batch, training)?;
+        self.upload_sequence(batch, init)?;
+        let t_len = self.cfg.steps;
+        let run = limit.min(t_len);
+        let infos = self.step_infos(batch.batch, training);
+        let base_slot = if training { 0 } else { t_len };
+        let mut bytes = Vec::with_capacity(t_len * ARG_SLOT);
+        for info in &infos {
+            let start = bytes.len();
+            bytes.extend_from_slice(bytemuck::bytes_of(info));
+            bytes.resize(start + ARG_SLOT, 0);
+        }
+        self.ctx.queue.write_buffer(&self.steps_buffer.buffer, (base_slot * ARG_SLOT) as u64, &bytes);
+
+        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some(if training { "train sequence" } else { "evaluate sequence" }),
+        });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(if training { "fptt steps" } else { "forward steps" }),
+                timestamp_writes: None,
+            });
+            pass.set_bind_group(0, &self.storage_group, &[]);
+            let at = |t: usize| ((base_slot + t) * ARG_SLOT) as u32;
+            let (kernels, group, profiler) = (&self.kernels, &self.argument_group, &mut self.profiler);
+            let mut record =
+                |list: &[Dispatch], step: usize| kernels.record(&mut pass, group, list, at(step), profiler.as_mut());
+            self.last_state = if training {
+                self.schedule.record(run, record)
+            } else {
+                for t in 0..run {
+                    record(&self.eval_schedule[t % 2], t);
+                }
+                run % 2
+            };
+        }
+        if let Some(p) = &self.profiler {
+            p.resolve(&mut encoder);
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        if let Some(p) = &mut self.profiler {
+            p.collect(&self.ctx)?;
+        }
+        let raw = self.work.read(&self.ctx, self.plan.metrics as usize, 4 * t_len)?;
+        self.last_run = run;
+        let metrics = SequenceMetrics {
+            step_loss: raw[..run].to_vec(),
+            step_correct: raw[t_len..t_len + run].to_vec(),
+            step_sqerr: raw[2 * t_len..2 * t_len + run].to_vec(),
+            step_spikes: raw[3 * t_len..3 * t_len + run].to_vec(),
+            samples: batch.batch,
+        };
+        if training {
+            let per_update = self.steps_per_update();
+            if let Some((step, &loss)) = metrics.step_loss.iter().enumerate().find(|(_, l)| !l.is_finite()) {
+                return Err(EngineError::Diverged {
+                    update: self.updates + (step / per_update) as u64 + 1,
+                    step,
+                    loss,
+                });
+            }
+            self.updates += run.div_ceil(per_update) as u64;
+        }
+        Ok(metrics)
+    }
+
+    /// One sequence of T steps with an FPTT update after every step; one host read at the end.
+    pub fn train_sequence(
+        &mut self,
+        batch: &SequenceBatch,
+        init: &InitialState,
+    ) -> Result<SequenceMetrics, EngineError> {
+        self.run_sequence(batch, init, true, usize::MAX)
+    }
+
+    /// The first `steps` steps of a sequence only, each with its update (tests compare the
+    /// trajectory after 1, 2, … updates).
+    pub fn train_prefix(
+        &mut self,
+        batch: &SequenceBatch,
+        init: &InitialState,
+        steps: usize,
+    ) -> Result<SequenceMetrics, EngineError> {
+        self.run_sequence(batch, init, true, steps)
+    }
+
+    /// Forward only (batch norm on running statistics, no update, q untouched). A batch smaller
+    /// than the engine's is padded; only its samples count.
+    pub fn evaluate_sequence(
+        &mut self,
+        batch: &SequenceBatch,
+        init: &InitialState,
+    ) -> Result<SequenceMetrics, EngineError> {
+        self.run_sequence(batch, init, false, usize::MAX)
+    }
+
+    /// The readout `o'` after the last sequence's final step, `[B, C]`.
+    pub fn last_output(&self) -> Result<Vec<f32>, EngineError> {
+        let o = self.plan.state[self.last_state].o as usize;
+        Ok(self.work.read(&self.ctx, o, self.batch * self.cfg.outputs)?)
+    }
+
+    /// The epoch-end reset `W ← W̄` (λ, W̄ and the moments are kept).
+    pub fn reset_to_running_mean(&mut self) -> Result<(), EngineError> {
+        let mut encoder =
+            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("reset W to W̄") });
+        let bytes = (self.layout.trainable_len * 4) as u64;
+        if bytes > 0 {
+            encoder.copy_buffer_to_buffer(&self.opt.buffer, 0, &self.params.buffer, 0, bytes);
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        self.ctx.wait()?;
+        Ok(())
+    }
+    pub fn plan(&self) -> &WorkPlan {
+        &self.plan
+    }
+}

@@ -1,0 +1,133 @@
+//! What goes up before a sequence: its inputs, targets and initial state (checked against the
+//! engine's shapes), and the per-step `StepInfo`s (loss weights, bias corrections).
+
+use super::{EngineError, FpttEngine};
+use crate::learn::kernel_args::StepInfo;
+use crate::learn::planner::is_classification;
+use crate::model::B0;
+use crate::settings::{AuxTargets, InitialState, LossKind, SequenceBatch, Targets, ADAM_BETA1, ADAM_BETA2};
+
+impl FpttEngine {
+    pub(super) fn check_batch(&self, batch: &SequenceBatch, exact: bool) -> Result<(), EngineError> {
+        let cfg = &self.cfg;
+        let bad = |m: String| Err(EngineError::Shape(m));
+        if batch.steps != cfg.steps {
+            return bad(format!("sequence has {} steps, the model was built for {}", batch.steps, cfg.steps));
+        }
+        if batch.inputs_per_step != cfg.inputs {
+            return bad(format!(
+                "sequence has {} inputs per step, the model expects {}",
+                batch.inputs_per_step, cfg.inputs
+            ));
+        }
+        if batch.batch == 0 || batch.batch > self.batch || (exact && batch.batch != self.batch) {
+            return bad(format!("batch of {} sequences, the engine trains batches of {}", batch.batch, self.batch));
+        }
+        if batch.inputs.len() != batch.steps * batch.batch * batch.inputs_per_step {
+            return bad("input length does not match steps × batch × inputs".into());
+        }
+        match (&batch.targets, self.settings.loss) {
+            (Targets::Labels(l), LossKind::Classification { .. }) => {
+                if l.len() != batch.batch {
+                    return bad(format!("{} labels for {} sequences", l.len(), batch.batch));
+                }
+                if let Some(&y) = l.iter().find(|&&y| y as usize >= cfg.outputs) {
+                    return bad(format!("label {y} out of range for {} classes", cfg.outputs));
+                }
+            }
+            (Targets::Values(v), LossKind::Regression) => {
+                if v.len() != batch.batch * cfg.outputs {
+                    return bad(format!("{} targets for {} sequences × {} outputs", v.len(), batch.batch, cfg.outputs));
+                }
+            }
+            _ => return bad("targets do not match the loss (labels for classification, values for regression)".into()),
+        }
+        Ok(())
+    }
+
+    /// Upload inputs, targets and the initial state, padding a short batch with zeros.
+    pub(super) fn upload_sequence(&self, batch: &SequenceBatch, init: &InitialState) -> Result<(), EngineError> {
+        let (bsz, valid, i, t) = (self.batch, batch.batch, batch.inputs_per_step, batch.steps);
+        let ctx = &self.ctx;
+        let plan = &self.plan;
+        if valid == bsz {
+            self.work.write(ctx, plan.inputs as usize, &batch.inputs);
+        } else {
+            let mut padded = vec![0.0f32; t * bsz * i];
+            for step in 0..t {
+                padded[step * bsz * i..step * bsz * i + valid * i].copy_from_slice(batch.step(step));
+            }
+            self.work.write(ctx, plan.inputs as usize, &padded);
+        }
+        let targets: Vec<f32> = match &batch.targets {
+            Targets::Labels(l) => {
+                let mut v: Vec<f32> = l.iter().map(|&y| f32::from_bits(y)).collect();
+                v.resize(bsz, f32::from_bits(0));
+                v
+            }
+            Targets::Values(v) => {
+                let mut v = v.clone();
+                v.resize(bsz * self.cfg.outputs, 0.0);
+                v
+            }
+        };
+        self.work.write(ctx, plan.targets as usize, &targets);
+        if init.membrane.len() != self.cfg.layers() {
+            return Err(EngineError::Shape(format!(
+                "initial state has {} layers, the model {}",
+                init.membrane.len(),
+                self.cfg.layers()
+            )));
+        }
+        let total = bsz * plan.total_hidden;
+        let mut m = vec![0.0f32; total];
+        for (k, layer) in init.membrane.iter().enumerate() {
+            let n = self.cfg.hidden[k];
+            if layer.len() < valid * n || layer.len() > bsz * n {
+                return Err(EngineError::Shape(format!(
+                    "initial membrane of layer {} has {} values",
+                    k + 1,
+                    layer.len()
+                )));
+            }
+            let start = plan.layers[k].state_offset as usize;
+            m[start..start + layer.len()].copy_from_slice(layer);
+        }
+        let s0 = &plan.state[0];
+        self.work.write(ctx, s0.m as usize, &m);
+        self.work.write(ctx, s0.s as usize, &vec![0.0; total]);
+        self.work.write(ctx, s0.b as usize, &vec![B0; total]);
+        self.work.write(ctx, s0.o as usize, &vec![0.0; bsz * self.cfg.outputs]);
+        Ok(())
+    }
+
+    pub(super) fn step_infos(&self, valid: usize, training: bool) -> Vec<StepInfo> {
+        let t_len = self.cfg.steps;
+        let aux_mode = match self.settings.loss {
+            LossKind::Classification { aux: AuxTargets::Off } | LossKind::Regression => 0,
+            LossKind::Classification { aux: AuxTargets::Table } => 1,
+            LossKind::Classification { aux: AuxTargets::Uniform } => 2,
+        };
+        let classification = is_classification(self.settings.loss);
+        (0..t_len)
+            .map(|t| {
+                let w = (t + 1) as f64 / t_len as f64;
+                let n = (self.updates + (t / self.steps_per_update()) as u64 + 1) as i32;
+                StepInfo {
+                    t: t as u32,
+                    steps: t_len as u32,
+                    valid: valid as u32,
+                    training: u32::from(training),
+                    w_task: w as f32,
+                    w_aux: (1.0 - w) as f32,
+                    aux_mode,
+                    // The table is kept up to date whatever the loss reads (as the authors' code).
+                    update_q: u32::from(training && classification && t + 1 < t_len),
+                    step_size: (self.lr as f64 / (1.0 - ADAM_BETA1.powi(n))) as f32,
+                    bc2_sqrt: (1.0 - ADAM_BETA2.powi(n)).sqrt() as f32,
+                    ..Default::default()
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,198 @@
+//! The step planner: turns one engine's shapes and work-arena plan into dispatch lists with their
+//! arguments. A time step is planned in pieces, each in its own file: the hidden layers' forward
+//! (`forward.rs`), the readout with the loss and the readout's backward (`readout.rs`), the hidden
+//! layers' backward (`backward.rs`), the optimizer update (`update.rs`) and e-prop's per-step
+//! traces (`eprop.rs`). Schedules (`super::schedule`) put the pieces in order per learning rule.
+
+mod backward;
+mod eprop;
+mod forward;
+mod readout;
+mod update;
+
+use super::kernel_args::*;
+use super::plan::{LayerRegion, ReadoutRegion, StateRegion, WorkPlan};
+use crate::gpu::{ArgArena, Dispatch, KernelTable};
+use crate::model::{ModelConfig, ParamLayout, StatLayout};
+use crate::settings::{FpttSettings, LossKind};
+
+/// Invocations of a kernel that computes 4×4 register tiles of an `rows × cols` output
+/// (`TILE` in shaders/shared/tile.wgsl).
+pub(crate) fn tiles(rows: usize, cols: usize) -> usize {
+    rows.div_ceil(4) * cols.div_ceil(4)
+}
+
+pub(crate) fn is_classification(loss: LossKind) -> bool {
+    matches!(loss, LossKind::Classification { .. })
+}
+
+/// Where one time step reads and writes: its previous and next state, its tape slot, and inside a
+/// chunk of steps the slot of the step before it (whose outputs' gradients it adds to).
+pub(crate) struct StepView<'a> {
+    pub prev: &'a StateRegion,
+    pub next: &'a StateRegion,
+    pub layers: &'a [LayerRegion],
+    pub readout: &'a ReadoutRegion,
+    /// Backpropagation through a chunk: gradients arrive from the next step (the carries of
+    /// `layers` and the slot's `g_o`), and weight gradients add up over the chunk's steps.
+    pub chunked: bool,
+    /// The previous step's slot, to which this step passes gradients (None: the chunk's first
+    /// step, whose start state is a constant, or one-step FPTT).
+    pub earlier: Option<(&'a [LayerRegion], &'a ReadoutRegion)>,
+}
+
+impl<'a> StepView<'a> {
+    /// One-step FPTT and evaluation: state `parity` in, the other state out, the one tape slot.
+    pub fn one_step(plan: &'a WorkPlan, parity: usize) -> Self {
+        StepView {
+            prev: &plan.state[parity],
+            next: &plan.state[1 - parity],
+            layers: &plan.layers,
+            readout: &plan.readout,
+            chunked: false,
+            earlier: None,
+        }
+    }
+
+    /// Slot `i` of a chunk of steps: state i in, state i + 1 out, gradients passed to slot i − 1.
+    pub fn chunk_slot(plan: &'a WorkPlan, i: usize) -> Self {
+        StepView {
+            prev: &plan.state[i],
+            next: &plan.state[i + 1],
+            layers: &plan.slot_layers[i],
+            readout: &plan.slot_readout[i],
+            chunked: true,
+            earlier: (i > 0).then(|| (&plan.slot_layers[i - 1][..], &plan.slot_readout[i - 1])),
+        }
+    }
+
+    /// An offset that only exists inside a chunk of steps (a carried gradient), `NONE` otherwise.
+    fn carry(&self, offset: u32) -> u32 {
+        if self.chunked {
+            offset
+        } else {
+            NONE
+        }
+    }
+
+    /// Whether weight-like gradients add to what earlier steps of the chunk left (1) or overwrite (0).
+    fn accumulate(&self) -> u32 {
+        u32::from(self.chunked)
+    }
+}
+
+/// One step's dispatches: the forward (with the loss and metrics), then the backward.
+pub(crate) struct StepDispatches {
+    pub forward: Vec<Dispatch>,
+    pub backward: Vec<Dispatch>,
+    /// The arguments the bottom layer's and the readout's kernels got: where this step's tape,
+    /// states and parameters are (e-prop's kernels read the same places).
+    pub bottom_layer: LayerArgs,
+    pub readout: ReadoutArgs,
+}
+
+/// A hidden layer's forward as planned: its arguments, their slot, and the slots of its two
+/// normalisations (each serves its forward and its backward).
+struct PlannedLayer {
+    args: LayerArgs,
+    slot: u32,
+    bn_slots: Vec<u32>,
+}
+
+/// The readout's forward as planned (its backward reuses both slots).
+struct PlannedReadout {
+    args: ReadoutArgs,
+    slot: u32,
+    bn_slot: u32,
+}
+
+/// A `size × size` block of a weight matrix: columns `col..col + size` of `W` with rows `ld` apart.
+#[derive(Clone, Copy)]
+struct SquareBlock {
+    w: u32,
+    ld: u32,
+    col: u32,
+    size: u32,
+}
+
+/// Builds dispatch lists (and their arguments) for one engine's shapes and buffers.
+pub(crate) struct Planner<'a> {
+    pub kernels: &'a KernelTable,
+    pub cfg: &'a ModelConfig,
+    pub settings: &'a FpttSettings,
+    pub batch: usize,
+    pub layout: &'a ParamLayout,
+    pub stats: &'a StatLayout,
+    pub plan: &'a WorkPlan,
+}
+
+impl Planner<'_> {
+    /// The dispatches of one time step as `view` places it (`training`: with the backward).
+    pub fn step(&self, arena: &mut ArgArena, view: &StepView, training: bool) -> StepDispatches {
+        let mut forward = Vec::new();
+        let layers: Vec<PlannedLayer> =
+            (0..self.cfg.layers()).map(|k| self.layer_forward(arena, view, k, &mut forward)).collect();
+        let readout = self.readout_forward(arena, view, &mut forward);
+        let mut backward = Vec::new();
+        if training {
+            self.readout_backward(arena, view, &readout, &mut backward);
+            for k in (0..self.cfg.layers()).rev() {
+                self.layer_backward(arena, view, k, &layers[k], &mut backward);
+            }
+        }
+        StepDispatches { forward, backward, bottom_layer: layers[0].args, readout: readout.args }
+    }
+
+    /// The offset of parameter `name` in `params`, `NONE` when the model has no such tensor.
+    fn offset(&self, name: &str) -> u32 {
+        self.layout.get(name).map(|s| s.offset as u32).unwrap_or(NONE)
+    }
+
+    /// `∇W` (and `∇c`) of a map as a batched outer product.
+    fn weight_grad(&self, arena: &mut ArgArena, out: &mut Vec<Dispatch>, wg: WeightGradArgs) {
+        let tiles = tiles(wg.rows as usize, (wg.p_width + wg.q_width + 1) as usize);
+        out.push(self.kernels.over("weight_grad", arena.push(&wg), tiles));
+    }
+
+    /// A gradient passed down through one or two maps.
+    fn input_grad(&self, arena: &mut ArgArena, out: &mut Vec<Dispatch>, ia: InputGradArgs) {
+        let tiles = tiles(ia.batch as usize, ia.cols as usize);
+        out.push(self.kernels.over("input_grad", arena.push(&ia), tiles));
+    }
+
+    /// The matrix part of a gradient carried to the previous step, added in place:
+    /// `target[b, j] += Σ_o G[b, o]·W[o, col + j]` for a square block of `size` rows and columns.
+    fn add_onto(&self, arena: &mut ArgArena, out: &mut Vec<Dispatch>, target: u32, g: u32, block: SquareBlock) {
+        let ia = InputGradArgs {
+            batch: self.batch as u32,
+            cols: block.size,
+            add: target,
+            out: target,
+            k1: block.size,
+            g1: g,
+            w1: block.w,
+            ld1: block.ld,
+            col1: block.col,
+            k2: 0,
+            ..Default::default()
+        };
+        self.input_grad(arena, out, ia)
+    }
+
+    /// `∇a = Σ r·z` of a trainable gate slope `name` over `len` elements of `(r, z)` (nothing
+    /// when the slope is frozen).
+    fn slope_grad(
+        &self,
+        arena: &mut ArgArena,
+        out: &mut Vec<Dispatch>,
+        view: &StepView,
+        name: &str,
+        (r, z): (u32, u32),
+        len: usize,
+    ) {
+        if self.layout.is_trainable(name) {
+            let da = DotArgs { len: len as u32, a: r, b: z, out: self.offset(name), accumulate: view.accumulate() };
+            out.push(self.kernels.groups("slope_grad", arena.push(&da), 1));
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The readout at one time step: its current, optional batch norm, gate, the loss with its
+//! gradient and the per-step metrics (method §1, §4); and its backward, which also passes the
+//! gradient down to the top hidden layer's spikes.
+
+use super::{is_classification, PlannedReadout, Planner, SquareBlock, StepView};
+use crate::gpu::{ArgArena, Dispatch};
+use crate::learn::kernel_args::*;
+use crate::model::LayerNames;
+
+impl Planner<'_> {
+    /// The readout's and the loss's forward dispatches, appended to `out`.
+    pub(super) fn readout_forward(
+        &self,
+        arena: &mut ArgArena,
+        view: &StepView,
+        out: &mut Vec<Dispatch>,
+    ) -> PlannedReadout {
+        let Planner { kernels, cfg, settings, batch, stats, plan, .. } = *self;
+        let off = |name: &str| self.offset(name);
+        let (prev, next) = (view.prev, view.next);
+        let accumulate = view.accumulate();
+        let bsz = batch as u32;
+        let nl = cfg.layers();
+        let c = cfg.outputs as u32;
+        let (rx, rtau, rbn, rslope) = LayerNames::readout(nl);
+        let top = &view.layers[nl - 1];
+        let ro = view.readout;
+        let n_top = cfg.top_hidden() as u32;
+        let mut rflags = 0;
+        if cfg.batch_norm {
+            rflags |= READOUT_BN;
+        }
+        if !is_classification(settings.loss) {
+            rflags |= READOUT_REGRESSION;
+        }
+        let ra = ReadoutArgs {
+            batch: bsz,
+            c,
+            n_top,
+            flags: rflags,
+            w_o: off(&format!("{rx}.weight")),
+            c_o: off(&format!("{rx}.bias")),
+            w_om: off(&format!("{rtau}.weight")),
+            c_om: off(&format!("{rtau}.bias")),
+            a_o: off(&rslope),
+            s_top: next.s + top.state_offset,
+            o_prev: prev.o,
+            o_next: next.o,
+            z: ro.z,
+            tau_o: ro.tau_o,
+            zo: ro.zo,
+            g_o: ro.g_o,
+            g_zo: ro.g_zo,
+            r_o: ro.r_o,
+            g_z: ro.g_z,
+            targets: plan.targets,
+            loss_b: ro.loss_b,
+            correct_b: ro.correct_b,
+            sqerr_b: ro.sqerr_b,
+            q: plan.q,
+            metrics: plan.metrics,
+            spikes: next.s,
+            spike_layers: plan.spike_layers,
+            layers: nl as u32,
+            g_o_prev: view.earlier.map_or(NONE, |(_, r)| r.g_o),
+        };
+        let ra_off = arena.push(&ra);
+        let bc = batch * cfg.outputs;
+        out.push(kernels.over("readout_current", ra_off, bc));
+        let readout_bn = BnArgs {
+            batch: bsz,
+            features: c,
+            x: ro.z,
+            xhat: ro.xhat,
+            invstd: ro.invstd,
+            gamma: off(&format!("{rbn}.weight")),
+            beta: off(&format!("{rbn}.bias")),
+            running: if cfg.batch_norm { plan.running + stats.base(&rbn) as u32 } else { NONE },
+            g_y: ro.g_z,
+            g_x: ro.g_zpre,
+            accumulate,
+            ..Default::default()
+        };
+        let readout_bn_off = arena.push(&readout_bn);
+        if cfg.batch_norm {
+            out.push(kernels.over("batch_norm_forward", readout_bn_off, cfg.outputs));
+        }
+        out.push(kernels.over("readout_gate", ra_off, bc));
+        out.push(kernels.over("loss_grad", ra_off, batch));
+        out.push(kernels.groups("loss_finalize", ra_off, 1));
+        PlannedReadout { args: ra, slot: ra_off, bn_slot: readout_bn_off }
+    }
+
+    /// The readout's backward: its weight and slope gradients, the gradient carried to the
+    /// previous step's output (inside a chunk) and `ḡ_s` of the top hidden layer.
+    pub(super) fn readout_backward(
+        &self,
+        arena: &mut ArgArena,
+        view: &StepView,
+        readout: &PlannedReadout,
+        out: &mut Vec<Dispatch>,
+    ) {
+        let Planner { kernels, cfg, batch, .. } = *self;
+        let PlannedReadout { args: ra, slot: ra_off, bn_slot: readout_bn_off } = *readout;
+        let prev = view.prev;
+        let carry = |offset: u32| view.carry(offset);
+        let accumulate = view.accumulate();
+        let bsz = batch as u32;
+        let nl = cfg.layers();
+        let c = cfg.outputs as u32;
+        let (_, _, _, rslope) = LayerNames::readout(nl);
+        let top = &view.layers[nl - 1];
+        let ro = view.readout;
+        let n_top = cfg.top_hidden() as u32;
+        let bc = batch * cfg.outputs;
+        out.push(kernels.over("readout_backward", ra_off, batch));
+        if cfg.batch_norm {
+            out.push(kernels.over("batch_norm_backward", readout_bn_off, cfg.outputs));
+        }
+        self.weight_grad(
+            arena,
+            out,
+            WeightGradArgs {
+                batch: bsz,
+                rows: c,
+                p_width: c,
+                q_width: c,
+                g: ro.g_zo,
+                p: ro.z,
+                q: prev.o,
+                out: ra.w_om,
+                bias: ra.c_om,
+                accumulate,
+                ..Default::default()
+            },
+        );
+        self.weight_grad(
+            arena,
+            out,
+            WeightGradArgs {
+                batch: bsz,
+                rows: c,
+                p_width: n_top,
+                q_width: 0,
+                g: ro.g_zpre,
+                p: ra.s_top,
+                q: NONE,
+                out: ra.w_o,
+                bias: ra.c_o,
+                accumulate,
+                ..Default::default()
+            },
+        );
+        self.slope_grad(arena, out, view, &rslope, (ro.r_o, ro.zo), bc);
+        if let Some((_, earlier)) = view.earlier {
+            // The previous step's ḡ_o also gets ḡ_zo·W_om[:, C:] (readout_backward added ḡ_o'·(1 − τo)).
+            self.add_onto(arena, out, earlier.g_o, ro.g_zo, SquareBlock { w: ra.w_om, ld: 2 * c, col: c, size: c });
+        }
+        self.input_grad(
+            arena,
+            out,
+            InputGradArgs {
+                batch: bsz,
+                cols: n_top,
+                add: carry(top.g_s_carry),
+                out: top.g_s,
+                k1: c,
+                g1: ro.g_zpre,
+                w1: ra.w_o,
+                ld1: n_top,
+                col1: 0,
+                k2: 0,
+                ..Default::default()
+            },
+        );
+    }
+}

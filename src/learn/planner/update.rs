@@ -1,0 +1,43 @@
+//! The update over all trainable parameters (method §5): gradient norm partials, the clip
+//! factor, then Adam/Adamax with FPTT's λ and W̄ in one pass.
+
+use super::Planner;
+use crate::gpu::{ArgArena, Dispatch};
+use crate::learn::kernel_args::*;
+use crate::learn::plan::NORM_PARTS;
+use crate::settings::{Optimizer, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+
+impl Planner<'_> {
+    /// The update over all trainable parameters: FPTT's regularised update, or with `plain` a
+    /// plain optimizer step with the loss gradient (BPTT).
+    pub(crate) fn update(&self, arena: &mut ArgArena, plain: bool) -> Vec<Dispatch> {
+        let Planner { kernels, settings, layout, plan, .. } = *self;
+        let mut out = Vec::new();
+        let len = layout.trainable_len as u32;
+        // Few partial sums: each workgroup's tree reduction costs barriers, and on a software
+        // adapter a barrier is a coroutine switch per invocation.
+        let parts = len.div_ceil(64 * 64).clamp(1, NORM_PARTS);
+        let oa = OptimArgs {
+            len,
+            parts,
+            partials: plan.partials,
+            optimizer: match settings.optimizer {
+                Optimizer::Adam => 0,
+                Optimizer::Adamax => OPTIM_ADAMAX,
+            } | if plain { OPTIM_PLAIN } else { 0 },
+            alpha: settings.alpha,
+            beta: settings.beta,
+            clip: settings.clip,
+            beta1: ADAM_BETA1 as f32,
+            beta2: ADAM_BETA2 as f32,
+            eps: ADAM_EPS as f32,
+            one_minus_beta1: (1.0 - ADAM_BETA1) as f32,
+            one_minus_beta2: (1.0 - ADAM_BETA2) as f32,
+        };
+        let oa_off = arena.push(&oa);
+        out.push(kernels.groups("fptt_norm", oa_off, parts));
+        out.push(kernels.groups("fptt_clip", oa_off, 1));
+        out.push(kernels.over("fptt_update", oa_off, len as usize));
+        out
+    }
+}
