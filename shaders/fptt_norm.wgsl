@@ -1,5 +1,5 @@
 // First part of the FPTT update (spec §5): partial sums of ‖g‖² with g = ∇ℓ_t − λ + α·(W − W̄),
-// one per workgroup, over the trainable range (g = ∇ℓ alone with OPTIM_PLAIN). fptt_clip adds
+// one per workgroup, over the trainable range (g = ∇ℓ alone with OPTIM_PLAIN). fptt_update adds
 // them in a fixed order.
 #import bindings
 #import args

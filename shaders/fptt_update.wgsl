@@ -1,5 +1,6 @@
-// Last part of the FPTT update (spec §5), one invocation per trainable parameter, with the clip
-// factor from fptt_clip:
+// Second and last part of the FPTT update (method §5), after fptt_norm:
+//   c_g = min(1, c/(‖g‖ + 1e-6)) with ‖g‖² the sum of fptt_norm's partials in a fixed order,
+//   computed by every invocation (a few loads, no barriers, no extra dispatch), then per element
 //   g ← (∇ℓ_t − λ + α·(W − W̄))·min(1, c/(‖g‖ + 1e-6))
 //   W ← Adam or Adamax step with g (PyTorch semantics; bias corrections from the host)
 //   λ ← λ − α·(W − W̄)           (old W̄)
@@ -10,14 +11,27 @@
 #import args
 @group(1) @binding(0) var<storage, read> args: OptimArgs;
 
+// Each invocation updates every stride-th parameter, so that the partial sums are added once per
+// invocation, not once per parameter (the host sizes the grid: src/learn/planner/update.rs).
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    let n = args.len;
-    if i >= n {
+    let first = flat_index(gid, nwg);
+    if first >= args.len {
         return;
     }
-    let scale = work[args.partials + args.parts];
+    var total = 0.0;
+    for (var p = 0u; p < args.parts; p++) {
+        total += work[args.partials + p];
+    }
+    let scale = min(1.0, args.clip / (sqrt(total) + 1e-6));
+    let stride = nwg.x * nwg.y * WORKGROUP;
+    for (var i = first; i < args.len; i += stride) {
+        update_at(i, scale);
+    }
+}
+
+fn update_at(i: u32, scale: f32) {
+    let n = args.len;
     let w = params[i];
     let wbar = opt[i];
     let lambda = opt[n + i];

@@ -8,6 +8,8 @@
 // Inside a chunk it also writes the element-wise parts of the gradient on the previous state:
 //   ḡ_m(prev) = ḡ_u·(1 − τm), ḡ_b(prev) = ḡ_b'·τa, ḡ_s(prev) = ḡ_b'·(1 − τa)
 // (input_grad then adds ḡ_zm·W_m[:, N:], ḡ_za·W_a[:, N:] and the recurrent map's part).
+// The top layer's ḡ_s comes from the readout: with `top_g_z` set this kernel computes it
+// (ḡ_s = carried + ḡ_z·W_o, a dot product of length C) instead of a separate input_grad.
 #import bindings
 #import args
 #import neuron
@@ -28,6 +30,19 @@ fn carried(offset: u32, idx: u32) -> f32 {
     return work[offset + idx];
 }
 
+// ḡ_s[b, j] from the readout's ḡ_z [B, C] and W_o [C, N] (plus what the next step carried).
+fn spikes_grad_from_readout(idx: u32) -> f32 {
+    let b = idx / args.n;
+    let j = idx % args.n;
+    var acc = 0.0;
+    for (var o = 0u; o < args.top_c; o++) {
+        acc += work[args.top_g_z + b * args.top_c + o] * params[args.top_w_o + o * args.n + j];
+    }
+    let g_s = carried(args.top_g_s_add, idx) + acc;
+    work[args.g_s + idx] = g_s;
+    return g_s;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat_index(gid, nwg);
@@ -42,7 +57,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let u = work[args.u + idx];
     let g_m = carried(args.g_m_next, idx);
     let psi = surrogate(u - theta);
-    let e = work[args.g_s + idx] - g_m * u;
+    var g_s = 0.0;
+    if args.top_g_z != NONE {
+        g_s = spikes_grad_from_readout(idx);
+    } else {
+        g_s = work[args.g_s + idx];
+    }
+    let e = g_s - g_m * u;
     let g_u = g_m * (1.0 - work[args.s_next + idx]) + e * psi;
     let tau_m = work[args.tau_m + idx];
     let g_tau_m = g_u * (work[args.d + idx] - work[args.m_prev + idx]);

@@ -59,7 +59,16 @@ struct LayerArgs {
     g_m_prev: u32,
     g_s_prev: u32,
     g_b_prev: u32,
+    // The top layer's ḡ_s straight from the readout (one dispatch fewer than input_grad):
+    // layer_backward_neuron computes ḡ_s[b, j] = add[b, j] + Σ_o ḡ_z[b, o]·W_o[o, j] itself when
+    // top_g_z is not NONE (top_g_z: the readout's ḡ_z [B, C], top_w_o: W_o [C, N] in params,
+    // top_c: C, top_g_s_add: ḡ_s carried from the next step inside a chunk, or NONE).
+    top_g_z: u32,
+    top_w_o: u32,
+    top_c: u32,
+    top_g_s_add: u32,
     _pad0: u32,
+    _pad1: u32,
 }
 
 const LAYER_FUSED: u32 = 1u;
@@ -109,6 +118,8 @@ struct ReadoutArgs {
 
 const READOUT_BN: u32 = 1u;
 const READOUT_REGRESSION: u32 = 2u;
+// readout_step also runs the readout's backward (one-step training).
+const READOUT_FUSED_BACKWARD: u32 = 4u;
 
 // Twin: `BnArgs`. Per-step batch normalisation of a [B, F] region, in place.
 struct BnArgs {

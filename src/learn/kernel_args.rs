@@ -15,6 +15,10 @@ pub const LAYER_DATA_INPUT: u32 = 8;
 pub const LAYER_CONSTANT_TAU: u32 = 16;
 pub const READOUT_BN: u32 = 1;
 pub const READOUT_REGRESSION: u32 = 2;
+pub const READOUT_FUSED_BACKWARD: u32 = 4;
+/// Invocations of a `readout_step` workgroup (`READOUT_LANES` in shaders/readout_step.wgsl): it
+/// holds `READOUT_LANES / C` samples.
+pub const READOUT_LANES: u32 = 64;
 /// `EpropArgs::flags` bits.
 pub const EPROP_ALIF: u32 = 1;
 pub const EPROP_FUSED: u32 = 2;
@@ -91,7 +95,12 @@ pub struct LayerArgs {
     pub g_m_prev: u32,
     pub g_s_prev: u32,
     pub g_b_prev: u32,
+    pub top_g_z: u32,
+    pub top_w_o: u32,
+    pub top_c: u32,
+    pub top_g_s_add: u32,
     pub _pad0: u32,
+    pub _pad1: u32,
 }
 
 /// Twin of WGSL `ReadoutArgs`.
@@ -336,7 +345,7 @@ mod tests {
             [
                 batch, n, n_in, flags, w_x, c_x, w_r, c_r, w_m, c_m, w_a, c_a, a_m, a_a, x_in, m_prev, s_prev, b_prev,
                 m_next, s_next, b_next, cur_x, cur_r, d, tau_m, tau_a, zm, za, u, g_s, g_zm, g_za, r_m, r_a, g_direct,
-                threshold, x_tape, g_m_next, g_b_next, g_m_prev, g_s_prev, g_b_prev, _pad0
+                threshold, x_tape, g_m_next, g_b_next, g_m_prev, g_s_prev, g_b_prev, top_g_z, top_w_o, top_c, top_g_s_add, _pad0, _pad1
             ]
         );
         check_twin!(
@@ -401,6 +410,7 @@ mod tests {
             ("LAYER_CONSTANT_TAU", LAYER_CONSTANT_TAU),
             ("READOUT_BN", READOUT_BN),
             ("READOUT_REGRESSION", READOUT_REGRESSION),
+            ("READOUT_FUSED_BACKWARD", READOUT_FUSED_BACKWARD),
             ("OPTIM_ADAMAX", OPTIM_ADAMAX),
             ("OPTIM_PLAIN", OPTIM_PLAIN),
             ("EPROP_ALIF", EPROP_ALIF),
@@ -412,5 +422,8 @@ mod tests {
         ] {
             assert!(src.contains(&format!("const {name}: u32 = {value}u;")), "{name} differs from WGSL");
         }
+        let readout_step =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/readout_step.wgsl")).unwrap();
+        assert!(readout_step.contains(&format!("const READOUT_LANES: u32 = {READOUT_LANES}u;")));
     }
 }

@@ -345,7 +345,7 @@ impl WorkPlan {
         let q = a.alloc("q", c * t * c);
         let running = a.alloc("running_stats", StatLayout::new(cfg).total_len);
         let metrics = a.alloc("metrics", 4 * t);
-        // The partial sums, then the clip factor fptt_clip derives from them.
+        // The gradient-norm partial sums (fptt_norm writes them, fptt_update adds them up).
         let partials = a.alloc("norm_partials", NORM_PARTS as usize + 1);
         // Constant for the engine's life, with e-prop's random feedback after it: keep them last
         // (poison_scratch stops before them).

@@ -22,6 +22,7 @@ impl Planner<'_> {
         let accumulate = view.accumulate();
         let bsz = batch as u32;
         let nl = cfg.layers();
+        let top = k + 1 == nl;
         let names = LayerNames::hidden(k, nl);
         let reg = &view.layers[k];
         let n = cfg.hidden[k] as u32;
@@ -92,6 +93,11 @@ impl Planner<'_> {
             g_m_prev: earlier.map_or(NONE, |e| e.g_m_carry),
             g_s_prev: earlier.map_or(NONE, |e| e.g_s_carry),
             g_b_prev: earlier.map_or(NONE, |e| e.g_b_carry),
+            // The top layer's backward reads ḡ_s straight off the readout's ḡ_z.
+            top_g_z: if top { view.readout.g_zpre } else { NONE },
+            top_w_o: if top { self.offset(&format!("{}.weight", LayerNames::readout(nl).0)) } else { NONE },
+            top_c: if top { cfg.outputs as u32 } else { 0 },
+            top_g_s_add: if top { carry(reg.g_s_carry) } else { NONE },
             ..Default::default()
         };
         let la_off = arena.push(&la);

@@ -132,7 +132,10 @@ impl Planner<'_> {
         let mut forward = Vec::new();
         let layers: Vec<PlannedLayer> =
             (0..self.cfg.layers()).map(|k| self.layer_forward(arena, view, k, &mut forward)).collect();
-        let readout = self.readout_forward(arena, view, &mut forward);
+        // The readout's backward joins its forward where nothing lies between them: one-step
+        // training (inside a chunk, the next step's backward first adds to this step's ḡ_o').
+        let fused_backward = training && !view.chunked && self.readout_fused();
+        let readout = self.readout_forward(arena, view, fused_backward, &mut forward);
         let mut backward = Vec::new();
         if training {
             self.readout_backward(arena, view, &readout, &mut backward);

@@ -1,6 +1,6 @@
 //! The readout at one time step: its current, optional batch norm, gate, the loss with its
-//! gradient and the per-step metrics (method §1, §4); and its backward, which also passes the
-//! gradient down to the top hidden layer's spikes.
+//! gradient and the per-step metrics (method §1, §4), in one `readout_step` dispatch where it can;
+//! and its backward.
 
 use super::{is_classification, PlannedReadout, Planner, SquareBlock, StepView};
 use crate::gpu::{ArgArena, Dispatch};
@@ -8,11 +8,20 @@ use crate::learn::kernel_args::*;
 use crate::model::LayerNames;
 
 impl Planner<'_> {
-    /// The readout's and the loss's forward dispatches, appended to `out`.
+    /// Whether the readout runs as one `readout_step` dispatch: without batch norm (which needs
+    /// the whole batch between current and gate) and with few enough outputs that a workgroup
+    /// holds at least one sample.
+    pub(super) fn readout_fused(&self) -> bool {
+        !self.cfg.batch_norm && self.cfg.outputs <= READOUT_LANES as usize
+    }
+
+    /// The readout's and the loss's forward dispatches, appended to `out`; with `fused_backward`
+    /// (one-step training, fused readout) the readout's backward runs in the same dispatch.
     pub(super) fn readout_forward(
         &self,
         arena: &mut ArgArena,
         view: &StepView,
+        fused_backward: bool,
         out: &mut Vec<Dispatch>,
     ) -> PlannedReadout {
         let Planner { kernels, cfg, settings, batch, stats, plan, .. } = *self;
@@ -32,6 +41,9 @@ impl Planner<'_> {
         }
         if !is_classification(settings.loss) {
             rflags |= READOUT_REGRESSION;
+        }
+        if fused_backward {
+            rflags |= READOUT_FUSED_BACKWARD;
         }
         let ra = ReadoutArgs {
             batch: bsz,
@@ -82,17 +94,24 @@ impl Planner<'_> {
             ..Default::default()
         };
         let readout_bn_off = arena.push(&readout_bn);
-        if cfg.batch_norm {
-            out.push(kernels.over("batch_norm_forward", readout_bn_off, cfg.outputs));
+        if self.readout_fused() {
+            let samples_per_group = READOUT_LANES as usize / cfg.outputs;
+            out.push(kernels.groups("readout_step", ra_off, batch.div_ceil(samples_per_group) as u32));
+        } else {
+            out.push(kernels.over("readout_current", ra_off, bc));
+            if cfg.batch_norm {
+                out.push(kernels.over("batch_norm_forward", readout_bn_off, cfg.outputs));
+            }
+            out.push(kernels.over("readout_gate", ra_off, bc));
+            out.push(kernels.over("loss_grad", ra_off, batch));
         }
-        out.push(kernels.over("readout_gate", ra_off, bc));
-        out.push(kernels.over("loss_grad", ra_off, batch));
         out.push(kernels.groups("loss_finalize", ra_off, 1));
         PlannedReadout { args: ra, slot: ra_off, bn_slot: readout_bn_off }
     }
 
     /// The readout's backward: its weight and slope gradients, the gradient carried to the
-    /// previous step's output (inside a chunk) and `ḡ_s` of the top hidden layer.
+    /// previous step's output (inside a chunk). The top hidden layer's
+    /// `ḡ_s = ḡ_z·W_o` is computed by its `layer_backward_neuron` (`LayerArgs::top_g_z`).
     pub(super) fn readout_backward(
         &self,
         arena: &mut ArgArena,
@@ -103,17 +122,17 @@ impl Planner<'_> {
         let Planner { kernels, cfg, batch, .. } = *self;
         let PlannedReadout { args: ra, slot: ra_off, bn_slot: readout_bn_off } = *readout;
         let prev = view.prev;
-        let carry = |offset: u32| view.carry(offset);
         let accumulate = view.accumulate();
         let bsz = batch as u32;
         let nl = cfg.layers();
         let c = cfg.outputs as u32;
         let (_, _, _, rslope) = LayerNames::readout(nl);
-        let top = &view.layers[nl - 1];
         let ro = view.readout;
         let n_top = cfg.top_hidden() as u32;
         let bc = batch * cfg.outputs;
-        out.push(kernels.over("readout_backward", ra_off, batch));
+        if ra.flags & READOUT_FUSED_BACKWARD == 0 {
+            out.push(kernels.over("readout_backward", ra_off, batch));
+        }
         if cfg.batch_norm {
             out.push(kernels.over("batch_norm_backward", readout_bn_off, cfg.outputs));
         }
@@ -156,22 +175,5 @@ impl Planner<'_> {
             // The previous step's ḡ_o also gets ḡ_zo·W_om[:, C:] (readout_backward added ḡ_o'·(1 − τo)).
             self.add_onto(arena, out, earlier.g_o, ro.g_zo, SquareBlock { w: ra.w_om, ld: 2 * c, col: c, size: c });
         }
-        self.input_grad(
-            arena,
-            out,
-            InputGradArgs {
-                batch: bsz,
-                cols: n_top,
-                add: carry(top.g_s_carry),
-                out: top.g_s,
-                k1: c,
-                g1: ro.g_zpre,
-                w1: ra.w_o,
-                ld1: n_top,
-                col1: 0,
-                k2: 0,
-                ..Default::default()
-            },
-        );
     }
 }

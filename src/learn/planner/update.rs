@@ -1,5 +1,5 @@
-//! The update over all trainable parameters (method §5): gradient norm partials, the clip
-//! factor, then Adam/Adamax with FPTT's λ and W̄ in one pass.
+//! The update over all trainable parameters (method §5): gradient-norm partials, then the clip
+//! factor and Adam/Adamax with FPTT's λ and W̄ in one pass.
 
 use super::Planner;
 use crate::gpu::{ArgArena, Dispatch};
@@ -36,8 +36,11 @@ impl Planner<'_> {
         };
         let oa_off = arena.push(&oa);
         out.push(kernels.groups("fptt_norm", oa_off, parts));
-        out.push(kernels.groups("fptt_clip", oa_off, 1));
-        out.push(kernels.over("fptt_update", oa_off, len as usize));
+        // Every invocation of fptt_update adds the `parts` partial sums itself (the clip needs
+        // ‖g‖ before any parameter changes): give each enough parameters that this costs at most
+        // a few loads per parameter.
+        let per_invocation = (parts as usize / 4).max(8);
+        out.push(kernels.over("fptt_update", oa_off, (len as usize).div_ceil(per_invocation)));
         out
     }
 }
