@@ -78,7 +78,6 @@ impl Planner<'_> {
         };
         let ra_off = arena.push(&ra);
         let bc = batch * cfg.outputs;
-        out.push(kernels.over("readout_current", ra_off, bc));
         let readout_bn = BnArgs {
             batch: bsz,
             features: c,
