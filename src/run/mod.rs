@@ -2,7 +2,8 @@
 //! the reset policy and LR schedule, `metrics.csv`, `config.toml`, checkpoints and exact resume.
 //! This is the one module that sees everything else (data, model, engine, checkpoints).
 //!
-//! - [`experiment`]: the typed experiment and its TOML form (every key in `experiments/README.md`).
+//! - [`experiment`]: the typed experiment and its TOML form (every key declared once in
+//!   [`experiment::keys`], which `experiments/README.md` is checked against).
 //! - [`metrics`]: the CSV writer (columns [`metrics::COLUMNS`]).
 //! - [`progress`]: the progress bar or log lines on stderr.
 //! - `trainer`: [`train`], the loop itself.
