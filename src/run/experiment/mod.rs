@@ -197,8 +197,6 @@ impl Experiment {
         }
     }
 
-    /// The resolved experiment as a TOML table: every key of [`SCHEMA`], defaults filled in.
-
     /// The engine's settings for this experiment (the loss starts with epoch 0's auxiliary
     /// targets; the training loop changes them and the learning rate per epoch).
     pub fn settings(&self) -> FpttSettings {
