@@ -40,7 +40,7 @@ fn adding_variant(hidden: &[usize], steps: usize) -> ModelConfig {
     }
 }
 
-/// `cfg` with LIF or ALIF neurons (spec §7): ALIF keeps the adaptive threshold, LIF takes a fixed
+/// `cfg` with LIF or ALIF neurons (method §7): ALIF keeps the adaptive threshold, LIF takes a fixed
 /// one (the adding variant's, or 0.5).
 fn with_neuron(mut cfg: ModelConfig, neuron: NeuronKind) -> ModelConfig {
     cfg.neuron = neuron;

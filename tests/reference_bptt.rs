@@ -158,7 +158,7 @@ fn check_chunk(what: &str, pb: &Problem) {
     assert!(nonzero * 2 > checked, "{what}: only {nonzero} of {checked} gradient elements are non-zero");
 
     // Every start-state element: the gradient on the previous m, s, b, o of the first step, which
-    // exercises every state path of spec §3's chain directly.
+    // exercises every state path of method §3's chain directly.
     let caches = pb.net.chunk_forward(&pb.p, &pb.start, &pb.inputs);
     let g_outputs: Vec<Vec<f64>> = caches
         .iter()
@@ -706,7 +706,7 @@ fn trainer_chunked_fptt_updates_after_every_chunk_from_the_state_after_the_previ
     let losses_a = tr.train_sequence(&seq_a, &m_a);
     assert_eq!((losses_a.len(), tr.updates()), (7, 3));
 
-    // The first update is the FPTT update (spec §5) of the chunk gradient of steps 0–2.
+    // The first update is the FPTT update (method §5) of the chunk gradient of steps 0–2.
     let start_a = NetState::start(&cfg, &m_a, 3);
     let inputs_a: Vec<Vec<f64>> = (0..chunk).map(|t| to_f64(seq_a.step(t))).collect();
     let q0 = vec![0.0; cfg.outputs * cfg.steps * cfg.outputs];

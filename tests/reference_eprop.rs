@@ -1,4 +1,4 @@
-//! e-prop (spec §7; `src/reference/eprop.rs`) against BPTT (`Net::chunk_gradient`): equal over one
+//! e-prop (method §7; `src/reference/eprop.rs`) against BPTT (`Net::chunk_gradient`): equal over one
 //! step, equal over many steps for a network without recurrent weights (with the readout filter
 //! and the reset kept in the trace), and how close it stays with recurrence (cosine similarity,
 //! printed: `cargo test --test reference_eprop -- --nocapture`). Then the trainer's e-prop rule:

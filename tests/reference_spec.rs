@@ -1,4 +1,4 @@
-//! The CPU reference against the spec itself: the check values and test vectors of spec §2 and
+//! The CPU reference against docs/method.md itself: the check values and test vectors of method §2 and
 //! §6, and finite differences of the full one-step gradient on small smooth networks (every
 //! parameter element, with batch norm, with the fixed-threshold fused variant, with two layers).
 #![allow(clippy::needless_range_loop)]
@@ -14,7 +14,7 @@ use fptt::rng::Rng;
 use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets};
 
 fn close(got: f64, want: f64, tol: f64, what: &str) {
-    assert!((got - want).abs() <= tol * want.abs().max(1.0), "{what}: got {got:.17}, spec {want:.17}");
+    assert!((got - want).abs() <= tol * want.abs().max(1.0), "{what}: got {got:.17}, method {want:.17}");
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn surrogate_check_values_of_spec_section_2() {
     assert_eq!(SpikeFn::Heaviside.forward(1e-12), 1.0);
 }
 
-/// The single neuron of spec §6: non-recurrent (W_r = 0, c_r = 0), gate slopes 1.
+/// The single neuron of method §6: non-recurrent (W_r = 0, c_r = 0), gate slopes 1.
 fn spec_neuron() -> (LayerSpec, Params, LayerState) {
     let cfg = ModelConfig::classifier(1, 1, 1, 1);
     let spec = LayerSpec::of(&cfg, 0);

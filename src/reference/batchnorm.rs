@@ -1,4 +1,4 @@
-//! Per-step batch normalisation (spec §1, the S-MNIST recipe): `BN_t(x) = γ⊙x̂ + δ` with `x̂`
+//! Per-step batch normalisation (method §1, the S-MNIST recipe): `BN_t(x) = γ⊙x̂ + δ` with `x̂`
 //! normalised per feature over the batch. Owns the forward with this step's batch statistics
 //! (training: mean, biased variance, eps 1e-5) or with step t's running statistics (evaluation), the
 //! backward through the batch statistics, and the running-statistics update (momentum 0.1, unbiased

@@ -1,5 +1,5 @@
-//! Backpropagation through a chunk of K steps: chunked FPTT and BPTT (spec §3, last paragraph;
-//! spec §5, BPTT). Owns the summed task loss `Σ_{t=t0}^{t0+K−1} ℓ_t` of a chunk that starts from a
+//! Backpropagation through a chunk of K steps: chunked FPTT and BPTT (method §3, last paragraph;
+//! method §5, BPTT). Owns the summed task loss `Σ_{t=t0}^{t0+K−1} ℓ_t` of a chunk that starts from a
 //! given [`NetState`] and its gradient with respect to every parameter: the chunk's forward (one
 //! [`StepCache`] per step, batch norm with each step's batch statistics like the one-step code),
 //! then the backward from the last step to the first with the one-step local derivatives of

@@ -1,11 +1,11 @@
 //! e-prop (Bellec et al. 2020, "A solution to the learning dilemma for recurrent networks of
-//! spiking neurons", Nature Communications 11:3625; spec §7) for a network of one LIF or ALIF
+//! spiking neurons", Nature Communications 11:3625; method §7) for a network of one LIF or ALIF
 //! layer and the LTC readout: forward-mode eligibility traces per synapse and per sample, whose
 //! size does not depend on T, combined at every step with a learning signal from the readout error.
 //!
 //! # The traces, derived from this network's dynamics
 //!
-//! Neuron j of one sample at step t (spec §1 with constant `τm = σ(ρ_m)`, `τa = σ(ρ_a)`):
+//! Neuron j of one sample at step t (method §1 with constant `τm = σ(ρ_m)`, `τa = σ(ρ_a)`):
 //!
 //! ```text
 //! d_t = Σ_i W_ji·z_i,t + c_j          z_t = [x_t ; s_t−1] (input, then previous spikes of the layer)
@@ -17,7 +17,7 @@
 //! it directly (its row of `W_x`, `W_r`, its biases, its `ρ_m`, `ρ_a`), following the neuron's own
 //! dynamics and treating the spikes of the other neurons, arriving through `W_r` (diagonal
 //! included), as constants: that is the approximation. With `ψ_t = H'(u_t − θ_t)` replaced by the
-//! surrogate (spec §2) and, for one parameter `w`, the traces `ε^m_t = dm_t/dw` and
+//! surrogate (method §2) and, for one parameter `w`, the traces `ε^m_t = dm_t/dw` and
 //! `ε^a_t = db_t+1/dw` (the adaptation the next step will use), the chain rule along those lines is
 //!
 //! ```text
@@ -34,7 +34,7 @@
 //! its LIF trace. Traces start at 0 with every sequence (the start state is a constant).
 //!
 //! **The reset** ([`EpropSettings::reset_in_trace`]). Kept by default: `−u_t·e_t` is the
-//! derivative of the reset `m = (1 − s)·u` through the spike, which the spec's one-step backward
+//! derivative of the reset `m = (1 − s)·u` through the spike, which the one-step backward of method §3
 //! (and so FPTT and BPTT here) differentiates; keeping it makes e-prop exactly BPTT's gradient for
 //! a network without recurrent weights, so that comparisons measure e-prop's approximation and not
 //! a change of the derivative. Dropped, `ε^m_t = (1 − s_t)·ε^u_t`: Bellec et al.'s choice (the
@@ -42,14 +42,14 @@
 //!
 //! # The learning signal and the readout
 //!
-//! The readout (spec §1) is a leaky integrator with a gate: `z = W_o·s + c_o`,
+//! The readout (method §1) is a leaky integrator with a gate: `z = W_o·s + c_o`,
 //! `τo = σ(a_o·(W_om·[z ; o] + c_om))`, `o' = (1 − τo)⊙o + τo⊙z`. Per sample and step its Jacobians
 //! are `D_t = ∂o'_t/∂z_t = diag(τo) + diag(g)·W_om[:, :C]` and `A_t = ∂o'_t/∂o_t−1 =
 //! diag(1 − τo) + diag(g)·W_om[:, C:]` with `g = (z − o)⊙τo(1 − τo)·a_o`.
 //!
 //! - Learning signal (readout filter off): `L_j,t = Σ_k B_kj·ḡ_z,k,t` with `ḡ_z,t = ḡ_o,t·D_t` the
 //!   gradient of `ℓ_t` on the readout's input current (`ḡ_o,t = ∂ℓ_t/∂o'_t`, the previous `o`
-//!   held constant) and `B = W_o` (symmetric feedback, the one-step `ḡ_s` of spec §3 exactly) or a
+//!   held constant) and `B = W_o` (symmetric feedback, the one-step `ḡ_s` of method §3 exactly) or a
 //!   fixed random `[C, N]` matrix. `∇w += Σ_batch L_j,t·e_t`.
 //! - Readout filter on (the default): the error of step t also reaches the spikes of earlier steps
 //!   through the readout's memory. The paper filters the eligibility with the readout's leak κ,

@@ -1,4 +1,4 @@
-//! The per-step losses of spec §4 and their gradient on the readout `o'`, and the auxiliary
+//! The per-step losses of method §4 and their gradient on the readout `o'`, and the auxiliary
 //! ("oracle") target table `q` `[C, T, C]` with its no-gradient update.
 //!
 //! Classification, `w = (t+1)/T`, `p = log_softmax(o')`:
@@ -85,7 +85,7 @@ pub fn task_loss(
                 }
             }
             // (1 − w) · mean_{b,c}(−r_b,c · p_b,c);  ∂/∂o[b, j] = (1−w)/(BC) (softmax_j Σ_c r_c − r_j)
-            // At t = T−1 the weight is 0 (the one-hot target of the spec adds nothing).
+            // At t = T−1 the weight is 0 (the one-hot target adds nothing, method §4).
             let aux_w = 1.0 - w;
             if t + 1 < steps && aux != AuxTargets::Off {
                 let scale = aux_w / (batch * classes) as f64;

@@ -32,7 +32,7 @@ pub struct NetState {
 }
 
 impl NetState {
-    /// The start of a sequence (spec §1): `m` from `init`, `s = 0`, `b = b0`, `o = 0`.
+    /// The start of a sequence (method §1): `m` from `init`, `s = 0`, `b = b0`, `o = 0`.
     pub fn start(cfg: &ModelConfig, init: &InitialState, batch: usize) -> Self {
         assert_eq!(init.membrane.len(), cfg.layers(), "one initial membrane per hidden layer");
         let layers = init

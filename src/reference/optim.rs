@@ -1,9 +1,9 @@
-//! The FPTT update of spec §5, element by element, and the optimizer steps it uses (PyTorch
+//! The FPTT update of method §5, element by element, and the optimizer steps it uses (PyTorch
 //! semantics). The trainer composes them per update, over all trainable tensors:
 //!
 //! 1. [`fptt_gradient`]: `g = ∇ℓ_t − λ + α·(W − W̄)`
 //! 2. [`clip_factor`]: `g ← g·min(1, c/(‖g‖₂ + 1e−6))`, the norm global over all tensors
-//! 3. [`adam_step`] / [`adamax_step`] (or [`sgd_step`] for the spec's scalar trace)
+//! 3. [`adam_step`] / [`adamax_step`] (or [`sgd_step`] for the scalar trace of method §6)
 //! 4. [`fptt_after_step`]: `λ ← λ − α·(W − W̄)` with the old `W̄`, then `W̄ ← (1−β)·W̄ + β·W − (β/α)·λ`
 //!
 //! [`regulariser`] is `−⟨W, λ⟩ + (α/2)·‖W − W̄‖²`, the part of the total loss beyond `ℓ_t`.

@@ -1,5 +1,5 @@
-//! The readout: a leaky integrator without spikes (spec §1 "Readout"), one step forward and its
-//! one-step backward (spec §3), with the previous `o` a constant or with the gradient on it (for
+//! The readout: a leaky integrator without spikes (method §1 "Readout"), one step forward and its
+//! one-step backward (method §3), with the previous `o` a constant or with the gradient on it (for
 //! chunked truncation and BPTT):
 //! `z = W_o·s_top + c_o` (optionally `BN_o,t(·)`), `τo = σ(a_o·(W_om·[z ; o] + c_om))`,
 //! `o' = (1 − τo)⊙o + τo⊙z`.

@@ -1,4 +1,4 @@
-//! [`ReferenceTrainer`]: training with FPTT (spec §5), BPTT or e-prop (spec §7), as [`LearningRule`]
+//! [`ReferenceTrainer`]: training with FPTT (method §5), BPTT or e-prop (method §7), as [`LearningRule`]
 //! says. Owns the
 //! training state (W, W̄, λ, the optimizer moments, the batch-norm running statistics per step, the
 //! auxiliary table `q`, the update counter) and the order of one update: the chunk's forward step
@@ -49,7 +49,7 @@ pub struct ReferenceTrainer {
 }
 
 impl ReferenceTrainer {
-    /// `init` holds every parameter by spec name, and optionally the batch-norm running statistics
+    /// `init` holds every parameter by checkpoint name (method §8), and optionally the batch-norm running statistics
     /// (missing ones start at mean 0, variance 1). W̄ = W, λ = 0, moments 0, `q` = 0, no updates yet.
     /// Panics with [`super::eprop::check`]'s message when e-prop is asked for a network it does not apply to.
     pub fn new(cfg: &ModelConfig, settings: &FpttSettings, batch: usize, init: &TensorMap) -> Self {
@@ -280,7 +280,7 @@ impl ReferenceTrainer {
         self.wbar.keys().map(|k| regulariser(&self.params[k], &self.wbar[k], &self.lambda[k], alpha)).sum()
     }
 
-    /// Spec §5: g = ∇ℓ − λ + α(W − W̄); global-norm clip; optimizer step; λ and W̄ updates.
+    /// Method §5: g = ∇ℓ − λ + α(W − W̄); global-norm clip; optimizer step; λ and W̄ updates.
     fn fptt_update(&mut self, grads: &Params) {
         let alpha = self.settings.alpha as f64;
         let beta = self.settings.beta as f64;
@@ -299,7 +299,7 @@ impl ReferenceTrainer {
         }
     }
 
-    /// BPTT (spec §5, last paragraph) and e-prop: the task gradient itself (e-prop's estimate of
+    /// BPTT (method §5, last paragraph) and e-prop: the task gradient itself (e-prop's estimate of
     /// it), clipped, one optimizer step; W̄ and λ are not touched.
     fn plain_update(&mut self, grads: &Params) {
         let g: Params = self.wbar.keys().map(|k| (k.clone(), grads[k].clone())).collect();
