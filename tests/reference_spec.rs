@@ -9,7 +9,7 @@ use common::{random_params, random_state};
 use fptt::model::{LayerNames, ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
 use fptt::reference::batchnorm::Norm;
 use fptt::reference::optim::{fptt_after_step, fptt_gradient, sgd_step};
-use fptt::reference::{neuron, surrogate, LayerSpec, LayerState, Net, Params, ReferenceTrainer, SpikeFn};
+use fptt::reference::{neuron, surrogate, LayerSpec, LayerState, LossContext, Net, Params, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
 use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets};
 
@@ -134,7 +134,7 @@ fn check_gradient(cfg: &ModelConfig, batch: usize, loss: LossKind, seed: u64) {
     };
     let q: Vec<f64> = (0..c * cfg.steps * c).map(|_| rng.uniform()).collect();
     let t = 1;
-    let (l0, grads) = net.step_gradient(&p, &state, &x, &targets, loss, t, &q);
+    let (l0, grads) = net.step_gradient(&p, &state, &x, LossContext::new(loss, &targets, t, &q));
     assert!(l0.is_finite());
     let h = 1e-6;
     let mut checked = 0;
@@ -145,8 +145,8 @@ fn check_gradient(cfg: &ModelConfig, batch: usize, loss: LossKind, seed: u64) {
             pp.get_mut(&slot.name).unwrap()[i] += h;
             let mut pm = p.clone();
             pm.get_mut(&slot.name).unwrap()[i] -= h;
-            let fd = (net.step_loss(&pp, &state, &x, &targets, loss, t, &q)
-                - net.step_loss(&pm, &state, &x, &targets, loss, t, &q))
+            let fd = (net.step_loss(&pp, &state, &x, LossContext::new(loss, &targets, t, &q))
+                - net.step_loss(&pm, &state, &x, LossContext::new(loss, &targets, t, &q)))
                 / (2.0 * h);
             let an = grads[&slot.name][i];
             let err = (fd - an).abs();

@@ -14,12 +14,12 @@
 //! chunk's later steps read).
 
 use super::batchnorm::Norm;
-use super::loss::task_loss;
+use super::loss::{task_loss, LossContext};
 use super::network::{Net, NetState, StepCache};
 use super::neuron::{self, LayerState};
 use super::readout;
 use super::{add_into, to_f64, Grads, Params};
-use crate::settings::{LossKind, SequenceBatch, Targets};
+use crate::settings::{LossKind, SequenceBatch};
 
 /// The gradient on a [`NetState`], in a value of the same shape: per layer `ḡ` on `m`, `s`, `b` in
 /// the fields of the same name, and `ḡ` on the readout `o`.
@@ -126,70 +126,43 @@ impl Net {
         (total, g_next)
     }
 
-    /// The chunk's forward and each step's `(ℓ_t, ∂ℓ_t/∂o'_t)` for `t = t0, t0+1, …`.
-    #[allow(clippy::too_many_arguments)]
+    /// The chunk's forward and each step's `(ℓ_t, ∂ℓ_t/∂o'_t)` for `t = t0, t0+1, …` (`t0 = loss.t`).
     pub(super) fn chunk_forward_with_losses(
         &self,
         p: &Params,
         start: &NetState,
         inputs: &[Vec<f64>],
-        targets: &Targets,
-        loss: LossKind,
-        t0: usize,
-        q: &[f64],
+        loss: LossContext,
     ) -> (Vec<StepCache>, Vec<f64>, Vec<Vec<f64>>) {
-        let (steps, classes) = (self.cfg.steps, self.cfg.outputs);
+        let (steps, classes, t0) = (self.cfg.steps, self.cfg.outputs, loss.t);
         assert!(!inputs.is_empty(), "a chunk has at least one step");
         assert!(t0 + inputs.len() <= steps, "chunk {t0}..{} runs past T = {steps}", t0 + inputs.len());
         let batch = start.o.len() / classes;
         let caches = self.chunk_forward(p, start, inputs);
-        let (losses, g_outputs) = caches
-            .iter()
-            .enumerate()
-            .map(|(j, c)| task_loss(loss, c.output(), batch, classes, targets, t0 + j, steps, q))
-            .unzip();
+        let (losses, g_outputs) =
+            caches.iter().enumerate().map(|(j, c)| task_loss(c.output(), batch, classes, steps, loss.later(j))).unzip();
         (caches, losses, g_outputs)
     }
 
     /// `Σ_{t=t0}^{t0+K−1} ℓ_t` for the chunk of `K = inputs.len()` steps (data `[B, I]` each) from
     /// `start`, with per-step batch statistics, without the gradient: the function finite
-    /// differences differentiate. `t0` is the absolute step index (ℓ_t's weights depend on `t` and
-    /// `T = cfg.steps`); `q` is the `[C, T, C]` table.
-    #[allow(clippy::too_many_arguments)]
-    pub fn chunk_loss(
-        &self,
-        p: &Params,
-        start: &NetState,
-        inputs: &[Vec<f64>],
-        targets: &Targets,
-        loss: LossKind,
-        t0: usize,
-        q: &[f64],
-    ) -> f64 {
-        self.chunk_forward_with_losses(p, start, inputs, targets, loss, t0, q).1.iter().sum()
+    /// differences differentiate. `t0 = loss.t` is the absolute step index (ℓ_t's weights depend on
+    /// `t` and `T = cfg.steps`); `loss.q` is the `[C, T, C]` table.
+    pub fn chunk_loss(&self, p: &Params, start: &NetState, inputs: &[Vec<f64>], loss: LossContext) -> f64 {
+        self.chunk_forward_with_losses(p, start, inputs, loss).1.iter().sum()
     }
 
     /// [`Self::chunk_loss`] and its gradient with respect to every parameter, through all `K`
-    /// steps of the chunk (the start state and `q` are constants).
-    #[allow(clippy::too_many_arguments)]
-    pub fn chunk_gradient(
-        &self,
-        p: &Params,
-        start: &NetState,
-        inputs: &[Vec<f64>],
-        targets: &Targets,
-        loss: LossKind,
-        t0: usize,
-        q: &[f64],
-    ) -> (f64, Grads) {
-        let (caches, losses, g_outputs) = self.chunk_forward_with_losses(p, start, inputs, targets, loss, t0, q);
+    /// steps of the chunk (method §3, (3.16)–(3.21); the start state and `q` are constants).
+    pub fn chunk_gradient(&self, p: &Params, start: &NetState, inputs: &[Vec<f64>], loss: LossContext) -> (f64, Grads) {
+        let (caches, losses, g_outputs) = self.chunk_forward_with_losses(p, start, inputs, loss);
         let (grads, _) = self.chunk_backward(p, &caches, &g_outputs);
         (losses.iter().sum(), grads)
     }
 
     /// The BPTT loss `Σ_{t=0}^{T−1} ℓ_t` of a whole sequence from `start` (the chunk `t0 = 0`, `K = T`).
     pub fn sequence_loss(&self, p: &Params, start: &NetState, seq: &SequenceBatch, loss: LossKind, q: &[f64]) -> f64 {
-        self.chunk_loss(p, start, &self.sequence_inputs(seq), &seq.targets, loss, 0, q)
+        self.chunk_loss(p, start, &self.sequence_inputs(seq), LossContext::new(loss, &seq.targets, 0, q))
     }
 
     /// The BPTT loss of a whole sequence and its gradient through all `T` steps.
@@ -201,7 +174,7 @@ impl Net {
         loss: LossKind,
         q: &[f64],
     ) -> (f64, Grads) {
-        self.chunk_gradient(p, start, &self.sequence_inputs(seq), &seq.targets, loss, 0, q)
+        self.chunk_gradient(p, start, &self.sequence_inputs(seq), LossContext::new(loss, &seq.targets, 0, q))
     }
 
     /// Every step's data `[B, I]` of a sequence, as f64.

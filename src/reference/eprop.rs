@@ -78,10 +78,11 @@
 
 use thiserror::Error;
 
+use super::loss::LossContext;
 use super::network::{Net, NetState, StepCache};
 use super::{get, scalar, Grads, Params, BETA_ADAPT};
 use crate::model::{ModelConfig, ThresholdMode};
-use crate::settings::{random_feedback, EpropSettings, Feedback, LossKind, Targets};
+use crate::settings::{random_feedback, EpropSettings, Feedback};
 
 #[derive(Debug, Error, PartialEq)]
 pub enum EpropError {
@@ -512,21 +513,17 @@ fn advance_group(
 /// e-prop's gradient of `Σ_t ℓ_t` over a chunk of steps from `start` (its traces start at 0) with
 /// fixed parameters `p`: the sum of every step's contribution, what one update per sequence uses.
 /// Returns the summed loss too. The counterpart of [`Net::chunk_gradient`] (BPTT over the chunk).
-#[allow(clippy::too_many_arguments)]
 pub fn chunk_gradient(
     net: &Net,
     settings: EpropSettings,
     p: &Params,
     start: &NetState,
     inputs: &[Vec<f64>],
-    targets: &Targets,
-    loss: LossKind,
-    t0: usize,
-    q: &[f64],
+    loss: LossContext,
 ) -> Result<(f64, Grads), EpropError> {
     let batch = start.o.len() / net.cfg.outputs;
     let mut eprop = Eprop::new(net, settings, batch)?;
-    let (caches, losses, g_outputs) = net.chunk_forward_with_losses(p, start, inputs, targets, loss, t0, q);
+    let (caches, losses, g_outputs) = net.chunk_forward_with_losses(p, start, inputs, loss);
     for (cache, g_o) in caches.iter().zip(&g_outputs) {
         eprop.step(net, p, cache, g_o);
     }

@@ -52,19 +52,32 @@ fn q_row(y: usize, t: usize, steps: usize, classes: usize) -> std::ops::Range<us
     start..start + classes
 }
 
-/// The task loss `ℓ_t` of step `t` (of `steps`) for readout `o` `[B, C]` and its gradient `∂ℓ_t/∂o'`.
-/// `q` is the `[C, T, C]` table (only read, and only with [`AuxTargets::Table`]).
-#[allow(clippy::too_many_arguments)]
-pub fn task_loss(
-    kind: LossKind,
-    o: &[f64],
-    batch: usize,
-    classes: usize,
-    targets: &Targets,
-    t: usize,
-    steps: usize,
-    q: &[f64],
-) -> (f64, Vec<f64>) {
+/// What a step's loss reads besides the readout: the loss kind, the targets of the batch, the
+/// absolute step index `t` (for a chunk of steps: its first step `t0`) and the auxiliary table `q`
+/// `[C, T, C]` (only read, and only with [`AuxTargets::Table`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LossContext<'a> {
+    pub kind: LossKind,
+    pub targets: &'a Targets,
+    pub t: usize,
+    pub q: &'a [f64],
+}
+
+impl<'a> LossContext<'a> {
+    pub fn new(kind: LossKind, targets: &'a Targets, t: usize, q: &'a [f64]) -> Self {
+        LossContext { kind, targets, t, q }
+    }
+
+    /// The same context `j` steps later (step `j` of a chunk that starts at `self.t`).
+    pub fn later(self, j: usize) -> Self {
+        LossContext { t: self.t + j, ..self }
+    }
+}
+
+/// The task loss `ℓ_t` (method §4, (4.1)–(4.6)) of step `ctx.t` (of `steps`) for readout `o`
+/// `[B, C]` and its gradient `∂ℓ_t/∂o'`. GPU twin: `shaders/loss_grad.wgsl`.
+pub fn task_loss(o: &[f64], batch: usize, classes: usize, steps: usize, ctx: LossContext) -> (f64, Vec<f64>) {
+    let LossContext { kind, targets, t, q } = ctx;
     assert_eq!(o.len(), batch * classes);
     let w = (t + 1) as f64 / steps as f64;
     let mut grad = vec![0.0; o.len()];
@@ -154,16 +167,15 @@ mod tests {
         }
         for aux in [AuxTargets::Off, AuxTargets::Table, AuxTargets::Uniform] {
             let kind = LossKind::Classification { aux };
-            let (_, g) = task_loss(kind, &o, b, c, &labels, t, steps, &q);
+            let ctx = LossContext::new(kind, &labels, t, &q);
+            let (_, g) = task_loss(&o, b, c, steps, ctx);
             for i in 0..o.len() {
                 let h = 1e-6;
                 let mut op = o.clone();
                 op[i] += h;
                 let mut om = o.clone();
                 om[i] -= h;
-                let fd = (task_loss(kind, &op, b, c, &labels, t, steps, &q).0
-                    - task_loss(kind, &om, b, c, &labels, t, steps, &q).0)
-                    / (2.0 * h);
+                let fd = (task_loss(&op, b, c, steps, ctx).0 - task_loss(&om, b, c, steps, ctx).0) / (2.0 * h);
                 assert!((fd - g[i]).abs() < 1e-8, "{aux:?} [{i}] {} vs {fd}", g[i]);
             }
         }

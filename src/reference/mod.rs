@@ -50,6 +50,7 @@ use crate::tensor::{Tensor, TensorMap};
 pub use batchnorm::Norm;
 pub use bptt::StateGrad;
 pub use eprop::{Eprop, EpropError};
+pub use loss::LossContext;
 pub use network::{Net, NetState, StepCache};
 pub use neuron::{LayerBackward, LayerCache, LayerSpec, LayerState};
 pub use readout::{ReadoutBackward, ReadoutCache, ReadoutSpec};

@@ -6,12 +6,12 @@
 //! finite-difference tests check.
 
 use super::batchnorm::Norm;
-use super::loss::task_loss;
+use super::loss::{task_loss, LossContext};
 use super::neuron::{self, LayerCache, LayerSpec, LayerState};
 use super::readout::{self, ReadoutCache, ReadoutSpec};
 use super::{Grads, Params, SpikeFn};
 use crate::model::{ModelConfig, ParamLayout};
-use crate::settings::{InitialState, LossKind, Targets};
+use crate::settings::InitialState;
 
 /// A network's structure (no parameters: those are passed in, so that finite differences can
 /// perturb a copy).
@@ -107,39 +107,19 @@ impl Net {
     }
 
     /// `ℓ_t` for one step from `state` (batch-norm with this step's batch statistics), without the
-    /// gradient: the function finite differences differentiate.
-    #[allow(clippy::too_many_arguments)]
-    pub fn step_loss(
-        &self,
-        p: &Params,
-        state: &NetState,
-        x: &[f64],
-        targets: &Targets,
-        loss: LossKind,
-        t: usize,
-        q: &[f64],
-    ) -> f64 {
+    /// gradient: the function finite differences differentiate. `loss.t` is the step's index.
+    pub fn step_loss(&self, p: &Params, state: &NetState, x: &[f64], loss: LossContext) -> f64 {
         let batch = state.o.len() / self.cfg.outputs;
         let cache = self.forward(p, x, state, batch, Norm::Batch);
-        task_loss(loss, cache.output(), batch, self.cfg.outputs, targets, t, self.cfg.steps, q).0
+        task_loss(cache.output(), batch, self.cfg.outputs, self.cfg.steps, loss).0
     }
 
     /// `ℓ_t` and its gradient with respect to every parameter, for one step from `state` (a
-    /// constant) with data `x` `[B, I]`, batch norm in training mode, `q` the `[C, T, C]` table.
-    #[allow(clippy::too_many_arguments)]
-    pub fn step_gradient(
-        &self,
-        p: &Params,
-        state: &NetState,
-        x: &[f64],
-        targets: &Targets,
-        loss: LossKind,
-        t: usize,
-        q: &[f64],
-    ) -> (f64, Grads) {
+    /// constant) with data `x` `[B, I]`, batch norm in training mode (method §3, §4).
+    pub fn step_gradient(&self, p: &Params, state: &NetState, x: &[f64], loss: LossContext) -> (f64, Grads) {
         let batch = state.o.len() / self.cfg.outputs;
         let cache = self.forward(p, x, state, batch, Norm::Batch);
-        let (l, g_o) = task_loss(loss, cache.output(), batch, self.cfg.outputs, targets, t, self.cfg.steps, q);
+        let (l, g_o) = task_loss(cache.output(), batch, self.cfg.outputs, self.cfg.steps, loss);
         (l, self.backward(p, &cache, batch, &g_o))
     }
 }

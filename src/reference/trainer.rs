@@ -12,7 +12,7 @@
 
 use super::batchnorm::{self, Norm};
 use super::eprop::Eprop;
-use super::loss::{task_loss, update_table};
+use super::loss::{task_loss, update_table, LossContext};
 use super::network::{Net, NetState, StepCache};
 use super::optim::{adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser};
 use super::{params_from_map, to_f32, to_f64, to_tensor, Params, SpikeFn};
@@ -204,7 +204,13 @@ impl ReferenceTrainer {
                 batchnorm::update_running(&mut self.stats, &ro.bn, t, cache.readout.bn.as_ref().unwrap(), nb);
             }
             // ℓ_t reads q[y_b, t] before this step's write.
-            let (task, g_o) = task_loss(self.settings.loss, cache.output(), nb, nc, &batch.targets, t, steps, &self.q);
+            let (task, g_o) = task_loss(
+                cache.output(),
+                nb,
+                nc,
+                steps,
+                LossContext::new(self.settings.loss, &batch.targets, t, &self.q),
+            );
             // The table is kept up to date whatever the loss reads: the authors' code (and the
             // `bn-adamax` fixture, aux term off) writes it regardless, so uniform targets in the
             // first epochs leave a table ready for when it is switched on.
@@ -254,8 +260,8 @@ impl ReferenceTrainer {
             let x = to_f64(batch.step(t));
             // No batch norm under e-prop (eprop::check), so no running statistics to update.
             let cache = self.net.forward(&self.params, &x, &state, nb, Norm::Batch);
-            let (task, g_o) =
-                task_loss(self.settings.loss, cache.output(), nb, nc, &batch.targets, t, total_steps, &self.q);
+            let loss = LossContext::new(self.settings.loss, &batch.targets, t, &self.q);
+            let (task, g_o) = task_loss(cache.output(), nb, nc, total_steps, loss);
             if let (LossKind::Classification { .. }, Targets::Labels(labels)) = (self.settings.loss, &batch.targets) {
                 update_table(&mut self.q, cache.output(), labels, nc, t, total_steps);
             }
@@ -338,7 +344,8 @@ impl ReferenceTrainer {
         for t in 0..steps {
             let x = to_f64(batch.step(t));
             let cache = self.net.forward(&self.params, &x, &state, nb, Norm::Running { stats: &self.stats, t });
-            losses.push(task_loss(self.settings.loss, cache.output(), nb, nc, &batch.targets, t, steps, &self.q).0);
+            let loss = LossContext::new(self.settings.loss, &batch.targets, t, &self.q);
+            losses.push(task_loss(cache.output(), nb, nc, steps, loss).0);
             state = cache.next_state();
         }
         (losses, to_f32(&state.o))
