@@ -48,8 +48,8 @@ pub enum LearningRule {
     Bptt,
     /// e-prop (Bellec et al. 2020; method §7), the online baseline for LIF/ALIF networks with one
     /// hidden layer: per-synapse eligibility traces combined with a learning signal from the
-    /// readout error, clipped, then a plain optimizer step (no W̄, no λ, like BPTT). CPU reference
-    /// only ([`crate::reference::eprop`]).
+    /// readout error, clipped, then a plain optimizer step (no W̄, no λ, like BPTT). Both the CPU
+    /// reference ([`crate::reference::eprop`]) and the GPU engine (`shaders/eprop_*.wgsl`) run it.
     Eprop(EpropSettings),
 }
 
@@ -138,8 +138,8 @@ pub struct FpttSettings {
     /// Global gradient-norm clip `c`.
     pub clip: f32,
     pub loss: LossKind,
-    /// FPTT with chunks of K steps, or BPTT. Only the CPU reference reads it so far; the GPU
-    /// engine runs `Fptt { chunk: 1 }` whatever it says.
+    /// FPTT with chunks of K steps, BPTT or e-prop; the CPU reference and the GPU engine both
+    /// follow it.
     pub rule: LearningRule,
 }
 

@@ -60,6 +60,8 @@ impl Net {
     ///
     /// The readout receives `ḡ_o' = g_o + g_next.o`; layer k receives `ḡ_s' = ḡ_x of layer k+1 (or
     /// ḡ_s_top) + g_next.layers[k].s`, `ḡ_m' = g_next.layers[k].m`, `ḡ_b' = g_next.layers[k].b`.
+    ///
+    /// Method §3 (3.20).
     pub fn step_backward_through_state(
         &self,
         p: &Params,
@@ -102,6 +104,10 @@ impl Net {
     /// (`g_outputs`, same order): the gradient of `Σ_t ℓ_t` with respect to every parameter (frozen
     /// slopes too), and the gradient on the chunk's start state (training treats the start as a
     /// constant and drops it; tests check it).
+    ///
+    /// Method §3 (3.20)–(3.21). GPU twins: the one-step backward kernels run from the chunk's last
+    /// step to its first, after `shaders/zero_fill.wgsl` (the chunk's gradient accumulators); the
+    /// next chunk starts from `shaders/copy_range.wgsl`'s copy of the final state.
     pub fn chunk_backward(&self, p: &Params, caches: &[StepCache], g_outputs: &[Vec<f64>]) -> (Grads, StateGrad) {
         assert!(!caches.is_empty(), "a chunk has at least one step");
         assert_eq!(caches.len(), g_outputs.len(), "one output gradient per step");
@@ -161,11 +167,15 @@ impl Net {
     }
 
     /// The BPTT loss `Σ_{t=0}^{T−1} ℓ_t` of a whole sequence from `start` (the chunk `t0 = 0`, `K = T`).
+    ///
+    /// Method §5 (5.13).
     pub fn sequence_loss(&self, p: &Params, start: &NetState, seq: &SequenceBatch, loss: LossKind, q: &[f64]) -> f64 {
         self.chunk_loss(p, start, &self.sequence_inputs(seq), LossContext::new(loss, &seq.targets, 0, q))
     }
 
     /// The BPTT loss of a whole sequence and its gradient through all `T` steps.
+    ///
+    /// Method §5 (5.13), §3 with K = T.
     pub fn sequence_gradient(
         &self,
         p: &Params,

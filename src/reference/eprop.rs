@@ -274,6 +274,9 @@ impl Eprop {
     /// One step: advance every trace with this step's forward (`cache`, computed from the state
     /// the traces describe, with parameters `p`) and add this step's gradient contribution for
     /// `ḡ_o,t = ∂ℓ_t/∂o'_t` (`g_o` `[B, C]`).
+    ///
+    /// Method §7 (7.4)–(7.14). GPU twins: `shaders/eprop_signal.wgsl`, `shaders/eprop_trace.wgsl`,
+    /// `shaders/eprop_readout.wgsl`, in that order.
     pub fn step(&mut self, net: &Net, p: &Params, cache: &StepCache, g_o: &[f64]) {
         let (nb, ni, nn, nc) = (self.batch, self.inputs, self.neurons, self.outputs);
         assert_eq!(g_o.len(), nb * nc, "ḡ_o shape");
@@ -320,6 +323,8 @@ impl Eprop {
     }
 
     /// The readout's Jacobians of this step and the learning signal.
+    ///
+    /// Method §7 (7.10)–(7.12). GPU twin: `shaders/eprop_signal.wgsl`.
     fn readout_step(&self, net: &Net, p: &Params, cache: &StepCache, g_o: &[f64]) -> ReadoutStep {
         let (nb, nn, nc) = (self.batch, self.neurons, self.outputs);
         let rc = &cache.readout;
@@ -353,6 +358,8 @@ impl Eprop {
     }
 
     /// `J_t = A_t·J_t−1 + ∂o'_t/∂θ|_(o_t−1 fixed)` and `∇θ += Σ_batch ḡ_o,tᵀ·J_t` for the readout.
+    ///
+    /// Method §7 (7.14). GPU twin: `shaders/eprop_readout.wgsl`.
     fn advance_readout(&mut self, net: &Net, p: &Params, cache: &StepCache, rs: &ReadoutStep) {
         let (nb, nn, nc) = (self.batch, self.neurons, self.outputs);
         let rc = &cache.readout;
@@ -454,6 +461,8 @@ struct Rule {
 
 /// One step of every trace of `group` (the recursion of the module documentation) and its
 /// gradient contribution. `injection(b, j, c)` is `(∂u_t/∂w, ∂b_t/∂w)` of column c of neuron j.
+///
+/// Method §7 (7.5)–(7.9), (7.12)–(7.13). GPU twin: `shaders/eprop_trace.wgsl`.
 fn advance_group(
     group: &mut TraceGroup,
     neurons: &[NeuronStep],
@@ -513,6 +522,8 @@ fn advance_group(
 /// e-prop's gradient of `Σ_t ℓ_t` over a chunk of steps from `start` (its traces start at 0) with
 /// fixed parameters `p`: the sum of every step's contribution, what one update per sequence uses.
 /// Returns the summed loss too. The counterpart of [`Net::chunk_gradient`] (BPTT over the chunk).
+///
+/// Method §7, summed over the chunk's steps. GPU twins: [`Eprop::step`]'s kernels, one update per sequence.
 pub fn chunk_gradient(
     net: &Net,
     settings: EpropSettings,

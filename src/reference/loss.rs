@@ -10,6 +10,8 @@
 use crate::settings::{AuxTargets, LossKind, Targets};
 
 /// Row-wise softmax of `[B, C]` logits.
+///
+/// Method §4 (4.4), (4.5).
 pub fn softmax(o: &[f64], classes: usize) -> Vec<f64> {
     let mut out = vec![0.0; o.len()];
     for (row, dst) in o.chunks(classes).zip(out.chunks_mut(classes)) {
@@ -23,6 +25,8 @@ pub fn softmax(o: &[f64], classes: usize) -> Vec<f64> {
 }
 
 /// Row-wise log-softmax of `[B, C]` logits.
+///
+/// Method §4 (4.2).
 pub fn log_softmax(o: &[f64], classes: usize) -> Vec<f64> {
     let mut out = vec![0.0; o.len()];
     for (row, dst) in o.chunks(classes).zip(out.chunks_mut(classes)) {
@@ -136,6 +140,8 @@ pub fn task_loss(o: &[f64], batch: usize, classes: usize, steps: usize, ctx: Los
 /// The table update after step `t` (no gradient; only for `t < T−1`): for each class `y`, the first
 /// sample of the batch (in batch order) with label `y` whose argmax prediction is wrong writes its
 /// softmax into `q[y, t]`. Classes without such a sample keep their row.
+///
+/// Method §4 (4.4). GPU twin: `shaders/loss_finalize.wgsl`.
 pub fn update_table(q: &mut [f64], o: &[f64], labels: &[u32], classes: usize, t: usize, steps: usize) {
     if t + 1 >= steps {
         return;

@@ -56,8 +56,9 @@ pub use neuron::{LayerBackward, LayerCache, LayerSpec, LayerState};
 pub use readout::{ReadoutBackward, ReadoutCache, ReadoutSpec};
 pub use trainer::ReferenceTrainer;
 
-/// Method §1 constants in exact f64 (the model's f32 constants, written as the decimal literals
-/// docs/method.md gives, so that the test vectors of method §6 hold to f64 precision).
+/// Method §1 constants ((1.5), (1.12), (1.13)) in exact f64 (the model's f32 constants, written as
+/// the decimal literals docs/method.md gives, so that the test vectors of method §6 hold to f64
+/// precision). GPU twins: `B0`, `BETA_ADAPT` in `shaders/shared/neuron.wgsl`.
 pub const B0: f64 = 0.1;
 pub const BETA_ADAPT: f64 = 1.8;
 pub const BN_EPS: f64 = 1e-5;
@@ -73,7 +74,7 @@ pub type Grads = Params;
 /// The spike nonlinearity: what the forward pass uses and what the backward pass differentiates.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SpikeFn {
-    /// Forward `H(v)` (1 if `v > 0`), backward the multi-Gaussian surrogate ψ of method §2.
+    /// Forward `H(v)` (1 if `v > 0`, method §2 (2.1)), backward the multi-Gaussian surrogate ψ (2.2).
     Heaviside,
     /// Forward `σ(k·v)`, backward its exact derivative `k·σ(kv)(1 − σ(kv))`: a smooth network whose
     /// analytic gradient must match finite differences.
@@ -107,25 +108,31 @@ impl SpikeFn {
     }
 }
 
-/// `N(v; μ, σ)`: the normal density.
+/// `N(v; μ, σ)`: the normal density (method §2 (2.3)).
 fn gaussian(v: f64, mu: f64, sigma: f64) -> f64 {
     (-(v - mu) * (v - mu) / (2.0 * sigma * sigma)).exp() / (sigma * (2.0 * std::f64::consts::PI).sqrt())
 }
 
-/// The surrogate gradient ψ of method §2:
+/// The surrogate's constants, method §2 (2.4): the gain γ, the width ℓ of the central Gaussian (and
+/// the offset of the side lobes), the height h of the side lobes and their width factor k. (The
+/// authors' code calls them `gamma`, `lens`, `hight`, `scale`.)
+pub const SURROGATE_GAMMA: f64 = 0.5;
+pub const SURROGATE_WIDTH: f64 = 0.3;
+pub const SURROGATE_HEIGHT: f64 = 0.15;
+pub const SURROGATE_SCALE: f64 = 6.0;
+
+/// The surrogate gradient ψ of method §2 (2.2):
 /// `ψ(v) = γ·[(1+h)·N(v; 0, ℓ) − h·N(v; ℓ, kℓ) − h·N(v; −ℓ, kℓ)]`, γ = 0.5, ℓ = 0.3, h = 0.15, k = 6.
+/// GPU twin: `surrogate` in `shaders/shared/neuron.wgsl`.
 pub fn surrogate(v: f64) -> f64 {
-    const GAMMA: f64 = 0.5;
-    const LENS: f64 = 0.3;
-    const HIGHT: f64 = 0.15;
-    const SCALE: f64 = 6.0;
-    GAMMA
-        * ((1.0 + HIGHT) * gaussian(v, 0.0, LENS)
-            - HIGHT * gaussian(v, LENS, SCALE * LENS)
-            - HIGHT * gaussian(v, -LENS, SCALE * LENS))
+    let (w, h) = (SURROGATE_WIDTH, SURROGATE_HEIGHT);
+    SURROGATE_GAMMA
+        * ((1.0 + h) * gaussian(v, 0.0, w)
+            - h * gaussian(v, w, SURROGATE_SCALE * w)
+            - h * gaussian(v, -w, SURROGATE_SCALE * w))
 }
 
-/// `σ(z) = 1/(1 + e^(−z))`.
+/// `σ(z) = 1/(1 + e^(−z))`. GPU twin: `sigmoid` in `shaders/shared/neuron.wgsl`.
 pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }

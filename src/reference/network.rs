@@ -33,6 +33,8 @@ pub struct NetState {
 
 impl NetState {
     /// The start of a sequence (method §1): `m` from `init`, `s = 0`, `b = b0`, `o = 0`.
+    ///
+    /// Method §1 (1.17).
     pub fn start(cfg: &ModelConfig, init: &InitialState, batch: usize) -> Self {
         assert_eq!(init.membrane.len(), cfg.layers(), "one initial membrane per hidden layer");
         let layers = init
@@ -80,6 +82,9 @@ impl Net {
     }
 
     /// One step forward from `state` with data `x` `[B, I]`.
+    ///
+    /// Method §1, layer by layer then the readout. GPU twins: the forward kernels of
+    /// [`neuron::forward`] and [`readout::forward`], in the same order.
     pub fn forward(&self, p: &Params, x: &[f64], state: &NetState, batch: usize, norm: Norm) -> StepCache {
         let mut caches: Vec<LayerCache> = Vec::with_capacity(self.layers.len());
         for (k, spec) in self.layers.iter().enumerate() {
@@ -93,6 +98,9 @@ impl Net {
     }
 
     /// One step backward from `ḡ_o'` `[B, C]`: the gradient of every parameter (frozen slopes too).
+    ///
+    /// Method §3, the readout then the layers from the top. GPU twins: the backward kernels of
+    /// [`readout::backward`] and [`neuron::backward`], in the same order.
     pub fn backward(&self, p: &Params, cache: &StepCache, batch: usize, g_o: &[f64]) -> Grads {
         let (mut grads, mut g_s) = readout::backward(&self.readout, p, &cache.readout, batch, g_o);
         for k in (0..self.layers.len()).rev() {

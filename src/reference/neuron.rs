@@ -66,6 +66,8 @@ pub struct LayerState {
 
 impl LayerState {
     /// The start of a sequence (method §1): the given membrane, `s = 0`, `b = b0`.
+    ///
+    /// Method §1 (1.17).
     pub fn start(membrane: Vec<f64>) -> Self {
         let n = membrane.len();
         LayerState { m: membrane, s: vec![0.0; n], b: vec![B0; n] }
@@ -100,6 +102,9 @@ pub struct LayerCache {
 }
 
 /// One step forward (method §1) for a batch of `batch` samples.
+///
+/// Method §1 (1.1)–(1.11), §7 (7.1)–(7.2). GPU twins: `shaders/layer_current.wgsl`, then
+/// `shaders/batch_norm_forward.wgsl` (with batch norm), then `shaders/layer_neuron.wgsl`.
 pub fn forward(
     spec: &LayerSpec,
     p: &Params,
@@ -233,6 +238,9 @@ pub struct LayerBackward {
 /// uses (including the gate slopes, trainable or not) and `ḡ_x` `[B, I]`, the gradient on the
 /// layer's input (the `ḡ_s` of the layer below). The previous state is a constant (FPTT with
 /// truncation 1); [`backward_through_state`] also returns the gradient on it.
+///
+/// Method §3 (3.1)–(3.11). GPU twins: `shaders/layer_backward_neuron.wgsl`, `shaders/weight_grad.wgsl`,
+/// `shaders/slope_grad.wgsl`, `shaders/input_grad.wgsl`, `shaders/batch_norm_backward.wgsl`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     spec: &LayerSpec,
@@ -260,6 +268,9 @@ struct Gate<'a> {
 /// Backward through `gate` from `r = ḡ_τ⊙τ(1−τ)`, with `ḡ_z = r⊙a`: records `∇W = Σ ḡ_zᵀ·[d ; state]`,
 /// `∇c = Σ ḡ_z` and `∇a = Σ r⊙pre` in `grads`, adds `(ḡ_z·W)[:, :N]` to `g_d`, and returns
 /// `(ḡ_z·W)[:, N:]`, the gradient on the gate's state input.
+///
+/// Method §3 (3.6)–(3.9). GPU twins: `shaders/weight_grad.wgsl`, `shaders/slope_grad.wgsl`,
+/// `shaders/input_grad.wgsl`.
 #[allow(clippy::too_many_arguments)]
 fn gate_backward(
     spec: &LayerSpec,
@@ -298,6 +309,9 @@ fn gate_backward(
 ///
 /// LIF/ALIF have no gate inputs: `τm`, `τa` depend on `ρ_m`, `ρ_a` only, so the previous `m` and
 /// `b` receive just the integration and adaptation terms, and `∇ρ = Σ_batch ḡ_τ⊙τ(1−τ)`.
+///
+/// Method §3 (3.1)–(3.11) and (3.16)–(3.18); §7 for LIF/ALIF. GPU twins: those of [`backward`]
+/// (`shaders/layer_backward_neuron.wgsl` also carries the state gradients inside a chunk).
 #[allow(clippy::too_many_arguments)]
 pub fn backward_through_state(
     spec: &LayerSpec,

@@ -281,12 +281,17 @@ impl ReferenceTrainer {
     }
 
     /// `−Σ⟨W, λ⟩ + α/2·Σ‖W − W̄‖²` over the trainable tensors, with the current W, λ, W̄.
+    ///
+    /// Method §5 (5.1).
     fn regulariser(&self) -> f64 {
         let alpha = self.settings.alpha as f64;
         self.wbar.keys().map(|k| regulariser(&self.params[k], &self.wbar[k], &self.lambda[k], alpha)).sum()
     }
 
     /// Method §5: g = ∇ℓ − λ + α(W − W̄); global-norm clip; optimizer step; λ and W̄ updates.
+    ///
+    /// Method §5 (5.2)–(5.6), with (5.12) for a chunk. GPU twins: `shaders/fptt_norm.wgsl`,
+    /// `shaders/fptt_clip.wgsl`, `shaders/fptt_update.wgsl`.
     fn fptt_update(&mut self, grads: &Params) {
         let alpha = self.settings.alpha as f64;
         let beta = self.settings.beta as f64;
@@ -307,6 +312,8 @@ impl ReferenceTrainer {
 
     /// BPTT (method §5, last paragraph) and e-prop: the task gradient itself (e-prop's estimate of
     /// it), clipped, one optimizer step; W̄ and λ are not touched.
+    ///
+    /// Method §5 (5.13). GPU twins: the kernels of [`Self::fptt_update`] with `OPTIM_PLAIN`.
     fn plain_update(&mut self, grads: &Params) {
         let g: Params = self.wbar.keys().map(|k| (k.clone(), grads[k].clone())).collect();
         self.clipped_optimizer_step(g);
@@ -352,6 +359,8 @@ impl ReferenceTrainer {
     }
 
     /// The epoch-end reset: `W ← W̄` for every trainable tensor (λ, W̄, moments kept).
+    ///
+    /// Method §5 (5.9).
     pub fn reset_to_running_mean(&mut self) {
         for (k, wbar) in &self.wbar {
             self.params.insert(k.clone(), wbar.clone());
