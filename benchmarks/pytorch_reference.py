@@ -13,7 +13,7 @@ Two modes:
   bench  times FPTT steps of the same network for each hidden size and batch and writes a CSV row
          after every shape (implementation, shape, ms per step, sample-steps/s, device, versions).
 
-The mathematics is ../shared/spec/ltc-fptt.md (sections 1-5), written independently of the engine's
+The mathematics is docs/method.md (sections 1-5), written independently of the engine's
 WGSL: adaptive LTC layer with separate input and recurrent maps, LTC readout, multi-Gaussian
 surrogate, classification loss with the auxiliary table q, FPTT update with Adamax and global-norm
 clipping. Needs torch, numpy and safetensors (see benchmarks/README.md).
@@ -33,7 +33,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 
 B0, BETA_ADAPT = 0.1, 1.8
-GAMMA, LENS, HIGHT, SCALE = 0.5, 0.3, 0.15, 6.0  # surrogate psi (spec section 2)
+GAMMA, LENS, HIGHT, SCALE = 0.5, 0.3, 0.15, 6.0  # surrogate psi (docs/method.md §2)
 
 
 def gaussian(x, mu, sigma):
@@ -102,7 +102,7 @@ class LtcNet(torch.nn.Module):
 
 
 class FpttTrainer:
-    """FPTT with truncation 1: an Adamax step after every time step (spec sections 4, 5)."""
+    """FPTT with truncation 1: an Adamax step after every time step (docs/method.md §4, §5)."""
 
     def __init__(self, net, steps, lr=1e-3, alpha=0.1, beta=0.5, clip=1.0):
         self.net, self.steps = net, steps

@@ -1,5 +1,5 @@
 //! fptt: online training of Liquid-Time-Constant spiking networks with Forward Propagation
-//! Through Time, on the GPU (wgpu/WGSL), after `../shared/spec/ltc-fptt.md`.
+//! Through Time, on the GPU (wgpu/WGSL), after `docs/method.md`.
 //!
 //! The crate's map, dependencies pointing one way (top depends on bottom):
 //!
@@ -8,9 +8,9 @@
 //! - [`learn`]: learning rules as schedules of GPU kernels (FPTT), optimizer and loss settings.
 //! - [`gpu`]: adapters, buffers with byte accounting, the kernel table, recording, readback.
 //!   Knows buffers and kernels, not learning rules.
-//! - [`reference`]: the CPU oracle in plain f64 — the spec line by line. No GPU types.
+//! - [`reference`]: the CPU oracle in plain f64 — docs/method.md line by line. No GPU types.
 //! - [`data`]: the adding problem, IDX files, sequence views of images. No GPU types.
-//! - [`model`]: network configuration, parameter layout (spec names and shapes), initialisation.
+//! - [`model`]: network configuration, parameter layout (checkpoint names and shapes, method §8), initialisation.
 //! - [`checkpoint`]: safetensors files of named tensors.
 //! - [`tensor`], [`rng`]: named host tensors and the run's reproducible random numbers.
 

@@ -1,5 +1,8 @@
-//! The `fptt` command line: `fptt devices` lists the adapters, `fptt train EXPERIMENT.toml` runs an
-//! experiment (see `experiments/README.md` for every key).
+//! The `fptt` command line: the clap definitions and dispatch to the library. `fptt devices`
+//! lists the adapters, `fptt train EXPERIMENT.toml` runs an experiment (see
+//! `experiments/README.md` for every key), `fptt bench` measures ([`fptt::bench`] runs the sweeps
+//! and prints their tables), `fptt summarize` tabulates run directories. Errors are `anyhow`
+//! here, typed (`thiserror`) in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +11,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use fptt::gpu::{list_adapters, DeviceChoice};
+use fptt::bench;
+use fptt::gpu::{adapter_table, list_adapters, DeviceChoice};
 use fptt::run::{self, ProgressMode, TrainOptions};
 
 #[derive(Parser)]
@@ -207,10 +211,6 @@ fn parse_progress(s: &str) -> Result<ProgressMode, String> {
     }
 }
 
-fn yes_no(b: bool) -> String {
-    if b { "yes" } else { "no" }.to_string()
-}
-
 fn devices() -> Result<()> {
     let adapters = list_adapters();
     if adapters.is_empty() {
@@ -219,51 +219,7 @@ fn devices() -> Result<()> {
              `apt-get install -y mesa-vulkan-drivers libvulkan1` (Debian/Ubuntu)"
         );
     }
-    let header = [
-        "#",
-        "name",
-        "backend",
-        "type",
-        "driver",
-        "storage binding MiB",
-        "buffer MiB",
-        "workgroup storage KiB",
-        "invocations/workgroup",
-        "timestamps",
-        "timestamps in passes",
-        "subgroups",
-        "f16",
-    ];
-    let rows: Vec<Vec<String>> = adapters
-        .iter()
-        .map(|a| {
-            vec![
-                a.index.to_string(),
-                a.name.clone(),
-                a.backend.clone(),
-                a.device_type.clone(),
-                a.driver.clone(),
-                a.max_storage_binding_mib.to_string(),
-                a.max_buffer_mib.to_string(),
-                a.max_workgroup_storage_kib.to_string(),
-                a.max_invocations_per_workgroup.to_string(),
-                yes_no(a.timestamps),
-                yes_no(a.timestamps_in_passes),
-                yes_no(a.subgroups),
-                yes_no(a.f16),
-            ]
-        })
-        .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).chain([header[c].chars().count()]).max().unwrap_or(0))
-        .collect();
-    let line = |cells: Vec<&str>| {
-        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
-    };
-    println!("{}", line(header.to_vec()));
-    for r in &rows {
-        println!("{}", line(r.iter().map(|s| s.as_str()).collect()));
-    }
+    print!("{}", adapter_table(&adapters));
     println!("\n--device auto picks a discrete GPU, then integrated, then software; --device N picks row N.");
     Ok(())
 }
@@ -333,26 +289,38 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
 
 fn bench(args: BenchArgs) -> Result<ExitCode> {
     match args.what {
-        Some(BenchCommand::PeerCheck(peer)) => peer_check(peer),
-        Some(BenchCommand::Memory(memory)) => bench_memory(memory),
-        None => bench_grid(args.grid),
+        Some(BenchCommand::PeerCheck(a)) => bench::run_peer_check(&bench::PeerCheck {
+            hidden: a.hidden,
+            batch: a.batch,
+            steps: a.steps,
+            device: a.device,
+            out: a.out,
+        })?,
+        Some(BenchCommand::Memory(a)) => bench::run_memory(&bench::MemorySweep {
+            hidden: a.hidden,
+            batch: a.batch,
+            steps: a.steps,
+            chunks: a.chunks,
+            neuron: a.neuron,
+            device: a.device,
+            out: a.out,
+        })?,
+        None => {
+            let a = args.grid;
+            bench::run_grid(&bench::GridSweep {
+                hidden: a.hidden,
+                batch: a.batch,
+                layers: a.layers,
+                steps: a.steps,
+                reps: a.reps,
+                device: a.device,
+                copy_mib: a.copy_mib,
+                matmul: a.matmul,
+                out: a.out,
+                profile: a.profile,
+            })?
+        }
     }
-}
-
-fn peer_check(args: PeerCheckArgs) -> Result<ExitCode> {
-    if args.hidden == 0 || args.batch == 0 || args.steps == 0 {
-        anyhow::bail!("--hidden, --batch and --steps must all be at least 1");
-    }
-    let ctx = std::rc::Rc::new(fptt::gpu::GpuContext::new(args.device)?);
-    println!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
-    fptt::bench::export_peer_check(&ctx, args.hidden, args.batch, args.steps, &args.out)?;
-    println!(
-        "wrote {dir}/start.safetensors, data.safetensors, after.safetensors ({} FPTT steps, N = {}, B = {})",
-        args.steps,
-        args.hidden,
-        args.batch,
-        dir = args.out.display()
-    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -371,147 +339,6 @@ fn summarize(args: SummarizeArgs) -> Result<ExitCode> {
         }
         csv.flush()?;
         println!("csv: {}", out.display());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn bench_memory(args: MemoryArgs) -> Result<ExitCode> {
-    use fptt::settings::LearningRule;
-    if args.hidden == 0 || args.batch == 0 || args.chunks == 0 || args.steps.iter().any(|&t| t < 2) {
-        anyhow::bail!("--hidden, --batch and --chunks must be at least 1, and every --steps at least 2");
-    }
-    let ctx = std::rc::Rc::new(fptt::gpu::GpuContext::new(args.device)?);
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut csv = csv::Writer::from_path(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
-    csv.write_record(fptt::bench::MEMORY_CSV_HEADER)?;
-    csv.flush()?;
-    println!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
-    println!(
-        "adding-task network, {} neurons, N = {}, B = {}; learning bytes exclude the sequence's own data",
-        args.neuron.name(),
-        args.hidden,
-        args.batch
-    );
-    println!("{:>6} {:>6} {:>6} {:>14} {:>16}", "rule", "K", "T", "GPU MiB", "learning MiB");
-    let mib = |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.2}", b as f64 / (1 << 20) as f64));
-    for &steps in &args.steps {
-        let chunked = (steps / args.chunks).max(1);
-        let mut rules =
-            vec![LearningRule::Fptt { chunk: 1 }, LearningRule::Fptt { chunk: chunked }, LearningRule::Bptt];
-        if args.neuron != fptt::model::NeuronKind::Ltc {
-            rules.push(LearningRule::Eprop(Default::default()));
-        }
-        for rule in rules {
-            let row = fptt::bench::memory_row(&ctx, rule, args.neuron, args.hidden, args.batch, steps)
-                .with_context(|| format!("{rule:?} at T = {steps}"))?;
-            println!(
-                "{:>6} {:>6} {:>6} {:>14} {:>16} {}",
-                row.rule,
-                row.chunk,
-                steps,
-                mib(row.gpu_bytes),
-                mib(row.learning_bytes),
-                row.note
-            );
-            csv.write_record(row.csv_record(&ctx))?;
-            csv.flush()?;
-        }
-    }
-    println!("csv: {}", args.out.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn bench_grid(args: GridArgs) -> Result<ExitCode> {
-    use fptt::bench::{measure, CSV_HEADER};
-    if args.steps == 0
-        || args.reps == 0
-        || args.copy_mib == 0
-        || args.matmul == 0
-        || [&args.hidden, &args.batch, &args.layers].iter().any(|v| v.contains(&0))
-    {
-        anyhow::bail!("--hidden, --batch, --layers, --steps, --reps, --copy-mib and --matmul must all be at least 1");
-    }
-    let ctx = std::rc::Rc::new(fptt::gpu::GpuContext::new(args.device)?);
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut csv = csv::Writer::from_path(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
-    csv.write_record(CSV_HEADER)?;
-    csv.flush()?;
-    let kernels_path = args.out.with_file_name(format!(
-        "{}-kernels.csv",
-        args.out.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()
-    ));
-    let mut kernels_csv = if args.profile {
-        if !ctx.timestamps_inside_passes() {
-            eprintln!("note: this adapter has no timestamp queries inside passes; kernels are not timed");
-        }
-        let mut w =
-            csv::Writer::from_path(&kernels_path).with_context(|| format!("writing {}", kernels_path.display()))?;
-        w.write_record(fptt::bench::KERNELS_CSV_HEADER)?;
-        w.flush()?;
-        Some(w)
-    } else {
-        None
-    };
-    println!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
-    let ceilings = fptt::bench::ceilings(&ctx, args.copy_mib, args.matmul)?;
-    println!(
-        "ceilings: copy {:.2} GB/s ({} MiB), matrix product {:.3} GFLOP/s ({n}×{n}×{n})",
-        ceilings.copy_gb_per_s,
-        args.copy_mib,
-        ceilings.matmul_gflop_per_s,
-        n = ceilings.matmul_size
-    );
-    println!(
-        "{:>7} {:>6} {:>6} {:>12} {:>16} {:>10} {:>12} {:>10} {:>10} {:>8} {:>8}",
-        "hidden",
-        "layers",
-        "batch",
-        "ms/step",
-        "sample-steps/s",
-        "dispatches",
-        "GPU MiB",
-        "GFLOP/s",
-        "of matmul",
-        "GB/s",
-        "of copy"
-    );
-    for &layers in &args.layers {
-        for &hidden in &args.hidden {
-            for &batch in &args.batch {
-                let row = measure(&ctx, hidden, layers, batch, args.steps, args.reps, args.profile)
-                    .with_context(|| format!("hidden {hidden}, layers {layers}, batch {batch}"))?;
-                println!(
-                    "{:>7} {:>6} {:>6} {:>12.3} {:>16.0} {:>10} {:>12.1} {:>10.3} {:>9.0}% {:>8.2} {:>7.0}%",
-                    hidden,
-                    layers,
-                    batch,
-                    row.ms_per_step,
-                    row.sample_steps_per_s,
-                    row.dispatches_per_step,
-                    row.gpu_bytes as f64 / (1 << 20) as f64,
-                    row.gflop_per_s,
-                    100.0 * row.gflop_per_s / ceilings.matmul_gflop_per_s,
-                    row.gb_per_s,
-                    100.0 * row.gb_per_s / ceilings.copy_gb_per_s
-                );
-                csv.write_record(row.csv_record(&ctx, &ceilings))?;
-                csv.flush()?;
-                if let Some(kcsv) = kernels_csv.as_mut() {
-                    for record in row.kernel_records(&ctx) {
-                        kcsv.write_record(record)?;
-                    }
-                    kcsv.flush()?;
-                }
-            }
-        }
-    }
-    println!("csv: {}", args.out.display());
-    if args.profile {
-        println!("kernels: {}", kernels_path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,10 +1,10 @@
-//! Training settings shared by the CPU reference and the GPU learning rules (spec §4, §5), and
+//! Training settings shared by the CPU reference and the GPU learning rules (method §4, §5), and
 //! the per-sequence inputs both consume. Plain data: no GPU types, no file formats.
 
 use crate::model::{ModelConfig, NeuronKind};
 use crate::rng::Rng;
 
-/// Optimizer with PyTorch semantics (spec §5); β1 = 0.9, β2 = 0.999, ε = 1e-8.
+/// Optimizer with PyTorch semantics (method §5); β1 = 0.9, β2 = 0.999, ε = 1e-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Optimizer {
     Adam,
@@ -15,7 +15,7 @@ pub const ADAM_BETA1: f64 = 0.9;
 pub const ADAM_BETA2: f64 = 0.999;
 pub const ADAM_EPS: f64 = 1e-8;
 
-/// The auxiliary ("oracle") targets of the classification loss (spec §4).
+/// The auxiliary ("oracle") targets of the classification loss (method §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuxTargets {
     /// No auxiliary term: `ℓ_t = (t+1)/T · NLL` only.
@@ -34,22 +34,22 @@ pub enum LossKind {
     Regression,
 }
 
-/// When the weights are updated and how far back each update's gradient reaches (spec §3, §5).
+/// When the weights are updated and how far back each update's gradient reaches (method §3, §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LearningRule {
     /// FPTT with an update after every `chunk` steps (the last chunk of a sequence may be
     /// shorter): the gradient of the chunk's summed task loss, backpropagated through the chunk's
-    /// steps (the state entering the chunk is a constant), goes through the FPTT update of spec §5
+    /// steps (the state entering the chunk is a constant), goes through the FPTT update of method §5
     /// (regulariser, λ, W̄). `chunk = 1` is the paper's online rule, truncation 1.
     Fptt { chunk: usize },
     /// BPTT, the offline baseline: one update per sequence with the gradient of `Σ_t ℓ_t` through
     /// all T steps, clipped by the global norm, then a plain optimizer step: no W̄, no λ, no
     /// regulariser (α and β are unused).
     Bptt,
-    /// e-prop (Bellec et al. 2020; spec §7), the online baseline for LIF/ALIF networks with one
+    /// e-prop (Bellec et al. 2020; method §7), the online baseline for LIF/ALIF networks with one
     /// hidden layer: per-synapse eligibility traces combined with a learning signal from the
-    /// readout error, clipped, then a plain optimizer step (no W̄, no λ, like BPTT). CPU reference
-    /// only ([`crate::reference::eprop`]).
+    /// readout error, clipped, then a plain optimizer step (no W̄, no λ, like BPTT). Both the CPU
+    /// reference ([`crate::reference::eprop`]) and the GPU engine (`shaders/eprop_*.wgsl`) run it.
     Eprop(EpropSettings),
 }
 
@@ -68,7 +68,7 @@ pub struct EpropSettings {
     /// as the paper's low-pass filter `F_κ` does; off, the learning signal of step t meets the
     /// eligibility of step t only.
     pub readout_filter: bool,
-    /// Keep the reset's derivative `−u·∂s'/∂θ` in the membrane trace (as the spec's backward
+    /// Keep the reset's derivative `−u·∂s'/∂θ` in the membrane trace (as the backward of method §3
     /// does), or drop it, as Bellec et al. do (the spike in `m' = (1 − s')⊙u` taken as a constant).
     pub reset_in_trace: bool,
 }
@@ -128,7 +128,7 @@ pub enum Feedback {
     Random { seed: u64 },
 }
 
-/// One update's hyper-parameters (spec §5).
+/// One update's hyper-parameters (method §5).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FpttSettings {
     pub optimizer: Optimizer,
@@ -138,8 +138,8 @@ pub struct FpttSettings {
     /// Global gradient-norm clip `c`.
     pub clip: f32,
     pub loss: LossKind,
-    /// FPTT with chunks of K steps, or BPTT. Only the CPU reference reads it so far; the GPU
-    /// engine runs `Fptt { chunk: 1 }` whatever it says.
+    /// FPTT with chunks of K steps, BPTT or e-prop; the CPU reference and the GPU engine both
+    /// follow it.
     pub rule: LearningRule,
 }
 
@@ -199,7 +199,7 @@ impl SequenceBatch {
 }
 
 /// The state a sequence starts from: membrane `m` per hidden layer (`[B, N]`); spikes 0,
-/// adaptation `b0` and readout 0 always (spec §1).
+/// adaptation `b0` and readout 0 always (method §1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct InitialState {
     pub membrane: Vec<Vec<f32>>,
@@ -210,7 +210,7 @@ impl InitialState {
         InitialState { membrane: hidden.iter().map(|&n| vec![0.0; n * batch]).collect() }
     }
 
-    /// `m ~ U[0,1)` from the given generator (spec §1: the draw comes from the run's seed).
+    /// `m ~ U[0,1)` from the given generator (method §1: the draw comes from the run's seed).
     pub fn uniform(hidden: &[usize], batch: usize, rng: &mut crate::rng::Rng) -> Self {
         InitialState {
             membrane: hidden.iter().map(|&n| (0..n * batch).map(|_| rng.uniform() as f32).collect()).collect(),

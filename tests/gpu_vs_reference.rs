@@ -7,7 +7,7 @@ mod gpu_common;
 
 use fptt::learn::FpttEngine;
 use fptt::model::{init_params, ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
-use fptt::reference::{optim, Net, NetState, ReferenceTrainer, SpikeFn};
+use fptt::reference::{optim, LossContext, Net, NetState, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
 use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets};
 use fptt::tensor::TensorMap;
@@ -40,7 +40,7 @@ fn adding_variant(hidden: &[usize], steps: usize) -> ModelConfig {
     }
 }
 
-/// `cfg` with LIF or ALIF neurons (spec §7): ALIF keeps the adaptive threshold, LIF takes a fixed
+/// `cfg` with LIF or ALIF neurons (method §7): ALIF keeps the adaptive threshold, LIF takes a fixed
 /// one (the adding variant's, or 0.5).
 fn with_neuron(mut cfg: ModelConfig, neuron: NeuronKind) -> ModelConfig {
     cfg.neuron = neuron;
@@ -195,7 +195,8 @@ fn every_kernel_matches_the_reference_on_one_poisoned_step() {
         let state = NetState::start(&cfg, &initial, batch);
         let x: Vec<f64> = data.step(0).iter().map(|&v| v as f64).collect();
         let q = vec![0.0; cfg.outputs * cfg.steps * cfg.outputs];
-        let (loss, grads) = net.step_gradient(&params, &state, &x, &data.targets, settings.loss, 0, &q);
+        let (loss, grads) =
+            net.step_gradient(&params, &state, &x, LossContext::new(settings.loss, &data.targets, 0, &q));
         assert!(
             (metrics.step_loss[0] as f64 - loss).abs() <= 1e-5 * loss.abs().max(1.0),
             "{what}: loss {} vs {loss}",
@@ -541,9 +542,15 @@ fn eprop_sequence_gradient_matches_the_reference() {
         let state = NetState::start(&cfg, &initial, batch);
         let xs: Vec<Vec<f64>> = (0..cfg.steps).map(|t| data.step(t).iter().map(|&v| v as f64).collect()).collect();
         let q = vec![0.0; cfg.outputs * cfg.steps * cfg.outputs];
-        let (loss, grads) =
-            fptt::reference::eprop::chunk_gradient(&net, es, &params, &state, &xs, &data.targets, settings.loss, 0, &q)
-                .unwrap();
+        let (loss, grads) = fptt::reference::eprop::chunk_gradient(
+            &net,
+            es,
+            &params,
+            &state,
+            &xs,
+            LossContext::new(settings.loss, &data.targets, 0, &q),
+        )
+        .unwrap();
         let gpu_loss: f64 = m.step_loss.iter().map(|&l| l as f64).sum();
         assert!((gpu_loss - loss).abs() <= 1e-4 * loss.abs().max(1.0), "{what}: loss {gpu_loss} vs {loss}");
         let mut worst = 0.0f64;

@@ -16,7 +16,7 @@ mod common;
 use common::{random_params, random_state};
 use fptt::model::{init_params, ModelConfig, NeuronKind, ParamLayout, StatLayout, ThresholdMode};
 use fptt::reference::batchnorm::{self, Norm};
-use fptt::reference::loss::{task_loss, update_table};
+use fptt::reference::loss::{task_loss, update_table, LossContext};
 use fptt::reference::optim::{adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser};
 use fptt::reference::{params_from_map, to_f32, to_f64, Grads, Net, NetState, Params, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
@@ -86,11 +86,16 @@ impl Problem {
     }
 
     fn loss_at(&self, p: &Params, start: &NetState) -> f64 {
-        self.net.chunk_loss(p, start, &self.inputs, &self.targets, self.loss, self.t0, &self.q)
+        self.net.chunk_loss(p, start, &self.inputs, LossContext::new(self.loss, &self.targets, self.t0, &self.q))
     }
 
     fn gradient(&self) -> (f64, Grads) {
-        self.net.chunk_gradient(&self.p, &self.start, &self.inputs, &self.targets, self.loss, self.t0, &self.q)
+        self.net.chunk_gradient(
+            &self.p,
+            &self.start,
+            &self.inputs,
+            LossContext::new(self.loss, &self.targets, self.t0, &self.q),
+        )
     }
 
     /// The gradient with the chunk's cross-step terms dropped: the sum of one-step gradients, each
@@ -100,7 +105,12 @@ impl Problem {
         let mut sum = Grads::new();
         for (j, x) in self.inputs.iter().enumerate() {
             let state = if j == 0 { self.start.clone() } else { caches[j - 1].next_state() };
-            let (_, g) = self.net.step_gradient(&self.p, &state, x, &self.targets, self.loss, self.t0 + j, &self.q);
+            let (_, g) = self.net.step_gradient(
+                &self.p,
+                &state,
+                x,
+                LossContext::new(self.loss, &self.targets, self.t0 + j, &self.q),
+            );
             for (name, v) in g {
                 let acc = sum.entry(name).or_insert_with(|| vec![0.0; v.len()]);
                 for (a, b) in acc.iter_mut().zip(&v) {
@@ -158,23 +168,15 @@ fn check_chunk(what: &str, pb: &Problem) {
     assert!(nonzero * 2 > checked, "{what}: only {nonzero} of {checked} gradient elements are non-zero");
 
     // Every start-state element: the gradient on the previous m, s, b, o of the first step, which
-    // exercises every state path of spec §3's chain directly.
+    // exercises every state path of method §3's chain directly.
     let caches = pb.net.chunk_forward(&pb.p, &pb.start, &pb.inputs);
     let g_outputs: Vec<Vec<f64>> = caches
         .iter()
         .enumerate()
         .map(|(j, c)| {
             let batch = pb.start.o.len() / pb.net.cfg.outputs;
-            let (_, g) = task_loss(
-                pb.loss,
-                c.output(),
-                batch,
-                pb.net.cfg.outputs,
-                &pb.targets,
-                pb.t0 + j,
-                pb.net.cfg.steps,
-                &pb.q,
-            );
+            let loss = LossContext::new(pb.loss, &pb.targets, pb.t0 + j, &pb.q);
+            let (_, g) = task_loss(c.output(), batch, pb.net.cfg.outputs, pb.net.cfg.steps, loss);
             g
         })
         .collect();
@@ -379,7 +381,8 @@ fn lif_and_alif_chunks_of_one_step_are_the_one_step_gradient() {
         let cfg = with_neuron(tiny(vec![4, 3]), neuron);
         let pb = Problem::new(&cfg, 2, table, 3, 1, 120);
         let (l_chunk, g_chunk) = pb.gradient();
-        let (l_step, g_step) = pb.net.step_gradient(&pb.p, &pb.start, &pb.inputs[0], &pb.targets, pb.loss, 3, &pb.q);
+        let (l_step, g_step) =
+            pb.net.step_gradient(&pb.p, &pb.start, &pb.inputs[0], LossContext::new(pb.loss, &pb.targets, 3, &pb.q));
         assert_eq!((l_chunk, &g_chunk), (l_step, &g_step), "{neuron:?}");
     }
 }
@@ -400,8 +403,12 @@ fn a_chunk_of_one_step_is_the_one_step_gradient() {
         for t0 in [0, 3, cfg.steps - 1] {
             let pb = Problem::new(&cfg, batch, loss, t0, 1, 50 + t0 as u64);
             let (l_chunk, g_chunk) = pb.gradient();
-            let (l_step, g_step) =
-                pb.net.step_gradient(&pb.p, &pb.start, &pb.inputs[0], &pb.targets, pb.loss, t0, &pb.q);
+            let (l_step, g_step) = pb.net.step_gradient(
+                &pb.p,
+                &pb.start,
+                &pb.inputs[0],
+                LossContext::new(pb.loss, &pb.targets, t0, &pb.q),
+            );
             // Adding the zero gradient from beyond the chunk is exact: the same numbers, bit for bit.
             assert_eq!(l_chunk, l_step, "{what} t0 {t0}: loss");
             assert_eq!(g_chunk, g_step, "{what} t0 {t0}: gradient");
@@ -502,7 +509,13 @@ impl OnlineRule {
         for t in 0..steps {
             let x: Vec<f64> = seq.step(t).iter().map(|&v| v as f64).collect();
             let cache = self.net.forward(&self.params, &x, &state, nb, Norm::Batch);
-            let (task, g_o) = task_loss(self.settings.loss, cache.output(), nb, nc, &seq.targets, t, steps, &self.q);
+            let (task, g_o) = task_loss(
+                cache.output(),
+                nb,
+                nc,
+                steps,
+                LossContext::new(self.settings.loss, &seq.targets, t, &self.q),
+            );
             if let Targets::Labels(labels) = &seq.targets {
                 update_table(&mut self.q, cache.output(), labels, nc, t, steps);
             }
@@ -706,11 +719,12 @@ fn trainer_chunked_fptt_updates_after_every_chunk_from_the_state_after_the_previ
     let losses_a = tr.train_sequence(&seq_a, &m_a);
     assert_eq!((losses_a.len(), tr.updates()), (7, 3));
 
-    // The first update is the FPTT update (spec §5) of the chunk gradient of steps 0–2.
+    // The first update is the FPTT update (method §5) of the chunk gradient of steps 0–2.
     let start_a = NetState::start(&cfg, &m_a, 3);
     let inputs_a: Vec<Vec<f64>> = (0..chunk).map(|t| to_f64(seq_a.step(t))).collect();
     let q0 = vec![0.0; cfg.outputs * cfg.steps * cfg.outputs];
-    let (_, grads) = net.chunk_gradient(&w0, &start_a, &inputs_a, &seq_a.targets, settings.loss, 0, &q0);
+    let (_, grads) =
+        net.chunk_gradient(&w0, &start_a, &inputs_a, LossContext::new(settings.loss, &seq_a.targets, 0, &q0));
     let (alpha, beta) = (settings.alpha as f64, settings.beta as f64);
     let mut g: Params = net
         .layout
@@ -745,7 +759,12 @@ fn trainer_chunked_fptt_updates_after_every_chunk_from_the_state_after_the_previ
     let sum = |from: usize, to: usize| losses_b[from..to].iter().map(|l| l.task_loss).sum::<f64>();
     let start_b = NetState::start(&cfg, &m_b, 3);
     let chunk_loss = |p: &Params, start: &NetState, t0: usize, len: usize| {
-        net.chunk_loss(p, start, &inputs_b[t0..t0 + len], &seq_b.targets, settings.loss, t0, &q_before_b)
+        net.chunk_loss(
+            p,
+            start,
+            &inputs_b[t0..t0 + len],
+            LossContext::new(settings.loss, &seq_b.targets, t0, &q_before_b),
+        )
     };
     assert_eq!(sum(0, 3), chunk_loss(&w_before_b, &start_b, 0, 3), "first chunk of B");
     let caches = net.chunk_forward(&w_before_b, &start_b, &inputs_b[0..3]);

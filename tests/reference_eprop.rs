@@ -1,4 +1,4 @@
-//! e-prop (spec §7; `src/reference/eprop.rs`) against BPTT (`Net::chunk_gradient`): equal over one
+//! e-prop (method §7; `src/reference/eprop.rs`) against BPTT (`Net::chunk_gradient`): equal over one
 //! step, equal over many steps for a network without recurrent weights (with the readout filter
 //! and the reset kept in the trace), and how close it stays with recurrence (cosine similarity,
 //! printed: `cargo test --test reference_eprop -- --nocapture`). Then the trainer's e-prop rule:
@@ -12,7 +12,9 @@ use common::random_params;
 use fptt::model::{init_params, ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
 use fptt::reference::eprop::{self, Eprop};
 use fptt::reference::optim::{adam_step, clip_factor};
-use fptt::reference::{params_from_map, Grads, LayerState, Net, NetState, Params, ReferenceTrainer, SpikeFn};
+use fptt::reference::{
+    params_from_map, Grads, LayerState, LossContext, Net, NetState, Params, ReferenceTrainer, SpikeFn,
+};
 use fptt::rng::Rng;
 use fptt::settings::random_feedback;
 use fptt::settings::{
@@ -93,7 +95,9 @@ impl Problem {
     }
 
     fn bptt(&self) -> Grads {
-        self.net.chunk_gradient(&self.p, &self.start, &self.inputs, &self.targets, self.loss, 0, &self.q).1
+        self.net
+            .chunk_gradient(&self.p, &self.start, &self.inputs, LossContext::new(self.loss, &self.targets, 0, &self.q))
+            .1
     }
 
     fn eprop(&self, settings: EpropSettings) -> Grads {
@@ -103,13 +107,15 @@ impl Problem {
             &self.p,
             &self.start,
             &self.inputs,
-            &self.targets,
-            self.loss,
-            0,
-            &self.q,
+            LossContext::new(self.loss, &self.targets, 0, &self.q),
         )
         .unwrap();
-        let l_bptt = self.net.chunk_loss(&self.p, &self.start, &self.inputs, &self.targets, self.loss, 0, &self.q);
+        let l_bptt = self.net.chunk_loss(
+            &self.p,
+            &self.start,
+            &self.inputs,
+            LossContext::new(self.loss, &self.targets, 0, &self.q),
+        );
         assert_eq!(l, l_bptt, "the same forward and losses");
         g
     }
@@ -328,10 +334,7 @@ fn trainer_updates_once_per_sequence_with_the_sequence_gradient() {
             &w0,
             &start,
             &inputs,
-            &seq.targets,
-            settings.loss,
-            0,
-            &q0,
+            LossContext::new(settings.loss, &seq.targets, 0, &q0),
         )
         .unwrap();
         assert_eq!(l, losses.iter().map(|s| s.task_loss).sum::<f64>());
@@ -360,7 +363,7 @@ fn trainer_updates_after_every_step_and_carries_the_traces_on() {
     let start = NetState::start(&cfg, &m0, 2);
     let x0: Vec<f64> = seq.step(0).iter().map(|&v| v as f64).collect();
     let q0 = vec![0.0; cfg.outputs * cfg.steps * cfg.outputs];
-    let (_, g0) = net.step_gradient(&w0, &start, &x0, &seq.targets, settings.loss, 0, &q0);
+    let (_, g0) = net.step_gradient(&w0, &start, &x0, LossContext::new(settings.loss, &seq.targets, 0, &q0));
     let want = after_first_update(&net, &w0, &g0, &settings);
     for (k, w) in first.params() {
         let worst = w.iter().zip(&want[k]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);

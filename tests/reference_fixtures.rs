@@ -106,7 +106,7 @@ fn check_losses(fx: &Fixture, got: &[StepLoss], total_steps: std::ops::Range<usi
 }
 
 /// The fixture's own total losses at steps 1 and 2 are its task losses plus the regulariser of
-/// spec §5 evaluated on its `after-step-1` / `after-step-2` states (the sign of `⟨W, λ⟩` included).
+/// method §5 evaluated on its `after-step-1` / `after-step-2` states (the sign of `⟨W, λ⟩` included).
 fn fixture_total_is_task_plus_regulariser(fx: &Fixture) {
     let layout = fptt::model::ParamLayout::new(&fx.cfg);
     let names: Vec<&str> = layout.trainable().map(|s| s.name.as_str()).collect();

@@ -1,4 +1,4 @@
-//! The CPU reference against the spec itself: the check values and test vectors of spec §2 and
+//! The CPU reference against docs/method.md itself: the check values and test vectors of method §2 and
 //! §6, and finite differences of the full one-step gradient on small smooth networks (every
 //! parameter element, with batch norm, with the fixed-threshold fused variant, with two layers).
 #![allow(clippy::needless_range_loop)]
@@ -9,12 +9,12 @@ use common::{random_params, random_state};
 use fptt::model::{LayerNames, ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
 use fptt::reference::batchnorm::Norm;
 use fptt::reference::optim::{fptt_after_step, fptt_gradient, sgd_step};
-use fptt::reference::{neuron, surrogate, LayerSpec, LayerState, Net, Params, ReferenceTrainer, SpikeFn};
+use fptt::reference::{neuron, surrogate, LayerSpec, LayerState, LossContext, Net, Params, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
 use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets};
 
 fn close(got: f64, want: f64, tol: f64, what: &str) {
-    assert!((got - want).abs() <= tol * want.abs().max(1.0), "{what}: got {got:.17}, spec {want:.17}");
+    assert!((got - want).abs() <= tol * want.abs().max(1.0), "{what}: got {got:.17}, method {want:.17}");
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn surrogate_check_values_of_spec_section_2() {
     assert_eq!(SpikeFn::Heaviside.forward(1e-12), 1.0);
 }
 
-/// The single neuron of spec §6: non-recurrent (W_r = 0, c_r = 0), gate slopes 1.
+/// The single neuron of method §6: non-recurrent (W_r = 0, c_r = 0), gate slopes 1.
 fn spec_neuron() -> (LayerSpec, Params, LayerState) {
     let cfg = ModelConfig::classifier(1, 1, 1, 1);
     let spec = LayerSpec::of(&cfg, 0);
@@ -134,7 +134,7 @@ fn check_gradient(cfg: &ModelConfig, batch: usize, loss: LossKind, seed: u64) {
     };
     let q: Vec<f64> = (0..c * cfg.steps * c).map(|_| rng.uniform()).collect();
     let t = 1;
-    let (l0, grads) = net.step_gradient(&p, &state, &x, &targets, loss, t, &q);
+    let (l0, grads) = net.step_gradient(&p, &state, &x, LossContext::new(loss, &targets, t, &q));
     assert!(l0.is_finite());
     let h = 1e-6;
     let mut checked = 0;
@@ -145,8 +145,8 @@ fn check_gradient(cfg: &ModelConfig, batch: usize, loss: LossKind, seed: u64) {
             pp.get_mut(&slot.name).unwrap()[i] += h;
             let mut pm = p.clone();
             pm.get_mut(&slot.name).unwrap()[i] -= h;
-            let fd = (net.step_loss(&pp, &state, &x, &targets, loss, t, &q)
-                - net.step_loss(&pm, &state, &x, &targets, loss, t, &q))
+            let fd = (net.step_loss(&pp, &state, &x, LossContext::new(loss, &targets, t, &q))
+                - net.step_loss(&pm, &state, &x, LossContext::new(loss, &targets, t, &q)))
                 / (2.0 * h);
             let an = grads[&slot.name][i];
             let err = (fd - an).abs();

@@ -1,4 +1,4 @@
-//! The adding problem (spec §8): every step carries two inputs, a value `U(0,1)` and a marker that
+//! The adding problem (method §8): every step carries two inputs, a value `U(0,1)` and a marker that
 //! is 1 at exactly one step of the first half `[0, T/2)` and one step of the second half
 //! `[T/2, T)`; the target is the sum of the two marked values. Fresh batches are drawn from the
 //! run's generator, so a seed reproduces the whole stream. Predicting the mean (1.0) gives an MSE

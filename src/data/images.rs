@@ -1,5 +1,5 @@
 //! Image datasets on disk (MNIST, Fashion-MNIST: the standard IDX file names in one directory) and
-//! their sequence views (spec §8): an image becomes `T = rows·cols / k` steps of `k` pixels,
+//! their sequence views (method §8): an image becomes `T = rows·cols / k` steps of `k` pixels,
 //! scaled to `[0, 1]` as `pixel / 255`, optionally in a fixed permutation (PS-MNIST) drawn from a
 //! recorded seed. Batches are time-major `[T, B, k]`, as [`SequenceBatch`] wants.
 

@@ -4,7 +4,7 @@
 //!
 //! - `idx`: reading and validating IDX image and label files ([`read_images`], [`read_labels`]).
 //! - `images`: a split of an image dataset on disk ([`ImageDataset`]), [`SequenceView`], [`epoch_order`].
-//! - `adding`: fresh batches of the adding problem ([`adding_batch`], spec §8).
+//! - `adding`: fresh batches of the adding problem ([`adding_batch`], method §8).
 
 mod adding;
 mod idx;

@@ -7,11 +7,13 @@
 //! and the time step's `StepInfo` — so that a whole sequence is recorded with no per-step buffer
 //! writes.
 
+mod adapter_table;
 mod buffers;
 mod context;
 mod kernels;
 mod profile;
 
+pub use adapter_table::adapter_table;
 pub use buffers::{ArgArena, ArgBuffer, GpuBuffer, MemoryLedger, ARG_SLOT};
 pub use context::{list_adapters, AdapterReport, DeviceChoice, GpuContext, GpuError};
 pub use kernels::{Dispatch, KernelTable};

@@ -6,7 +6,7 @@ pub enum ModelError {
     Invalid(String),
 }
 
-/// How the spike threshold is formed (spec §1).
+/// How the spike threshold is formed (method §1).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ThresholdMode {
     /// `θ = b0 + β_a·b'` with the learned adaptation gate `τa`.
@@ -15,7 +15,7 @@ pub enum ThresholdMode {
     Fixed(f32),
 }
 
-/// The spiking neuron of the hidden layers (spec §1, §7). All three share the input current, the
+/// The spiking neuron of the hidden layers (method §1, §7). All three share the input current, the
 /// integration `u = m + τm⊙(d − m)`, the spike `s' = H(u − θ)` and the reset `m' = (1 − s')⊙u`;
 /// they differ in where `τm` and `τa` come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// The spec's S-MNIST-style network with one hidden layer.
+    /// The method's S-MNIST-style network with one hidden layer.
     pub fn classifier(inputs: usize, hidden: usize, outputs: usize, steps: usize) -> Self {
         ModelConfig {
             inputs,

@@ -1,7 +1,7 @@
-//! Initialisation (spec §1): Xavier-normal for the input, gate and readout maps, orthogonal for
+//! Initialisation (method §1): Xavier-normal for the input, gate and readout maps, orthogonal for
 //! the recurrent map, `c_r ~ U(±1/√N)`, other biases 0, gate slopes 1, batch-norm γ = 0.1, δ = 0.
 //!
-//! LIF/ALIF time constants (spec §7 gives no initialisation; this is ours): the membrane's
+//! LIF/ALIF time constants (method §7 gives no initialisation; this is ours): the membrane's
 //! integration rate `τm = σ(ρ_m) ~ U[0.05, 0.3]` per neuron, i.e. a membrane time constant of about
 //! 3 to 20 steps (`τm ≈ 1 − e^(−1/τ)`), the range of Bellec et al.'s 20 ms at 1 ms steps and faster;
 //! the adaptation's retention `τa = σ(ρ_a) ~ U[0.9, 0.995]`, an adaptation time constant of about

@@ -26,7 +26,7 @@ impl TensorSlot {
     }
 }
 
-/// The checkpoint names of one hidden layer's tensors (spec §8).
+/// The checkpoint names of one hidden layer's tensors (method §8).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerNames {
     pub x: String,

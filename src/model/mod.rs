@@ -1,4 +1,4 @@
-//! The network description and its parameter layout: which tensors exist (with the spec's
+//! The network description and its parameter layout: which tensors exist (with the method's
 //! checkpoint names and shapes), where each one lives in the flat parameter buffer, and how it is
 //! initialised. Knows nothing of GPUs or learning rules.
 
@@ -10,7 +10,7 @@ pub use config::{ModelConfig, ModelError, NeuronKind, ThresholdMode};
 pub use init::{init_params, TAU_A_RANGE, TAU_M_RANGE};
 pub use layout::{LayerNames, ParamLayout, StatLayout, TensorSlot};
 
-/// Spec §1 constants.
+/// Method §1 constants.
 pub const B0: f32 = 0.1;
 pub const BETA_ADAPT: f32 = 1.8;
 pub const BN_EPS: f32 = 1e-5;

@@ -1,4 +1,4 @@
-//! Per-step batch normalisation (spec §1, the S-MNIST recipe): `BN_t(x) = γ⊙x̂ + δ` with `x̂`
+//! Per-step batch normalisation (method §1, the S-MNIST recipe): `BN_t(x) = γ⊙x̂ + δ` with `x̂`
 //! normalised per feature over the batch. Owns the forward with this step's batch statistics
 //! (training: mean, biased variance, eps 1e-5) or with step t's running statistics (evaluation), the
 //! backward through the batch statistics, and the running-statistics update (momentum 0.1, unbiased
@@ -31,11 +31,15 @@ pub struct BnCache {
 }
 
 /// The names of step t's running statistics of normalisation `bn`.
+///
+/// Method §8.
 pub fn stat_names(bn: &str, t: usize) -> (String, String) {
     (format!("{bn}.running_mean_{t}"), format!("{bn}.running_var_{t}"))
 }
 
 /// `y = γ⊙x̂ + δ` for `x` `[rows, feats]`, with `γ = {bn}.weight`, `δ = {bn}.bias`.
+///
+/// Method §1 (1.11)–(1.12). GPU twin: `shaders/batch_norm_forward.wgsl`.
 pub fn forward(x: &[f64], rows: usize, feats: usize, p: &Params, bn: &str, norm: Norm) -> (Vec<f64>, BnCache) {
     let gamma = get(p, &format!("{bn}.weight"));
     let delta = get(p, &format!("{bn}.bias"));
@@ -70,6 +74,8 @@ pub fn forward(x: &[f64], rows: usize, feats: usize, p: &Params, bn: &str, norm:
 
 /// The backward given `ḡ_y`: `(ḡ_x, ∇γ, ∇δ)`. With batch statistics,
 /// `ḡ_x = inv_std/B · (B·ḡ_x̂ − Σ_batch ḡ_x̂ − x̂·Σ_batch ḡ_x̂⊙x̂)` where `ḡ_x̂ = γ⊙ḡ_y`.
+///
+/// Method §3 (3.15). GPU twin: `shaders/batch_norm_backward.wgsl`.
 pub fn backward(
     g_y: &[f64],
     cache: &BnCache,
@@ -109,6 +115,8 @@ pub fn backward(
 
 /// PyTorch's running-statistics update for step t after a training forward:
 /// `mean ← 0.9·mean + 0.1·μ_t`, `var ← 0.9·var + 0.1·σ²_t·B/(B−1)`.
+///
+/// Method §1 (1.13). GPU twin: `shaders/batch_norm_forward.wgsl` (training mode).
 pub fn update_running(stats: &mut Params, bn: &str, t: usize, cache: &BnCache, rows: usize) {
     assert!(cache.batch_stats, "running statistics are updated from batch statistics only");
     assert!(rows > 1, "batch norm in training needs a batch of at least 2");

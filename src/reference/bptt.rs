@@ -1,5 +1,5 @@
-//! Backpropagation through a chunk of K steps: chunked FPTT and BPTT (spec §3, last paragraph;
-//! spec §5, BPTT). Owns the summed task loss `Σ_{t=t0}^{t0+K−1} ℓ_t` of a chunk that starts from a
+//! Backpropagation through a chunk of K steps: chunked FPTT and BPTT (method §3, last paragraph;
+//! method §5, BPTT). Owns the summed task loss `Σ_{t=t0}^{t0+K−1} ℓ_t` of a chunk that starts from a
 //! given [`NetState`] and its gradient with respect to every parameter: the chunk's forward (one
 //! [`StepCache`] per step, batch norm with each step's batch statistics like the one-step code),
 //! then the backward from the last step to the first with the one-step local derivatives of
@@ -14,12 +14,12 @@
 //! chunk's later steps read).
 
 use super::batchnorm::Norm;
-use super::loss::task_loss;
+use super::loss::{task_loss, LossContext};
 use super::network::{Net, NetState, StepCache};
 use super::neuron::{self, LayerState};
 use super::readout;
 use super::{add_into, to_f64, Grads, Params};
-use crate::settings::{LossKind, SequenceBatch, Targets};
+use crate::settings::{LossKind, SequenceBatch};
 
 /// The gradient on a [`NetState`], in a value of the same shape: per layer `ḡ` on `m`, `s`, `b` in
 /// the fields of the same name, and `ḡ` on the readout `o`.
@@ -60,6 +60,8 @@ impl Net {
     ///
     /// The readout receives `ḡ_o' = g_o + g_next.o`; layer k receives `ḡ_s' = ḡ_x of layer k+1 (or
     /// ḡ_s_top) + g_next.layers[k].s`, `ḡ_m' = g_next.layers[k].m`, `ḡ_b' = g_next.layers[k].b`.
+    ///
+    /// Method §3 (3.20).
     pub fn step_backward_through_state(
         &self,
         p: &Params,
@@ -102,6 +104,10 @@ impl Net {
     /// (`g_outputs`, same order): the gradient of `Σ_t ℓ_t` with respect to every parameter (frozen
     /// slopes too), and the gradient on the chunk's start state (training treats the start as a
     /// constant and drops it; tests check it).
+    ///
+    /// Method §3 (3.20)–(3.21). GPU twins: the one-step backward kernels run from the chunk's last
+    /// step to its first, after `shaders/zero_fill.wgsl` (the chunk's gradient accumulators); the
+    /// next chunk starts from `shaders/copy_range.wgsl`'s copy of the final state.
     pub fn chunk_backward(&self, p: &Params, caches: &[StepCache], g_outputs: &[Vec<f64>]) -> (Grads, StateGrad) {
         assert!(!caches.is_empty(), "a chunk has at least one step");
         assert_eq!(caches.len(), g_outputs.len(), "one output gradient per step");
@@ -126,73 +132,50 @@ impl Net {
         (total, g_next)
     }
 
-    /// The chunk's forward and each step's `(ℓ_t, ∂ℓ_t/∂o'_t)` for `t = t0, t0+1, …`.
-    #[allow(clippy::too_many_arguments)]
+    /// The chunk's forward and each step's `(ℓ_t, ∂ℓ_t/∂o'_t)` for `t = t0, t0+1, …` (`t0 = loss.t`).
     pub(super) fn chunk_forward_with_losses(
         &self,
         p: &Params,
         start: &NetState,
         inputs: &[Vec<f64>],
-        targets: &Targets,
-        loss: LossKind,
-        t0: usize,
-        q: &[f64],
+        loss: LossContext,
     ) -> (Vec<StepCache>, Vec<f64>, Vec<Vec<f64>>) {
-        let (steps, classes) = (self.cfg.steps, self.cfg.outputs);
+        let (steps, classes, t0) = (self.cfg.steps, self.cfg.outputs, loss.t);
         assert!(!inputs.is_empty(), "a chunk has at least one step");
         assert!(t0 + inputs.len() <= steps, "chunk {t0}..{} runs past T = {steps}", t0 + inputs.len());
         let batch = start.o.len() / classes;
         let caches = self.chunk_forward(p, start, inputs);
-        let (losses, g_outputs) = caches
-            .iter()
-            .enumerate()
-            .map(|(j, c)| task_loss(loss, c.output(), batch, classes, targets, t0 + j, steps, q))
-            .unzip();
+        let (losses, g_outputs) =
+            caches.iter().enumerate().map(|(j, c)| task_loss(c.output(), batch, classes, steps, loss.later(j))).unzip();
         (caches, losses, g_outputs)
     }
 
     /// `Σ_{t=t0}^{t0+K−1} ℓ_t` for the chunk of `K = inputs.len()` steps (data `[B, I]` each) from
     /// `start`, with per-step batch statistics, without the gradient: the function finite
-    /// differences differentiate. `t0` is the absolute step index (ℓ_t's weights depend on `t` and
-    /// `T = cfg.steps`); `q` is the `[C, T, C]` table.
-    #[allow(clippy::too_many_arguments)]
-    pub fn chunk_loss(
-        &self,
-        p: &Params,
-        start: &NetState,
-        inputs: &[Vec<f64>],
-        targets: &Targets,
-        loss: LossKind,
-        t0: usize,
-        q: &[f64],
-    ) -> f64 {
-        self.chunk_forward_with_losses(p, start, inputs, targets, loss, t0, q).1.iter().sum()
+    /// differences differentiate. `t0 = loss.t` is the absolute step index (ℓ_t's weights depend on
+    /// `t` and `T = cfg.steps`); `loss.q` is the `[C, T, C]` table.
+    pub fn chunk_loss(&self, p: &Params, start: &NetState, inputs: &[Vec<f64>], loss: LossContext) -> f64 {
+        self.chunk_forward_with_losses(p, start, inputs, loss).1.iter().sum()
     }
 
     /// [`Self::chunk_loss`] and its gradient with respect to every parameter, through all `K`
-    /// steps of the chunk (the start state and `q` are constants).
-    #[allow(clippy::too_many_arguments)]
-    pub fn chunk_gradient(
-        &self,
-        p: &Params,
-        start: &NetState,
-        inputs: &[Vec<f64>],
-        targets: &Targets,
-        loss: LossKind,
-        t0: usize,
-        q: &[f64],
-    ) -> (f64, Grads) {
-        let (caches, losses, g_outputs) = self.chunk_forward_with_losses(p, start, inputs, targets, loss, t0, q);
+    /// steps of the chunk (method §3, (3.16)–(3.21); the start state and `q` are constants).
+    pub fn chunk_gradient(&self, p: &Params, start: &NetState, inputs: &[Vec<f64>], loss: LossContext) -> (f64, Grads) {
+        let (caches, losses, g_outputs) = self.chunk_forward_with_losses(p, start, inputs, loss);
         let (grads, _) = self.chunk_backward(p, &caches, &g_outputs);
         (losses.iter().sum(), grads)
     }
 
     /// The BPTT loss `Σ_{t=0}^{T−1} ℓ_t` of a whole sequence from `start` (the chunk `t0 = 0`, `K = T`).
+    ///
+    /// Method §5 (5.13).
     pub fn sequence_loss(&self, p: &Params, start: &NetState, seq: &SequenceBatch, loss: LossKind, q: &[f64]) -> f64 {
-        self.chunk_loss(p, start, &self.sequence_inputs(seq), &seq.targets, loss, 0, q)
+        self.chunk_loss(p, start, &self.sequence_inputs(seq), LossContext::new(loss, &seq.targets, 0, q))
     }
 
     /// The BPTT loss of a whole sequence and its gradient through all `T` steps.
+    ///
+    /// Method §5 (5.13), §3 with K = T.
     pub fn sequence_gradient(
         &self,
         p: &Params,
@@ -201,7 +184,7 @@ impl Net {
         loss: LossKind,
         q: &[f64],
     ) -> (f64, Grads) {
-        self.chunk_gradient(p, start, &self.sequence_inputs(seq), &seq.targets, loss, 0, q)
+        self.chunk_gradient(p, start, &self.sequence_inputs(seq), LossContext::new(loss, &seq.targets, 0, q))
     }
 
     /// Every step's data `[B, I]` of a sequence, as f64.

@@ -1,11 +1,11 @@
 //! e-prop (Bellec et al. 2020, "A solution to the learning dilemma for recurrent networks of
-//! spiking neurons", Nature Communications 11:3625; spec §7) for a network of one LIF or ALIF
+//! spiking neurons", Nature Communications 11:3625; method §7) for a network of one LIF or ALIF
 //! layer and the LTC readout: forward-mode eligibility traces per synapse and per sample, whose
 //! size does not depend on T, combined at every step with a learning signal from the readout error.
 //!
 //! # The traces, derived from this network's dynamics
 //!
-//! Neuron j of one sample at step t (spec §1 with constant `τm = σ(ρ_m)`, `τa = σ(ρ_a)`):
+//! Neuron j of one sample at step t (method §1 with constant `τm = σ(ρ_m)`, `τa = σ(ρ_a)`):
 //!
 //! ```text
 //! d_t = Σ_i W_ji·z_i,t + c_j          z_t = [x_t ; s_t−1] (input, then previous spikes of the layer)
@@ -17,7 +17,7 @@
 //! it directly (its row of `W_x`, `W_r`, its biases, its `ρ_m`, `ρ_a`), following the neuron's own
 //! dynamics and treating the spikes of the other neurons, arriving through `W_r` (diagonal
 //! included), as constants: that is the approximation. With `ψ_t = H'(u_t − θ_t)` replaced by the
-//! surrogate (spec §2) and, for one parameter `w`, the traces `ε^m_t = dm_t/dw` and
+//! surrogate (method §2) and, for one parameter `w`, the traces `ε^m_t = dm_t/dw` and
 //! `ε^a_t = db_t+1/dw` (the adaptation the next step will use), the chain rule along those lines is
 //!
 //! ```text
@@ -34,7 +34,7 @@
 //! its LIF trace. Traces start at 0 with every sequence (the start state is a constant).
 //!
 //! **The reset** ([`EpropSettings::reset_in_trace`]). Kept by default: `−u_t·e_t` is the
-//! derivative of the reset `m = (1 − s)·u` through the spike, which the spec's one-step backward
+//! derivative of the reset `m = (1 − s)·u` through the spike, which the one-step backward of method §3
 //! (and so FPTT and BPTT here) differentiates; keeping it makes e-prop exactly BPTT's gradient for
 //! a network without recurrent weights, so that comparisons measure e-prop's approximation and not
 //! a change of the derivative. Dropped, `ε^m_t = (1 − s_t)·ε^u_t`: Bellec et al.'s choice (the
@@ -42,14 +42,14 @@
 //!
 //! # The learning signal and the readout
 //!
-//! The readout (spec §1) is a leaky integrator with a gate: `z = W_o·s + c_o`,
+//! The readout (method §1) is a leaky integrator with a gate: `z = W_o·s + c_o`,
 //! `τo = σ(a_o·(W_om·[z ; o] + c_om))`, `o' = (1 − τo)⊙o + τo⊙z`. Per sample and step its Jacobians
 //! are `D_t = ∂o'_t/∂z_t = diag(τo) + diag(g)·W_om[:, :C]` and `A_t = ∂o'_t/∂o_t−1 =
 //! diag(1 − τo) + diag(g)·W_om[:, C:]` with `g = (z − o)⊙τo(1 − τo)·a_o`.
 //!
 //! - Learning signal (readout filter off): `L_j,t = Σ_k B_kj·ḡ_z,k,t` with `ḡ_z,t = ḡ_o,t·D_t` the
 //!   gradient of `ℓ_t` on the readout's input current (`ḡ_o,t = ∂ℓ_t/∂o'_t`, the previous `o`
-//!   held constant) and `B = W_o` (symmetric feedback, the one-step `ḡ_s` of spec §3 exactly) or a
+//!   held constant) and `B = W_o` (symmetric feedback, the one-step `ḡ_s` of method §3 exactly) or a
 //!   fixed random `[C, N]` matrix. `∇w += Σ_batch L_j,t·e_t`.
 //! - Readout filter on (the default): the error of step t also reaches the spikes of earlier steps
 //!   through the readout's memory. The paper filters the eligibility with the readout's leak κ,
@@ -78,10 +78,11 @@
 
 use thiserror::Error;
 
+use super::loss::LossContext;
 use super::network::{Net, NetState, StepCache};
 use super::{get, scalar, Grads, Params, BETA_ADAPT};
 use crate::model::{ModelConfig, ThresholdMode};
-use crate::settings::{random_feedback, EpropSettings, Feedback, LossKind, Targets};
+use crate::settings::{random_feedback, EpropSettings, Feedback};
 
 #[derive(Debug, Error, PartialEq)]
 pub enum EpropError {
@@ -273,6 +274,9 @@ impl Eprop {
     /// One step: advance every trace with this step's forward (`cache`, computed from the state
     /// the traces describe, with parameters `p`) and add this step's gradient contribution for
     /// `ḡ_o,t = ∂ℓ_t/∂o'_t` (`g_o` `[B, C]`).
+    ///
+    /// Method §7 (7.4)–(7.14). GPU twins: `shaders/eprop_signal.wgsl`, `shaders/eprop_trace.wgsl`,
+    /// `shaders/eprop_readout.wgsl`, in that order.
     pub fn step(&mut self, net: &Net, p: &Params, cache: &StepCache, g_o: &[f64]) {
         let (nb, ni, nn, nc) = (self.batch, self.inputs, self.neurons, self.outputs);
         assert_eq!(g_o.len(), nb * nc, "ḡ_o shape");
@@ -319,6 +323,8 @@ impl Eprop {
     }
 
     /// The readout's Jacobians of this step and the learning signal.
+    ///
+    /// Method §7 (7.10)–(7.12). GPU twin: `shaders/eprop_signal.wgsl`.
     fn readout_step(&self, net: &Net, p: &Params, cache: &StepCache, g_o: &[f64]) -> ReadoutStep {
         let (nb, nn, nc) = (self.batch, self.neurons, self.outputs);
         let rc = &cache.readout;
@@ -352,6 +358,8 @@ impl Eprop {
     }
 
     /// `J_t = A_t·J_t−1 + ∂o'_t/∂θ|_(o_t−1 fixed)` and `∇θ += Σ_batch ḡ_o,tᵀ·J_t` for the readout.
+    ///
+    /// Method §7 (7.14). GPU twin: `shaders/eprop_readout.wgsl`.
     fn advance_readout(&mut self, net: &Net, p: &Params, cache: &StepCache, rs: &ReadoutStep) {
         let (nb, nn, nc) = (self.batch, self.neurons, self.outputs);
         let rc = &cache.readout;
@@ -453,6 +461,8 @@ struct Rule {
 
 /// One step of every trace of `group` (the recursion of the module documentation) and its
 /// gradient contribution. `injection(b, j, c)` is `(∂u_t/∂w, ∂b_t/∂w)` of column c of neuron j.
+///
+/// Method §7 (7.5)–(7.9), (7.12)–(7.13). GPU twin: `shaders/eprop_trace.wgsl`.
 fn advance_group(
     group: &mut TraceGroup,
     neurons: &[NeuronStep],
@@ -512,21 +522,19 @@ fn advance_group(
 /// e-prop's gradient of `Σ_t ℓ_t` over a chunk of steps from `start` (its traces start at 0) with
 /// fixed parameters `p`: the sum of every step's contribution, what one update per sequence uses.
 /// Returns the summed loss too. The counterpart of [`Net::chunk_gradient`] (BPTT over the chunk).
-#[allow(clippy::too_many_arguments)]
+///
+/// Method §7, summed over the chunk's steps. GPU twins: [`Eprop::step`]'s kernels, one update per sequence.
 pub fn chunk_gradient(
     net: &Net,
     settings: EpropSettings,
     p: &Params,
     start: &NetState,
     inputs: &[Vec<f64>],
-    targets: &Targets,
-    loss: LossKind,
-    t0: usize,
-    q: &[f64],
+    loss: LossContext,
 ) -> Result<(f64, Grads), EpropError> {
     let batch = start.o.len() / net.cfg.outputs;
     let mut eprop = Eprop::new(net, settings, batch)?;
-    let (caches, losses, g_outputs) = net.chunk_forward_with_losses(p, start, inputs, targets, loss, t0, q);
+    let (caches, losses, g_outputs) = net.chunk_forward_with_losses(p, start, inputs, loss);
     for (cache, g_o) in caches.iter().zip(&g_outputs) {
         eprop.step(net, p, cache, g_o);
     }

@@ -1,4 +1,4 @@
-//! The per-step losses of spec §4 and their gradient on the readout `o'`, and the auxiliary
+//! The per-step losses of method §4 and their gradient on the readout `o'`, and the auxiliary
 //! ("oracle") target table `q` `[C, T, C]` with its no-gradient update.
 //!
 //! Classification, `w = (t+1)/T`, `p = log_softmax(o')`:
@@ -10,6 +10,8 @@
 use crate::settings::{AuxTargets, LossKind, Targets};
 
 /// Row-wise softmax of `[B, C]` logits.
+///
+/// Method §4 (4.4), (4.5).
 pub fn softmax(o: &[f64], classes: usize) -> Vec<f64> {
     let mut out = vec![0.0; o.len()];
     for (row, dst) in o.chunks(classes).zip(out.chunks_mut(classes)) {
@@ -23,6 +25,8 @@ pub fn softmax(o: &[f64], classes: usize) -> Vec<f64> {
 }
 
 /// Row-wise log-softmax of `[B, C]` logits.
+///
+/// Method §4 (4.2).
 pub fn log_softmax(o: &[f64], classes: usize) -> Vec<f64> {
     let mut out = vec![0.0; o.len()];
     for (row, dst) in o.chunks(classes).zip(out.chunks_mut(classes)) {
@@ -52,19 +56,32 @@ fn q_row(y: usize, t: usize, steps: usize, classes: usize) -> std::ops::Range<us
     start..start + classes
 }
 
-/// The task loss `ℓ_t` of step `t` (of `steps`) for readout `o` `[B, C]` and its gradient `∂ℓ_t/∂o'`.
-/// `q` is the `[C, T, C]` table (only read, and only with [`AuxTargets::Table`]).
-#[allow(clippy::too_many_arguments)]
-pub fn task_loss(
-    kind: LossKind,
-    o: &[f64],
-    batch: usize,
-    classes: usize,
-    targets: &Targets,
-    t: usize,
-    steps: usize,
-    q: &[f64],
-) -> (f64, Vec<f64>) {
+/// What a step's loss reads besides the readout: the loss kind, the targets of the batch, the
+/// absolute step index `t` (for a chunk of steps: its first step `t0`) and the auxiliary table `q`
+/// `[C, T, C]` (only read, and only with [`AuxTargets::Table`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LossContext<'a> {
+    pub kind: LossKind,
+    pub targets: &'a Targets,
+    pub t: usize,
+    pub q: &'a [f64],
+}
+
+impl<'a> LossContext<'a> {
+    pub fn new(kind: LossKind, targets: &'a Targets, t: usize, q: &'a [f64]) -> Self {
+        LossContext { kind, targets, t, q }
+    }
+
+    /// The same context `j` steps later (step `j` of a chunk that starts at `self.t`).
+    pub fn later(self, j: usize) -> Self {
+        LossContext { t: self.t + j, ..self }
+    }
+}
+
+/// The task loss `ℓ_t` (method §4, (4.1)–(4.6)) of step `ctx.t` (of `steps`) for readout `o`
+/// `[B, C]` and its gradient `∂ℓ_t/∂o'`. GPU twin: `shaders/loss_grad.wgsl`.
+pub fn task_loss(o: &[f64], batch: usize, classes: usize, steps: usize, ctx: LossContext) -> (f64, Vec<f64>) {
+    let LossContext { kind, targets, t, q } = ctx;
     assert_eq!(o.len(), batch * classes);
     let w = (t + 1) as f64 / steps as f64;
     let mut grad = vec![0.0; o.len()];
@@ -85,7 +102,7 @@ pub fn task_loss(
                 }
             }
             // (1 − w) · mean_{b,c}(−r_b,c · p_b,c);  ∂/∂o[b, j] = (1−w)/(BC) (softmax_j Σ_c r_c − r_j)
-            // At t = T−1 the weight is 0 (the one-hot target of the spec adds nothing).
+            // At t = T−1 the weight is 0 (the one-hot target adds nothing, method §4).
             let aux_w = 1.0 - w;
             if t + 1 < steps && aux != AuxTargets::Off {
                 let scale = aux_w / (batch * classes) as f64;
@@ -123,6 +140,8 @@ pub fn task_loss(
 /// The table update after step `t` (no gradient; only for `t < T−1`): for each class `y`, the first
 /// sample of the batch (in batch order) with label `y` whose argmax prediction is wrong writes its
 /// softmax into `q[y, t]`. Classes without such a sample keep their row.
+///
+/// Method §4 (4.4). GPU twin: `shaders/loss_finalize.wgsl`.
 pub fn update_table(q: &mut [f64], o: &[f64], labels: &[u32], classes: usize, t: usize, steps: usize) {
     if t + 1 >= steps {
         return;
@@ -154,16 +173,15 @@ mod tests {
         }
         for aux in [AuxTargets::Off, AuxTargets::Table, AuxTargets::Uniform] {
             let kind = LossKind::Classification { aux };
-            let (_, g) = task_loss(kind, &o, b, c, &labels, t, steps, &q);
+            let ctx = LossContext::new(kind, &labels, t, &q);
+            let (_, g) = task_loss(&o, b, c, steps, ctx);
             for i in 0..o.len() {
                 let h = 1e-6;
                 let mut op = o.clone();
                 op[i] += h;
                 let mut om = o.clone();
                 om[i] -= h;
-                let fd = (task_loss(kind, &op, b, c, &labels, t, steps, &q).0
-                    - task_loss(kind, &om, b, c, &labels, t, steps, &q).0)
-                    / (2.0 * h);
+                let fd = (task_loss(&op, b, c, steps, ctx).0 - task_loss(&om, b, c, steps, ctx).0) / (2.0 * h);
                 assert!((fd - g[i]).abs() < 1e-8, "{aux:?} [{i}] {} vs {fd}", g[i]);
             }
         }

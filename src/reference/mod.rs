@@ -1,35 +1,35 @@
 //! The CPU reference: the oracle every GPU result is checked against, written in plain f64 so that
-//! it can be read against `../shared/spec/ltc-fptt.md` line by line. No GPU types, no cleverness:
-//! every formula appears once, in the order the spec writes it.
+//! it can be read against `docs/method.md` line by line. No GPU types, no cleverness:
+//! every formula appears once, in the order the method writes it.
 //!
 //! Files and what each one owns:
 //!
-//! - `mod.rs` (this file): the spike function and the surrogate ψ (spec §2), f64 parameter maps and
+//! - `mod.rs` (this file): the spike function and the surrogate ψ (method §2), f64 parameter maps and
 //!   their conversion from/to the f32 [`TensorMap`], and the dense-map helpers (`y = x·Wᵀ + c`).
 //! - [`batchnorm`]: per-step batch normalisation, its backward through the batch statistics, and
-//!   the running statistics (spec §1).
-//! - [`neuron`]: one spiking layer (LTC, ALIF or LIF neurons), one step forward (spec §1, §7) and
-//!   one step backward (spec §3).
-//! - [`readout`]: the leaky-integrator readout, forward and backward (spec §1, §3).
+//!   the running statistics (method §1).
+//! - [`neuron`]: one spiking layer (LTC, ALIF or LIF neurons), one step forward (method §1, §7) and
+//!   one step backward (method §3).
+//! - [`readout`]: the leaky-integrator readout, forward and backward (method §1, §3).
 //! - [`network`]: a stack of layers plus readout for one step, and the full one-step gradient of
 //!   `ℓ_t` with respect to every parameter (the finite-difference target).
 //! - [`bptt`]: backpropagation through a chunk of K steps (chunked FPTT) or a whole sequence
 //!   (BPTT): the summed loss `Σ_t ℓ_t` from a constant start state and its gradient, chained
 //!   through `m, s, b, o` across the steps.
-//! - [`eprop`]: e-prop (spec §7) for one LIF/ALIF layer: per-synapse eligibility traces derived
+//! - [`eprop`]: e-prop (method §7) for one LIF/ALIF layer: per-synapse eligibility traces derived
 //!   from the layer's own dynamics, the learning signal from the readout error, the readout's own
 //!   forward-mode trace; its gradient over a chunk, the counterpart of [`bptt`]'s.
-//! - [`loss`]: the per-step losses and their gradient on `o'`, and the auxiliary table `q` (spec §4).
-//! - [`optim`]: the FPTT update's algebra, gradient clipping, Adam/Adamax/SGD steps (spec §5).
+//! - [`loss`]: the per-step losses and their gradient on `o'`, and the auxiliary table `q` (method §4).
+//! - [`optim`]: the FPTT update's algebra, gradient clipping, Adam/Adamax/SGD steps (method §5).
 //! - [`trainer`]: [`ReferenceTrainer`], which runs sequences with an FPTT update after every chunk
 //!   of K steps (K = 1: after every step), one plain update per sequence (BPTT), or e-prop's plain
 //!   updates after every step or once per sequence.
 //!
 //! Conventions: activations are row-major `[B, F]` (`B` samples, `F` features) `Vec<f64>`; a dense
 //! weight is `[out, in]` row-major like PyTorch's `Linear`. Parameters live in a [`Params`] map by
-//! their spec/checkpoint name.
+//! their checkpoint name (method §8).
 
-// Index loops read like the spec's formulas; iterator chains would hide the indices.
+// Index loops read like the method's formulas; iterator chains would hide the indices.
 #![allow(clippy::needless_range_loop)]
 
 pub mod batchnorm;
@@ -50,13 +50,15 @@ use crate::tensor::{Tensor, TensorMap};
 pub use batchnorm::Norm;
 pub use bptt::StateGrad;
 pub use eprop::{Eprop, EpropError};
+pub use loss::LossContext;
 pub use network::{Net, NetState, StepCache};
 pub use neuron::{LayerBackward, LayerCache, LayerSpec, LayerState};
 pub use readout::{ReadoutBackward, ReadoutCache, ReadoutSpec};
 pub use trainer::ReferenceTrainer;
 
-/// Spec §1 constants in exact f64 (the model's f32 constants, written as the decimal literals the
-/// spec gives, so that the test vectors of spec §6 hold to f64 precision).
+/// Method §1 constants ((1.5), (1.12), (1.13)) in exact f64 (the model's f32 constants, written as
+/// the decimal literals docs/method.md gives, so that the test vectors of method §6 hold to f64
+/// precision). GPU twins: `B0`, `BETA_ADAPT` in `shaders/shared/neuron.wgsl`.
 pub const B0: f64 = 0.1;
 pub const BETA_ADAPT: f64 = 1.8;
 pub const BN_EPS: f64 = 1e-5;
@@ -72,7 +74,7 @@ pub type Grads = Params;
 /// The spike nonlinearity: what the forward pass uses and what the backward pass differentiates.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SpikeFn {
-    /// Forward `H(v)` (1 if `v > 0`), backward the multi-Gaussian surrogate ψ of spec §2.
+    /// Forward `H(v)` (1 if `v > 0`, method §2 (2.1)), backward the multi-Gaussian surrogate ψ (2.2).
     Heaviside,
     /// Forward `σ(k·v)`, backward its exact derivative `k·σ(kv)(1 − σ(kv))`: a smooth network whose
     /// analytic gradient must match finite differences.
@@ -106,25 +108,31 @@ impl SpikeFn {
     }
 }
 
-/// `N(v; μ, σ)`: the normal density.
+/// `N(v; μ, σ)`: the normal density (method §2 (2.3)).
 fn gaussian(v: f64, mu: f64, sigma: f64) -> f64 {
     (-(v - mu) * (v - mu) / (2.0 * sigma * sigma)).exp() / (sigma * (2.0 * std::f64::consts::PI).sqrt())
 }
 
-/// The surrogate gradient ψ of spec §2:
+/// The surrogate's constants, method §2 (2.4): the gain γ, the width ℓ of the central Gaussian (and
+/// the offset of the side lobes), the height h of the side lobes and their width factor k. (The
+/// authors' code calls them `gamma`, `lens`, `hight`, `scale`.)
+pub const SURROGATE_GAMMA: f64 = 0.5;
+pub const SURROGATE_WIDTH: f64 = 0.3;
+pub const SURROGATE_HEIGHT: f64 = 0.15;
+pub const SURROGATE_SCALE: f64 = 6.0;
+
+/// The surrogate gradient ψ of method §2 (2.2):
 /// `ψ(v) = γ·[(1+h)·N(v; 0, ℓ) − h·N(v; ℓ, kℓ) − h·N(v; −ℓ, kℓ)]`, γ = 0.5, ℓ = 0.3, h = 0.15, k = 6.
+/// GPU twin: `surrogate` in `shaders/shared/neuron.wgsl`.
 pub fn surrogate(v: f64) -> f64 {
-    const GAMMA: f64 = 0.5;
-    const LENS: f64 = 0.3;
-    const HIGHT: f64 = 0.15;
-    const SCALE: f64 = 6.0;
-    GAMMA
-        * ((1.0 + HIGHT) * gaussian(v, 0.0, LENS)
-            - HIGHT * gaussian(v, LENS, SCALE * LENS)
-            - HIGHT * gaussian(v, -LENS, SCALE * LENS))
+    let (w, h) = (SURROGATE_WIDTH, SURROGATE_HEIGHT);
+    SURROGATE_GAMMA
+        * ((1.0 + h) * gaussian(v, 0.0, w)
+            - h * gaussian(v, w, SURROGATE_SCALE * w)
+            - h * gaussian(v, -w, SURROGATE_SCALE * w))
 }
 
-/// `σ(z) = 1/(1 + e^(−z))`.
+/// `σ(z) = 1/(1 + e^(−z))`. GPU twin: `sigmoid` in `shaders/shared/neuron.wgsl`.
 pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
@@ -268,7 +276,7 @@ mod tests {
             (2.0, -0.017989, 1e-6),
         ] {
             let got = surrogate(v);
-            assert!((got - want).abs() < tol, "ψ({v}) = {got}, spec {want}");
+            assert!((got - want).abs() < tol, "ψ({v}) = {got}, method {want}");
         }
     }
 

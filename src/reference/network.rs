@@ -6,12 +6,12 @@
 //! finite-difference tests check.
 
 use super::batchnorm::Norm;
-use super::loss::task_loss;
+use super::loss::{task_loss, LossContext};
 use super::neuron::{self, LayerCache, LayerSpec, LayerState};
 use super::readout::{self, ReadoutCache, ReadoutSpec};
 use super::{Grads, Params, SpikeFn};
 use crate::model::{ModelConfig, ParamLayout};
-use crate::settings::{InitialState, LossKind, Targets};
+use crate::settings::InitialState;
 
 /// A network's structure (no parameters: those are passed in, so that finite differences can
 /// perturb a copy).
@@ -32,7 +32,9 @@ pub struct NetState {
 }
 
 impl NetState {
-    /// The start of a sequence (spec §1): `m` from `init`, `s = 0`, `b = b0`, `o = 0`.
+    /// The start of a sequence (method §1): `m` from `init`, `s = 0`, `b = b0`, `o = 0`.
+    ///
+    /// Method §1 (1.17).
     pub fn start(cfg: &ModelConfig, init: &InitialState, batch: usize) -> Self {
         assert_eq!(init.membrane.len(), cfg.layers(), "one initial membrane per hidden layer");
         let layers = init
@@ -80,6 +82,9 @@ impl Net {
     }
 
     /// One step forward from `state` with data `x` `[B, I]`.
+    ///
+    /// Method §1, layer by layer then the readout. GPU twins: the forward kernels of
+    /// [`neuron::forward`] and [`readout::forward`], in the same order.
     pub fn forward(&self, p: &Params, x: &[f64], state: &NetState, batch: usize, norm: Norm) -> StepCache {
         let mut caches: Vec<LayerCache> = Vec::with_capacity(self.layers.len());
         for (k, spec) in self.layers.iter().enumerate() {
@@ -93,6 +98,9 @@ impl Net {
     }
 
     /// One step backward from `ḡ_o'` `[B, C]`: the gradient of every parameter (frozen slopes too).
+    ///
+    /// Method §3, the readout then the layers from the top. GPU twins: the backward kernels of
+    /// [`readout::backward`] and [`neuron::backward`], in the same order.
     pub fn backward(&self, p: &Params, cache: &StepCache, batch: usize, g_o: &[f64]) -> Grads {
         let (mut grads, mut g_s) = readout::backward(&self.readout, p, &cache.readout, batch, g_o);
         for k in (0..self.layers.len()).rev() {
@@ -107,39 +115,19 @@ impl Net {
     }
 
     /// `ℓ_t` for one step from `state` (batch-norm with this step's batch statistics), without the
-    /// gradient: the function finite differences differentiate.
-    #[allow(clippy::too_many_arguments)]
-    pub fn step_loss(
-        &self,
-        p: &Params,
-        state: &NetState,
-        x: &[f64],
-        targets: &Targets,
-        loss: LossKind,
-        t: usize,
-        q: &[f64],
-    ) -> f64 {
+    /// gradient: the function finite differences differentiate. `loss.t` is the step's index.
+    pub fn step_loss(&self, p: &Params, state: &NetState, x: &[f64], loss: LossContext) -> f64 {
         let batch = state.o.len() / self.cfg.outputs;
         let cache = self.forward(p, x, state, batch, Norm::Batch);
-        task_loss(loss, cache.output(), batch, self.cfg.outputs, targets, t, self.cfg.steps, q).0
+        task_loss(cache.output(), batch, self.cfg.outputs, self.cfg.steps, loss).0
     }
 
     /// `ℓ_t` and its gradient with respect to every parameter, for one step from `state` (a
-    /// constant) with data `x` `[B, I]`, batch norm in training mode, `q` the `[C, T, C]` table.
-    #[allow(clippy::too_many_arguments)]
-    pub fn step_gradient(
-        &self,
-        p: &Params,
-        state: &NetState,
-        x: &[f64],
-        targets: &Targets,
-        loss: LossKind,
-        t: usize,
-        q: &[f64],
-    ) -> (f64, Grads) {
+    /// constant) with data `x` `[B, I]`, batch norm in training mode (method §3, §4).
+    pub fn step_gradient(&self, p: &Params, state: &NetState, x: &[f64], loss: LossContext) -> (f64, Grads) {
         let batch = state.o.len() / self.cfg.outputs;
         let cache = self.forward(p, x, state, batch, Norm::Batch);
-        let (l, g_o) = task_loss(loss, cache.output(), batch, self.cfg.outputs, targets, t, self.cfg.steps, q);
+        let (l, g_o) = task_loss(cache.output(), batch, self.cfg.outputs, self.cfg.steps, loss);
         (l, self.backward(p, &cache, batch, &g_o))
     }
 }

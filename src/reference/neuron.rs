@@ -1,9 +1,9 @@
-//! One spiking layer for one time step: the forward of spec §1 and the one-step backward of
-//! spec §3, both with the state from the previous step as a constant (FPTT, truncation 1) and with
+//! One spiking layer for one time step: the forward of method §1 and the one-step backward of
+//! method §3, both with the state from the previous step as a constant (FPTT, truncation 1) and with
 //! the gradient on that state too (chunked truncation and BPTT chain it across steps). Owns the
 //! three ways the input current is formed (separate input and recurrent maps, the same with
 //! per-step batch norm, the fused map of the adding task), the two thresholds (adaptive with
-//! `τa`, or fixed) and the three neurons (spec §7): LTC, whose `τm`, `τa` are gates computed from
+//! `τa`, or fixed) and the three neurons (method §7): LTC, whose `τm`, `τa` are gates computed from
 //! `[d ; m]`, `[d ; b]`, and LIF/ALIF, whose `τm = σ(ρ_m)`, `τa = σ(ρ_a)` are per-neuron constants
 //! (the same for every sample and step). Everything else (current, threshold, integration, spike,
 //! reset, and their derivatives) is shared, so FPTT, chunks and BPTT work for every kind.
@@ -65,7 +65,9 @@ pub struct LayerState {
 }
 
 impl LayerState {
-    /// The start of a sequence (spec §1): the given membrane, `s = 0`, `b = b0`.
+    /// The start of a sequence (method §1): the given membrane, `s = 0`, `b = b0`.
+    ///
+    /// Method §1 (1.17).
     pub fn start(membrane: Vec<f64>) -> Self {
         let n = membrane.len();
         LayerState { m: membrane, s: vec![0.0; n], b: vec![B0; n] }
@@ -99,7 +101,10 @@ pub struct LayerCache {
     pub u: Vec<f64>,
 }
 
-/// One step forward (spec §1) for a batch of `batch` samples.
+/// One step forward (method §1) for a batch of `batch` samples.
+///
+/// Method §1 (1.1)–(1.11), §7 (7.1)–(7.2). GPU twins: `shaders/layer_current.wgsl`, then
+/// `shaders/batch_norm_forward.wgsl` (with batch norm), then `shaders/layer_neuron.wgsl`.
 pub fn forward(
     spec: &LayerSpec,
     p: &Params,
@@ -228,11 +233,14 @@ pub struct LayerBackward {
     pub g_prev: LayerState,
 }
 
-/// One step backward (spec §3) from the upstream gradients on the layer's outputs: `g_s` on `s'`,
+/// One step backward (method §3) from the upstream gradients on the layer's outputs: `g_s` on `s'`,
 /// `g_m` on `m'` and `g_b` on `b'` (`None` = 0). Returns the gradient of every parameter the layer
 /// uses (including the gate slopes, trainable or not) and `ḡ_x` `[B, I]`, the gradient on the
 /// layer's input (the `ḡ_s` of the layer below). The previous state is a constant (FPTT with
 /// truncation 1); [`backward_through_state`] also returns the gradient on it.
+///
+/// Method §3 (3.1)–(3.11). GPU twins: `shaders/layer_backward_neuron.wgsl`, `shaders/weight_grad.wgsl`,
+/// `shaders/slope_grad.wgsl`, `shaders/input_grad.wgsl`, `shaders/batch_norm_backward.wgsl`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     spec: &LayerSpec,
@@ -260,6 +268,9 @@ struct Gate<'a> {
 /// Backward through `gate` from `r = ḡ_τ⊙τ(1−τ)`, with `ḡ_z = r⊙a`: records `∇W = Σ ḡ_zᵀ·[d ; state]`,
 /// `∇c = Σ ḡ_z` and `∇a = Σ r⊙pre` in `grads`, adds `(ḡ_z·W)[:, :N]` to `g_d`, and returns
 /// `(ḡ_z·W)[:, N:]`, the gradient on the gate's state input.
+///
+/// Method §3 (3.6)–(3.9). GPU twins: `shaders/weight_grad.wgsl`, `shaders/slope_grad.wgsl`,
+/// `shaders/input_grad.wgsl`.
 #[allow(clippy::too_many_arguments)]
 fn gate_backward(
     spec: &LayerSpec,
@@ -283,8 +294,8 @@ fn gate_backward(
     last_columns(&g_input, nb, 2 * nn, nn)
 }
 
-/// [`backward`] plus the gradient on the previous state (the chunk's chain of spec §3, last
-/// paragraph). Besides the local derivatives of spec §3 (which give the same parameter gradients
+/// [`backward`] plus the gradient on the previous state (the chunk's chain of method §3, last
+/// paragraph). Besides the local derivatives of method §3 (which give the same parameter gradients
 /// and `ḡ_x`, bit for bit):
 ///
 /// - previous `m`: through `u = m + τm⊙(d − m)` (`ḡ_u⊙(1 − τm)`) and through the gate input
@@ -298,6 +309,9 @@ fn gate_backward(
 ///
 /// LIF/ALIF have no gate inputs: `τm`, `τa` depend on `ρ_m`, `ρ_a` only, so the previous `m` and
 /// `b` receive just the integration and adaptation terms, and `∇ρ = Σ_batch ḡ_τ⊙τ(1−τ)`.
+///
+/// Method §3 (3.1)–(3.11) and (3.16)–(3.18); §7 for LIF/ALIF. GPU twins: those of [`backward`]
+/// (`shaders/layer_backward_neuron.wgsl` also carries the state gradients inside a chunk).
 #[allow(clippy::too_many_arguments)]
 pub fn backward_through_state(
     spec: &LayerSpec,

@@ -1,9 +1,9 @@
-//! The FPTT update of spec §5, element by element, and the optimizer steps it uses (PyTorch
+//! The FPTT update of method §5, element by element, and the optimizer steps it uses (PyTorch
 //! semantics). The trainer composes them per update, over all trainable tensors:
 //!
 //! 1. [`fptt_gradient`]: `g = ∇ℓ_t − λ + α·(W − W̄)`
 //! 2. [`clip_factor`]: `g ← g·min(1, c/(‖g‖₂ + 1e−6))`, the norm global over all tensors
-//! 3. [`adam_step`] / [`adamax_step`] (or [`sgd_step`] for the spec's scalar trace)
+//! 3. [`adam_step`] / [`adamax_step`] (or [`sgd_step`] for the scalar trace of method §6)
 //! 4. [`fptt_after_step`]: `λ ← λ − α·(W − W̄)` with the old `W̄`, then `W̄ ← (1−β)·W̄ + β·W − (β/α)·λ`
 //!
 //! [`regulariser`] is `−⟨W, λ⟩ + (α/2)·‖W − W̄‖²`, the part of the total loss beyond `ℓ_t`.
@@ -11,21 +11,29 @@
 use crate::settings::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 
 /// `g = ∇ℓ_t − λ + α·(W − W̄)`.
+///
+/// Method §5 (5.2). GPU twins: `shaders/fptt_norm.wgsl` (for the norm), `shaders/fptt_update.wgsl`.
 pub fn fptt_gradient(grad: &[f64], w: &[f64], wbar: &[f64], lambda: &[f64], alpha: f64) -> Vec<f64> {
     (0..w.len()).map(|i| grad[i] - lambda[i] + alpha * (w[i] - wbar[i])).collect()
 }
 
 /// `−⟨W, λ⟩ + (α/2)·‖W − W̄‖²` for one tensor.
+///
+/// Method §5 (5.1).
 pub fn regulariser(w: &[f64], wbar: &[f64], lambda: &[f64], alpha: f64) -> f64 {
     (0..w.len()).map(|i| -w[i] * lambda[i] + 0.5 * alpha * (w[i] - wbar[i]).powi(2)).sum()
 }
 
 /// The factor of PyTorch's `clip_grad_norm_`: `min(1, c/(‖g‖₂ + 1e−6))` for the global norm `norm`.
+///
+/// Method §5 (5.3). GPU twin: `shaders/fptt_clip.wgsl`.
 pub fn clip_factor(norm: f64, clip: f64) -> f64 {
     (clip / (norm + 1e-6)).min(1.0)
 }
 
 /// Plain SGD: `W ← W − lr·g`.
+///
+/// Method §5 (the scalar trace of §6 only); no GPU twin.
 pub fn sgd_step(w: &mut [f64], g: &[f64], lr: f64) {
     for (wi, gi) in w.iter_mut().zip(g) {
         *wi -= lr * gi;
@@ -34,6 +42,8 @@ pub fn sgd_step(w: &mut [f64], g: &[f64], lr: f64) {
 
 /// Adam (PyTorch), update number `n ≥ 1`: `m ← m + (1−β1)(g − m)`, `v ← β2·v + (1−β2)·g²`,
 /// `W ← W − (lr/(1−β1ⁿ))·m/(√v/√(1−β2ⁿ) + ε)`.
+///
+/// Method §5 (5.7). GPU twin: `shaders/fptt_update.wgsl`.
 pub fn adam_step(w: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64], lr: f64, n: u64) {
     let bc1 = 1.0 - ADAM_BETA1.powi(n as i32);
     let bc2_sqrt = (1.0 - ADAM_BETA2.powi(n as i32)).sqrt();
@@ -47,6 +57,8 @@ pub fn adam_step(w: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64], lr: f64
 
 /// Adamax (PyTorch), update number `n ≥ 1`: `m ← m + (1−β1)(g − m)`, `u ← max(β2·u, |g| + ε)`,
 /// `W ← W − (lr/(1−β1ⁿ))·m/u`.
+///
+/// Method §5 (5.8). GPU twin: `shaders/fptt_update.wgsl`.
 pub fn adamax_step(w: &mut [f64], g: &[f64], m: &mut [f64], u: &mut [f64], lr: f64, n: u64) {
     let step = lr / (1.0 - ADAM_BETA1.powi(n as i32));
     for i in 0..w.len() {
@@ -58,6 +70,8 @@ pub fn adamax_step(w: &mut [f64], g: &[f64], m: &mut [f64], u: &mut [f64], lr: f
 
 /// After the optimizer step (W is the new W): `λ ← λ − α·(W − W̄)` with the old `W̄`, then
 /// `W̄ ← (1−β)·W̄ + β·W − (β/α)·λ` with the new `λ`.
+///
+/// Method §5 (5.5)–(5.6). GPU twin: `shaders/fptt_update.wgsl`.
 pub fn fptt_after_step(w: &[f64], wbar: &mut [f64], lambda: &mut [f64], alpha: f64, beta: f64) {
     for i in 0..w.len() {
         lambda[i] -= alpha * (w[i] - wbar[i]);

@@ -1,5 +1,5 @@
-//! The readout: a leaky integrator without spikes (spec §1 "Readout"), one step forward and its
-//! one-step backward (spec §3), with the previous `o` a constant or with the gradient on it (for
+//! The readout: a leaky integrator without spikes (method §1 "Readout"), one step forward and its
+//! one-step backward (method §3), with the previous `o` a constant or with the gradient on it (for
 //! chunked truncation and BPTT):
 //! `z = W_o·s_top + c_o` (optionally `BN_o,t(·)`), `τo = σ(a_o·(W_om·[z ; o] + c_om))`,
 //! `o' = (1 − τo)⊙o + τo⊙z`.
@@ -53,6 +53,9 @@ pub struct ReadoutCache {
     pub o: Vec<f64>,
 }
 
+/// One step forward of the readout (method §1 (1.14)–(1.16)) from the top layer's new spikes
+/// `s_top` `[B, N]` and the previous `o` `[B, C]`. GPU twins: `shaders/readout_current.wgsl`, then
+/// `shaders/batch_norm_forward.wgsl` (with batch norm), then `shaders/readout_gate.wgsl`.
 pub fn forward(
     spec: &ReadoutSpec,
     p: &Params,
@@ -92,6 +95,9 @@ pub struct ReadoutBackward {
 /// The backward from `ḡ_o'` `[B, C]`: the readout's parameter gradients and `ḡ_s_top` `[B, N]`.
 /// `ḡ_zo = ḡ_o'⊙(z − o)⊙τo(1−τo)⊙a_o`, `ḡ_z = ḡ_o'⊙τo + ḡ_zo·W_om[:, :C]`, `ḡ_s_top = ḡ_z·W_o`.
 /// The previous `o` is a constant; [`backward_through_state`] also returns the gradient on it.
+///
+/// Method §3 (3.12)–(3.14). GPU twins: `shaders/readout_backward.wgsl`, then `shaders/weight_grad.wgsl`,
+/// `shaders/slope_grad.wgsl`, `shaders/input_grad.wgsl`.
 pub fn backward(spec: &ReadoutSpec, p: &Params, c: &ReadoutCache, batch: usize, g_o: &[f64]) -> (Grads, Vec<f64>) {
     let r = backward_through_state(spec, p, c, batch, g_o);
     (r.grads, r.g_s_top)
@@ -99,6 +105,8 @@ pub fn backward(spec: &ReadoutSpec, p: &Params, c: &ReadoutCache, batch: usize, 
 
 /// [`backward`] plus the gradient on the previous `o`: through the leak `o' = (1 − τo)⊙o + τo⊙z`
 /// (`ḡ_o'⊙(1 − τo)`) and through the gate input `[z ; o]` of `W_om` (`(ḡ_zo·W_om)[:, C:]`).
+///
+/// Method §3 (3.12)–(3.14), (3.19). GPU twins: those of [`backward`].
 pub fn backward_through_state(
     spec: &ReadoutSpec,
     p: &Params,

@@ -1,4 +1,4 @@
-//! [`ReferenceTrainer`]: training with FPTT (spec §5), BPTT or e-prop (spec §7), as [`LearningRule`]
+//! [`ReferenceTrainer`]: training with FPTT (method §5), BPTT or e-prop (method §7), as [`LearningRule`]
 //! says. Owns the
 //! training state (W, W̄, λ, the optimizer moments, the batch-norm running statistics per step, the
 //! auxiliary table `q`, the update counter) and the order of one update: the chunk's forward step
@@ -12,7 +12,7 @@
 
 use super::batchnorm::{self, Norm};
 use super::eprop::Eprop;
-use super::loss::{task_loss, update_table};
+use super::loss::{task_loss, update_table, LossContext};
 use super::network::{Net, NetState, StepCache};
 use super::optim::{adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser};
 use super::{params_from_map, to_f32, to_f64, to_tensor, Params, SpikeFn};
@@ -49,7 +49,7 @@ pub struct ReferenceTrainer {
 }
 
 impl ReferenceTrainer {
-    /// `init` holds every parameter by spec name, and optionally the batch-norm running statistics
+    /// `init` holds every parameter by checkpoint name (method §8), and optionally the batch-norm running statistics
     /// (missing ones start at mean 0, variance 1). W̄ = W, λ = 0, moments 0, `q` = 0, no updates yet.
     /// Panics with [`super::eprop::check`]'s message when e-prop is asked for a network it does not apply to.
     pub fn new(cfg: &ModelConfig, settings: &FpttSettings, batch: usize, init: &TensorMap) -> Self {
@@ -204,7 +204,13 @@ impl ReferenceTrainer {
                 batchnorm::update_running(&mut self.stats, &ro.bn, t, cache.readout.bn.as_ref().unwrap(), nb);
             }
             // ℓ_t reads q[y_b, t] before this step's write.
-            let (task, g_o) = task_loss(self.settings.loss, cache.output(), nb, nc, &batch.targets, t, steps, &self.q);
+            let (task, g_o) = task_loss(
+                cache.output(),
+                nb,
+                nc,
+                steps,
+                LossContext::new(self.settings.loss, &batch.targets, t, &self.q),
+            );
             // The table is kept up to date whatever the loss reads: the authors' code (and the
             // `bn-adamax` fixture, aux term off) writes it regardless, so uniform targets in the
             // first epochs leave a table ready for when it is switched on.
@@ -254,8 +260,8 @@ impl ReferenceTrainer {
             let x = to_f64(batch.step(t));
             // No batch norm under e-prop (eprop::check), so no running statistics to update.
             let cache = self.net.forward(&self.params, &x, &state, nb, Norm::Batch);
-            let (task, g_o) =
-                task_loss(self.settings.loss, cache.output(), nb, nc, &batch.targets, t, total_steps, &self.q);
+            let loss = LossContext::new(self.settings.loss, &batch.targets, t, &self.q);
+            let (task, g_o) = task_loss(cache.output(), nb, nc, total_steps, loss);
             if let (LossKind::Classification { .. }, Targets::Labels(labels)) = (self.settings.loss, &batch.targets) {
                 update_table(&mut self.q, cache.output(), labels, nc, t, total_steps);
             }
@@ -275,12 +281,17 @@ impl ReferenceTrainer {
     }
 
     /// `−Σ⟨W, λ⟩ + α/2·Σ‖W − W̄‖²` over the trainable tensors, with the current W, λ, W̄.
+    ///
+    /// Method §5 (5.1).
     fn regulariser(&self) -> f64 {
         let alpha = self.settings.alpha as f64;
         self.wbar.keys().map(|k| regulariser(&self.params[k], &self.wbar[k], &self.lambda[k], alpha)).sum()
     }
 
-    /// Spec §5: g = ∇ℓ − λ + α(W − W̄); global-norm clip; optimizer step; λ and W̄ updates.
+    /// Method §5: g = ∇ℓ − λ + α(W − W̄); global-norm clip; optimizer step; λ and W̄ updates.
+    ///
+    /// Method §5 (5.2)–(5.6), with (5.12) for a chunk. GPU twins: `shaders/fptt_norm.wgsl`,
+    /// `shaders/fptt_clip.wgsl`, `shaders/fptt_update.wgsl`.
     fn fptt_update(&mut self, grads: &Params) {
         let alpha = self.settings.alpha as f64;
         let beta = self.settings.beta as f64;
@@ -299,8 +310,10 @@ impl ReferenceTrainer {
         }
     }
 
-    /// BPTT (spec §5, last paragraph) and e-prop: the task gradient itself (e-prop's estimate of
+    /// BPTT (method §5, last paragraph) and e-prop: the task gradient itself (e-prop's estimate of
     /// it), clipped, one optimizer step; W̄ and λ are not touched.
+    ///
+    /// Method §5 (5.13). GPU twins: the kernels of [`Self::fptt_update`] with `OPTIM_PLAIN`.
     fn plain_update(&mut self, grads: &Params) {
         let g: Params = self.wbar.keys().map(|k| (k.clone(), grads[k].clone())).collect();
         self.clipped_optimizer_step(g);
@@ -338,13 +351,16 @@ impl ReferenceTrainer {
         for t in 0..steps {
             let x = to_f64(batch.step(t));
             let cache = self.net.forward(&self.params, &x, &state, nb, Norm::Running { stats: &self.stats, t });
-            losses.push(task_loss(self.settings.loss, cache.output(), nb, nc, &batch.targets, t, steps, &self.q).0);
+            let loss = LossContext::new(self.settings.loss, &batch.targets, t, &self.q);
+            losses.push(task_loss(cache.output(), nb, nc, steps, loss).0);
             state = cache.next_state();
         }
         (losses, to_f32(&state.o))
     }
 
     /// The epoch-end reset: `W ← W̄` for every trainable tensor (λ, W̄, moments kept).
+    ///
+    /// Method §5 (5.9).
     pub fn reset_to_running_mean(&mut self) {
         for (k, wbar) in &self.wbar {
             self.params.insert(k.clone(), wbar.clone());

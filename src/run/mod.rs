@@ -2,15 +2,18 @@
 //! the reset policy and LR schedule, `metrics.csv`, `config.toml`, checkpoints and exact resume.
 //! This is the one module that sees everything else (data, model, engine, checkpoints).
 //!
-//! - [`experiment`]: the typed experiment and its TOML form (every key in `experiments/README.md`).
+//! - [`experiment`]: the typed experiment and its TOML form (every key declared once in
+//!   [`experiment::keys`], which `experiments/README.md` is checked against).
 //! - [`metrics`]: the CSV writer (columns [`metrics::COLUMNS`]).
 //! - [`progress`]: the progress bar or log lines on stderr.
 //! - `trainer`: [`train`], the loop itself.
+//! - `resume`: continuing a run: its `config.toml`, `[run]` record and checkpoint position.
 //! - [`summary`]: `fptt summarize`, one line per run directory.
 
 pub mod experiment;
 pub mod metrics;
 pub mod progress;
+mod resume;
 pub mod summary;
 mod trainer;
 
@@ -19,9 +22,8 @@ use std::path::PathBuf;
 pub use experiment::{Experiment, ExperimentError, LrSchedule, Membrane, ResetPolicy, Task};
 pub use metrics::{MetricsWriter, Row, SplitKind, COLUMNS};
 pub use progress::ProgressMode;
-pub use trainer::{
-    command_line, resume_experiment, train, RunSummary, TrainOptions, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE,
-};
+pub use resume::resume_experiment;
+pub use trainer::{command_line, train, RunSummary, TrainOptions, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE};
 
 use crate::checkpoint::CheckpointError;
 use crate::data::DataError;

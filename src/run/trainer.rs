@@ -16,38 +16,21 @@ use toml::{Table, Value};
 use super::experiment::{Experiment, Membrane, ResetPolicy, Task, IMAGE_CLASSES, IMAGE_PIXELS, RUN_SECTION};
 use super::metrics::{MetricsWriter, Row, RowContext, SplitKind};
 use super::progress::{Progress, ProgressMode};
+use super::resume::{self, Position, Tally};
 use super::RunError;
 use crate::checkpoint;
 use crate::data::{adding_batch, epoch_order, ImageDataset, SequenceView, Split};
 use crate::gpu::{DeviceChoice, GpuContext};
-use crate::learn::{EngineError, FpttEngine, SequenceMetrics};
-use crate::model::{init_params, ParamLayout, StatLayout};
+use crate::learn::{EngineError, FpttEngine};
+use crate::model::{init_params, ModelConfig, ParamLayout, StatLayout};
 use crate::rng::Rng;
-use crate::settings::{FpttSettings, InitialState, LossKind, SequenceBatch};
+use crate::settings::{InitialState, SequenceBatch};
 use crate::tensor::TensorMap;
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.csv";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const KERNELS_FILE: &str = "kernels.csv";
-
-/// Metadata keys of a run checkpoint.
-mod meta {
-    pub const FORMAT: &str = "fptt.format";
-    pub const FORMAT_VALUE: &str = "fptt-run-1";
-    pub const NAME: &str = "fptt.experiment";
-    pub const VERSION: &str = "fptt.version";
-    pub const EPOCH: &str = "fptt.epochs_done";
-    pub const BATCH: &str = "fptt.batch_in_epoch";
-    pub const ITERATION: &str = "fptt.iteration";
-    pub const UPDATES: &str = "fptt.updates";
-    pub const LR: &str = "fptt.lr";
-    pub const ELAPSED: &str = "fptt.elapsed_s";
-    pub const RNG_DATA: &str = "fptt.rng.data";
-    pub const RNG_EPOCH_START: &str = "fptt.rng.epoch_start";
-    pub const RNG_MEMBRANE: &str = "fptt.rng.membrane";
-    pub const WINDOW: &str = "fptt.report_window";
-}
 
 /// How `train` runs, beyond the experiment itself.
 pub struct TrainOptions {
@@ -98,18 +81,6 @@ pub struct RunSummary {
     pub adapter: String,
 }
 
-/// The experiment of a run directory (its `config.toml`), with `--set` overrides.
-pub fn resume_experiment(dir: &Path, sets: &[String]) -> Result<Experiment, RunError> {
-    let path = dir.join(CONFIG_FILE);
-    if !path.is_file() {
-        return Err(RunError::Resume {
-            dir: dir.to_path_buf(),
-            message: format!("{} not found (is this a run directory written by `fptt train`?)", path.display()),
-        });
-    }
-    Ok(Experiment::load(&path, sets)?)
-}
-
 enum TaskData {
     Adding,
     Images { train: ImageDataset, test: ImageDataset, view: SequenceView, n_train: usize, n_test: usize },
@@ -150,16 +121,6 @@ fn load_data(exp: &Experiment) -> Result<TaskData, RunError> {
     Ok(TaskData::Images { train, test, view, n_train, n_test })
 }
 
-fn rng_to_string(r: &Rng) -> String {
-    r.state().iter().map(|x| format!("{x:016x}")).collect::<Vec<_>>().join(",")
-}
-
-fn rng_from_string(s: &str) -> Option<Rng> {
-    let parts: Vec<u64> = s.split(',').map(|p| u64::from_str_radix(p, 16).ok()).collect::<Option<_>>()?;
-    let arr: [u64; 4] = parts.try_into().ok()?;
-    Some(Rng::from_state(arr))
-}
-
 /// `YYYYMMDD-HHMMSS` in UTC.
 fn utc_stamp() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -185,69 +146,6 @@ fn run_dir(exp: &Experiment, opts: &TrainOptions) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}", exp.name, utc_stamp())))
 }
 
-/// Where a run stands: fresh, or as a checkpoint left it.
-struct Position {
-    epochs_done: usize,
-    batch_in_epoch: usize,
-    iteration: u64,
-    data_rng: Rng,
-    epoch_start: Rng,
-    membrane_rng: Rng,
-    elapsed: f64,
-    window: Tally,
-}
-
-/// Sums over the sequences of a report window or an evaluation.
-#[derive(Default)]
-struct Tally {
-    sequences: usize,
-    samples: usize,
-    loss: f64,
-    correct: usize,
-    sqerr: f64,
-    spikes: f64,
-}
-
-impl Tally {
-    /// Exact text form (f64 bit patterns), so a resumed run reports the same window sums.
-    fn to_meta(&self) -> String {
-        format!(
-            "{},{},{:016x},{},{:016x},{:016x}",
-            self.sequences,
-            self.samples,
-            self.loss.to_bits(),
-            self.correct,
-            self.sqerr.to_bits(),
-            self.spikes.to_bits()
-        )
-    }
-
-    fn from_meta(s: &str) -> Option<Tally> {
-        let p: Vec<&str> = s.split(',').collect();
-        if p.len() != 6 {
-            return None;
-        }
-        let bits = |x: &str| u64::from_str_radix(x, 16).ok().map(f64::from_bits);
-        Some(Tally {
-            sequences: p[0].parse().ok()?,
-            samples: p[1].parse().ok()?,
-            loss: bits(p[2])?,
-            correct: p[3].parse().ok()?,
-            sqerr: bits(p[4])?,
-            spikes: bits(p[5])?,
-        })
-    }
-
-    fn add(&mut self, m: &SequenceMetrics) {
-        self.sequences += 1;
-        self.samples += m.samples;
-        self.loss += m.loss() * m.samples as f64;
-        self.correct += m.correct();
-        self.sqerr += m.last_sqerr();
-        self.spikes += m.spikes();
-    }
-}
-
 struct Loop<'a> {
     exp: &'a Experiment,
     opts: &'a TrainOptions,
@@ -259,25 +157,17 @@ struct Loop<'a> {
     /// Spike-count denominator per sample: Σ hidden · T.
     neuron_steps: f64,
     batches_per_epoch: usize,
-    // Position and generator states (all of it goes into checkpoints).
-    epochs_done: usize,
-    batch_in_epoch: usize,
-    iteration: u64,
-    data_rng: Rng,
-    epoch_start: Rng,
-    membrane_rng: Rng,
-    // Timing.
-    elapsed_before: f64,
+    /// Where the run stands (all of it goes into checkpoints).
+    pos: Position,
+    /// When this process started training (`pos.elapsed_before` counts the time before).
     started: Instant,
     last_checkpoint: Option<u64>,
     last_test: Option<Row>,
-    /// The sequences since the last `train` row.
-    window: Tally,
 }
 
 impl Loop<'_> {
     fn elapsed(&self) -> f64 {
-        self.elapsed_before + self.started.elapsed().as_secs_f64()
+        self.pos.elapsed_before + self.started.elapsed().as_secs_f64()
     }
 
     fn classification(&self) -> bool {
@@ -297,22 +187,9 @@ impl Loop<'_> {
 
     fn save_checkpoint(&mut self) -> Result<(), RunError> {
         let state = self.engine.state()?;
-        let mut m = BTreeMap::new();
-        m.insert(meta::FORMAT.to_string(), meta::FORMAT_VALUE.to_string());
-        m.insert(meta::NAME.to_string(), self.exp.name.clone());
-        m.insert(meta::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string());
-        m.insert(meta::EPOCH.to_string(), self.epochs_done.to_string());
-        m.insert(meta::BATCH.to_string(), self.batch_in_epoch.to_string());
-        m.insert(meta::ITERATION.to_string(), self.iteration.to_string());
-        m.insert(meta::UPDATES.to_string(), self.engine.updates().to_string());
-        m.insert(meta::LR.to_string(), self.lr().to_string());
-        m.insert(meta::ELAPSED.to_string(), self.elapsed().to_string());
-        m.insert(meta::RNG_DATA.to_string(), rng_to_string(&self.data_rng));
-        m.insert(meta::RNG_EPOCH_START.to_string(), rng_to_string(&self.epoch_start));
-        m.insert(meta::RNG_MEMBRANE.to_string(), rng_to_string(&self.membrane_rng));
-        m.insert(meta::WINDOW.to_string(), self.window.to_meta());
+        let m = self.pos.to_meta(&self.exp.name, self.engine.updates(), self.lr(), self.elapsed());
         checkpoint::save(&self.checkpoint_path(), &state, &m)?;
-        self.last_checkpoint = Some(self.iteration);
+        self.last_checkpoint = Some(self.pos.iteration);
         self.write_kernel_times()
     }
 
@@ -346,14 +223,14 @@ impl Loop<'_> {
 
     /// The schedule's learning rate of the current epoch (the engine holds it as f32).
     fn lr(&self) -> f64 {
-        self.exp.lr_at_epoch(self.epochs_done.min(self.exp.train.epochs.saturating_sub(1)))
+        self.exp.lr_at_epoch(self.pos.epochs_done.min(self.exp.train.epochs.saturating_sub(1)))
     }
 
     fn row(&self, split: SplitKind, epoch: usize, tally: &Tally, seconds: f64) -> Row {
         let samples = tally.samples.max(1) as f64;
         Row {
             epoch,
-            iteration: self.iteration,
+            iteration: self.pos.iteration,
             split,
             loss: tally.loss / samples,
             accuracy: self.classification().then(|| tally.correct as f64 / samples),
@@ -394,7 +271,7 @@ impl Loop<'_> {
     fn train_batch(&mut self, order: &[usize], b: usize) -> SequenceBatch {
         let bsz = self.exp.train.batch;
         match &self.data {
-            TaskData::Adding => adding_batch(&mut self.data_rng, bsz, self.exp.data.steps),
+            TaskData::Adding => adding_batch(&mut self.pos.data_rng, bsz, self.exp.data.steps),
             TaskData::Images { train, view, .. } => view.batch(train, &order[b * bsz..(b + 1) * bsz]),
         }
     }
@@ -438,7 +315,7 @@ impl Loop<'_> {
             ),
             None => "no checkpoint was written yet; try a smaller train.lr or train.clip".to_string(),
         };
-        RunError::Diverged { update, iteration: self.iteration + 1, step, loss, kept }
+        RunError::Diverged { update, iteration: self.pos.iteration + 1, step, loss, kept }
     }
 
     /// Stop on request: checkpoint at the current position, and say so.
@@ -449,7 +326,7 @@ impl Loop<'_> {
         self.save_checkpoint()?;
         self.progress.line(&format!(
             "interrupted at iteration {}: checkpoint written to {}; continue with --resume {}",
-            self.iteration,
+            self.pos.iteration,
             self.checkpoint_path().display(),
             self.dir.display()
         ));
@@ -463,61 +340,61 @@ impl Loop<'_> {
         let bsz = t.batch;
         let report_every = self.exp.output.report_every;
         let mut window_start = Instant::now();
-        while self.epochs_done < t.epochs && self.iteration < cap {
-            let epoch = self.epochs_done;
+        while self.pos.epochs_done < t.epochs && self.pos.iteration < cap {
+            let epoch = self.pos.epochs_done;
             self.engine.set_lr(self.exp.lr_at_epoch(epoch) as f32);
             self.engine.set_aux_targets(self.exp.aux_at_epoch(epoch));
-            if self.batch_in_epoch == 0 {
-                self.epoch_start = self.data_rng.clone();
+            if self.pos.batch_in_epoch == 0 {
+                self.pos.epoch_start = self.pos.data_rng.clone();
             }
             let order = match &self.data {
                 TaskData::Adding => Vec::new(),
                 TaskData::Images { n_train, .. } => {
-                    let mut r = self.epoch_start.clone();
+                    let mut r = self.pos.epoch_start.clone();
                     let order = epoch_order(*n_train, self.exp.data.shuffle, &mut r);
-                    self.data_rng = r;
+                    self.pos.data_rng = r;
                     order
                 }
             };
-            while self.batch_in_epoch < self.batches_per_epoch && self.iteration < cap {
-                let batch = self.train_batch(&order, self.batch_in_epoch);
-                let mut membrane_rng = self.membrane_rng.clone();
+            while self.pos.batch_in_epoch < self.batches_per_epoch && self.pos.iteration < cap {
+                let batch = self.train_batch(&order, self.pos.batch_in_epoch);
+                let mut membrane_rng = self.pos.membrane_rng.clone();
                 let init = self.initial_state(bsz, &mut membrane_rng);
-                self.membrane_rng = membrane_rng;
+                self.pos.membrane_rng = membrane_rng;
                 let metrics = match self.engine.train_sequence(&batch, &init) {
                     Ok(m) => m,
                     Err(EngineError::Diverged { update, step, loss }) => return Err(self.diverged(update, step, loss)),
                     Err(e) => return Err(e.into()),
                 };
-                self.iteration += 1;
-                self.batch_in_epoch += 1;
+                self.pos.iteration += 1;
+                self.pos.batch_in_epoch += 1;
                 if t.reset == ResetPolicy::Sequence {
                     self.engine.reset_to_running_mean()?;
                 }
-                self.window.add(&metrics);
-                self.progress.tick(self.iteration);
-                if self.iteration.is_multiple_of(report_every) {
-                    let window = std::mem::take(&mut self.window);
+                self.pos.window.add(&metrics);
+                self.progress.tick(self.pos.iteration);
+                if self.pos.iteration.is_multiple_of(report_every) {
+                    let window = std::mem::take(&mut self.pos.window);
                     let row = self.row(SplitKind::Train, epoch + 1, &window, window_start.elapsed().as_secs_f64());
                     self.csv.write(&row)?;
                     let text = self.describe(&row);
                     let short = self.describe_short(&row);
-                    self.progress.report(self.iteration, &text, &short);
+                    self.progress.report(self.pos.iteration, &text, &short);
                     window_start = Instant::now();
                 }
                 if self.interrupted()? {
                     return Ok(true);
                 }
                 if t.checkpoint_every > 0
-                    && self.iteration.is_multiple_of(t.checkpoint_every)
-                    && self.batch_in_epoch < self.batches_per_epoch
+                    && self.pos.iteration.is_multiple_of(t.checkpoint_every)
+                    && self.pos.batch_in_epoch < self.batches_per_epoch
                 {
                     self.save_checkpoint()?;
                 }
             }
             // Epoch end: the rest of the report window, the reset, evaluation, checkpoint.
-            if self.window.sequences > 0 {
-                let window = std::mem::take(&mut self.window);
+            if self.pos.window.sequences > 0 {
+                let window = std::mem::take(&mut self.pos.window);
                 let row = self.row(SplitKind::Train, epoch + 1, &window, window_start.elapsed().as_secs_f64());
                 self.csv.write(&row)?;
             }
@@ -533,8 +410,8 @@ impl Loop<'_> {
             let text = self.describe(&row);
             self.progress.line(&text);
             self.last_test = Some(row);
-            self.epochs_done += 1;
-            self.batch_in_epoch = 0;
+            self.pos.epochs_done += 1;
+            self.pos.batch_in_epoch = 0;
             self.save_checkpoint()?;
             window_start = Instant::now();
             if self.interrupted()? {
@@ -558,29 +435,6 @@ pub fn command_line() -> String {
     std::env::args().map(|a| quote_arg(&a)).collect::<Vec<_>>().join(" ")
 }
 
-fn meta_get<'a>(dir: &Path, m: &'a BTreeMap<String, String>, key: &str) -> Result<&'a str, RunError> {
-    m.get(key).map(|s| s.as_str()).ok_or_else(|| RunError::Resume {
-        dir: dir.to_path_buf(),
-        message: format!("{CHECKPOINT_FILE} has no `{key}` entry (not a run checkpoint of this version)"),
-    })
-}
-
-fn meta_parse<T: std::str::FromStr>(dir: &Path, m: &BTreeMap<String, String>, key: &str) -> Result<T, RunError> {
-    let s = meta_get(dir, m, key)?;
-    s.parse().map_err(|_| RunError::Resume {
-        dir: dir.to_path_buf(),
-        message: format!("{CHECKPOINT_FILE}: `{key}` = {s:?} is not valid"),
-    })
-}
-
-fn meta_rng(dir: &Path, m: &BTreeMap<String, String>, key: &str) -> Result<Rng, RunError> {
-    let s = meta_get(dir, m, key)?;
-    rng_from_string(s).ok_or_else(|| RunError::Resume {
-        dir: dir.to_path_buf(),
-        message: format!("{CHECKPOINT_FILE}: `{key}` = {s:?} is not a generator state"),
-    })
-}
-
 fn config_toml(exp: &Experiment, dir: &Path, run: Table) -> String {
     let mut table = exp.to_table();
     if let Some(Value::Table(out)) = table.get_mut("output") {
@@ -598,43 +452,33 @@ fn write_file(path: &Path, text: &str) -> Result<(), RunError> {
     std::fs::write(path, text).map_err(|e| RunError::Output { path: path.to_path_buf(), message: e.to_string() })
 }
 
-/// Train `exp` (or continue the run in `opts.out` when `opts.resume`).
-pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunError> {
-    let dir = run_dir(exp, opts);
-    let checkpoint_path = dir.join(CHECKPOINT_FILE);
-    let metrics_path = dir.join(METRICS_FILE);
-    let config_path = dir.join(CONFIG_FILE);
+/// Refuse to start where a run already is (a fresh start) or cannot continue (a resume).
+fn check_run_dir(dir: &Path, opts: &TrainOptions) -> Result<(), RunError> {
     if opts.resume {
         if opts.init.is_some() {
             return Err(RunError::Setup("--init and --resume exclude each other".into()));
         }
-        if !checkpoint_path.is_file() {
-            return Err(RunError::Resume {
-                dir: dir.clone(),
-                message: format!(
-                    "no {CHECKPOINT_FILE} yet (the run stopped before its first checkpoint); start it again"
-                ),
-            });
-        }
-    } else {
-        for f in [&metrics_path, &checkpoint_path] {
-            if f.exists() {
-                return Err(RunError::Setup(format!(
-                    "{} already holds a run ({} exists); continue it with --resume {}, or choose another --out",
-                    dir.display(),
-                    f.file_name().unwrap_or_default().to_string_lossy(),
-                    dir.display()
-                )));
-            }
+        return resume::check_resumable(dir, &dir.join(CHECKPOINT_FILE));
+    }
+    for f in [dir.join(METRICS_FILE), dir.join(CHECKPOINT_FILE)] {
+        if f.exists() {
+            return Err(RunError::Setup(format!(
+                "{} already holds a run ({} exists); continue it with --resume {}, or choose another --out",
+                dir.display(),
+                f.file_name().unwrap_or_default().to_string_lossy(),
+                dir.display()
+            )));
         }
     }
+    Ok(())
+}
 
-    // Data before the GPU: a missing file fails fast.
-    let data = load_data(exp)?;
-    let cfg = exp.model_config();
+/// Training batches per epoch: `eval_every` iterations (adding), else the full batches of the
+/// training split (the last partial batch is dropped).
+fn batches_per_epoch(exp: &Experiment, data: &TaskData) -> Result<usize, RunError> {
     let bsz = exp.train.batch;
-    let batches_per_epoch = match &data {
-        TaskData::Adding => exp.train.eval_every as usize,
+    match data {
+        TaskData::Adding => Ok(exp.train.eval_every as usize),
         TaskData::Images { n_train, .. } => {
             if *n_train < bsz {
                 return Err(RunError::Setup(format!(
@@ -642,136 +486,107 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
                     exp.data.dir.display()
                 )));
             }
-            n_train / bsz
+            Ok(n_train / bsz)
         }
-    };
+    }
+}
+
+/// The starting state: the checkpoint being resumed (with its metadata), `--init`'s weights
+/// (parameters and running statistics only), or a fresh initialisation.
+fn starting_tensors(
+    exp: &Experiment,
+    opts: &TrainOptions,
+    cfg: &ModelConfig,
+    layout: &ParamLayout,
+    checkpoint_path: &Path,
+) -> Result<(TensorMap, Option<BTreeMap<String, String>>), RunError> {
+    if opts.resume {
+        let (tensors, meta) = checkpoint::load(checkpoint_path)?;
+        checkpoint::check_params(checkpoint_path, &tensors, layout, true)?;
+        Ok((tensors, Some(meta)))
+    } else if let Some(path) = &opts.init {
+        let (tensors, _) = checkpoint::load(path)?;
+        checkpoint::check_params(path, &tensors, layout, true)?;
+        let stats = StatLayout::new(cfg);
+        let kept = tensors.into_iter().filter(|(name, _)| layout.get(name).is_some() || stats.get(name).is_some());
+        Ok((kept.collect(), None))
+    } else {
+        Ok((init_params(cfg, exp.seed), None))
+    }
+}
+
+/// The `[run]` record of a fresh run: engine, adapter, command, sizes.
+fn fresh_run_record(
+    cfg: &ModelConfig,
+    layout: &ParamLayout,
+    engine: &FpttEngine,
+    data: &TaskData,
+    command_line: &str,
+) -> Table {
+    let ctx = engine.context();
+    let mut run = Table::new();
+    run.insert("engine_version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
+    run.insert("adapter".into(), Value::String(ctx.adapter_name().into()));
+    run.insert("backend".into(), Value::String(ctx.backend_name()));
+    run.insert("device_type".into(), Value::String(ctx.device_type_name().into()));
+    run.insert("command".into(), Value::String(command_line.to_string()));
+    run.insert("started_utc".into(), Value::String(utc_stamp()));
+    run.insert("inputs".into(), Value::Integer(cfg.inputs as i64));
+    run.insert("outputs".into(), Value::Integer(cfg.outputs as i64));
+    run.insert("steps".into(), Value::Integer(cfg.steps as i64));
+    run.insert("parameters".into(), Value::Integer(layout.total_len as i64));
+    run.insert("trainable_parameters".into(), Value::Integer(layout.trainable_len as i64));
+    run.insert("gpu_bytes".into(), Value::Integer(engine.gpu_bytes() as i64));
+    if let TaskData::Images { n_train, n_test, .. } = data {
+        run.insert("train_samples".into(), Value::Integer(*n_train as i64));
+        run.insert("test_samples".into(), Value::Integer(*n_test as i64));
+    }
+    run
+}
+
+/// Train `exp` (or continue the run in `opts.out` when `opts.resume`).
+pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunError> {
+    let dir = run_dir(exp, opts);
+    let checkpoint_path = dir.join(CHECKPOINT_FILE);
+    let metrics_path = dir.join(METRICS_FILE);
+    let config_path = dir.join(CONFIG_FILE);
+    check_run_dir(&dir, opts)?;
+
+    // Data before the GPU: a missing file fails fast.
+    let data = load_data(exp)?;
+    let cfg = exp.model_config();
+    let batches_per_epoch = batches_per_epoch(exp, &data)?;
 
     let ctx = match &opts.context {
         Some(c) => c.clone(),
         None => Rc::new(GpuContext::new(opts.device)?),
     };
-    let loss = if exp.data.task.is_classification() {
-        LossKind::Classification { aux: exp.aux_at_epoch(0) }
-    } else {
-        LossKind::Regression
-    };
-    let settings = FpttSettings {
-        optimizer: exp.train.optimizer,
-        lr: exp.train.lr as f32,
-        alpha: exp.train.alpha as f32,
-        beta: exp.train.beta as f32,
-        clip: exp.train.clip as f32,
-        loss,
-        rule: exp.train.rule,
-    };
     let layout = ParamLayout::new(&cfg);
-
-    // Starting state: fresh, --init weights, or the checkpoint being resumed.
-    let mut resumed: Option<BTreeMap<String, String>> = None;
-    let init: TensorMap = if opts.resume {
-        let (tensors, m) = checkpoint::load(&checkpoint_path)?;
-        checkpoint::check_params(&checkpoint_path, &tensors, &layout, true)?;
-        resumed = Some(m);
-        tensors
-    } else if let Some(path) = &opts.init {
-        let (tensors, _) = checkpoint::load(path)?;
-        checkpoint::check_params(path, &tensors, &layout, true)?;
-        let stats = StatLayout::new(&cfg);
-        tensors.into_iter().filter(|(name, _)| layout.get(name).is_some() || stats.get(name).is_some()).collect()
-    } else {
-        init_params(&cfg, exp.seed)
-    };
-    let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, bsz, &init)?;
+    let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &checkpoint_path)?;
+    let mut engine = FpttEngine::new(ctx.clone(), &cfg, &exp.settings(), exp.train.batch, &init)?;
     if opts.profile && !engine.enable_profiling() {
         eprintln!(
             "warning: {} cannot write timestamps inside compute passes; --profile is off for this run",
             ctx.adapter_name()
         );
     }
-
-    let seed = exp.seed;
-    let mut pos = Position {
-        epochs_done: 0,
-        batch_in_epoch: 0,
-        iteration: 0,
-        data_rng: Rng::derive(seed, "data"),
-        epoch_start: Rng::derive(seed, "data"),
-        membrane_rng: Rng::derive(seed, "membrane"),
-        elapsed: 0.0,
-        window: Tally::default(),
+    let pos = match &resumed {
+        Some(meta) => {
+            let (pos, updates) = Position::from_meta(&dir, meta, batches_per_epoch)?;
+            engine.set_updates(updates);
+            pos
+        }
+        None => Position::fresh(exp.seed),
     };
-    if let Some(m) = &resumed {
-        if m.get(meta::FORMAT).map(|s| s.as_str()) != Some(meta::FORMAT_VALUE) {
-            return Err(RunError::Resume {
-                dir: dir.clone(),
-                message: format!(
-                    "{CHECKPOINT_FILE} is not a run checkpoint (no {} = {})",
-                    meta::FORMAT,
-                    meta::FORMAT_VALUE
-                ),
-            });
-        }
-        engine.set_updates(meta_parse(&dir, m, meta::UPDATES)?);
-        pos = Position {
-            epochs_done: meta_parse(&dir, m, meta::EPOCH)?,
-            batch_in_epoch: meta_parse(&dir, m, meta::BATCH)?,
-            iteration: meta_parse(&dir, m, meta::ITERATION)?,
-            data_rng: meta_rng(&dir, m, meta::RNG_DATA)?,
-            epoch_start: meta_rng(&dir, m, meta::RNG_EPOCH_START)?,
-            membrane_rng: meta_rng(&dir, m, meta::RNG_MEMBRANE)?,
-            elapsed: meta_parse(&dir, m, meta::ELAPSED)?,
-            window: m.get(meta::WINDOW).and_then(|w| Tally::from_meta(w)).unwrap_or_default(),
-        };
-        if pos.batch_in_epoch > batches_per_epoch {
-            return Err(RunError::Resume {
-                dir: dir.clone(),
-                message: format!(
-                    "the checkpoint is at batch {} of an epoch, but an epoch now has {batches_per_epoch} batches \
-                     (was the data or batch size changed?)",
-                    pos.batch_in_epoch
-                ),
-            });
-        }
-    }
     let iteration = pos.iteration;
 
     // The run directory, config.toml, metrics.csv.
     std::fs::create_dir_all(&dir).map_err(|e| RunError::Output { path: dir.clone(), message: e.to_string() })?;
-    let mut run = Table::new();
-    if opts.resume {
-        if let Ok(old) = std::fs::read_to_string(&config_path).unwrap_or_default().parse::<Table>() {
-            if let Some(Value::Table(r)) = old.get(RUN_SECTION) {
-                run = r.clone();
-            }
-        }
-        let mut resumes = match run.remove("resumed") {
-            Some(Value::Array(a)) => a,
-            _ => Vec::new(),
-        };
-        resumes.push(Value::String(format!(
-            "{} (at iteration {iteration}, on {})",
-            opts.command_line,
-            ctx.adapter_name()
-        )));
-        run.insert("resumed".into(), Value::Array(resumes));
+    let run = if opts.resume {
+        resume::resumed_run_record(&config_path, &opts.command_line, iteration, ctx.adapter_name())
     } else {
-        run.insert("engine_version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
-        run.insert("adapter".into(), Value::String(ctx.adapter_name().into()));
-        run.insert("backend".into(), Value::String(ctx.backend_name()));
-        run.insert("device_type".into(), Value::String(ctx.device_type_name().into()));
-        run.insert("command".into(), Value::String(opts.command_line.clone()));
-        run.insert("started_utc".into(), Value::String(utc_stamp()));
-        run.insert("inputs".into(), Value::Integer(cfg.inputs as i64));
-        run.insert("outputs".into(), Value::Integer(cfg.outputs as i64));
-        run.insert("steps".into(), Value::Integer(cfg.steps as i64));
-        run.insert("parameters".into(), Value::Integer(layout.total_len as i64));
-        run.insert("trainable_parameters".into(), Value::Integer(layout.trainable_len as i64));
-        run.insert("gpu_bytes".into(), Value::Integer(engine.gpu_bytes() as i64));
-        if let TaskData::Images { n_train, n_test, .. } = &data {
-            run.insert("train_samples".into(), Value::Integer(*n_train as i64));
-            run.insert("test_samples".into(), Value::Integer(*n_test as i64));
-        }
-    }
+        fresh_run_record(&cfg, &layout, &engine, &data, &opts.command_line)
+    };
     write_file(&config_path, &config_toml(exp, &dir, run))?;
     let row_ctx = RowContext {
         run: exp.name.clone(),
@@ -802,23 +617,16 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         progress,
         neuron_steps: (cfg.hidden.iter().sum::<usize>() * cfg.steps) as f64,
         batches_per_epoch,
-        epochs_done: pos.epochs_done,
-        batch_in_epoch: pos.batch_in_epoch,
-        iteration,
-        data_rng: pos.data_rng,
-        epoch_start: pos.epoch_start,
-        membrane_rng: pos.membrane_rng,
-        elapsed_before: pos.elapsed,
+        pos,
         started: Instant::now(),
         last_checkpoint: opts.resume.then_some(iteration),
         last_test: None,
-        window: pos.window,
     };
     if opts.resume {
         lp.progress.line(&format!(
             "resuming {} at epoch {}, iteration {} of {planned}",
             dir.display(),
-            lp.epochs_done + 1,
+            lp.pos.epochs_done + 1,
             iteration
         ));
     }
@@ -828,8 +636,8 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         dir: dir.clone(),
         metrics: metrics_path,
         checkpoint: checkpoint_path,
-        iterations: lp.iteration,
-        epochs_done: lp.epochs_done,
+        iterations: lp.pos.iteration,
+        epochs_done: lp.pos.epochs_done,
         last_test: lp.last_test.clone(),
         interrupted,
         elapsed_s: lp.elapsed(),
@@ -840,14 +648,6 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rng_states_round_trip_through_text() {
-        let mut r = Rng::derive(5, "x");
-        r.next_u64();
-        assert_eq!(rng_from_string(&rng_to_string(&r)), Some(r));
-        assert_eq!(rng_from_string("1,2,3"), None);
-    }
 
     #[test]
     fn stamp_and_quoting() {

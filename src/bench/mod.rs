@@ -33,6 +33,13 @@
 //!
 //! Against the adapter's own ceilings, measured once per sweep: a large buffer copy (bytes read
 //! plus written per second) and `bench_matmul`, a plain 4×4-tiled matrix product.
+//!
+//! This module owns the measurements and their CSV records; [`drivers`] runs the `fptt bench`
+//! commands (adapter, sweep, table on stdout, CSV files).
+
+mod drivers;
+
+pub use drivers::{run_grid, run_memory, run_peer_check, BenchError, GridSweep, MemorySweep, PeerCheck};
 
 use crate::gpu::GpuContext;
 use crate::learn::{EngineError, FpttEngine};

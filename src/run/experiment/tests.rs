@@ -1,0 +1,194 @@
+//! Unit tests of the experiment parser: the neuron kinds and e-prop keys, what e-prop refuses,
+//! the learning-rate schedules.
+
+use super::parse::EPROP_KEYS;
+use super::*;
+use crate::model::NeuronKind;
+use crate::settings::{EpropSettings, Feedback, LearningRule};
+
+#[test]
+fn neuron_kinds_parse_with_their_threshold_and_round_trip() {
+    let parse = |text: &str| Experiment::parse(text, "x.toml", "x", &[]);
+    let ltc = parse("[data]\ntask = \"smnist\"\n").unwrap();
+    assert_eq!(ltc.model.neuron, NeuronKind::Ltc);
+    for (name, kind, adaptive) in [("alif", NeuronKind::Alif, true), ("lif", NeuronKind::Lif, false)] {
+        // The threshold follows the neuron on both tasks, whatever the task's default.
+        for task in ["smnist", "adding"] {
+            let e = parse(&format!("[data]\ntask = \"{task}\"\n[model]\nneuron = \"{name}\"\n")).unwrap();
+            assert_eq!((e.model.neuron, e.model.adaptive_threshold), (kind, adaptive), "{name} {task}");
+            assert_eq!(e.model_config().neuron, kind);
+            assert_eq!(parse(&e.to_toml()).unwrap(), e, "{name} {task}: config.toml parses back");
+        }
+    }
+    let err = parse("[data]\ntask = \"adding\"\n[model]\nneuron = \"lif\"\nthreshold = \"adaptive\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("x.toml: model.threshold: ") && err.contains("neuron = \"lif\""), "{err}");
+    let err = parse("[data]\ntask = \"smnist\"\n[model]\nneuron = \"alif\"\nthreshold = \"fixed\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model.threshold") && err.contains("\"adaptive\""), "{err}");
+    let err = parse("[data]\ntask = \"smnist\"\n[model]\nneuron = \"izhikevich\"\n").unwrap_err().to_string();
+    assert_eq!(err, "x.toml: model.neuron: expected one of ltc, alif, lif, found \"izhikevich\"");
+}
+
+const EPROP_LIF: &str = "seed = 7\n[data]\ntask = \"adding\"\nsteps = 20\n[model]\nhidden = [16]\nneuron = \"lif\"\n";
+
+#[test]
+fn eprop_parses_with_its_defaults_each_key_and_round_trips() {
+    let parse = |text: &str, sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Experiment::parse(text, "x.toml", "x", &sets)
+    };
+    let eprop = |e: &Experiment| match e.train.rule {
+        LearningRule::Eprop(s) => s,
+        other => panic!("expected e-prop, got {other:?}"),
+    };
+    // Defaults: one update per sequence, symmetric feedback, filter on, reset kept; like BPTT,
+    // no running mean to reset to.
+    for spelling in ["eprop", "e-prop"] {
+        let e = parse(&format!("{EPROP_LIF}[train]\nrule = \"{spelling}\"\n"), &[]).unwrap();
+        assert_eq!(eprop(&e), EpropSettings::default(), "{spelling}");
+        assert_eq!(e.train.reset, ResetPolicy::Never);
+        assert_eq!(parse(&e.to_toml(), &[]).unwrap(), e, "{spelling}: config.toml parses back");
+    }
+    let e = parse(EPROP_LIF, &["train.rule=eprop"]).unwrap();
+    assert_eq!(eprop(&e), EpropSettings::default());
+    let text = e.to_toml();
+    for line in [
+        "rule = \"eprop\"",
+        "eprop_update = \"sequence\"",
+        "eprop_feedback = \"symmetric\"",
+        "eprop_readout_filter = true",
+        "eprop_reset_in_trace = true",
+    ] {
+        assert!(text.contains(line), "config.toml lacks {line}:\n{text}");
+    }
+    assert!(!text.contains("eprop_feedback_seed") && !text.contains("chunk"), "{text}");
+
+    // Every key, in the file and through --set; random feedback draws from `seed` unless told.
+    let random = |seed| Feedback::Random { seed };
+    let cases: Vec<(&str, Vec<&str>, EpropSettings)> = vec![
+        ("eprop_update = \"step\"\n", vec![], EpropSettings { update_every_step: true, ..EpropSettings::default() }),
+        ("eprop_update = \"sequence\"\n", vec![], EpropSettings::default()),
+        ("eprop_feedback = \"symmetric\"\n", vec![], EpropSettings::default()),
+        ("eprop_feedback = \"random\"\n", vec![], EpropSettings { feedback: random(7), ..EpropSettings::default() }),
+        (
+            "eprop_feedback = \"random\"\neprop_feedback_seed = 0\n",
+            vec![],
+            EpropSettings { feedback: random(0), ..EpropSettings::default() },
+        ),
+        ("eprop_readout_filter = false\n", vec![], EpropSettings { readout_filter: false, ..EpropSettings::default() }),
+        ("eprop_reset_in_trace = false\n", vec![], EpropSettings { reset_in_trace: false, ..EpropSettings::default() }),
+        (
+            "reset = \"never\"\n",
+            vec!["train.eprop_update=step", "train.eprop_feedback=random", "train.eprop_feedback_seed=42"],
+            EpropSettings { update_every_step: true, feedback: random(42), ..EpropSettings::default() },
+        ),
+        (
+            "",
+            vec!["train.eprop_readout_filter=false", "train.eprop_reset_in_trace=false"],
+            EpropSettings { readout_filter: false, reset_in_trace: false, ..EpropSettings::default() },
+        ),
+    ];
+    for (keys, sets, want) in cases {
+        let text = format!("{EPROP_LIF}[train]\nrule = \"eprop\"\n{keys}");
+        let e = parse(&text, &sets).unwrap_or_else(|err| panic!("{keys} {sets:?}: {err}"));
+        assert_eq!(eprop(&e), want, "{keys} {sets:?}");
+        let written = e.to_toml();
+        let back = parse(&written, &[]).unwrap_or_else(|err| panic!("{keys} {sets:?}: {err}\n{written}"));
+        assert_eq!(back, e, "{keys} {sets:?}: config.toml parses back");
+        if let Feedback::Random { seed } = want.feedback {
+            assert!(written.contains(&format!("eprop_feedback_seed = {seed}")), "{written}");
+        }
+    }
+    // ALIF (adaptive threshold) on an image task, where the rule's plain update ignores α and β.
+    let alif = "[data]\ntask = \"smnist\"\npixels_per_step = 16\n[model]\nhidden = [8]\nneuron = \"alif\"\n\
+                [train]\nrule = \"eprop\"\n";
+    let e = parse(alif, &[]).unwrap();
+    assert_eq!((eprop(&e), e.train.reset), (EpropSettings::default(), ResetPolicy::Never));
+    assert_eq!(parse(&e.to_toml(), &[]).unwrap(), e);
+}
+
+#[test]
+fn eprop_refuses_what_it_does_not_define() {
+    let refused = |text: String, sets: &[&str]| -> String {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Experiment::parse(&text, "x.toml", "x", &sets).unwrap_err().to_string()
+    };
+    let eprop = format!("{EPROP_LIF}[train]\nrule = \"eprop\"\n");
+
+    // Models e-prop is not defined for: the model key named, eprop::check's reason, the fix.
+    let err = refused("[data]\ntask = \"adding\"\n[train]\nrule = \"eprop\"\n".into(), &[]);
+    assert!(
+        err.starts_with("x.toml: model.neuron: train.rule = \"eprop\" does not fit this model: LTC neurons")
+            && err.contains("model.neuron = \"lif\" or \"alif\""),
+        "{err}"
+    );
+    let err = refused("[data]\ntask = \"adding\"\n".into(), &["train.rule=eprop"]);
+    assert!(err.contains("model.neuron") && err.contains("(--set train.rule=eprop)"), "{err}");
+    let err = refused(eprop.replace("hidden = [16]", "hidden = [16, 16]"), &[]);
+    assert!(err.starts_with("x.toml: model.hidden: ") && err.contains("one hidden layer only"), "{err}");
+    let bn = "[data]\ntask = \"smnist\"\npixels_per_step = 16\n[model]\nhidden = [8]\nneuron = \"lif\"\n\
+              batch_norm = true\n[train]\nrule = \"eprop\"\n";
+    let err = refused(bn.into(), &[]);
+    assert!(err.starts_with("x.toml: model.batch_norm: ") && err.contains("batch norm is not supported"), "{err}");
+
+    // Keys that do not apply.
+    let err = refused(format!("{eprop}chunk = 4\n"), &[]);
+    assert!(err.starts_with("x.toml: train.chunk: applies to rule = \"fptt\" only: e-prop"), "{err}");
+    let err = refused(format!("{eprop}reset = \"epoch\"\n"), &[]);
+    assert_eq!(err, "x.toml: train.reset: e-prop keeps no running mean W̄ to reset to: leave it out or set \"never\"");
+    let err = refused(format!("{eprop}eprop_feedback_seed = 3\n"), &[]);
+    assert!(err.starts_with("x.toml: train.eprop_feedback_seed: applies to eprop_feedback = \"random\""), "{err}");
+    for key in EPROP_KEYS {
+        for (rule, title) in [("", "FPTT"), ("rule = \"fptt\"\n", "FPTT"), ("rule = \"bptt\"\n", "BPTT")] {
+            let err = refused(format!("{EPROP_LIF}[train]\n{rule}{key} = true\n"), &[]);
+            assert_eq!(
+                err,
+                format!("x.toml: train.{key}: applies to rule = \"eprop\" only; this experiment trains with {title}")
+            );
+        }
+    }
+    let err = refused(EPROP_LIF.into(), &["train.eprop_update=step"]);
+    assert!(err.starts_with("x.toml (--set train.eprop_update=step): train.eprop_update: applies to"), "{err}");
+
+    // Values out of range.
+    for (keys, want) in [
+        ("eprop_update = \"online\"\n", "x.toml: train.eprop_update: expected one of sequence, step, found \"online\""),
+        (
+            "eprop_feedback = \"fixed\"\n",
+            "x.toml: train.eprop_feedback: expected one of symmetric, random, found \"fixed\"",
+        ),
+        (
+            "eprop_feedback = \"random\"\neprop_feedback_seed = -1\n",
+            "x.toml: train.eprop_feedback_seed: expected an integer ≥ 0, found -1",
+        ),
+        (
+            "eprop_feedback = \"random\"\neprop_feedback_seed = 1.5\n",
+            "x.toml: train.eprop_feedback_seed: expected an integer ≥ 0, found 1.5",
+        ),
+        (
+            "eprop_readout_filter = \"yes\"\n",
+            "x.toml: train.eprop_readout_filter: expected true or false, found \"yes\"",
+        ),
+        ("eprop_reset_in_trace = 1\n", "x.toml: train.eprop_reset_in_trace: expected true or false, found 1"),
+    ] {
+        assert_eq!(refused(format!("{eprop}{keys}"), &[]), want);
+    }
+    let err = refused(format!("{EPROP_LIF}[train]\nrule = \"rtrl\"\n"), &[]);
+    assert_eq!(err, "x.toml: train.rule: expected \"fptt\", \"bptt\" or \"eprop\", found \"rtrl\"");
+}
+
+#[test]
+fn step_and_cosine_schedules() {
+    let mut e = Experiment::parse("[data]\ntask = \"adding\"\n", "x.toml", "x", &[]).unwrap();
+    e.train.lr = 1.0;
+    e.train.lr_schedule = LrSchedule::Step;
+    e.train.lr_decay_epochs = vec![2, 4];
+    assert_eq!([0, 1, 2, 3, 4].map(|k| e.lr_at_epoch(k)), [1.0, 1.0, 0.1, 0.1, 0.1 * 0.1]);
+    e.train.lr_schedule = LrSchedule::Cosine;
+    e.train.epochs = 4;
+    assert_eq!(e.lr_at_epoch(0), 1.0);
+    assert!((e.lr_at_epoch(2) - 0.5).abs() < 1e-12);
+}
