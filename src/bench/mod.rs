@@ -455,7 +455,7 @@ pub const MEMORY_CSV_HEADER: [&str; 12] = [
     "device_type",
 ];
 
-/// The adding-task network (spec §8: two inputs, one output, fused map) with one hidden layer of
+/// The adding-task network (method §8: two inputs, one output, fused map) with one hidden layer of
 /// `hidden` `neuron`s (threshold 0.5, or adaptive for ALIF), built for `rule` at length `steps`;
 /// nothing is trained.
 pub fn memory_row(

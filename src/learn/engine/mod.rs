@@ -55,7 +55,7 @@ impl SequenceMetrics {
         self.step_loss.iter().map(|&x| x as f64).sum()
     }
 
-    /// Correct predictions at the last step (spec §4: the prediction is the last step's argmax).
+    /// Correct predictions at the last step (method §4: the prediction is the last step's argmax).
     pub fn correct(&self) -> usize {
         self.step_correct.last().copied().unwrap_or(0.0) as usize
     }

@@ -230,7 +230,7 @@ key_table! {
     ]
     "data" => [
         "task": Keyword(&["adding", "smnist", "psmnist", "fashion-mnist"]), Required,
-            "`adding`, `smnist`, `psmnist`, `fashion-mnist`", "the task (spec §8)";
+            "`adding`, `smnist`, `psmnist`, `fashion-mnist`", "the task (docs/method.md §8)";
         "dir": Path, Derived("`data/mnist-subset` (`data/fashion-mnist` for fashion-mnist)"), "a directory",
             "where the IDX files are (image tasks); relative to the working directory";
         "steps": Custom, Derived("200 (adding); 784 / `pixels_per_step` (images)"),
@@ -245,13 +245,13 @@ key_table! {
         "max_test_samples": Int { min: 0 }, Same("0"), "integer ≥ 0 (0 = all)",
             "evaluate on the first N test samples only";
         "initial_membrane": Keyword(&["uniform", "zero"]), ByTask { adding: "\"zero\"", images: "\"uniform\"" },
-            "`uniform`, `zero`", "initial membrane per sequence: U[0,1) from a seeded stream (spec §1), or 0";
+            "`uniform`, `zero`", "initial membrane per sequence: U[0,1) from a seeded stream (docs/method.md §1), or 0";
     ]
     "model" => [
         "hidden": IntArray { min: 1, non_empty: true }, Same("[128]"), "non-empty array of integers ≥ 1",
             "sizes of the hidden LTC layers, bottom first";
         "neuron": Keyword(&["ltc", "alif", "lif"]), Same("\"ltc\""), "`ltc`, `alif`, `lif`",
-            "the hidden layers' neuron (spec §7): LTC gates `τm`, `τa`; ALIF with per-neuron trainable `τm = σ(ρ_m)`, `τa = σ(ρ_a)` and the adaptive threshold; LIF with a per-neuron `τm` and a fixed threshold.";
+            "the hidden layers' neuron (docs/method.md §7): LTC gates `τm`, `τa`; ALIF with per-neuron trainable `τm = σ(ρ_m)`, `τa = σ(ρ_a)` and the adaptive threshold; LIF with a per-neuron `τm` and a fixed threshold.";
         "threshold": Keyword(&["adaptive", "fixed"]),
             Derived("`fixed` (adding), `adaptive` (images); `adaptive` with `neuron = \"alif\"`, `fixed` with `neuron = \"lif\"`"),
             "`adaptive`, `fixed` (must agree with `alif` / `lif`)", "adaptive threshold θ = b0 + β_a·b', or a constant";
@@ -266,7 +266,7 @@ key_table! {
     ]
     "train" => [
         "rule": Custom, Same("\"fptt\""), "`fptt`, `bptt`, `eprop` (or `e-prop`)",
-            "`fptt`: an update after every `chunk` steps, backpropagating through the chunk (spec §5); `bptt`: one plain optimizer update per sequence with the gradient of Σ_t ℓ_t through all T steps (no W̄, no λ; `alpha`, `beta` unused; its GPU memory grows with T); `eprop`: e-prop (Bellec et al. 2020, spec §7), per-synapse eligibility traces times a learning signal from the readout error, then a plain optimizer update like `bptt` (no W̄, no λ; `alpha`, `beta` unused; memory independent of T). e-prop needs `model.neuron = \"lif\"` or `\"alif\"`, one hidden layer and no batch norm (below)";
+            "`fptt`: an update after every `chunk` steps, backpropagating through the chunk (docs/method.md §5); `bptt`: one plain optimizer update per sequence with the gradient of Σ_t ℓ_t through all T steps (no W̄, no λ; `alpha`, `beta` unused; its GPU memory grows with T); `eprop`: e-prop (Bellec et al. 2020, docs/method.md §7), per-synapse eligibility traces times a learning signal from the readout error, then a plain optimizer update like `bptt` (no W̄, no λ; `alpha`, `beta` unused; memory independent of T). e-prop needs `model.neuron = \"lif\"` or `\"alif\"`, one hidden layer and no batch norm (below)";
         "chunk": Custom, Same("1"), "integer from 1 to T (`fptt` only)",
             "FPTT's chunk length K: steps per update. 1 is online FPTT; the authors' adding runs use 10 chunks per sequence (K = T/10)";
         "eprop_update": Keyword(&["sequence", "step"]), Same("\"sequence\""), "`sequence`, `step` (`eprop` only)",
@@ -294,12 +294,12 @@ key_table! {
         "max_iterations": Int { min: 0 }, Same("0"), "integer ≥ 0 (0 = unlimited)",
             "stop after this many iterations in all; the epoch in progress then ends early (reset, evaluation, checkpoint)";
         "aux": Keyword(&["table", "uniform", "off"]), Same("\"table\""), "`table`, `uniform`, `off`",
-            "auxiliary targets of the classification loss (spec §4)";
+            "auxiliary targets of the classification loss (docs/method.md §4)";
         "aux_uniform_epochs": Int { min: 0 }, Same("0"), "integer ≥ 0",
             "use uniform targets for the first E epochs, then `aux` (no effect with `aux = \"off\"`)";
         "reset": Keyword(&["epoch", "sequence", "never"]), Derived("`epoch` (`never` with `bptt`, `eprop`)"),
             "`epoch`, `sequence`, `never`",
-            "when W ← W̄: at each epoch end before evaluation (spec §5), after every training sequence, or never; `bptt` and `eprop` have no W̄ and accept only `never`";
+            "when W ← W̄: at each epoch end before evaluation (docs/method.md §5), after every training sequence, or never; `bptt` and `eprop` have no W̄ and accept only `never`";
         "lr_schedule": Keyword(&["none", "step", "cosine"]), Same("\"none\""), "`none`, `step`, `cosine`",
             "per-epoch learning-rate schedule";
         "lr_decay_epochs": IntArray { min: 1, non_empty: false }, Same("[]"),

@@ -72,7 +72,7 @@ impl Task {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Membrane {
-    /// `m ~ U[0,1)` from a dedicated seeded stream (spec §1).
+    /// `m ~ U[0,1)` from a dedicated seeded stream (method §1).
     Uniform,
     /// `m = 0` (the authors' adding task).
     Zero,
@@ -80,7 +80,7 @@ pub enum Membrane {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetPolicy {
-    /// `W ← W̄` at the end of every epoch, before evaluation (spec §5).
+    /// `W ← W̄` at the end of every epoch, before evaluation (method §5).
     Epoch,
     /// After every training sequence.
     Sequence,
@@ -116,7 +116,7 @@ pub struct DataSection {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSection {
     pub hidden: Vec<usize>,
-    /// The hidden layers' neuron: LTC (the default), ALIF or LIF (spec §7).
+    /// The hidden layers' neuron: LTC (the default), ALIF or LIF (method §7).
     pub neuron: NeuronKind,
     pub adaptive_threshold: bool,
     pub fixed_threshold: f64,
