@@ -130,7 +130,7 @@ pub enum Feedback {
 
 /// One update's hyper-parameters (method §5).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FpttSettings {
+pub struct TrainingSettings {
     pub optimizer: Optimizer,
     pub lr: f32,
     pub alpha: f32,
@@ -143,10 +143,10 @@ pub struct FpttSettings {
     pub rule: LearningRule,
 }
 
-impl FpttSettings {
+impl TrainingSettings {
     /// The classification defaults: α = 0.1, β = 0.5, clip 1, online FPTT (an update after every step).
     pub fn classification(optimizer: Optimizer, lr: f32, aux: AuxTargets) -> Self {
-        FpttSettings {
+        TrainingSettings {
             optimizer,
             lr,
             alpha: 0.1,
@@ -159,7 +159,7 @@ impl FpttSettings {
 
     /// The adding-task defaults: α = 0.5, β = 0.5, clip 1, online FPTT (an update after every step).
     pub fn regression(optimizer: Optimizer, lr: f32) -> Self {
-        FpttSettings {
+        TrainingSettings {
             optimizer,
             lr,
             alpha: 0.5,

@@ -4,10 +4,10 @@
 mod gpu_common;
 
 use fptt::checkpoint;
-use fptt::learn::FpttEngine;
+use fptt::learn::Engine;
 use fptt::model::{init_params, ModelConfig, ParamLayout};
 use fptt::rng::Rng;
-use fptt::settings::{AuxTargets, FpttSettings, InitialState, Optimizer, SequenceBatch, Targets};
+use fptt::settings::{AuxTargets, InitialState, Optimizer, SequenceBatch, Targets, TrainingSettings};
 use fptt::tensor::Tensor;
 use std::collections::BTreeMap;
 
@@ -31,8 +31,8 @@ fn engine_state_round_trips_through_a_checkpoint_and_training_continues_identica
     let ctx = gpu_common::context();
     let mut cfg = ModelConfig::classifier(2, 12, 4, 6);
     cfg.batch_norm = true;
-    let settings = FpttSettings::classification(Optimizer::Adam, 3e-3, AuxTargets::Table);
-    let mut a = FpttEngine::new(ctx.clone(), &cfg, &settings, 4, &init_params(&cfg, 3)).unwrap();
+    let settings = TrainingSettings::classification(Optimizer::Adam, 3e-3, AuxTargets::Table);
+    let mut a = Engine::new(ctx.clone(), &cfg, &settings, 4, &init_params(&cfg, 3)).unwrap();
     let init = InitialState::uniform(&cfg.hidden, 4, &mut Rng::new(9));
     a.train_sequence(&batch(&cfg, 4, 1), &init).unwrap();
     let saved = a.state().unwrap();
@@ -44,7 +44,7 @@ fn engine_state_round_trips_through_a_checkpoint_and_training_continues_identica
     let (loaded, meta_back) = checkpoint::load(&path).unwrap();
     assert_eq!(meta, meta_back);
     assert_eq!(saved.keys().collect::<Vec<_>>(), loaded.keys().collect::<Vec<_>>());
-    let mut b = FpttEngine::new(ctx.clone(), &cfg, &settings, 4, &loaded).unwrap();
+    let mut b = Engine::new(ctx.clone(), &cfg, &settings, 4, &loaded).unwrap();
     b.set_updates(meta_back["updates"].parse().unwrap());
     for (name, t) in &b.state().unwrap() {
         assert_eq!(bits(t), bits(&saved[name]), "{name} changed in the round trip");
@@ -63,22 +63,22 @@ fn engine_state_round_trips_through_a_checkpoint_and_training_continues_identica
 fn mismatched_tensors_are_refused_by_name() {
     let ctx = gpu_common::context();
     let cfg = ModelConfig::classifier(2, 12, 4, 6);
-    let settings = FpttSettings::classification(Optimizer::Adamax, 3e-3, AuxTargets::Off);
+    let settings = TrainingSettings::classification(Optimizer::Adamax, 3e-3, AuxTargets::Off);
     let good = init_params(&cfg, 3);
 
     let mut wrong_shape = good.clone();
     wrong_shape.insert("layer1_r.weight".into(), Tensor::zeros(vec![12, 11]));
-    let err = FpttEngine::new(ctx.clone(), &cfg, &settings, 4, &wrong_shape).err().expect("refused").to_string();
+    let err = Engine::new(ctx.clone(), &cfg, &settings, 4, &wrong_shape).err().expect("refused").to_string();
     assert!(err.contains("layer1_r.weight") && err.contains("[12, 11]"), "{err}");
 
     let mut missing = good.clone();
     missing.remove("layer1_tauM.bias");
-    let err = FpttEngine::new(ctx.clone(), &cfg, &settings, 4, &missing).err().expect("refused").to_string();
+    let err = Engine::new(ctx.clone(), &cfg, &settings, 4, &missing).err().expect("refused").to_string();
     assert!(err.contains("layer1_tauM.bias"), "{err}");
 
     let mut bad_moment = good.clone();
     bad_moment.insert("layer3_x.weight.exp_avg".into(), Tensor::zeros(vec![3]));
-    let err = FpttEngine::new(ctx.clone(), &cfg, &settings, 4, &bad_moment).err().expect("refused").to_string();
+    let err = Engine::new(ctx.clone(), &cfg, &settings, 4, &bad_moment).err().expect("refused").to_string();
     assert!(err.contains("layer3_x.weight.exp_avg"), "{err}");
 
     // On disk: an unknown tensor name is named by check_params.

@@ -5,7 +5,7 @@ mod common;
 mod gpu_common;
 
 use common::{load_fixture, Fixture};
-use fptt::learn::FpttEngine;
+use fptt::learn::Engine;
 use fptt::tensor::TensorMap;
 
 /// Tensors whose loss gradient is zero in exact arithmetic in the batch-norm fixture, so that only
@@ -65,7 +65,7 @@ fn run_fixture(name: &str) {
     let ctx = gpu_common::context();
     let mut failures = 0;
     for (updates, rel) in [(1usize, 1e-5f32), (2, 1e-5)] {
-        let mut engine = FpttEngine::new(ctx.clone(), &f.cfg, &f.settings, 8, &f.init).unwrap();
+        let mut engine = Engine::new(ctx.clone(), &f.cfg, &f.settings, 8, &f.init).unwrap();
         let m = engine.train_prefix(&f.batch, &f.initial, updates).unwrap();
         for (t, l) in m.step_loss.iter().enumerate() {
             let want = f.losses[t].task_loss as f32;
@@ -80,7 +80,7 @@ fn run_fixture(name: &str) {
             &mut failures,
         );
     }
-    let mut engine = FpttEngine::new(ctx.clone(), &f.cfg, &f.settings, 8, &f.init).unwrap();
+    let mut engine = Engine::new(ctx.clone(), &f.cfg, &f.settings, 8, &f.init).unwrap();
     let m = engine.train_sequence(&f.batch, &f.initial).unwrap();
     for (t, l) in m.step_loss.iter().enumerate() {
         let want = f.losses[t].task_loss as f32;

@@ -2,10 +2,10 @@
 
 mod gpu_common;
 
-use fptt::learn::FpttEngine;
+use fptt::learn::Engine;
 use fptt::model::{init_params, ModelConfig};
 use fptt::rng::Rng;
-use fptt::settings::{AuxTargets, FpttSettings, InitialState, Optimizer, SequenceBatch, Targets};
+use fptt::settings::{AuxTargets, InitialState, Optimizer, SequenceBatch, Targets, TrainingSettings};
 use std::collections::BTreeMap;
 
 #[test]
@@ -13,8 +13,8 @@ fn profiling_times_every_dispatch_of_a_sequence() {
     let ctx = gpu_common::context();
     let mut cfg = ModelConfig::classifier(2, 9, 3, 4);
     cfg.batch_norm = true;
-    let settings = FpttSettings::classification(Optimizer::Adam, 1e-3, AuxTargets::Table);
-    let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, 4, &init_params(&cfg, 1)).unwrap();
+    let settings = TrainingSettings::classification(Optimizer::Adam, 1e-3, AuxTargets::Table);
+    let mut engine = Engine::new(ctx.clone(), &cfg, &settings, 4, &init_params(&cfg, 1)).unwrap();
     assert!(engine.kernel_times().0.is_empty(), "off by default");
     if !engine.enable_profiling() {
         eprintln!("adapter cannot write timestamps inside passes: nothing to check");

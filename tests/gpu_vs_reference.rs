@@ -5,11 +5,11 @@
 
 mod gpu_common;
 
-use fptt::learn::FpttEngine;
+use fptt::learn::Engine;
 use fptt::model::{init_params, ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
 use fptt::reference::{optim, LossContext, Net, NetState, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
-use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets};
+use fptt::settings::{AuxTargets, InitialState, LossKind, Optimizer, SequenceBatch, Targets, TrainingSettings};
 use fptt::tensor::TensorMap;
 
 fn classifier(inputs: usize, hidden: &[usize], outputs: usize, steps: usize, bn: bool) -> ModelConfig {
@@ -128,12 +128,12 @@ fn bn_fed(cfg: &ModelConfig) -> Vec<String> {
 
 struct Case {
     cfg: ModelConfig,
-    settings: FpttSettings,
+    settings: TrainingSettings,
     batch: usize,
 }
 
 fn cases() -> Vec<Case> {
-    let cls = |opt, aux| FpttSettings::classification(opt, 3e-3, aux);
+    let cls = |opt, aux| TrainingSettings::classification(opt, 3e-3, aux);
     vec![
         // batch 1, one neuron
         Case { cfg: classifier(1, &[1], 2, 4, false), settings: cls(Optimizer::Adam, AuxTargets::Table), batch: 1 },
@@ -149,7 +149,7 @@ fn cases() -> Vec<Case> {
         Case { cfg: classifier(2, &[1], 3, 4, true), settings: cls(Optimizer::Adamax, AuxTargets::Off), batch: 3 },
         Case { cfg: classifier(4, &[9, 7], 4, 4, true), settings: cls(Optimizer::Adam, AuxTargets::Table), batch: 6 },
         // the adding-task variant: fixed threshold, fused map, frozen slopes, regression
-        Case { cfg: adding_variant(&[70], 4), settings: FpttSettings::regression(Optimizer::Adam, 1e-2), batch: 2 },
+        Case { cfg: adding_variant(&[70], 4), settings: TrainingSettings::regression(Optimizer::Adam, 1e-2), batch: 2 },
         // ALIF and LIF neurons (τ = σ(ρ) per neuron), with and without batch norm, fused and not
         Case {
             cfg: with_neuron(classifier(3, &[67], 10, 4, false), NeuronKind::Alif),
@@ -168,7 +168,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             cfg: with_neuron(adding_variant(&[70], 4), NeuronKind::Lif),
-            settings: FpttSettings::regression(Optimizer::Adam, 1e-2),
+            settings: TrainingSettings::regression(Optimizer::Adam, 1e-2),
             batch: 2,
         },
     ]
@@ -184,7 +184,7 @@ fn every_kernel_matches_the_reference_on_one_poisoned_step() {
         let data = random_batch(&cfg, batch, settings.loss, 200 + i as u64);
         let initial = InitialState::uniform(&cfg.hidden, batch, &mut Rng::new(300 + i as u64));
 
-        let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
+        let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
         engine.poison_scratch().unwrap();
         let metrics = engine.train_prefix(&data, &initial, 1).unwrap();
         let (_, grad) = engine.debug_read().unwrap();
@@ -284,13 +284,13 @@ fn twenty_fptt_steps_match_the_reference() {
         (with_neuron(classifier(3, &[20, 12], 6, 20, false), NeuronKind::Lif), Optimizer::Adamax),
     ];
     for (i, (cfg, opt)) in configs.into_iter().enumerate() {
-        let settings = FpttSettings::classification(opt, 3e-3, AuxTargets::Table);
+        let settings = TrainingSettings::classification(opt, 3e-3, AuxTargets::Table);
         let batch = 8;
         let what = format!("{:?} {:?} {opt:?} bn={}", cfg.neuron, cfg.hidden, cfg.batch_norm);
         let init = init_params(&cfg, 7 + i as u64);
         let data = random_batch(&cfg, batch, settings.loss, 17 + i as u64);
         let initial = InitialState::uniform(&cfg.hidden, batch, &mut Rng::new(27 + i as u64));
-        let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
+        let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
         let m = engine.train_sequence(&data, &initial).unwrap();
         let mut reference = ReferenceTrainer::new(&cfg, &settings, batch, &init);
         let losses = reference.train_sequence(&data, &initial);
@@ -314,10 +314,10 @@ fn twenty_fptt_steps_match_the_reference() {
 fn same_seed_same_adapter_gives_bit_identical_state() {
     let ctx = gpu_common::context();
     let cfg = classifier(3, &[33], 5, 12, true);
-    let settings = FpttSettings::classification(Optimizer::Adamax, 3e-3, AuxTargets::Table);
+    let settings = TrainingSettings::classification(Optimizer::Adamax, 3e-3, AuxTargets::Table);
     let run = || {
         let init = init_params(&cfg, 5);
-        let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, 4, &init).unwrap();
+        let mut engine = Engine::new(ctx.clone(), &cfg, &settings, 4, &init).unwrap();
         for s in 0..2 {
             let data = random_batch(&cfg, 4, settings.loss, 50 + s);
             let initial = InitialState::uniform(&cfg.hidden, 4, &mut Rng::new(60 + s));
@@ -338,13 +338,13 @@ fn same_seed_same_adapter_gives_bit_identical_state() {
 fn evaluation_matches_the_reference_and_ignores_padding_rows() {
     let ctx = gpu_common::context();
     let cfg = classifier(3, &[10, 6], 4, 9, true);
-    let settings = FpttSettings::classification(Optimizer::Adam, 3e-3, AuxTargets::Table);
+    let settings = TrainingSettings::classification(Optimizer::Adam, 3e-3, AuxTargets::Table);
     let init = init_params(&cfg, 21);
     let data = random_batch(&cfg, 3, settings.loss, 22);
     let initial = InitialState::uniform(&cfg.hidden, 3, &mut Rng::new(23));
     // Exact size, and the same three samples padded into an engine of five.
-    let mut exact = FpttEngine::new(ctx.clone(), &cfg, &settings, 3, &init).unwrap();
-    let mut padded = FpttEngine::new(ctx.clone(), &cfg, &settings, 5, &init).unwrap();
+    let mut exact = Engine::new(ctx.clone(), &cfg, &settings, 3, &init).unwrap();
+    let mut padded = Engine::new(ctx.clone(), &cfg, &settings, 5, &init).unwrap();
     let a = exact.evaluate_sequence(&data, &initial).unwrap();
     let b = padded.evaluate_sequence(&data, &initial).unwrap();
     assert_eq!(a.step_correct, b.step_correct);
@@ -369,13 +369,13 @@ fn evaluation_matches_the_reference_and_ignores_padding_rows() {
 fn train_two_sequences(
     ctx: &std::rc::Rc<fptt::gpu::GpuContext>,
     cfg: &ModelConfig,
-    settings: &FpttSettings,
+    settings: &TrainingSettings,
     batch: usize,
     seeds: [u64; 3],
     what: &str,
-) -> (FpttEngine, ReferenceTrainer) {
+) -> (Engine, ReferenceTrainer) {
     let init = init_params(cfg, seeds[0]);
-    let mut engine = FpttEngine::new(ctx.clone(), cfg, settings, batch, &init).unwrap();
+    let mut engine = Engine::new(ctx.clone(), cfg, settings, batch, &init).unwrap();
     let mut reference = ReferenceTrainer::new(cfg, settings, batch, &init);
     engine.poison_scratch().unwrap();
     for seq in 0..2u64 {
@@ -404,8 +404,8 @@ fn train_two_sequences(
 fn chunked_fptt_and_bptt_match_the_reference() {
     use fptt::settings::LearningRule;
     let ctx = gpu_common::context();
-    let cls = |opt, rule| FpttSettings { rule, ..FpttSettings::classification(opt, 3e-3, AuxTargets::Table) };
-    let reg = |rule| FpttSettings { rule, ..FpttSettings::regression(Optimizer::Adam, 3e-3) };
+    let cls = |opt, rule| TrainingSettings { rule, ..TrainingSettings::classification(opt, 3e-3, AuxTargets::Table) };
+    let reg = |rule| TrainingSettings { rule, ..TrainingSettings::regression(Optimizer::Adam, 3e-3) };
     let cases = [
         (classifier(3, &[24], 6, 8, false), cls(Optimizer::Adam, LearningRule::Fptt { chunk: 3 })),
         (classifier(3, &[20, 12], 6, 8, true), cls(Optimizer::Adamax, LearningRule::Fptt { chunk: 4 })),
@@ -457,8 +457,8 @@ fn fptt_and_eprop_memory_is_independent_of_t_and_bptt_memory_grows_per_step() {
         // e-prop needs LIF/ALIF neurons; the other rules keep the LTC network.
         let neuron = if matches!(rule, LearningRule::Eprop(_)) { NeuronKind::Alif } else { NeuronKind::Ltc };
         let cfg = with_neuron(adding_variant(&[16], steps), neuron);
-        let settings = FpttSettings { rule, ..FpttSettings::regression(Optimizer::Adam, 1e-3) };
-        let engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1)).unwrap();
+        let settings = TrainingSettings { rule, ..TrainingSettings::regression(Optimizer::Adam, 1e-3) };
+        let engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1)).unwrap();
         (engine.learning_bytes(), engine.gpu_bytes())
     };
     let eprop = |update_every_step| {
@@ -492,10 +492,11 @@ fn eprop_rule(f: impl FnOnce(&mut fptt::settings::EpropSettings)) -> fptt::setti
 /// Networks and e-prop variants that cover every branch of the three e-prop kernels: LIF and
 /// ALIF, fused and separate maps, one and several outputs, the filter on and off, symmetric and
 /// random feedback, the reset kept and dropped.
-fn eprop_cases() -> Vec<(ModelConfig, FpttSettings)> {
+fn eprop_cases() -> Vec<(ModelConfig, TrainingSettings)> {
     use fptt::settings::Feedback;
-    let cls = |rule| FpttSettings { rule, ..FpttSettings::classification(Optimizer::Adam, 3e-3, AuxTargets::Table) };
-    let reg = |rule| FpttSettings { rule, ..FpttSettings::regression(Optimizer::Adam, 3e-3) };
+    let cls =
+        |rule| TrainingSettings { rule, ..TrainingSettings::classification(Optimizer::Adam, 3e-3, AuxTargets::Table) };
+    let reg = |rule| TrainingSettings { rule, ..TrainingSettings::regression(Optimizer::Adam, 3e-3) };
     vec![
         (with_neuron(adding_variant(&[16], 8), NeuronKind::Alif), reg(eprop_rule(|_| {}))),
         (with_neuron(adding_variant(&[13], 7), NeuronKind::Lif), reg(eprop_rule(|e| e.reset_in_trace = false))),
@@ -531,7 +532,7 @@ fn eprop_sequence_gradient_matches_the_reference() {
         let init = init_params(&cfg, 400 + i as u64);
         let data = random_batch(&cfg, batch, settings.loss, 500 + i as u64);
         let initial = InitialState::uniform(&cfg.hidden, batch, &mut Rng::new(600 + i as u64));
-        let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
+        let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
         engine.poison_scratch().unwrap();
         let m = engine.train_sequence(&data, &initial).unwrap();
         let (_, grad) = engine.debug_read().unwrap();
@@ -590,9 +591,9 @@ fn eprop_training_matches_the_reference() {
 #[test]
 fn eprop_refuses_networks_it_does_not_apply_to() {
     let ctx = gpu_common::context();
-    let settings = FpttSettings { rule: eprop_rule(|_| {}), ..FpttSettings::regression(Optimizer::Adam, 1e-3) };
+    let settings = TrainingSettings { rule: eprop_rule(|_| {}), ..TrainingSettings::regression(Optimizer::Adam, 1e-3) };
     let refused = |cfg: ModelConfig| -> String {
-        match FpttEngine::new(ctx.clone(), &cfg, &settings, 2, &init_params(&cfg, 1)) {
+        match Engine::new(ctx.clone(), &cfg, &settings, 2, &init_params(&cfg, 1)) {
             Ok(_) => panic!("e-prop accepted {cfg:?}"),
             Err(e) => e.to_string(),
         }

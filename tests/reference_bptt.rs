@@ -21,7 +21,7 @@ use fptt::reference::optim::{adam_step, adamax_step, clip_factor, fptt_after_ste
 use fptt::reference::{params_from_map, to_f32, to_f64, Grads, Net, NetState, Params, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
 use fptt::settings::{
-    AuxTargets, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
+    AuxTargets, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, StepLoss, Targets, TrainingSettings,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -463,7 +463,7 @@ fn training_sequence(cfg: &ModelConfig, batch: usize, seed: u64) -> (SequenceBat
     (seq, InitialState::uniform(&cfg.hidden, batch, &mut rng))
 }
 
-fn with_rule(mut settings: FpttSettings, rule: LearningRule) -> FpttSettings {
+fn with_rule(mut settings: TrainingSettings, rule: LearningRule) -> TrainingSettings {
     settings.rule = rule;
     settings
 }
@@ -472,7 +472,7 @@ fn with_rule(mut settings: FpttSettings, rule: LearningRule) -> FpttSettings {
 /// used before chunks existed: forward, ℓ_t, table write, one-step backward, total loss, FPTT update.
 struct OnlineRule {
     net: Net,
-    settings: FpttSettings,
+    settings: TrainingSettings,
     params: Params,
     wbar: Params,
     lambda: Params,
@@ -483,7 +483,7 @@ struct OnlineRule {
 }
 
 impl OnlineRule {
-    fn new(net: &Net, settings: &FpttSettings, init: &fptt::tensor::TensorMap) -> Self {
+    fn new(net: &Net, settings: &TrainingSettings, init: &fptt::tensor::TensorMap) -> Self {
         let params = params_from_map(&net.layout, init);
         let wbar: Params = net.layout.trainable().map(|s| (s.name.clone(), params[&s.name].clone())).collect();
         let zeros: Params = wbar.iter().map(|(k, v)| (k.clone(), vec![0.0; v.len()])).collect();
@@ -559,9 +559,9 @@ fn trainer_with_chunks_of_one_step_is_the_online_rule_bit_for_bit() {
         (
             "two layers, batch norm, Adamax, table",
             bn2,
-            FpttSettings::classification(Optimizer::Adamax, 1e-2, AuxTargets::Table),
+            TrainingSettings::classification(Optimizer::Adamax, 1e-2, AuxTargets::Table),
         ),
-        ("fused fixed regression, Adam", fused, FpttSettings::regression(Optimizer::Adam, 1e-2)),
+        ("fused fixed regression, Adam", fused, TrainingSettings::regression(Optimizer::Adam, 1e-2)),
     ] {
         assert_eq!(settings.rule, LearningRule::Fptt { chunk: 1 }, "the constructors keep the online rule");
         let init = init_params(&cfg, 5);
@@ -595,7 +595,7 @@ fn trainer_fptt_with_one_chunk_of_t_steps_makes_the_bptt_update() {
     let init = init_params(&cfg, 8);
     let (seq, m0) = training_sequence(&cfg, 3, 81);
     for optimizer in [Optimizer::Adam, Optimizer::Adamax] {
-        let mut settings = FpttSettings::classification(optimizer, 1e-2, AuxTargets::Uniform);
+        let mut settings = TrainingSettings::classification(optimizer, 1e-2, AuxTargets::Uniform);
         settings.alpha = 1e-9;
         let mut fptt =
             ReferenceTrainer::new(&cfg, &with_rule(settings, LearningRule::Fptt { chunk: cfg.steps }), 3, &init);
@@ -624,7 +624,7 @@ fn trainer_bptt_is_one_plain_update_per_sequence_and_leaves_wbar_and_lambda() {
     cfg.batch_norm = true;
     cfg.steps = 5;
     let settings =
-        with_rule(FpttSettings::classification(Optimizer::Adamax, 1e-2, AuxTargets::Table), LearningRule::Bptt);
+        with_rule(TrainingSettings::classification(Optimizer::Adamax, 1e-2, AuxTargets::Table), LearningRule::Bptt);
     let init = init_params(&cfg, 9);
     let mut tr = ReferenceTrainer::new(&cfg, &settings, 3, &init);
     let net = tr.net().clone();
@@ -698,7 +698,7 @@ fn trainer_chunked_fptt_updates_after_every_chunk_from_the_state_after_the_previ
     cfg.steps = 7;
     let chunk = 3;
     let settings = with_rule(
-        FpttSettings::classification(Optimizer::Adamax, 1e-2, AuxTargets::Table),
+        TrainingSettings::classification(Optimizer::Adamax, 1e-2, AuxTargets::Table),
         LearningRule::Fptt { chunk },
     );
     let init = init_params(&cfg, 10);
@@ -785,7 +785,7 @@ fn trainer_runs_lif_and_alif_networks_with_every_rule() {
         cfg.steps = 6;
         let init = init_params(&cfg, 12);
         for rule in [LearningRule::Fptt { chunk: 1 }, LearningRule::Fptt { chunk: 4 }, LearningRule::Bptt] {
-            let settings = with_rule(FpttSettings::classification(Optimizer::Adam, 1e-2, AuxTargets::Table), rule);
+            let settings = with_rule(TrainingSettings::classification(Optimizer::Adam, 1e-2, AuxTargets::Table), rule);
             let mut tr = ReferenceTrainer::new(&cfg, &settings, 3, &init);
             let (seq, m0) = training_sequence(&cfg, 3, 130);
             let losses = tr.train_sequence(&seq, &m0);

@@ -18,8 +18,8 @@ use fptt::reference::{
 use fptt::rng::Rng;
 use fptt::settings::random_feedback;
 use fptt::settings::{
-    AuxTargets, EpropSettings, Feedback, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch,
-    Targets,
+    AuxTargets, EpropSettings, Feedback, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, Targets,
+    TrainingSettings,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -284,8 +284,8 @@ fn cosine_similarity_with_bptt_on_short_sequences() {
 // ---------------------------------------------------------------------------------------------
 // The trainer's e-prop rule.
 
-fn eprop_rule(update_every_step: bool, feedback: Feedback) -> FpttSettings {
-    let mut s = FpttSettings::classification(Optimizer::Adam, 1e-2, AuxTargets::Table);
+fn eprop_rule(update_every_step: bool, feedback: Feedback) -> TrainingSettings {
+    let mut s = TrainingSettings::classification(Optimizer::Adam, 1e-2, AuxTargets::Table);
     s.rule = LearningRule::Eprop(EpropSettings { update_every_step, feedback, ..EpropSettings::default() });
     s
 }
@@ -299,7 +299,7 @@ fn training_sequence(cfg: &ModelConfig, batch: usize, seed: u64) -> (SequenceBat
 }
 
 /// W after one clipped Adam step (update 1) with gradient `grads` from `w0`.
-fn after_first_update(net: &Net, w0: &Params, grads: &Grads, settings: &FpttSettings) -> Params {
+fn after_first_update(net: &Net, w0: &Params, grads: &Grads, settings: &TrainingSettings) -> Params {
     let mut g: Params = net.layout.trainable().map(|s| (s.name.clone(), grads[&s.name].clone())).collect();
     let factor = clip_factor(g.values().flatten().map(|x| x * x).sum::<f64>().sqrt(), settings.clip as f64);
     g.values_mut().flatten().for_each(|x| *x *= factor);

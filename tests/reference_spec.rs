@@ -11,7 +11,7 @@ use fptt::reference::batchnorm::Norm;
 use fptt::reference::optim::{fptt_after_step, fptt_gradient, sgd_step};
 use fptt::reference::{neuron, surrogate, LayerSpec, LayerState, LossContext, Net, Params, ReferenceTrainer, SpikeFn};
 use fptt::rng::Rng;
-use fptt::settings::{AuxTargets, FpttSettings, InitialState, LossKind, Optimizer, SequenceBatch, Targets};
+use fptt::settings::{AuxTargets, InitialState, LossKind, Optimizer, SequenceBatch, Targets, TrainingSettings};
 
 fn close(got: f64, want: f64, tol: f64, what: &str) {
     assert!((got - want).abs() <= tol * want.abs().max(1.0), "{what}: got {got:.17}, method {want:.17}");
@@ -233,7 +233,7 @@ fn trainer_state_names_updates_reset_and_evaluation() {
     let mut cfg = tiny(vec![5, 4]);
     cfg.batch_norm = true;
     cfg.trainable_slopes = false;
-    let settings = FpttSettings::classification(Optimizer::Adamax, 1e-2, AuxTargets::Table);
+    let settings = TrainingSettings::classification(Optimizer::Adamax, 1e-2, AuxTargets::Table);
     let init = fptt::model::init_params(&cfg, 3);
     let (seq, m0) = small_setup(&cfg, 3, 9);
     let mut tr = ReferenceTrainer::new(&cfg, &settings, 3, &init);
@@ -273,7 +273,7 @@ fn trainer_regression_runs_the_adding_variant() {
     cfg.threshold = ThresholdMode::Fixed(0.5);
     cfg.fused_recurrent = true;
     cfg.trainable_slopes = false;
-    let settings = FpttSettings::regression(Optimizer::Adam, 1e-2);
+    let settings = TrainingSettings::regression(Optimizer::Adam, 1e-2);
     let init = fptt::model::init_params(&cfg, 1);
     let (mut seq, _) = small_setup(&cfg, 4, 2);
     seq.targets = Targets::Values(vec![0.5, 1.0, 1.5, 0.2]);

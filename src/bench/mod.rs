@@ -42,10 +42,10 @@ mod drivers;
 pub use drivers::{run_grid, run_memory, run_peer_check, BenchError, GridSweep, MemorySweep, PeerCheck};
 
 use crate::gpu::GpuContext;
-use crate::learn::{EngineError, FpttEngine};
+use crate::learn::{Engine, EngineError};
 use crate::model::{init_params, ModelConfig};
 use crate::rng::Rng;
-use crate::settings::{AuxTargets, FpttSettings, InitialState, Optimizer, SequenceBatch, Targets};
+use crate::settings::{AuxTargets, InitialState, Optimizer, SequenceBatch, Targets, TrainingSettings};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -103,10 +103,10 @@ pub struct BenchRow {
 /// The benchmark's network: a classifier with `layers` hidden layers of `hidden` adaptive LTC
 /// neurons (separate input and recurrent maps), one input per step and 10 classes, trained with
 /// Adamax (lr 1e-3), α = 0.1, β = 0.5, clip 1 and the auxiliary table: the S-MNIST recipe.
-pub fn bench_network(hidden: usize, layers: usize, steps: usize) -> (ModelConfig, FpttSettings) {
+pub fn bench_network(hidden: usize, layers: usize, steps: usize) -> (ModelConfig, TrainingSettings) {
     let mut cfg = ModelConfig::classifier(1, hidden, 10, steps);
     cfg.hidden = vec![hidden; layers];
-    (cfg, FpttSettings::classification(Optimizer::Adamax, 1e-3, AuxTargets::Table))
+    (cfg, TrainingSettings::classification(Optimizer::Adamax, 1e-3, AuxTargets::Table))
 }
 
 /// The benchmark's data: inputs `U(0,1)`, random labels and membranes `U(0,1)`, from a fixed seed.
@@ -137,7 +137,7 @@ pub fn measure(
     profile: bool,
 ) -> Result<BenchRow, EngineError> {
     let (cfg, settings) = bench_network(hidden, layers, steps);
-    let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))?;
+    let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))?;
     let (data, init) = bench_data(&cfg, batch);
     engine.train_sequence(&data, &init)?;
     let start = Instant::now();
@@ -185,7 +185,7 @@ pub fn export_peer_check(
     use crate::tensor::{Tensor, TensorMap};
     let (cfg, settings) = bench_network(hidden, 1, steps);
     let params = init_params(&cfg, 1);
-    let mut engine = FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &params)?;
+    let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &params)?;
     let (data, init) = bench_data(&cfg, batch);
     let mut meta = std::collections::BTreeMap::new();
     for (k, v) in [
@@ -482,7 +482,7 @@ pub fn memory_row(
         batch_norm: false,
         neuron,
     };
-    let settings = FpttSettings { rule, ..FpttSettings::regression(Optimizer::Adam, 1e-3) };
+    let settings = TrainingSettings { rule, ..TrainingSettings::regression(Optimizer::Adam, 1e-3) };
     let (name, chunk) = match rule {
         LearningRule::Fptt { chunk } => ("fptt", chunk),
         LearningRule::Bptt => ("bptt", steps),
@@ -499,7 +499,7 @@ pub fn memory_row(
         learning_bytes: None,
         note: String::new(),
     };
-    match FpttEngine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1)) {
+    match Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1)) {
         Ok(engine) => {
             row.gpu_bytes = Some(engine.gpu_bytes());
             row.learning_bytes = Some(engine.learning_bytes());

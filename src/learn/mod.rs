@@ -1,4 +1,4 @@
-//! Learning rules as schedules of GPU kernels. [`FpttEngine`] (`engine/`) holds the buffers and
+//! Learning rules as schedules of GPU kernels. [`Engine`] (`engine/`) holds the buffers and
 //! runs sequences; a [`schedule::Schedule`] says, per rule (one-step FPTT, FPTT in chunks, BPTT,
 //! e-prop), which dispatch lists to record and in what order; the `planner` builds those lists
 //! piece by piece (layer forward, readout and loss, backward, update, e-prop traces) from the
@@ -11,4 +11,4 @@ pub mod plan;
 mod planner;
 mod schedule;
 
-pub use engine::{EngineError, FpttEngine, SequenceMetrics};
+pub use engine::{Engine, EngineError, SequenceMetrics};

@@ -9,7 +9,7 @@ use super::planner::{Planner, StepView};
 use super::EngineError;
 use crate::gpu::{ArgArena, Dispatch};
 use crate::model::ModelConfig;
-use crate::settings::{EpropSettings, FpttSettings, LearningRule};
+use crate::settings::{EpropSettings, LearningRule, TrainingSettings};
 
 pub(crate) enum Schedule {
     /// One-step FPTT: per step the forward, the one-step backward and the regularised update,
@@ -46,7 +46,7 @@ pub(crate) struct EpropSchedule {
 
 /// Tape slots the rule needs (1 for one-step rules, K for chunks of K, T for BPTT), after checking
 /// that the rule fits the model and its settings are in range.
-pub(crate) fn tape_slots(cfg: &ModelConfig, settings: &FpttSettings) -> Result<usize, EngineError> {
+pub(crate) fn tape_slots(cfg: &ModelConfig, settings: &TrainingSettings) -> Result<usize, EngineError> {
     let slots = match settings.rule {
         LearningRule::Fptt { chunk } => {
             if chunk == 0 || chunk > cfg.steps {
@@ -81,7 +81,7 @@ pub(crate) fn tape_slots(cfg: &ModelConfig, settings: &FpttSettings) -> Result<u
 
 impl Schedule {
     /// The training schedule of `settings.rule`, its arguments pushed into `arena`.
-    pub fn build(planner: &Planner, arena: &mut ArgArena, settings: &FpttSettings) -> Schedule {
+    pub fn build(planner: &Planner, arena: &mut ArgArena, settings: &TrainingSettings) -> Schedule {
         let plan = planner.plan;
         match settings.rule {
             LearningRule::Fptt { chunk: 1 } => {

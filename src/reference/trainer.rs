@@ -18,7 +18,7 @@ use super::optim::{adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gr
 use super::{params_from_map, to_f32, to_f64, to_tensor, Params, SpikeFn};
 use crate::model::{ModelConfig, StatLayout};
 use crate::settings::{
-    FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
+    InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, StepLoss, Targets, TrainingSettings,
 };
 use crate::tensor::{Tensor, TensorMap};
 
@@ -27,7 +27,7 @@ use crate::tensor::{Tensor, TensorMap};
 #[derive(Debug, Clone)]
 pub struct ReferenceTrainer {
     net: Net,
-    settings: FpttSettings,
+    settings: TrainingSettings,
     lr: f64,
     batch: usize,
     stat_layout: StatLayout,
@@ -52,7 +52,7 @@ impl ReferenceTrainer {
     /// `init` holds every parameter by checkpoint name (method §8), and optionally the batch-norm running statistics
     /// (missing ones start at mean 0, variance 1). W̄ = W, λ = 0, moments 0, `q` = 0, no updates yet.
     /// Panics with [`super::eprop::check`]'s message when e-prop is asked for a network it does not apply to.
-    pub fn new(cfg: &ModelConfig, settings: &FpttSettings, batch: usize, init: &TensorMap) -> Self {
+    pub fn new(cfg: &ModelConfig, settings: &TrainingSettings, batch: usize, init: &TensorMap) -> Self {
         if let LearningRule::Fptt { chunk } = settings.rule {
             assert!(chunk >= 1, "reference: an FPTT chunk has at least one step");
         }

@@ -21,7 +21,7 @@ use super::RunError;
 use crate::checkpoint;
 use crate::data::{adding_batch, epoch_order, ImageDataset, SequenceView, Split};
 use crate::gpu::{DeviceChoice, GpuContext};
-use crate::learn::{EngineError, FpttEngine};
+use crate::learn::{Engine, EngineError};
 use crate::model::{init_params, ModelConfig, ParamLayout, StatLayout};
 use crate::rng::Rng;
 use crate::settings::{InitialState, SequenceBatch};
@@ -149,7 +149,7 @@ fn run_dir(exp: &Experiment, opts: &TrainOptions) -> PathBuf {
 struct Loop<'a> {
     exp: &'a Experiment,
     opts: &'a TrainOptions,
-    engine: FpttEngine,
+    engine: Engine,
     data: TaskData,
     dir: PathBuf,
     csv: MetricsWriter,
@@ -519,7 +519,7 @@ fn starting_tensors(
 fn fresh_run_record(
     cfg: &ModelConfig,
     layout: &ParamLayout,
-    engine: &FpttEngine,
+    engine: &Engine,
     data: &TaskData,
     command_line: &str,
 ) -> Table {
@@ -563,7 +563,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
     };
     let layout = ParamLayout::new(&cfg);
     let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &checkpoint_path)?;
-    let mut engine = FpttEngine::new(ctx.clone(), &cfg, &exp.settings(), exp.train.batch, &init)?;
+    let mut engine = Engine::new(ctx.clone(), &cfg, &exp.settings(), exp.train.batch, &init)?;
     if opts.profile && !engine.enable_profiling() {
         eprintln!(
             "warning: {} cannot write timestamps inside compute passes; --profile is off for this run",

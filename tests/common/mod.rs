@@ -11,7 +11,7 @@ use fptt::model::{ModelConfig, NeuronKind, ParamLayout, ThresholdMode};
 use fptt::reference::{LayerState, NetState, Params};
 use fptt::rng::Rng;
 use fptt::settings::{
-    AuxTargets, FpttSettings, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, StepLoss, Targets,
+    AuxTargets, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, StepLoss, Targets, TrainingSettings,
 };
 use fptt::tensor::TensorMap;
 
@@ -22,7 +22,7 @@ pub struct Fixture {
     /// Inputs 1, hidden [16], outputs 10, steps 20, adaptive, not fused, trainable slopes,
     /// batch norm as the fixture says.
     pub cfg: ModelConfig,
-    pub settings: FpttSettings,
+    pub settings: TrainingSettings,
     /// The 8 training images, one pixel per step (row-major), pixel/255, with their labels.
     pub batch: SequenceBatch,
     /// m = 0 (the fixtures' deterministic start; s = 0, b = 0.1, o = 0 are implied).
@@ -70,7 +70,7 @@ pub fn load_fixture(name: &str) -> Fixture {
         other => panic!("fixture.json: unknown optimizer {other}"),
     };
     let aux = if flag("aux_loss") { AuxTargets::Table } else { AuxTargets::Off };
-    let settings = FpttSettings {
+    let settings = TrainingSettings {
         optimizer,
         lr: num("lr") as f32,
         alpha: num("alpha") as f32,

@@ -16,8 +16,8 @@ use crate::gpu::{
 };
 use crate::model::{ModelConfig, ModelError, ParamLayout, StatLayout};
 use crate::settings::{
-    random_feedback, AuxTargets, EpropSettings, Feedback, FpttSettings, InitialState, LearningRule, LossKind,
-    SequenceBatch,
+    random_feedback, AuxTargets, EpropSettings, Feedback, InitialState, LearningRule, LossKind, SequenceBatch,
+    TrainingSettings,
 };
 use crate::tensor::TensorMap;
 use std::rc::Rc;
@@ -70,10 +70,10 @@ impl SequenceMetrics {
     }
 }
 
-pub struct FpttEngine {
+pub struct Engine {
     ctx: Rc<GpuContext>,
     cfg: ModelConfig,
-    settings: FpttSettings,
+    settings: TrainingSettings,
     batch: usize,
     layout: ParamLayout,
     stats: StatLayout,
@@ -101,13 +101,13 @@ pub struct FpttEngine {
     profiler: Option<KernelProfiler>,
 }
 
-impl FpttEngine {
+impl Engine {
     /// An engine for `cfg` training batches of `batch` sequences, starting from `init` (method
     /// names; running statistics optional). `W̄ = W`, `λ = 0`, moments 0, `q = 0`.
     pub fn new(
         ctx: Rc<GpuContext>,
         cfg: &ModelConfig,
-        settings: &FpttSettings,
+        settings: &TrainingSettings,
         batch: usize,
         init: &TensorMap,
     ) -> Result<Self, EngineError> {
@@ -149,7 +149,7 @@ impl FpttEngine {
         let storage_group = kernels.storage_bind_group(&ctx, "engine storage", [&params, &grad, &opt, &work]);
         let argument_group = kernels.argument_bind_group(&ctx, "engine arguments", &args_buffer, &steps_buffer);
 
-        let mut engine = FpttEngine {
+        let mut engine = Engine {
             ctx,
             cfg: cfg.clone(),
             settings: *settings,
@@ -275,7 +275,7 @@ impl FpttEngine {
         self.lr = lr;
     }
 
-    pub fn settings(&self) -> &FpttSettings {
+    pub fn settings(&self) -> &TrainingSettings {
         &self.settings
     }
 

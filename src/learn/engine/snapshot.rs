@@ -1,11 +1,11 @@
 //! The engine's persistent state by name (parameters with the authors' tensor names, `W̄`, `λ`,
 //! optimizer moments, running statistics, `q`) in and out, and the raw views kernel tests use.
 
-use super::{EngineError, FpttEngine};
+use super::{Engine, EngineError};
 use crate::settings::Optimizer;
 use crate::tensor::{Tensor, TensorMap};
 
-impl FpttEngine {
+impl Engine {
     fn moment_names(&self) -> (&'static str, &'static str) {
         match self.settings.optimizer {
             Optimizer::Adam => ("exp_avg", "exp_avg_sq"),

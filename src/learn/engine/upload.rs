@@ -1,13 +1,13 @@
 //! What goes up before a sequence: its inputs, targets and initial state (checked against the
 //! engine's shapes), and the per-step `StepInfo`s (loss weights, bias corrections).
 
-use super::{EngineError, FpttEngine};
+use super::{Engine, EngineError};
 use crate::learn::kernel_args::StepInfo;
 use crate::learn::planner::is_classification;
 use crate::model::B0;
 use crate::settings::{AuxTargets, InitialState, LossKind, SequenceBatch, Targets, ADAM_BETA1, ADAM_BETA2};
 
-impl FpttEngine {
+impl Engine {
     pub(super) fn check_batch(&self, batch: &SequenceBatch, exact: bool) -> Result<(), EngineError> {
         let cfg = &self.cfg;
         let bad = |m: String| Err(EngineError::Shape(m));

@@ -14,7 +14,7 @@ use super::kernel_args::*;
 use super::plan::{LayerRegion, ReadoutRegion, StateRegion, WorkPlan};
 use crate::gpu::{ArgArena, Dispatch, KernelTable};
 use crate::model::{ModelConfig, ParamLayout, StatLayout};
-use crate::settings::{FpttSettings, LossKind};
+use crate::settings::{LossKind, TrainingSettings};
 
 /// Invocations of a kernel that computes 4×4 register tiles of an `rows × cols` output
 /// (`TILE` in shaders/shared/tile.wgsl).
@@ -119,7 +119,7 @@ struct SquareBlock {
 pub(crate) struct Planner<'a> {
     pub kernels: &'a KernelTable,
     pub cfg: &'a ModelConfig,
-    pub settings: &'a FpttSettings,
+    pub settings: &'a TrainingSettings,
     pub batch: usize,
     pub layout: &'a ParamLayout,
     pub stats: &'a StatLayout,

@@ -23,7 +23,7 @@ use toml::{Table, Value};
 pub use keys::{KEYS, SCHEMA};
 
 use crate::model::{ModelConfig, NeuronKind, ThresholdMode};
-use crate::settings::{AuxTargets, Feedback, FpttSettings, LearningRule, LossKind, Optimizer};
+use crate::settings::{AuxTargets, Feedback, LearningRule, LossKind, Optimizer, TrainingSettings};
 
 /// Pixels of one MNIST / Fashion-MNIST image (28 × 28).
 pub const IMAGE_PIXELS: usize = 784;
@@ -199,14 +199,14 @@ impl Experiment {
 
     /// The engine's settings for this experiment (the loss starts with epoch 0's auxiliary
     /// targets; the training loop changes them and the learning rate per epoch).
-    pub fn settings(&self) -> FpttSettings {
+    pub fn settings(&self) -> TrainingSettings {
         let t = &self.train;
         let loss = if self.data.task.is_classification() {
             LossKind::Classification { aux: self.aux_at_epoch(0) }
         } else {
             LossKind::Regression
         };
-        FpttSettings {
+        TrainingSettings {
             optimizer: t.optimizer,
             lr: t.lr as f32,
             alpha: t.alpha as f32,
