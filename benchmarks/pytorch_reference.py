@@ -12,6 +12,10 @@ Two modes:
 
   bench  times FPTT steps of the same network for each hidden size and batch and writes a CSV row
          after every shape (implementation, shape, ms per step, sample-steps/s, device, versions).
+         First it measures the vendor library's f32 matrix-product rate on the same device
+         (`torch.matmul`, n x n x n, TF32 off: cuBLAS on CUDA), and every row carries it as
+         vendor_matmul_n, vendor_matmul_gflop_per_s and vendor_matmul_precision, the ceiling
+         side_by_side.py holds the engine's step against.
 
 The mathematics is docs/method.md (sections 1-5), written independently of the engine's
 WGSL: adaptive LTC layer with separate input and recurrent maps, LTC readout, multi-Gaussian
@@ -197,6 +201,40 @@ def sync(dev):
         torch.cuda.synchronize(dev)
 
 
+def vendor_matmul(dev, n, reps=5, warmup=2):
+    """The vendor library's f32 matrix-product rate on `dev`: `torch.matmul` of two n x n f32
+    matrices (cuBLAS on CUDA, the CPU BLAS otherwise) with TF32 off, after `warmup` products; the
+    best of `reps` timed products (CUDA events around each on a GPU). Returns GFLOP/s = 2 n^3 / s."""
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert torch.get_float32_matmul_precision() == "highest"
+    gen = torch.Generator(device=dev).manual_seed(3)
+    a = torch.rand(n, n, device=dev, dtype=torch.float32, generator=gen)
+    b = torch.rand(n, n, device=dev, dtype=torch.float32, generator=gen)
+    c = torch.empty(n, n, device=dev, dtype=torch.float32)
+    for _ in range(warmup):
+        torch.matmul(a, b, out=c)
+    sync(dev)
+    best = math.inf
+    for _ in range(reps):
+        if dev.type == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            torch.matmul(a, b, out=c)
+            end.record()
+            end.synchronize()
+            seconds = begin.elapsed_time(end) / 1e3
+        else:
+            start = time.perf_counter()
+            torch.matmul(a, b, out=c)
+            sync(dev)
+            seconds = time.perf_counter() - start
+        best = min(best, seconds)
+    del a, b, c
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    return 2 * n**3 / best / 1e9
+
+
 def check(args):
     dev = pick_device(args.device)
     meta = safe_open(os.path.join(args.dir, "start.safetensors"), "np").metadata()
@@ -248,14 +286,24 @@ def check(args):
 def bench(args):
     dev = pick_device(args.device)
     torch.manual_seed(1)
+    # New columns go at the end, so readers of the older CSV (by name) keep working.
     header = ["implementation", "hidden", "layers", "batch", "steps", "ms_per_step", "sample_steps_per_s",
-              "device", "device_type", "torch_version", "threads"]
+              "device", "device_type", "torch_version", "threads",
+              "vendor_matmul_n", "vendor_matmul_gflop_per_s", "vendor_matmul_precision"]
+    matmul_n = args.matmul if args.matmul is not None else (4096 if dev.type == "cuda" else 1024)
+    vendor = ["", "", ""]
+    if matmul_n > 0:
+        rate = vendor_matmul(dev, matmul_n)
+        vendor = [matmul_n, f"{rate:.3f}", torch.get_float32_matmul_precision()]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         f.flush()
         print(f"peer: torch {torch.__version__} on {device_name(dev)}")
+        if matmul_n > 0:
+            print(f"vendor f32 matrix product (torch.matmul, TF32 off): {vendor[1]} GFLOP/s "
+                  f"({matmul_n}x{matmul_n}x{matmul_n}, best of 5)")
         print(f"{'hidden':>7} {'batch':>6} {'ms/step':>10} {'sample-steps/s':>15}")
         for hidden in args.hidden:
             for batch in args.batch:
@@ -274,7 +322,7 @@ def bench(args):
                 print(f"{hidden:>7} {batch:>6} {seconds * 1e3:>10.3f} {batch / seconds:>15.0f}")
                 writer.writerow(["pytorch", hidden, 1, batch, args.steps, f"{seconds * 1e3:.3f}",
                                  f"{batch / seconds:.1f}", device_name(dev), dev.type, torch.__version__,
-                                 torch.get_num_threads()])
+                                 torch.get_num_threads(), *vendor])
                 f.flush()
     print(f"csv: {args.out}")
     return 0
@@ -293,9 +341,15 @@ def main():
     b.add_argument("--steps", type=int, default=8, help="time steps per timed sequence")
     b.add_argument("--reps", type=int, default=2, help="timed sequences per shape, after one warm-up")
     b.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
+    b.add_argument("--matmul", type=int, default=None,
+                   help="size n of the vendor n x n x n f32 matrix product measured first "
+                        "(default 4096 on CUDA, 1024 on the CPU; 0 skips it)")
     b.add_argument("--out", default="results/bench-pytorch.csv")
     args = parser.parse_args()
-    torch.backends.cuda.matmul.allow_tf32 = False  # same f32 arithmetic as the engine
+    # Same f32 arithmetic as the engine, in the FPTT step and in the vendor matrix product: no TF32.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
     return check(args) if args.mode == "check" else bench(args)
 
 
