@@ -5,12 +5,17 @@
 // tape's "pre-activations" are then ρ_m, ρ_a.
 // Reads the previous state and writes the next one (the host alternates the two), and records
 // the tape (d, τm, τa, the gate pre-activations, u) that the one-step backward needs.
-// One invocation per 4×4 tile of (sample, neuron).
+// The two gate products run through the matrix-product template (shaders/shared/matmul.wgsl),
+// product 0 = W_m·[d ; m], product 1 = W_a·[d ; b] over (sample, neuron) outputs, with the neuron
+// update as their epilogue: each invocation updates the neurons of its register block.
 #import bindings
 #import args
 #import neuron
-#import tile
+#import matmul
 @group(1) @binding(0) var<storage, read> args: LayerArgs;
+
+const MM_A_K_FAST: bool = true;
+const MM_B_K_FAST: bool = true;
 
 fn current(i: u32) -> f32 {
     if (args.flags & LAYER_FUSED) != 0u {
@@ -19,61 +24,53 @@ fn current(i: u32) -> f32 {
     return work[args.cur_x + i] + work[args.cur_r + i];
 }
 
-// Σ_i W[j, i]·[d ; state][b, i] for the tile's samples `rows` (offsets of row b) and gate rows
-// `wrows` (offsets of W[j, 0]).
-fn gate_tile(rows: vec4<u32>, state: u32, wrows: vec4<u32>) -> array<vec4<f32>, 4> {
+// A: [d ; m][b, k] (product 0), [d ; b][b, k] (product 1).
+fn mm_a(p: u32, row: u32, k: u32) -> f32 {
     let n = args.n;
-    var acc: array<vec4<f32>, 4>;
-    for (var i = 0u; i < n; i++) {
-        let a = vec4<f32>(current(rows.x + i), current(rows.y + i), current(rows.z + i), current(rows.w + i));
-        let w = vec4<f32>(params[wrows.x + i], params[wrows.y + i], params[wrows.z + i], params[wrows.w + i]);
-        fma_tile(&acc, a, w);
+    if k < n {
+        return current(row * n + k);
     }
-    let srows = vec4<u32>(state) + rows;
-    let wstate = wrows + vec4<u32>(n);
-    for (var i = 0u; i < n; i++) {
-        let a = vec4<f32>(work[srows.x + i], work[srows.y + i], work[srows.z + i], work[srows.w + i]);
-        let w = vec4<f32>(params[wstate.x + i], params[wstate.y + i], params[wstate.z + i], params[wstate.w + i]);
-        fma_tile(&acc, a, w);
-    }
-    return acc;
+    let state = select(args.b_prev, args.m_prev, p == 0u);
+    return work[state + row * n + k - n];
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+// B[k, j] = W[j, k] with rows of 2N (W_m, W_a).
+fn mm_b(p: u32, k: u32, col: u32) -> f32 {
+    let w = select(args.w_a, args.w_m, p == 0u);
+    return params[w + col * 2u * args.n + k];
+}
+
+@compute @workgroup_size(MM_INVOCATIONS)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let n = args.n;
-    let idx = flat_index(gid, nwg);
-    if idx >= tile_count(args.batch, n) {
+    let blk = mm_block(wid, nwg, lid, args.batch, n, 1u);
+    if !blk.live {
         return;
     }
-    let tile = tile_at(idx, args.batch, n);
-    let bs = tile.rows;
-    let js = tile.cols;
-    let rows = bs * n;
     let adaptive = (args.flags & LAYER_ADAPTIVE) != 0u;
     let gated = (args.flags & LAYER_CONSTANT_TAU) == 0u;
-    var zm: array<vec4<f32>, 4>;
-    var za: array<vec4<f32>, 4>;
+    var zm: MmAcc;
+    var za: MmAcc;
     var slope_m = 1.0;
     var slope_a = 1.0;
     if gated {
-        zm = gate_tile(rows, args.m_prev, vec4<u32>(args.w_m) + js * 2u * n);
+        mm_product(&zm, 0u, blk, 0u, 2u * n);
         slope_m = params[args.a_m];
         if adaptive {
-            za = gate_tile(rows, args.b_prev, vec4<u32>(args.w_a) + js * 2u * n);
+            mm_product(&za, 1u, blk, 0u, 2u * n);
             slope_a = params[args.a_a];
         }
     }
-    for (var r = 0u; r < TILE; r++) {
-        let b = tile.row0 + r;
-        if b >= args.batch {
+    for (var r = 0u; r < MM_RM; r++) {
+        if !mm_row_ok(blk, r) {
             break;
         }
-        for (var c = 0u; c < TILE; c++) {
-            let j = tile.col0 + c;
-            if j >= n {
+        let b = blk.r0 + r;
+        for (var c = 0u; c < 4u; c++) {
+            if !mm_col_ok(blk, c) {
                 break;
             }
+            let j = blk.c0 + c;
             let idx = b * n + j;
             var z_m = params[args.w_m + j];
             if gated {

@@ -119,12 +119,6 @@ struct EpropSchedule {
     end: Vec<Dispatch>,
 }
 
-/// Invocations of a kernel that computes 4×4 register tiles of an `rows × cols` output
-/// (`TILE` in shaders/shared/bindings.wgsl).
-fn tiles(rows: usize, cols: usize) -> usize {
-    rows.div_ceil(4) * cols.div_ceil(4)
-}
-
 fn is_classification(loss: LossKind) -> bool {
     matches!(loss, LossKind::Classification { .. })
 }
@@ -463,7 +457,7 @@ impl Planner<'_> {
                 ..Default::default()
             };
             let la_off = arena.push(&la);
-            out.push(kernels.over("layer_current", la_off, tiles(batch, cfg.hidden[k])));
+            out.push(kernels.matmul("layer_current", la_off, batch, cfg.hidden[k], 1));
             // One argument slot per normalisation serves its forward and its backward.
             let mut bn_offsets = Vec::new();
             if cfg.batch_norm {
@@ -490,7 +484,7 @@ impl Planner<'_> {
                     bn_offsets.push(ba_off);
                 }
             }
-            out.push(kernels.over("layer_neuron", la_off, tiles(batch, cfg.hidden[k])));
+            out.push(kernels.matmul("layer_neuron", la_off, batch, cfg.hidden[k], 1));
             layer_args.push((la, la_off, bn_offsets));
         }
 
@@ -572,8 +566,8 @@ impl Planner<'_> {
             out.push(kernels.over("batch_norm_backward", readout_bn_off, cfg.outputs));
         }
         let weight_grad = |out: &mut Vec<Dispatch>, arena: &mut ArgArena, wg: WeightGradArgs| {
-            let tiles = tiles(wg.rows as usize, (wg.p_width + wg.q_width + 1) as usize);
-            out.push(kernels.over("weight_grad", arena.push(&wg), tiles));
+            let cols = (wg.p_width + wg.q_width + 1) as usize;
+            out.push(kernels.matmul("weight_grad", arena.push(&wg), wg.rows as usize, cols, 1));
         };
         weight_grad(
             &mut out,
@@ -617,8 +611,7 @@ impl Planner<'_> {
         };
         slope(&mut out, arena, &rslope, ro.r_o, ro.zo, bc);
         let input_grad = |out: &mut Vec<Dispatch>, arena: &mut ArgArena, ia: InputGradArgs| {
-            let tiles = tiles(ia.batch as usize, ia.cols as usize);
-            out.push(kernels.over("input_grad", arena.push(&ia), tiles));
+            out.push(kernels.matmul("input_grad", arena.push(&ia), ia.batch as usize, ia.cols as usize, 1));
         };
         // The matrix part of a gradient carried to the previous step, added in place:
         // target[b, j] += Σ_o G[b, o]·W[o, col + j] for a square map of `size` rows and columns.
