@@ -1,8 +1,7 @@
 // Forward, step 1 of a hidden layer: the input currents (spec §1), before any batch norm.
 //   cur_x = W_x·x + c_x      (fused variant: W_x·[x ; s] + c_x)
 //   cur_r = W_r·s + c_r      (s: the layer's own spikes from the previous step)
-// Matrix products of (sample, neuron) outputs through the template (shaders/shared/matmul.wgsl):
-// product 0 is the input map (with the recurrent columns when fused), product 1 the recurrent one.
+// Matrix products of (sample, neuron) outputs through the template (shaders/shared/matmul.wgsl).
 #import bindings
 #import args
 #import matmul
@@ -23,22 +22,30 @@ fn fused() -> bool {
     return (args.flags & LAYER_FUSED) != 0u;
 }
 
-// A: [x ; s][b, k] (product 0), s[b, k] (product 1).
+// Products, as K segments so that mm_a and mm_b never branch on k (the product index is a
+// constant at every call, which the drivers fold after inlining):
+//   0: x[b, k]·W_x[j, k]   (rows of W_x: n_in, or n_in + n when fused)
+//   1: s[b, k]·W_r[j, k]   (not fused)      2: s[b, k]·W_x[j, n_in + k]   (fused)
 fn mm_a(p: u32, row: u32, k: u32) -> f32 {
-    if p == 0u && k < args.n_in {
+    if p == 0u {
         return work[x_offset() + row * args.n_in + k];
     }
-    let i = select(k, k - args.n_in, p == 0u);
-    return work[args.s_prev + row * args.n + i];
+    return work[args.s_prev + row * args.n + k];
 }
 
-// B[k, j]: W_x[j, k] (rows of n_in, or n_in + n when fused), W_r[j, k].
 fn mm_b(p: u32, k: u32, col: u32) -> f32 {
-    if p == 0u {
-        let row_len = select(args.n_in, args.n_in + args.n, fused());
-        return params[args.w_x + col * row_len + k];
+    switch p {
+        case 0u: {
+            let row_len = select(args.n_in, args.n_in + args.n, fused());
+            return params[args.w_x + col * row_len + k];
+        }
+        case 1u: {
+            return params[args.w_r + col * args.n + k];
+        }
+        default: {
+            return params[args.w_x + col * (args.n_in + args.n) + args.n_in + k];
+        }
     }
-    return params[args.w_r + col * args.n + k];
 }
 
 fn store(acc: ptr<function, MmAcc>, blk: MmBlock, out: u32, bias: u32) {
@@ -59,10 +66,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     var acc: MmAcc;
+    mm_product(&acc, 0u, blk, 0u, args.n_in);
     if fused() {
-        mm_product(&acc, 0u, blk, 0u, args.n_in + args.n);
-    } else {
-        mm_product(&acc, 0u, blk, 0u, args.n_in);
+        mm_product(&acc, 2u, blk, 0u, args.n);
     }
     // Keep this step's input on the tape, where the backward reads it without knowing t.
     if (args.flags & LAYER_DATA_INPUT) != 0u && blk.c0 == 0u {

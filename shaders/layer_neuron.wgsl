@@ -5,9 +5,9 @@
 // tape's "pre-activations" are then ρ_m, ρ_a.
 // Reads the previous state and writes the next one (the host alternates the two), and records
 // the tape (d, τm, τa, the gate pre-activations, u) that the one-step backward needs.
-// The two gate products run through the matrix-product template (shaders/shared/matmul.wgsl),
-// product 0 = W_m·[d ; m], product 1 = W_a·[d ; b] over (sample, neuron) outputs, with the neuron
-// update as their epilogue: each invocation updates the neurons of its register block.
+// The two gate products W_m·[d ; m] and W_a·[d ; b] over (sample, neuron) outputs run through the
+// matrix-product template (shaders/shared/matmul.wgsl), with the neuron update as their
+// epilogue: each invocation updates the neurons of its register block.
 #import bindings
 #import args
 #import neuron
@@ -24,20 +24,65 @@ fn current(i: u32) -> f32 {
     return work[args.cur_x + i] + work[args.cur_r + i];
 }
 
-// A: [d ; m][b, k] (product 0), [d ; b][b, k] (product 1).
+// Each gate product runs as two K segments, so that mm_a and mm_b never branch on k (the
+// product index is a constant at every call, and the drivers fold it after inlining):
+//   product 0: d[b, k]·W_m[j, k]        (d = cur_x, fused)       1: d·W_m, d = cur_x + cur_r
+//   product 2: m[b, k]·W_m[j, N + k]    3: b[b, k]·W_a[j, N + k]
+//   product 4: d·W_a[j, k] (fused)      5: d·W_a, d = cur_x + cur_r
 fn mm_a(p: u32, row: u32, k: u32) -> f32 {
-    let n = args.n;
-    if k < n {
-        return current(row * n + k);
+    let i = row * args.n + k;
+    switch p {
+        case 0u, 4u: {
+            return work[args.cur_x + i];
+        }
+        case 1u, 5u: {
+            return work[args.cur_x + i] + work[args.cur_r + i];
+        }
+        case 2u: {
+            return work[args.m_prev + i];
+        }
+        default: {
+            return work[args.b_prev + i];
+        }
     }
-    let state = select(args.b_prev, args.m_prev, p == 0u);
-    return work[state + row * n + k - n];
 }
 
-// B[k, j] = W[j, k] with rows of 2N (W_m, W_a).
 fn mm_b(p: u32, k: u32, col: u32) -> f32 {
-    let w = select(args.w_a, args.w_m, p == 0u);
-    return params[w + col * 2u * args.n + k];
+    let row = col * 2u * args.n;
+    switch p {
+        case 0u, 1u: {
+            return params[args.w_m + row + k];
+        }
+        case 2u: {
+            return params[args.w_m + row + args.n + k];
+        }
+        case 3u: {
+            return params[args.w_a + row + args.n + k];
+        }
+        default: {
+            return params[args.w_a + row + k];
+        }
+    }
+}
+
+// acc = W·[d ; state] for the gate whose state product is `state_p` (2: m, 3: b).
+fn gate(acc: ptr<function, MmAcc>, blk: MmBlock, state_p: u32) {
+    let n = args.n;
+    let fused = (args.flags & LAYER_FUSED) != 0u;
+    if state_p == 2u {
+        if fused {
+            mm_product(acc, 0u, blk, 0u, n);
+        } else {
+            mm_product(acc, 1u, blk, 0u, n);
+        }
+    } else {
+        if fused {
+            mm_product(acc, 4u, blk, 0u, n);
+        } else {
+            mm_product(acc, 5u, blk, 0u, n);
+        }
+    }
+    mm_product(acc, state_p, blk, 0u, n);
 }
 
 @compute @workgroup_size(MM_INVOCATIONS)
@@ -54,10 +99,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var slope_m = 1.0;
     var slope_a = 1.0;
     if gated {
-        mm_product(&zm, 0u, blk, 0u, 2u * n);
+        gate(&zm, blk, 2u);
         slope_m = params[args.a_m];
         if adaptive {
-            mm_product(&za, 1u, blk, 0u, 2u * n);
+            gate(&za, blk, 3u);
             slope_a = params[args.a_a];
         }
     }

@@ -18,15 +18,14 @@ fn mm_a(p: u32, row: u32, k: u32) -> f32 {
     return work[args.g + k * args.rows + row];
 }
 
+// Branch-free in the column (a per-invocation value, so a branch would run every path): one
+// load from P, Q or (for the bias column) the in-bounds G, replaced by 1 there.
 fn mm_b(p: u32, k: u32, col: u32) -> f32 {
-    if col < args.p_width {
-        return work[args.p + k * args.p_width + col];
-    }
-    let i = col - args.p_width;
-    if i < args.q_width {
-        return work[args.q + k * args.q_width + i];
-    }
-    return 1.0;
+    let in_q = col >= args.p_width;
+    let is_bias = col >= args.p_width + args.q_width;
+    var at = select(args.p + col + k * args.p_width, args.q + (col - args.p_width) + k * args.q_width, in_q);
+    at = select(at, args.g, is_bias);
+    return select(work[at], 1.0, is_bias);
 }
 
 @compute @workgroup_size(MM_INVOCATIONS)
