@@ -1,70 +1,91 @@
 // Forward, step 1 of a hidden layer: the input currents (spec §1), before any batch norm.
 //   cur_x = W_x·x + c_x      (fused variant: W_x·[x ; s] + c_x)
 //   cur_r = W_r·s + c_r      (s: the layer's own spikes from the previous step)
-// One invocation per 4×4 tile of (sample, neuron).
+// Matrix products of (sample, neuron) outputs through the template (shaders/shared/matmul.wgsl).
 #import bindings
 #import args
-#import tile
+#import matmul
 @group(1) @binding(0) var<storage, read> args: LayerArgs;
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = flat_index(gid, nwg);
-    if idx >= tile_count(args.batch, args.n) {
-        return;
-    }
-    let tile = tile_at(idx, args.batch, args.n);
-    let bs = tile.rows;
-    let js = tile.cols;
-    var x_off = args.x_in;
+const MM_A_K_FAST: bool = true;
+const MM_B_K_FAST: bool = true;
+
+// Offset of this step's layer input [B, I].
+fn x_offset() -> u32 {
     if (args.flags & LAYER_DATA_INPUT) != 0u {
-        x_off += step.t * args.batch * args.n_in;
+        return args.x_in + step.t * args.batch * args.n_in;
     }
-    let xb = vec4<u32>(x_off) + bs * args.n_in;
-    let sb = vec4<u32>(args.s_prev) + bs * args.n;
-    let fused = (args.flags & LAYER_FUSED) != 0u;
-    var row_len = args.n_in;
-    if fused {
-        row_len = args.n_in + args.n;
+    return args.x_in;
+}
+
+fn fused() -> bool {
+    return (args.flags & LAYER_FUSED) != 0u;
+}
+
+// Products, as K segments so that mm_a and mm_b never branch on k (the product index is a
+// constant at every call, which the drivers fold after inlining):
+//   0: x[b, k]·W_x[j, k]   (rows of W_x: n_in, or n_in + n when fused)
+//   1: s[b, k]·W_r[j, k]   (not fused)      2: s[b, k]·W_x[j, n_in + k]   (fused)
+fn mm_a(p: u32, row: u32, k: u32) -> f32 {
+    if p == 0u {
+        return work[x_offset() + row * args.n_in + k];
     }
-    let wx = vec4<u32>(args.w_x) + js * row_len;
-    var acc: array<vec4<f32>, 4>;
-    for (var i = 0u; i < args.n_in; i++) {
-        let a = vec4<f32>(work[xb.x + i], work[xb.y + i], work[xb.z + i], work[xb.w + i]);
-        let w = vec4<f32>(params[wx.x + i], params[wx.y + i], params[wx.z + i], params[wx.w + i]);
-        fma_tile(&acc, a, w);
-    }
-    var wr = vec4<u32>(args.w_r) + js * args.n;
-    if fused {
-        // The recurrent part of the fused map: columns I.. of the same rows.
-        wr = wx + vec4<u32>(args.n_in);
-        for (var i = 0u; i < args.n; i++) {
-            let a = vec4<f32>(work[sb.x + i], work[sb.y + i], work[sb.z + i], work[sb.w + i]);
-            let w = vec4<f32>(params[wr.x + i], params[wr.y + i], params[wr.z + i], params[wr.w + i]);
-            fma_tile(&acc, a, w);
+    return work[args.s_prev + row * args.n + k];
+}
+
+fn mm_b(p: u32, k: u32, col: u32) -> f32 {
+    switch p {
+        case 0u: {
+            let row_len = select(args.n_in, args.n_in + args.n, fused());
+            return params[args.w_x + col * row_len + k];
+        }
+        case 1u: {
+            return params[args.w_r + col * args.n + k];
+        }
+        default: {
+            return params[args.w_x + col * (args.n_in + args.n) + args.n_in + k];
         }
     }
+}
+
+fn store(acc: ptr<function, MmAcc>, blk: MmBlock, out: u32, bias: u32) {
+    for (var r = 0u; r < MM_RM; r++) {
+        for (var c = 0u; c < 4u; c++) {
+            if mm_row_ok(blk, r) && mm_col_ok(blk, c) {
+                let j = blk.c0 + c;
+                work[out + (blk.r0 + r) * args.n + j] = (*acc)[r][c] + params[bias + j];
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(MM_INVOCATIONS)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let blk = mm_block(wid, nwg, lid, args.batch, args.n, 1u);
+    if !blk.live {
+        return;
+    }
+    var acc: MmAcc;
+    mm_product(&acc, 0u, blk, 0u, args.n_in);
+    if fused() {
+        mm_product(&acc, 2u, blk, 0u, args.n);
+    }
     // Keep this step's input on the tape, where the backward reads it without knowing t.
-    if (args.flags & LAYER_DATA_INPUT) != 0u && tile.col0 == 0u {
-        for (var r = 0u; r < TILE; r++) {
-            let b = tile.row0 + r;
-            if b < args.batch {
+    if (args.flags & LAYER_DATA_INPUT) != 0u && blk.c0 == 0u {
+        let x_off = x_offset();
+        for (var r = 0u; r < MM_RM; r++) {
+            if mm_row_ok(blk, r) {
+                let b = blk.r0 + r;
                 for (var i = 0u; i < args.n_in; i++) {
                     work[args.x_tape + b * args.n_in + i] = work[x_off + b * args.n_in + i];
                 }
             }
         }
     }
-    let cx = vec4<u32>(args.c_x) + js;
-    tile_store(&acc, tile, args.batch, args.n, args.cur_x, NONE, vec4<f32>(params[cx.x], params[cx.y], params[cx.z], params[cx.w]));
-    if !fused {
-        var accr: array<vec4<f32>, 4>;
-        for (var i = 0u; i < args.n; i++) {
-            let a = vec4<f32>(work[sb.x + i], work[sb.y + i], work[sb.z + i], work[sb.w + i]);
-            let w = vec4<f32>(params[wr.x + i], params[wr.y + i], params[wr.z + i], params[wr.w + i]);
-            fma_tile(&accr, a, w);
-        }
-        let cr = vec4<u32>(args.c_r) + js;
-        tile_store(&accr, tile, args.batch, args.n, args.cur_r, NONE, vec4<f32>(params[cr.x], params[cr.y], params[cr.z], params[cr.w]));
+    store(&acc, blk, args.cur_x, args.c_x);
+    if !fused() {
+        var accr: MmAcc;
+        mm_product(&accr, 1u, blk, 0u, args.n);
+        store(&accr, blk, args.cur_r, args.c_r);
     }
 }

@@ -5,12 +5,17 @@
 // tape's "pre-activations" are then ρ_m, ρ_a.
 // Reads the previous state and writes the next one (the host alternates the two), and records
 // the tape (d, τm, τa, the gate pre-activations, u) that the one-step backward needs.
-// One invocation per 4×4 tile of (sample, neuron).
+// The two gate products W_m·[d ; m] and W_a·[d ; b] over (sample, neuron) outputs run through the
+// matrix-product template (shaders/shared/matmul.wgsl), with the neuron update as their
+// epilogue: each invocation updates the neurons of its register block.
 #import bindings
 #import args
 #import neuron
-#import tile
+#import matmul
 @group(1) @binding(0) var<storage, read> args: LayerArgs;
+
+const MM_A_K_FAST: bool = true;
+const MM_B_K_FAST: bool = true;
 
 fn current(i: u32) -> f32 {
     if (args.flags & LAYER_FUSED) != 0u {
@@ -19,61 +24,98 @@ fn current(i: u32) -> f32 {
     return work[args.cur_x + i] + work[args.cur_r + i];
 }
 
-// Σ_i W[j, i]·[d ; state][b, i] for the tile's samples `rows` (offsets of row b) and gate rows
-// `wrows` (offsets of W[j, 0]).
-fn gate_tile(rows: vec4<u32>, state: u32, wrows: vec4<u32>) -> array<vec4<f32>, 4> {
-    let n = args.n;
-    var acc: array<vec4<f32>, 4>;
-    for (var i = 0u; i < n; i++) {
-        let a = vec4<f32>(current(rows.x + i), current(rows.y + i), current(rows.z + i), current(rows.w + i));
-        let w = vec4<f32>(params[wrows.x + i], params[wrows.y + i], params[wrows.z + i], params[wrows.w + i]);
-        fma_tile(&acc, a, w);
+// Each gate product runs as two K segments, so that mm_a and mm_b never branch on k (the
+// product index is a constant at every call, and the drivers fold it after inlining):
+//   product 0: d[b, k]·W_m[j, k]        (d = cur_x, fused)       1: d·W_m, d = cur_x + cur_r
+//   product 2: m[b, k]·W_m[j, N + k]    3: b[b, k]·W_a[j, N + k]
+//   product 4: d·W_a[j, k] (fused)      5: d·W_a, d = cur_x + cur_r
+fn mm_a(p: u32, row: u32, k: u32) -> f32 {
+    let i = row * args.n + k;
+    switch p {
+        case 0u, 4u: {
+            return work[args.cur_x + i];
+        }
+        case 1u, 5u: {
+            return work[args.cur_x + i] + work[args.cur_r + i];
+        }
+        case 2u: {
+            return work[args.m_prev + i];
+        }
+        default: {
+            return work[args.b_prev + i];
+        }
     }
-    let srows = vec4<u32>(state) + rows;
-    let wstate = wrows + vec4<u32>(n);
-    for (var i = 0u; i < n; i++) {
-        let a = vec4<f32>(work[srows.x + i], work[srows.y + i], work[srows.z + i], work[srows.w + i]);
-        let w = vec4<f32>(params[wstate.x + i], params[wstate.y + i], params[wstate.z + i], params[wstate.w + i]);
-        fma_tile(&acc, a, w);
-    }
-    return acc;
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn mm_b(p: u32, k: u32, col: u32) -> f32 {
+    let row = col * 2u * args.n;
+    switch p {
+        case 0u, 1u: {
+            return params[args.w_m + row + k];
+        }
+        case 2u: {
+            return params[args.w_m + row + args.n + k];
+        }
+        case 3u: {
+            return params[args.w_a + row + args.n + k];
+        }
+        default: {
+            return params[args.w_a + row + k];
+        }
+    }
+}
+
+// acc = W·[d ; state] for the gate whose state product is `state_p` (2: m, 3: b).
+fn gate(acc: ptr<function, MmAcc>, blk: MmBlock, state_p: u32) {
     let n = args.n;
-    let idx = flat_index(gid, nwg);
-    if idx >= tile_count(args.batch, n) {
+    let fused = (args.flags & LAYER_FUSED) != 0u;
+    if state_p == 2u {
+        if fused {
+            mm_product(acc, 0u, blk, 0u, n);
+        } else {
+            mm_product(acc, 1u, blk, 0u, n);
+        }
+    } else {
+        if fused {
+            mm_product(acc, 4u, blk, 0u, n);
+        } else {
+            mm_product(acc, 5u, blk, 0u, n);
+        }
+    }
+    mm_product(acc, state_p, blk, 0u, n);
+}
+
+@compute @workgroup_size(MM_INVOCATIONS)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let n = args.n;
+    let blk = mm_block(wid, nwg, lid, args.batch, n, 1u);
+    if !blk.live {
         return;
     }
-    let tile = tile_at(idx, args.batch, n);
-    let bs = tile.rows;
-    let js = tile.cols;
-    let rows = bs * n;
     let adaptive = (args.flags & LAYER_ADAPTIVE) != 0u;
     let gated = (args.flags & LAYER_CONSTANT_TAU) == 0u;
-    var zm: array<vec4<f32>, 4>;
-    var za: array<vec4<f32>, 4>;
+    var zm: MmAcc;
+    var za: MmAcc;
     var slope_m = 1.0;
     var slope_a = 1.0;
     if gated {
-        zm = gate_tile(rows, args.m_prev, vec4<u32>(args.w_m) + js * 2u * n);
+        gate(&zm, blk, 2u);
         slope_m = params[args.a_m];
         if adaptive {
-            za = gate_tile(rows, args.b_prev, vec4<u32>(args.w_a) + js * 2u * n);
+            gate(&za, blk, 3u);
             slope_a = params[args.a_a];
         }
     }
-    for (var r = 0u; r < TILE; r++) {
-        let b = tile.row0 + r;
-        if b >= args.batch {
+    for (var r = 0u; r < MM_RM; r++) {
+        if !mm_row_ok(blk, r) {
             break;
         }
-        for (var c = 0u; c < TILE; c++) {
-            let j = tile.col0 + c;
-            if j >= n {
+        let b = blk.r0 + r;
+        for (var c = 0u; c < 4u; c++) {
+            if !mm_col_ok(blk, c) {
                 break;
             }
+            let j = blk.c0 + c;
             let idx = b * n + j;
             var z_m = params[args.w_m + j];
             if gated {

@@ -1,60 +1,57 @@
 // Weight gradients as batched outer products (spec §3): for a map with output gradient G [B, O]
 // and input [P ; Q] [B, P+Q],
 //   ∇W[o, i] = Σ_b G[b, o]·[P ; Q][b, i],   ∇c[o] = Σ_b G[b, o]  (the bias is column P+Q, of ones)
-// Inside a chunk of steps (accumulate = 1) each step adds its part. One invocation per 4×4 tile
-// of (output, column).
+// Inside a chunk of steps (accumulate = 1) each step adds its part. A matrix product of
+// (output, column) outputs reduced over the batch, through the template
+// (shaders/shared/matmul.wgsl): A[o, b] = G[b, o], B[b, i] = [P ; Q ; 1][b, i].
+// With split S > 1 the grid runs S times, copy s reducing samples [s·⌈B/S⌉, (s+1)·⌈B/S⌉) into
+// work[partials + s·rows·(P+Q+1) + o·(P+Q+1) + i] (bias column included) for a later fixed-order sum.
 #import bindings
 #import args
-#import tile
+#import matmul
 @group(1) @binding(0) var<storage, read> args: WeightGradArgs;
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+const MM_A_K_FAST: bool = false;
+const MM_B_K_FAST: bool = false;
+
+fn mm_a(p: u32, row: u32, k: u32) -> f32 {
+    return work[args.g + k * args.rows + row];
+}
+
+// Branch-free in the column (a per-invocation value, so a branch would run every path): one
+// load from P, Q or (for the bias column) the in-bounds G, replaced by 1 there.
+fn mm_b(p: u32, k: u32, col: u32) -> f32 {
+    let in_q = col >= args.p_width;
+    let is_bias = col >= args.p_width + args.q_width;
+    var at = select(args.p + col + k * args.p_width, args.q + (col - args.p_width) + k * args.q_width, in_q);
+    at = select(at, args.g, is_bias);
+    return select(work[at], 1.0, is_bias);
+}
+
+@compute @workgroup_size(MM_INVOCATIONS)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let width = args.p_width + args.q_width;
     let cols = width + 1u;
-    let idx = flat_index(gid, nwg);
-    if idx >= tile_count(args.rows, cols) {
+    let split = max(args.split, 1u);
+    let blk = mm_block(wid, nwg, lid, args.rows, cols, split);
+    if !blk.live {
         return;
     }
-    let tile = tile_at(idx, args.rows, cols);
-    let os = tile.rows;
-    let nb = args.batch;
-    let p_off = args.p;
-    // Where column c of the tile reads sample b: base[c] + b·stride[c]; the bias column reads 1.
-    var base: vec4<u32>;
-    var stride: vec4<u32>;
-    var is_bias = vec4<bool>(false);
-    for (var c = 0u; c < TILE; c++) {
-        let i = min(tile.col0 + c, width);
-        if i < args.p_width {
-            base[c] = p_off + i;
-            stride[c] = args.p_width;
-        } else if i < width {
-            base[c] = args.q + (i - args.p_width);
-            stride[c] = args.q_width;
-        } else {
-            base[c] = 0u;
-            stride[c] = 0u;
-            is_bias[c] = true;
-        }
-    }
-    var acc: array<vec4<f32>, 4>;
-    for (var b = 0u; b < nb; b++) {
-        let g_row = args.g + b * args.rows;
-        let g = vec4<f32>(work[g_row + os.x], work[g_row + os.y], work[g_row + os.z], work[g_row + os.w]);
-        let at = base + stride * b;
-        let x = select(vec4<f32>(work[at.x], work[at.y], work[at.z], work[at.w]), vec4<f32>(1.0), is_bias);
-        fma_tile(&acc, g, x);
-    }
-    for (var r = 0u; r < TILE; r++) {
-        let o = tile.row0 + r;
-        if o >= args.rows {
-            break;
-        }
-        for (var c = 0u; c < TILE; c++) {
-            let i = tile.col0 + c;
-            if i > width {
-                break;
+    let chunk = (args.batch + split - 1u) / split;
+    let k_begin = min(blk.slice * chunk, args.batch);
+    let k_end = min(k_begin + chunk, args.batch);
+    var acc: MmAcc;
+    mm_product(&acc, 0u, blk, k_begin, k_end);
+    for (var r = 0u; r < MM_RM; r++) {
+        for (var c = 0u; c < 4u; c++) {
+            if !mm_row_ok(blk, r) || !mm_col_ok(blk, c) {
+                continue;
+            }
+            let o = blk.r0 + r;
+            let i = blk.c0 + c;
+            if split > 1u {
+                work[args.partials + (blk.slice * args.rows + o) * cols + i] = acc[r][c];
+                continue;
             }
             var at = args.out + o * width + i;
             if i == width {

@@ -141,6 +141,8 @@ struct BnArgs {
 
 // Twin: `WeightGradArgs`. grad[out + o·(P+Q) + i] = Σ_b G[b,o]·[P ; Q][b,i], bias = Σ_b G[b,o]
 // (added to what is there when accumulate is 1: the steps of a chunk sum their gradients).
+// split S > 1: S groups of workgroups each reduce ⌈B/S⌉ samples into work[partials + s·rows·(P+Q+1)
+// + o·(P+Q+1) + i] (bias column last) instead, for a later fixed-order sum; 0 or 1: into grad.
 struct WeightGradArgs {
     batch: u32,
     rows: u32,
@@ -152,8 +154,8 @@ struct WeightGradArgs {
     out: u32,
     bias: u32,
     accumulate: u32,
-    _pad1: u32,
-    _pad2: u32,
+    split: u32,
+    partials: u32,
 }
 
 // Twin: `InputGradArgs`. out[b,j] = add[b,j] + Σ_o G1[b,o]·W1[o, col1 + j] + Σ_o G2[b,o]·W2[o, col2 + j]

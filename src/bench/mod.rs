@@ -345,7 +345,7 @@ mod tests {
 pub struct Ceilings {
     /// A large buffer-to-buffer copy, bytes read plus written per second.
     pub copy_gb_per_s: f64,
-    /// `bench_matmul` (4×4 register tiles) on a square product of `matmul_size`.
+    /// `bench_matmul` (the matrix-product template, `KernelTable::tiling`) on a square product of `matmul_size`.
     pub matmul_gflop_per_s: f64,
     pub matmul_size: usize,
 }
@@ -391,7 +391,7 @@ pub fn ceilings(ctx: &Rc<GpuContext>, copy_mib: usize, size: usize) -> Result<Ce
         out: (n * n) as u32,
         ..Default::default()
     };
-    let dispatch: Dispatch = kernels.over("bench_matmul", arena.push(&args), n.div_ceil(4) * n.div_ceil(4));
+    let dispatch: Dispatch = kernels.matmul("bench_matmul", arena.push(&args), n, n, 1);
     let args_buffer = arena.upload(ctx, &ledger, "bench args");
     let mut steps = ArgArena::default();
     steps.push(&StepInfo::default());

@@ -5,6 +5,7 @@ use super::buffers::{ArgBuffer, GpuBuffer, ARG_SLOT};
 use super::context::GpuContext;
 use super::profile::KernelProfiler;
 use super::sources::KERNEL_SOURCES;
+use super::tiling::MatmulTiling;
 use std::num::NonZeroU64;
 
 /// Invocations per workgroup of every element-wise kernel (`WORKGROUP` in shaders/shared/bindings.wgsl).
@@ -17,6 +18,18 @@ pub struct KernelTable {
     pipelines: Vec<wgpu::ComputePipeline>,
     storage_layout: wgpu::BindGroupLayout,
     argument_layout: wgpu::BindGroupLayout,
+    tiling: MatmulTiling,
+}
+
+/// Kernels built on the matrix-product template (`#import matmul`): they take the tile shape as
+/// pipeline-override constants and are launched with [`KernelTable::matmul`].
+fn uses_template(source: &str) -> bool {
+    source.contains("override MM_TK")
+}
+
+/// Set `FPTT_CHECKED_SHADERS=1` to compile every kernel with wgpu's runtime bounds checks.
+fn checked_shaders() -> bool {
+    std::env::var("FPTT_CHECKED_SHADERS").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 /// One recorded kernel launch: which kernel, the dynamic offset of its arguments, and how many
@@ -29,7 +42,13 @@ pub struct Dispatch {
 }
 
 impl KernelTable {
+    /// The table with the adapter's tile shape ([`MatmulTiling::for_adapter`]).
     pub fn new(ctx: &GpuContext) -> Self {
+        Self::with_tiling(ctx, MatmulTiling::for_adapter(&ctx.info, &ctx.device.limits()))
+    }
+
+    /// The table with a given tile shape (tests run the template's GPU shape on lavapipe too).
+    pub fn with_tiling(ctx: &GpuContext, tiling: MatmulTiling) -> Self {
         let storage_entry = |binding| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -67,25 +86,53 @@ impl KernelTable {
             bind_group_layouts: &[Some(&storage_layout), Some(&argument_layout)],
             immediate_size: 0,
         });
+        let constants = tiling.constants();
+        let checked = checked_shaders();
         let mut names = Vec::new();
         let mut pipelines = Vec::new();
         for (name, source) in KERNEL_SOURCES {
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl((*source).into()),
-            });
+            let template = uses_template(source);
+            let descriptor =
+                wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl((*source).into()) };
+            // The template's kernels run without wgpu's runtime bounds checks and loop bounding:
+            // they index only through clamped rows and columns and the K range their arguments
+            // give, and the GPU-vs-CPU tests (tests/gpu_vs_reference.rs, the template's own test
+            // on odd shapes with NaN-poisoned outputs) prove that indexing for every launch shape.
+            // Without the checks the drivers unroll the register block's loops and keep it in
+            // registers. FPTT_CHECKED_SHADERS=1 turns them back on for debugging.
+            let module = if template && !checked {
+                // SAFETY: see above; every index these kernels form stays inside its buffer for
+                // the arguments the engine plans, which the tests exercise.
+                unsafe { device.create_shader_module_trusted(descriptor, wgpu::ShaderRuntimeChecks::unchecked()) }
+            } else {
+                device.create_shader_module(descriptor)
+            };
             let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(name),
                 layout: Some(&layout),
                 module: &module,
                 entry_point: Some("main"),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: if template { &constants } else { &[] },
+                    ..Default::default()
+                },
                 cache: None,
             });
             names.push(*name);
             pipelines.push(pipeline);
         }
-        KernelTable { names, pipelines, storage_layout, argument_layout }
+        KernelTable { names, pipelines, storage_layout, argument_layout, tiling }
+    }
+
+    /// The matrix-product template's tile shape on this device (what a run should record).
+    pub fn tiling(&self) -> MatmulTiling {
+        self.tiling
+    }
+
+    /// A launch of a template kernel over an `rows × cols` output, `split` copies of the grid
+    /// (the batch split of `weight_grad`; 1 elsewhere).
+    pub fn matmul(&self, kernel: &str, args: u32, rows: usize, cols: usize, split: usize) -> Dispatch {
+        Dispatch { kernel: self.id(kernel), args, workgroups: self.tiling.groups(rows, cols, split) }
     }
 
     /// The index of a kernel by its file stem; a missing name is a programming error.

@@ -12,12 +12,14 @@ mod buffers;
 mod context;
 mod kernels;
 mod profile;
+mod tiling;
 
 pub use adapter_table::adapter_table;
 pub use buffers::{ArgArena, ArgBuffer, GpuBuffer, MemoryLedger, ARG_SLOT};
 pub use context::{list_adapters, AdapterReport, DeviceChoice, GpuContext, GpuError};
 pub use kernels::{Dispatch, KernelTable};
 pub use profile::{KernelProfiler, KernelTime};
+pub use tiling::MatmulTiling;
 
 /// The kernels' expanded WGSL, validated by naga in build.rs.
 pub mod sources {

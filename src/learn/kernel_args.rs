@@ -170,8 +170,10 @@ pub struct WeightGradArgs {
     pub out: u32,
     pub bias: u32,
     pub accumulate: u32,
-    pub _pad1: u32,
-    pub _pad2: u32,
+    /// Batch split S: 0 or 1 reduces the whole batch into `grad`; S > 1 writes S partial sums
+    /// `[S][rows × (p_width + q_width + 1)]` at work offset `partials` instead.
+    pub split: u32,
+    pub partials: u32,
 }
 
 /// Twin of WGSL `InputGradArgs`.
@@ -429,7 +431,11 @@ mod tests {
             ]
         );
         check_twin!(m, BnArgs, [batch, features, x, xhat, invstd, gamma, beta, running, g_y, g_x, accumulate, _pad1]);
-        check_twin!(m, WeightGradArgs, [batch, rows, p_width, q_width, g, p, q, out, bias, accumulate, _pad1, _pad2]);
+        check_twin!(
+            m,
+            WeightGradArgs,
+            [batch, rows, p_width, q_width, g, p, q, out, bias, accumulate, split, partials]
+        );
         check_twin!(
             m,
             InputGradArgs,
