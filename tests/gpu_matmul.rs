@@ -8,7 +8,7 @@
 mod gpu_common;
 
 use fptt::gpu::{ArgArena, GpuBuffer, GpuContext, KernelTable, MatmulTiling, MemoryLedger};
-use fptt::learn::kernel_args::{InputGradArgs, StepInfo, WeightGradArgs};
+use fptt::learn::kernel_args::{InputGradArgs, StepInfo, WeightGradArgs, WeightGradJobs};
 use fptt::rng::Rng;
 
 const NONE: u32 = u32::MAX;
@@ -37,6 +37,22 @@ fn launch<T: bytemuck::Pod>(
     grad: &[f32],
     work: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
+    let workgroups = kernels.tiling().groups(rows, cols, split);
+    launch_groups(ctx, kernels, kernel, args, workgroups, params, grad, work)
+}
+
+/// `launch` with the number of workgroups given.
+#[allow(clippy::too_many_arguments)]
+fn launch_groups<T: bytemuck::Pod>(
+    ctx: &GpuContext,
+    kernels: &KernelTable,
+    kernel: &str,
+    args: &T,
+    workgroups: u32,
+    params: &[f32],
+    grad: &[f32],
+    work: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
     let ledger = MemoryLedger::default();
     let buffer = |label, data: &[f32]| {
         let b = GpuBuffer::storage(ctx, &ledger, label, data.len()).unwrap();
@@ -45,7 +61,7 @@ fn launch<T: bytemuck::Pod>(
     };
     let (p, g, o, w) = (buffer("params", params), buffer("grad", grad), buffer("opt", &[0.0]), buffer("work", work));
     let mut arena = ArgArena::default();
-    let dispatch = kernels.matmul(kernel, arena.push(args), rows, cols, split);
+    let dispatch = kernels.groups(kernel, arena.push(args), workgroups);
     let args_buffer = arena.upload(ctx, &ledger, "args");
     let mut steps = ArgArena::default();
     steps.push(&StepInfo::default());
@@ -188,8 +204,16 @@ fn weight_grad_matches_cpu_whole_batch_and_split_partials() {
                         split: split as u32,
                         partials: partials as u32,
                     };
-                    let (gout, wout) =
-                        launch(&ctx, &kernels, "weight_grad", &args, (rows, cols, split), &[0.0], &grad, &work);
+                    let (gout, wout) = launch(
+                        &ctx,
+                        &kernels,
+                        "weight_grad",
+                        &WeightGradJobs::new(&[args]),
+                        (rows, cols, split),
+                        &[0.0],
+                        &grad,
+                        &work,
+                    );
                     let what = format!(
                         "weight_grad B={batch} {rows}x{pw}+{qw} split {split} accumulate {accumulate} ({tiling})"
                     );
@@ -247,10 +271,114 @@ fn weight_grad_without_bias_leaves_it_alone() {
         bias: NONE,
         ..Default::default()
     };
-    let (gout, _) = launch(&ctx, &kernels, "weight_grad", &args, (rows, pw + 1, 1), &[0.0], &grad, &work);
+    let (gout, _) =
+        launch(&ctx, &kernels, "weight_grad", &WeightGradJobs::new(&[args]), (rows, pw + 1, 1), &[0.0], &grad, &work);
     let (full, scale) = weight_grad_cpu(&work[..batch * rows], &work[batch * rows..], &[], (rows, pw, 0), 0..batch);
     let pick =
         |v: &[f64]| -> Vec<f64> { (0..rows).flat_map(|o| v[o * (pw + 1)..o * (pw + 1) + pw].to_vec()).collect() };
     assert_close("weight_grad without bias", &gout[..rows * pw], &pick(&full), &pick(&scale));
     assert_guard("weight_grad without bias", &gout[rows * pw..]);
+}
+
+/// One weight_grad dispatch with several jobs (matrices of different shapes with and without
+/// bias and accumulation, and dot jobs, the gate-slope gradients) matches the CPU, job by job.
+#[test]
+fn weight_grad_jobs_in_one_dispatch_match_cpu() {
+    let ctx = gpu_common::context();
+    let mut rng = Rng::new(21);
+    for kernels in tables(&ctx) {
+        let tiling = kernels.tiling();
+        // (batch, rows, p_width, q_width, bias, accumulate); rows = 0: a dot of `batch` terms.
+        let shapes = [
+            (7, 3, 5, 2, true, 0),
+            (1000, 0, 0, 0, false, 0),
+            (4, 17, 9, 0, false, 1),
+            (1, 0, 0, 0, false, 1),
+            (13, 1, 1, 0, true, 0),
+        ];
+        let mut work = Vec::new();
+        let mut grad = Vec::new();
+        let mut jobs = Vec::new();
+        let mut expected = Vec::new();
+        for &(batch, rows, pw, qw, bias, accumulate) in &shapes {
+            let start = if accumulate == 1 { 0.5 } else { f32::NAN };
+            if rows == 0 {
+                let (a, b) = (random(&mut rng, batch), random(&mut rng, batch));
+                let job = WeightGradArgs {
+                    batch: batch as u32,
+                    g: work.len() as u32,
+                    p: (work.len() + batch) as u32,
+                    q: NONE,
+                    out: grad.len() as u32,
+                    bias: NONE,
+                    accumulate,
+                    ..Default::default()
+                };
+                work.extend(&a);
+                work.extend(&b);
+                let dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+                let scale: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum();
+                expected.push((grad.len(), vec![dot + if accumulate == 1 { 0.5 } else { 0.0 }], vec![scale]));
+                grad.push(start);
+                jobs.push(job);
+                continue;
+            }
+            let g = random(&mut rng, batch * rows);
+            let x = random(&mut rng, batch * pw);
+            let q = random(&mut rng, batch * qw);
+            let g_off = work.len();
+            work.extend(&g);
+            let p_off = work.len();
+            work.extend(&x);
+            let q_off = work.len();
+            work.extend(&q);
+            let out = grad.len();
+            let width = pw + qw;
+            let len = rows * width + if bias { rows } else { 0 };
+            grad.extend(std::iter::repeat_n(start, len));
+            jobs.push(WeightGradArgs {
+                batch: batch as u32,
+                rows: rows as u32,
+                p_width: pw as u32,
+                q_width: qw as u32,
+                g: g_off as u32,
+                p: p_off as u32,
+                q: if qw > 0 { q_off as u32 } else { NONE },
+                out: out as u32,
+                bias: if bias { (out + rows * width) as u32 } else { NONE },
+                accumulate,
+                ..Default::default()
+            });
+            let (full, scale) = weight_grad_cpu(&g, &x, &q, (rows, pw, qw), 0..batch);
+            let add = if accumulate == 1 { 0.5 } else { 0.0 };
+            let cols = width + 1;
+            let pick = |v: &[f64], add: f64| -> Vec<f64> {
+                let mut w: Vec<f64> =
+                    (0..rows).flat_map(|o| v[o * cols..o * cols + width].iter().map(move |x| x + add)).collect();
+                if bias {
+                    w.extend((0..rows).map(|o| v[o * cols + width] + add));
+                }
+                w
+            };
+            expected.push((out, pick(&full, add), pick(&scale, 0.0)));
+        }
+        grad.extend(std::iter::repeat_n(SENTINEL, GUARD));
+        let groups: u32 =
+            jobs.iter()
+                .map(|j| {
+                    if j.rows == 0 {
+                        1
+                    } else {
+                        tiling.groups(j.rows as usize, (j.p_width + j.q_width + 1) as usize, 1)
+                    }
+                })
+                .sum();
+        let args = WeightGradJobs::new(&jobs);
+        let (gout, _) = launch_groups(&ctx, &kernels, "weight_grad", &args, groups, &[0.0], &grad, &work);
+        for (j, (at, cpu, scale)) in expected.iter().enumerate() {
+            let what = format!("weight_grad job {j} of {} ({tiling})", jobs.len());
+            assert_close(&what, &gout[*at..at + cpu.len()], cpu, scale);
+        }
+        assert_guard("weight_grad jobs", &gout[gout.len() - GUARD..]);
+    }
 }

@@ -43,3 +43,33 @@ fn profiling_times_every_dispatch_of_a_sequence() {
     assert!(times.iter().all(|t| t.total_ms >= 0.0 && t.mean_us >= 0.0));
     assert!(times.iter().map(|t| t.total_ms).sum::<f64>() > 0.0, "some time was measured");
 }
+
+/// The one-layer step `fptt bench` times (adaptive LTC classifier, Adamax, the auxiliary table, no
+/// batch norm) runs in ten dispatches, whatever N and B: the kernels are fused so that a step
+/// pays few per-dispatch costs (about 0.1 ms each on a software adapter, several µs on a GPU).
+#[test]
+fn a_one_layer_fptt_step_is_ten_dispatches() {
+    let ctx = gpu_common::context();
+    let settings = TrainingSettings::classification(Optimizer::Adamax, 1e-3, AuxTargets::Table);
+    for (hidden, batch) in [(3, 1), (37, 5)] {
+        let cfg = ModelConfig::classifier(1, hidden, 10, 4);
+        let engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1)).unwrap();
+        assert_eq!(
+            engine.step_kernels(),
+            [
+                "layer_current",
+                "layer_neuron",
+                "readout_step",
+                "loss_finalize",
+                "layer_backward_neuron",
+                "input_grad",
+                "weight_grad",
+                "weight_grad",
+                "fptt_norm",
+                "fptt_update"
+            ],
+            "N = {hidden}, B = {batch}"
+        );
+        assert_eq!(engine.dispatches_per_step(), 10);
+    }
+}

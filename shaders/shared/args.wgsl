@@ -158,6 +158,20 @@ struct WeightGradArgs {
     partials: u32,
 }
 
+// Twin: `WeightGradJobs`. One weight_grad dispatch runs up to WEIGHT_GRAD_JOBS jobs, each a
+// WeightGradArgs: job j owns the workgroups after those of jobs 0..j (a matrix job
+// mm_blocks(rows, P+Q+1)·S of them, a dot job one). rows = 0 marks a dot job:
+// grad[out] (+)= Σ_{i < batch} work[g + i]·work[p + i] (a gate slope's gradient, method §3).
+struct WeightGradJobs {
+    jobs: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    job: array<WeightGradArgs, 5>,
+}
+
+const WEIGHT_GRAD_JOBS: u32 = 5u;
+
 // Twin: `InputGradArgs`. out[b,j] = add[b,j] + Σ_o G1[b,o]·W1[o, col1 + j] + Σ_o G2[b,o]·W2[o, col2 + j]
 // (G in work, W in params with row length ld; k2 = 0 drops the second product).
 struct InputGradArgs {
@@ -177,16 +191,6 @@ struct InputGradArgs {
     col2: u32,
     _pad0: u32,
     _pad1: u32,
-}
-
-// Twin: `DotArgs`. grad[out] = Σ_i work[a + i]·work[b + i] (the gate-slope gradients), added to
-// grad[out] when accumulate is 1.
-struct DotArgs {
-    len: u32,
-    a: u32,
-    b: u32,
-    out: u32,
-    accumulate: u32,
 }
 
 // Twin: `RangeArgs`. zero_fill: work[dst .. dst + len] = 0 and grad[0 .. grad_len] = 0;

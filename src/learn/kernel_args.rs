@@ -176,6 +176,36 @@ pub struct WeightGradArgs {
     pub partials: u32,
 }
 
+/// Jobs one `weight_grad` dispatch runs (`WEIGHT_GRAD_JOBS` in WGSL): five 48-byte jobs and a
+/// 16-byte header fill one 256-byte argument slot.
+pub const WEIGHT_GRAD_JOBS: usize = 5;
+
+/// Twin of WGSL `WeightGradJobs`: the weight-gradient and gate-slope jobs of one dispatch (a job
+/// with `rows = 0` is a dot product: `grad[out] (+)= Σ_{i < batch} g[i]·p[i]`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct WeightGradJobs {
+    pub jobs: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+    pub job: [WeightGradArgs; WEIGHT_GRAD_JOBS],
+}
+
+impl WeightGradJobs {
+    /// Up to `WEIGHT_GRAD_JOBS` jobs in one dispatch.
+    pub fn new(jobs: &[WeightGradArgs]) -> Self {
+        assert!(
+            !jobs.is_empty() && jobs.len() <= WEIGHT_GRAD_JOBS,
+            "{} weight-gradient jobs in one dispatch",
+            jobs.len()
+        );
+        let mut all = WeightGradJobs { jobs: jobs.len() as u32, ..Default::default() };
+        all.job[..jobs.len()].copy_from_slice(jobs);
+        all
+    }
+}
+
 /// Twin of WGSL `InputGradArgs`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
@@ -196,17 +226,6 @@ pub struct InputGradArgs {
     pub col2: u32,
     pub _pad0: u32,
     pub _pad1: u32,
-}
-
-/// Twin of WGSL `DotArgs`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
-pub struct DotArgs {
-    pub len: u32,
-    pub a: u32,
-    pub b: u32,
-    pub out: u32,
-    pub accumulate: u32,
 }
 
 /// Twin of WGSL `RangeArgs`.
@@ -436,12 +455,12 @@ mod tests {
             WeightGradArgs,
             [batch, rows, p_width, q_width, g, p, q, out, bias, accumulate, split, partials]
         );
+        check_twin!(m, WeightGradJobs, [jobs, _pad0, _pad1, _pad2, job]);
         check_twin!(
             m,
             InputGradArgs,
             [batch, cols, add, out, k1, g1, w1, ld1, col1, k2, g2, w2, ld2, col2, _pad0, _pad1]
         );
-        check_twin!(m, DotArgs, [len, a, b, out, accumulate]);
         check_twin!(m, RangeArgs, [len, src, dst, grad_len]);
         check_twin!(
             m,
@@ -470,6 +489,7 @@ mod tests {
             ("EPROP_RESET_IN_TRACE", EPROP_RESET_IN_TRACE),
             ("EPROP_ACCUMULATE", EPROP_ACCUMULATE),
             ("EPROP_MAX_OUTPUTS", EPROP_MAX_OUTPUTS),
+            ("WEIGHT_GRAD_JOBS", WEIGHT_GRAD_JOBS as u32),
         ] {
             assert!(src.contains(&format!("const {name}: u32 = {value}u;")), "{name} differs from WGSL");
         }

@@ -240,7 +240,7 @@ pub struct LayerBackward {
 /// truncation 1); [`backward_through_state`] also returns the gradient on it.
 ///
 /// Method §3 (3.1)–(3.11). GPU twins: `shaders/layer_backward_neuron.wgsl`, `shaders/weight_grad.wgsl`,
-/// `shaders/slope_grad.wgsl`, `shaders/input_grad.wgsl`, `shaders/batch_norm_backward.wgsl`.
+/// `shaders/weight_grad.wgsl` (dot jobs), `shaders/input_grad.wgsl`, `shaders/batch_norm_backward.wgsl`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     spec: &LayerSpec,
@@ -269,7 +269,7 @@ struct Gate<'a> {
 /// `∇c = Σ ḡ_z` and `∇a = Σ r⊙pre` in `grads`, adds `(ḡ_z·W)[:, :N]` to `g_d`, and returns
 /// `(ḡ_z·W)[:, N:]`, the gradient on the gate's state input.
 ///
-/// Method §3 (3.6)–(3.9). GPU twins: `shaders/weight_grad.wgsl`, `shaders/slope_grad.wgsl`,
+/// Method §3 (3.6)–(3.9). GPU twins: `shaders/weight_grad.wgsl`, `shaders/weight_grad.wgsl` (dot jobs),
 /// `shaders/input_grad.wgsl`.
 #[allow(clippy::too_many_arguments)]
 fn gate_backward(

@@ -97,7 +97,7 @@ pub struct ReadoutBackward {
 /// The previous `o` is a constant; [`backward_through_state`] also returns the gradient on it.
 ///
 /// Method §3 (3.12)–(3.14). GPU twins: `shaders/readout_backward.wgsl`, then `shaders/weight_grad.wgsl`,
-/// `shaders/slope_grad.wgsl`, `shaders/input_grad.wgsl`.
+/// `shaders/weight_grad.wgsl` (dot jobs), `shaders/input_grad.wgsl`.
 pub fn backward(spec: &ReadoutSpec, p: &Params, c: &ReadoutCache, batch: usize, g_o: &[f64]) -> (Grads, Vec<f64>) {
     let r = backward_through_state(spec, p, c, batch, g_o);
     (r.grads, r.g_s_top)

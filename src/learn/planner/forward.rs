@@ -1,7 +1,7 @@
 //! The forward of one hidden layer at one time step: input currents, optional batch norm, then
 //! gates and the neuron update (method §1; LIF/ALIF §7).
 
-use super::{tiles, PlannedLayer, Planner, StepView};
+use super::{PlannedLayer, Planner, StepView};
 use crate::gpu::{ArgArena, Dispatch};
 use crate::learn::kernel_args::*;
 use crate::model::{LayerNames, ThresholdMode};
@@ -101,7 +101,7 @@ impl Planner<'_> {
             ..Default::default()
         };
         let la_off = arena.push(&la);
-        out.push(kernels.over("layer_current", la_off, tiles(batch, cfg.hidden[k])));
+        out.push(kernels.matmul("layer_current", la_off, batch, cfg.hidden[k], 1));
         // One argument slot per normalisation serves its forward and its backward.
         let mut bn_offsets = Vec::new();
         if cfg.batch_norm {
@@ -128,7 +128,7 @@ impl Planner<'_> {
                 bn_offsets.push(ba_off);
             }
         }
-        out.push(kernels.over("layer_neuron", la_off, tiles(batch, cfg.hidden[k])));
+        out.push(kernels.matmul("layer_neuron", la_off, batch, cfg.hidden[k], 1));
         PlannedLayer { args: la, slot: la_off, bn_slots: bn_offsets }
     }
 }

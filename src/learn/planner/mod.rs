@@ -16,12 +16,6 @@ use crate::gpu::{ArgArena, Dispatch, KernelTable};
 use crate::model::{ModelConfig, ParamLayout, StatLayout};
 use crate::settings::{LossKind, TrainingSettings};
 
-/// Invocations of a kernel that computes 4×4 register tiles of an `rows × cols` output
-/// (`TILE` in shaders/shared/tile.wgsl).
-pub(crate) fn tiles(rows: usize, cols: usize) -> usize {
-    rows.div_ceil(4) * cols.div_ceil(4)
-}
-
 pub(crate) fn is_classification(loss: LossKind) -> bool {
     matches!(loss, LossKind::Classification { .. })
 }
@@ -138,10 +132,12 @@ impl Planner<'_> {
         let readout = self.readout_forward(arena, view, fused_backward, &mut forward);
         let mut backward = Vec::new();
         if training {
-            self.readout_backward(arena, view, &readout, &mut backward);
+            let mut jobs = Vec::new();
+            self.readout_backward(arena, view, &readout, &mut backward, &mut jobs);
             for k in (0..self.cfg.layers()).rev() {
-                self.layer_backward(arena, view, k, &layers[k], &mut backward);
+                self.layer_backward(arena, view, k, &layers[k], &mut backward, &mut jobs);
             }
+            self.weight_grad_dispatches(arena, &jobs, &mut backward);
         }
         StepDispatches { forward, backward, bottom_layer: layers[0].args, readout: readout.args }
     }
@@ -152,15 +148,33 @@ impl Planner<'_> {
     }
 
     /// `∇W` (and `∇c`) of a map as a batched outer product.
-    fn weight_grad(&self, arena: &mut ArgArena, out: &mut Vec<Dispatch>, wg: WeightGradArgs) {
-        let tiles = tiles(wg.rows as usize, (wg.p_width + wg.q_width + 1) as usize);
-        out.push(self.kernels.over("weight_grad", arena.push(&wg), tiles));
+    fn weight_grad(&self, jobs: &mut Vec<WeightGradArgs>, wg: WeightGradArgs) {
+        jobs.push(wg);
+    }
+
+    /// Workgroups of one weight-gradient job (twin: `job_groups` in shaders/weight_grad.wgsl).
+    fn job_groups(&self, job: &WeightGradArgs) -> u32 {
+        if job.rows == 0 {
+            return 1;
+        }
+        let cols = (job.p_width + job.q_width + 1) as usize;
+        self.kernels.tiling().groups(job.rows as usize, cols, job.split.max(1) as usize)
+    }
+
+    /// A step's weight-gradient and gate-slope jobs, `WEIGHT_GRAD_JOBS` per dispatch, in order.
+    /// They only write `grad`, so they wait until the step's backward has produced all their
+    /// inputs (and run before the next step reuses the backward scratch).
+    fn weight_grad_dispatches(&self, arena: &mut ArgArena, jobs: &[WeightGradArgs], out: &mut Vec<Dispatch>) {
+        for group in jobs.chunks(WEIGHT_GRAD_JOBS) {
+            let workgroups = group.iter().map(|j| self.job_groups(j)).sum();
+            let slot = arena.push(&WeightGradJobs::new(group));
+            out.push(self.kernels.groups("weight_grad", slot, workgroups));
+        }
     }
 
     /// A gradient passed down through one or two maps.
     fn input_grad(&self, arena: &mut ArgArena, out: &mut Vec<Dispatch>, ia: InputGradArgs) {
-        let tiles = tiles(ia.batch as usize, ia.cols as usize);
-        out.push(self.kernels.over("input_grad", arena.push(&ia), tiles));
+        out.push(self.kernels.matmul("input_grad", arena.push(&ia), ia.batch as usize, ia.cols as usize, 1));
     }
 
     /// The matrix part of a gradient carried to the previous step, added in place:
@@ -184,18 +198,19 @@ impl Planner<'_> {
 
     /// `∇a = Σ r·z` of a trainable gate slope `name` over `len` elements of `(r, z)` (nothing
     /// when the slope is frozen).
-    fn slope_grad(
-        &self,
-        arena: &mut ArgArena,
-        out: &mut Vec<Dispatch>,
-        view: &StepView,
-        name: &str,
-        (r, z): (u32, u32),
-        len: usize,
-    ) {
+    fn slope_grad(&self, jobs: &mut Vec<WeightGradArgs>, view: &StepView, name: &str, (r, z): (u32, u32), len: usize) {
         if self.layout.is_trainable(name) {
-            let da = DotArgs { len: len as u32, a: r, b: z, out: self.offset(name), accumulate: view.accumulate() };
-            out.push(self.kernels.groups("slope_grad", arena.push(&da), 1));
+            jobs.push(WeightGradArgs {
+                batch: len as u32,
+                rows: 0,
+                g: r,
+                p: z,
+                q: NONE,
+                out: self.offset(name),
+                bias: NONE,
+                accumulate: view.accumulate(),
+                ..Default::default()
+            });
         }
     }
 }

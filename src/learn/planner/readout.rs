@@ -117,6 +117,7 @@ impl Planner<'_> {
         view: &StepView,
         readout: &PlannedReadout,
         out: &mut Vec<Dispatch>,
+        jobs: &mut Vec<WeightGradArgs>,
     ) {
         let Planner { kernels, cfg, batch, .. } = *self;
         let PlannedReadout { args: ra, slot: ra_off, bn_slot: readout_bn_off } = *readout;
@@ -136,8 +137,7 @@ impl Planner<'_> {
             out.push(kernels.over("batch_norm_backward", readout_bn_off, cfg.outputs));
         }
         self.weight_grad(
-            arena,
-            out,
+            jobs,
             WeightGradArgs {
                 batch: bsz,
                 rows: c,
@@ -153,8 +153,7 @@ impl Planner<'_> {
             },
         );
         self.weight_grad(
-            arena,
-            out,
+            jobs,
             WeightGradArgs {
                 batch: bsz,
                 rows: c,
@@ -169,7 +168,7 @@ impl Planner<'_> {
                 ..Default::default()
             },
         );
-        self.slope_grad(arena, out, view, &rslope, (ro.r_o, ro.zo), bc);
+        self.slope_grad(jobs, view, &rslope, (ro.r_o, ro.zo), bc);
         if let Some((_, earlier)) = view.earlier {
             // The previous step's ḡ_o also gets ḡ_zo·W_om[:, C:] (readout_backward added ḡ_o'·(1 − τo)).
             self.add_onto(arena, out, earlier.g_o, ro.g_zo, SquareBlock { w: ra.w_om, ld: 2 * c, col: c, size: c });
