@@ -283,3 +283,25 @@ fn trainer_regression_runs_the_adding_variant() {
     assert!(!tr.state().contains_key("layer1_r.weight"));
     assert!(tr.state()["q"].data.iter().all(|&v| v == 0.0), "regression leaves q alone");
 }
+
+/// The neuron constants the kernels use (shaders/shared/neuron.wgsl) are the reference's.
+#[test]
+fn shader_neuron_constants_are_the_references() {
+    use fptt::reference::{B0, BETA_ADAPT, SURROGATE_GAMMA, SURROGATE_HEIGHT, SURROGATE_SCALE, SURROGATE_WIDTH};
+    let wgsl = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/shared/neuron.wgsl")).unwrap();
+    for (name, value) in [
+        ("B0", B0),
+        ("BETA_ADAPT", BETA_ADAPT),
+        ("SURROGATE_GAMMA", SURROGATE_GAMMA),
+        ("SURROGATE_WIDTH", SURROGATE_WIDTH),
+        ("SURROGATE_HEIGHT", SURROGATE_HEIGHT),
+        ("SURROGATE_SCALE", SURROGATE_SCALE),
+    ] {
+        let line = wgsl
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("const {name}: f32 = ")))
+            .unwrap_or_else(|| panic!("neuron.wgsl has no const {name}"));
+        let wgsl_value: f64 = line.trim_end_matches(';').parse().unwrap();
+        assert_eq!(wgsl_value, value, "{name}");
+    }
+}

@@ -1,8 +1,14 @@
 // LTC neuron math shared by forward and backward kernels (spec §1, §2).
-// Twins: src/reference (sigmoid, surrogate) and src/model (B0, BETA_ADAPT).
+// Twins: src/reference (sigmoid, surrogate, SURROGATE_*) and src/model (B0, BETA_ADAPT).
 
 const B0: f32 = 0.1;
 const BETA_ADAPT: f32 = 1.8;
+
+// The surrogate's constants (method §2, (2.4)). Twins: src/reference/mod.rs.
+const SURROGATE_GAMMA: f32 = 0.5;
+const SURROGATE_WIDTH: f32 = 0.3;
+const SURROGATE_HEIGHT: f32 = 0.15;
+const SURROGATE_SCALE: f32 = 6.0;
 
 fn sigmoid(z: f32) -> f32 {
     return 1.0 / (1.0 + exp(-z));
@@ -15,9 +21,8 @@ fn gaussian(v: f32, mu: f32, sigma: f32) -> f32 {
 
 // The multi-Gaussian surrogate ψ(v) that replaces dH/dv in the backward pass.
 fn surrogate(v: f32) -> f32 {
-    let gamma = 0.5;
-    let l = 0.3;
-    let h = 0.15;
-    let k = 6.0;
-    return gamma * ((1.0 + h) * gaussian(v, 0.0, l) - h * gaussian(v, l, k * l) - h * gaussian(v, -l, k * l));
+    let w = SURROGATE_WIDTH;
+    let h = SURROGATE_HEIGHT;
+    return SURROGATE_GAMMA * ((1.0 + h) * gaussian(v, 0.0, w) - h * gaussian(v, w, SURROGATE_SCALE * w)
+        - h * gaussian(v, -w, SURROGATE_SCALE * w));
 }
