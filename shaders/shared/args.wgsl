@@ -202,6 +202,20 @@ struct RangeArgs {
     grad_len: u32,
 }
 
+// Twin: `SplitRegion`. A weight gradient whose batch reduction ran `split` ways: partial sums
+// [split][rows × (width + 1)] at work[partials] (bias column last), summed by fptt_norm into
+// grad[out + o·width + i] and grad[bias + o].
+struct SplitRegion {
+    out: u32,
+    width: u32,
+    rows: u32,
+    bias: u32,
+    partials: u32,
+    split: u32,
+}
+
+const SPLIT_REGIONS: u32 = 8u;
+
 // Twin: `OptimArgs`. The fused FPTT update over the trainable range [0, len).
 struct OptimArgs {
     len: u32,
@@ -220,6 +234,12 @@ struct OptimArgs {
     // is off by 1.3e-5 relative.
     one_minus_beta1: f32,
     one_minus_beta2: f32,
+    // split weight gradients fptt_norm gathers into grad first
+    regions: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    gather: array<SplitRegion, 8>,
 }
 
 const OPTIM_ADAMAX: u32 = 1u;

@@ -61,6 +61,22 @@ impl MatmulTiling {
         self
     }
 
+    /// How many ways to split a weight gradient's batch reduction (`rows × cols` outputs over
+    /// `batch` samples) so that a GPU gets enough workgroups: about 256 in all (two per SM of a
+    /// large GPU), no fewer than 32 samples per part, never on CPU adapters (their few cores are
+    /// busy with one block each already). `FPTT_WEIGHT_GRAD_SPLIT=S` forces S (tests,
+    /// experiments), still at most one part per sample.
+    pub fn weight_grad_split(&self, rows: usize, cols: usize, batch: usize) -> usize {
+        if let Some(forced) = std::env::var("FPTT_WEIGHT_GRAD_SPLIT").ok().and_then(|s| s.parse::<usize>().ok()) {
+            return forced.clamp(1, batch.max(1));
+        }
+        if self.k_slice == 0 {
+            return 1;
+        }
+        let blocks = self.groups(rows, cols, 1) as usize;
+        256usize.div_ceil(blocks).clamp(1, (batch / 32).max(1))
+    }
+
     pub fn block_rows(&self) -> u32 {
         self.wg_rows * self.reg_rows
     }

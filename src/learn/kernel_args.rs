@@ -254,6 +254,30 @@ pub struct OptimArgs {
     pub eps: f32,
     pub one_minus_beta1: f32,
     pub one_minus_beta2: f32,
+    /// Split weight gradients fptt_norm sums into `grad` first (`regions` of `gather`).
+    pub regions: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+    pub gather: [SplitRegion; SPLIT_REGIONS],
+}
+
+/// Split weight-gradient regions one update gathers at most (`SPLIT_REGIONS` in WGSL): with the
+/// optimizer's fields they fill one 256-byte argument slot.
+pub const SPLIT_REGIONS: usize = 8;
+
+/// Twin of WGSL `SplitRegion`: a weight gradient whose batch reduction ran `split` ways, its
+/// partial sums `[split][rows × (width + 1)]` at work offset `partials` (bias column last), to be
+/// summed into `grad[out + o·width + i]` and `grad[bias + o]`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable, PartialEq)]
+pub struct SplitRegion {
+    pub out: u32,
+    pub width: u32,
+    pub rows: u32,
+    pub bias: u32,
+    pub partials: u32,
+    pub split: u32,
 }
 
 /// Twin of WGSL `EpropArgs`: e-prop's traces and readout Jacobian for one step (see args.wgsl).
@@ -455,6 +479,7 @@ mod tests {
             WeightGradArgs,
             [batch, rows, p_width, q_width, g, p, q, out, bias, accumulate, split, partials]
         );
+        check_twin!(m, SplitRegion, [out, width, rows, bias, partials, split]);
         check_twin!(m, WeightGradJobs, [jobs, _pad0, _pad1, _pad2, job]);
         check_twin!(
             m,
@@ -465,7 +490,25 @@ mod tests {
         check_twin!(
             m,
             OptimArgs,
-            [len, parts, partials, optimizer, alpha, beta, clip, beta1, beta2, eps, one_minus_beta1, one_minus_beta2]
+            [
+                len,
+                parts,
+                partials,
+                optimizer,
+                alpha,
+                beta,
+                clip,
+                beta1,
+                beta2,
+                eps,
+                one_minus_beta1,
+                one_minus_beta2,
+                regions,
+                _pad0,
+                _pad1,
+                _pad2,
+                gather
+            ]
         );
     }
 
@@ -490,6 +533,7 @@ mod tests {
             ("EPROP_ACCUMULATE", EPROP_ACCUMULATE),
             ("EPROP_MAX_OUTPUTS", EPROP_MAX_OUTPUTS),
             ("WEIGHT_GRAD_JOBS", WEIGHT_GRAD_JOBS as u32),
+            ("SPLIT_REGIONS", SPLIT_REGIONS as u32),
         ] {
             assert!(src.contains(&format!("const {name}: u32 = {value}u;")), "{name} differs from WGSL");
         }

@@ -156,6 +156,9 @@ pub struct WorkPlan {
     pub running: u32,
     pub metrics: u32,
     pub partials: u32,
+    /// Weight-gradient partial sums (`split_len` floats; see `planner::Planner::weight_grad_dispatches`).
+    pub split_partials: u32,
+    pub split_len: usize,
     /// Per hidden layer, (offset of its block in a state vector, N) as u32 bit patterns.
     pub spike_layers: u32,
     pub total_hidden: usize,
@@ -177,6 +180,7 @@ impl WorkPlan {
         classification: bool,
         slots: usize,
         eprop: Option<&EpropSettings>,
+        split_len: usize,
     ) -> Self {
         assert!(slots >= 1);
         let chunked = slots > 1;
@@ -342,6 +346,9 @@ impl WorkPlan {
                 feedback: NONE,
             }
         });
+        // Weight-gradient partial sums of a step whose batch reduction is split (GPUs, small
+        // layers), summed by fptt_norm; sized by the planner's dry run (0 when nothing splits).
+        let split_partials = a.alloc("weight_grad_partials", split_len);
         let q = a.alloc("q", c * t * c);
         let running = a.alloc("running_stats", StatLayout::new(cfg).total_len);
         let metrics = a.alloc("metrics", 4 * t);
@@ -366,6 +373,8 @@ impl WorkPlan {
             running,
             metrics,
             partials,
+            split_partials,
+            split_len,
             spike_layers,
             total_hidden,
             slot_layers,

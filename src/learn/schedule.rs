@@ -79,6 +79,17 @@ pub(crate) fn tape_slots(cfg: &ModelConfig, settings: &TrainingSettings) -> Resu
     Ok(slots)
 }
 
+/// Floats of weight-gradient partial sums the rule's steps need (only one-step FPTT splits a batch
+/// reduction: inside chunks gradients accumulate over steps), from a dry run of one step.
+pub(crate) fn split_partials_len(planner: &Planner, settings: &TrainingSettings) -> usize {
+    match settings.rule {
+        LearningRule::Fptt { chunk: 1 } => {
+            planner.step(&mut ArgArena::default(), &StepView::one_step(planner.plan, 0), true).split_len
+        }
+        _ => 0,
+    }
+}
+
 impl Schedule {
     /// The training schedule of `settings.rule`, its arguments pushed into `arena`.
     pub fn build(planner: &Planner, arena: &mut ArgArena, settings: &TrainingSettings) -> Schedule {
@@ -89,7 +100,7 @@ impl Schedule {
                     let step = planner.step(arena, &StepView::one_step(plan, p), true);
                     let mut list = step.forward;
                     list.extend(step.backward);
-                    list.extend(planner.update(arena, false));
+                    list.extend(planner.update(arena, false, &step.splits));
                     list
                 };
                 Schedule::OneStep { train: [one_step(0), one_step(1)] }
@@ -185,7 +196,7 @@ impl ChunkSchedule {
             .unzip();
         let zero = RangeArgs { len: plan.carry_len as u32, src: 0, dst: plan.carry, grad_len: layout.total_len as u32 };
         let begin = vec![kernels.over("zero_fill", arena.push(&zero), plan.carry_len.max(layout.total_len))];
-        let update = planner.update(arena, plain);
+        let update = planner.update(arena, plain, &[]);
         let end = (1..=len)
             .map(|steps| {
                 let (last, first) = (&plan.state[steps], &plan.state[0]);
@@ -203,7 +214,7 @@ impl EpropSchedule {
     fn build(planner: &Planner, arena: &mut ArgArena, es: &EpropSettings) -> EpropSchedule {
         let (plan, kernels, layout) = (planner.plan, planner.kernels, planner.layout);
         let region = plan.eprop.as_ref().expect("the work plan of an e-prop engine has its trace region");
-        let update = planner.update(arena, true);
+        let update = planner.update(arena, true, &[]);
         let mut per_parity = |p: usize| {
             let step = planner.step(arena, &StepView::one_step(plan, p), false);
             let traces = planner.eprop_step(arena, &step, region, es);

@@ -9,7 +9,7 @@ mod upload;
 use super::kernel_args::*;
 use super::plan::WorkPlan;
 use super::planner::{is_classification, Planner, StepView};
-use super::schedule::{tape_slots, Schedule};
+use super::schedule::{split_partials_len, tape_slots, Schedule};
 use crate::gpu::{
     ArgArena, ArgBuffer, Dispatch, GpuBuffer, GpuContext, GpuError, KernelProfiler, KernelTable, KernelTime,
     MemoryLedger, ARG_SLOT,
@@ -127,8 +127,18 @@ impl Engine {
         };
         let layout = ParamLayout::new(cfg);
         let stats = StatLayout::new(cfg);
-        let plan = WorkPlan::new(cfg, batch, is_classification(settings.loss), slots, eprop.as_ref());
         let kernels = KernelTable::new(&ctx);
+        let plan_with =
+            |split_len| WorkPlan::new(cfg, batch, is_classification(settings.loss), slots, eprop.as_ref(), split_len);
+        let mut plan = plan_with(0);
+        let split_len = {
+            let planner =
+                Planner { kernels: &kernels, cfg, settings, batch, layout: &layout, stats: &stats, plan: &plan };
+            split_partials_len(&planner, settings)
+        };
+        if split_len > 0 {
+            plan = plan_with(split_len);
+        }
         let ledger = MemoryLedger::default();
         let params = GpuBuffer::storage(&ctx, &ledger, "params", layout.total_len)?;
         let grad = GpuBuffer::storage(&ctx, &ledger, "grad", layout.total_len)?;

@@ -83,6 +83,11 @@ pub(crate) struct StepDispatches {
     /// states and parameters are (e-prop's kernels read the same places).
     pub bottom_layer: LayerArgs,
     pub readout: ReadoutArgs,
+    /// Weight gradients this step left as split partial sums, for the update to gather.
+    pub splits: Vec<SplitRegion>,
+    /// Floats of split partial sums this step asked for (more than `WorkPlan::split_len` in a
+    /// dry run, which then splits nothing).
+    pub split_len: usize,
 }
 
 /// A hidden layer's forward as planned: its arguments, their slot, and the slots of its two
@@ -131,15 +136,18 @@ impl Planner<'_> {
         let fused_backward = training && !view.chunked && self.readout_fused();
         let readout = self.readout_forward(arena, view, fused_backward, &mut forward);
         let mut backward = Vec::new();
+        let mut split = (Vec::new(), 0);
         if training {
             let mut jobs = Vec::new();
             self.readout_backward(arena, view, &readout, &mut backward, &mut jobs);
             for k in (0..self.cfg.layers()).rev() {
                 self.layer_backward(arena, view, k, &layers[k], &mut backward, &mut jobs);
             }
+            split = self.split_jobs(view, &mut jobs);
             self.weight_grad_dispatches(arena, &jobs, &mut backward);
         }
-        StepDispatches { forward, backward, bottom_layer: layers[0].args, readout: readout.args }
+        let (splits, split_len) = split;
+        StepDispatches { forward, backward, bottom_layer: layers[0].args, readout: readout.args, splits, split_len }
     }
 
     /// The offset of parameter `name` in `params`, `NONE` when the model has no such tensor.
@@ -159,6 +167,43 @@ impl Planner<'_> {
         }
         let cols = (job.p_width + job.q_width + 1) as usize;
         self.kernels.tiling().groups(job.rows as usize, cols, job.split.max(1) as usize)
+    }
+
+    /// Split the batch reduction of a one-step schedule's matrix jobs where the adapter wants more
+    /// workgroups (`MatmulTiling::weight_grad_split`), their partial sums laid out one after the
+    /// other in `WorkPlan::split_partials` for fptt_norm to gather (at most `SPLIT_REGIONS`). Inside
+    /// a chunk gradients accumulate over steps, so nothing splits there. Returns the regions and
+    /// the floats they need (all of it, even past the plan's room: the engine's dry run sizes the
+    /// plan with it).
+    fn split_jobs(&self, view: &StepView, jobs: &mut [WeightGradArgs]) -> (Vec<SplitRegion>, usize) {
+        let mut regions = Vec::new();
+        let mut needed = 0;
+        if view.chunked {
+            return (regions, needed);
+        }
+        for job in jobs.iter_mut().filter(|j| j.rows > 0 && j.accumulate == 0) {
+            let width = (job.p_width + job.q_width) as usize;
+            let (rows, cols) = (job.rows as usize, width + 1);
+            let split = self.kernels.tiling().weight_grad_split(rows, cols, job.batch as usize);
+            if split <= 1 || regions.len() == SPLIT_REGIONS {
+                continue;
+            }
+            let len = split * rows * cols;
+            if needed + len <= self.plan.split_len {
+                job.split = split as u32;
+                job.partials = self.plan.split_partials + needed as u32;
+                regions.push(SplitRegion {
+                    out: job.out,
+                    width: width as u32,
+                    rows: job.rows,
+                    bias: job.bias,
+                    partials: job.partials,
+                    split: job.split,
+                });
+            }
+            needed += len;
+        }
+        (regions, needed)
     }
 
     /// A step's weight-gradient and gate-slope jobs, `WEIGHT_GRAD_JOBS` per dispatch, in order.

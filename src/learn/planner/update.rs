@@ -10,14 +10,18 @@ use crate::settings::{Optimizer, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 impl Planner<'_> {
     /// The update over all trainable parameters: FPTT's regularised update, or with `plain` a
     /// plain optimizer step with the loss gradient (BPTT).
-    pub(crate) fn update(&self, arena: &mut ArgArena, plain: bool) -> Vec<Dispatch> {
+    /// `splits`: the weight gradients the step before left as partial sums (fptt_norm gathers them).
+    pub(crate) fn update(&self, arena: &mut ArgArena, plain: bool, splits: &[SplitRegion]) -> Vec<Dispatch> {
         let Planner { kernels, settings, layout, plan, .. } = *self;
         let mut out = Vec::new();
         let len = layout.trainable_len as u32;
         // Few partial sums: each workgroup's tree reduction costs barriers, and on a software
         // adapter a barrier is a coroutine switch per invocation.
         let parts = len.div_ceil(64 * 64).clamp(1, NORM_PARTS);
+        let mut gather = [SplitRegion::default(); SPLIT_REGIONS];
+        gather[..splits.len()].copy_from_slice(splits);
         let oa = OptimArgs {
+            gather,
             len,
             parts,
             partials: plan.partials,
@@ -33,6 +37,8 @@ impl Planner<'_> {
             eps: ADAM_EPS as f32,
             one_minus_beta1: (1.0 - ADAM_BETA1) as f32,
             one_minus_beta2: (1.0 - ADAM_BETA2) as f32,
+            regions: splits.len() as u32,
+            ..Default::default()
         };
         let oa_off = arena.push(&oa);
         out.push(kernels.groups("fptt_norm", oa_off, parts));
