@@ -27,13 +27,14 @@ fn mm_a(p: u32, row: u32, k: u32) -> f32 {
 }
 
 // Branch-free in the column (a per-invocation value, so a branch would run every path): one
-// load from P, Q or (for the bias column) the in-bounds G, replaced by 1 there.
+// load from P, Q or (for the bias column) the in-bounds G, replaced by 1 there. The column's
+// base and stride do not depend on k, so the compilers hoist them out of the loop over k.
 fn mm_b(p: u32, k: u32, col: u32) -> f32 {
     let in_q = col >= job.p_width;
     let is_bias = col >= job.p_width + job.q_width;
-    var at = select(job.p + col + k * job.p_width, job.q + (col - job.p_width) + k * job.q_width, in_q);
-    at = select(at, job.g, is_bias);
-    return select(work[at], 1.0, is_bias);
+    let base = select(select(job.p + col, job.q + (col - job.p_width), in_q), job.g, is_bias);
+    let stride = select(select(job.p_width, job.q_width, in_q), 0u, is_bias);
+    return select(work[base + k * stride], 1.0, is_bias);
 }
 
 // Workgroups a job owns (twin: the planner's `job_groups` in src/learn/planner/mod.rs).

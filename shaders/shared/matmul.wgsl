@@ -97,6 +97,10 @@ fn mm_product(acc: ptr<function, MmAcc>, p: u32, blk: MmBlock, k_begin: u32, k_e
     let m_last = max(blk.m, 1u) - 1u;
     let n_last = max(blk.n, 1u) - 1u;
     if MM_TK == 0u {
+        // Register blocks wholly outside the output have nothing to compute (no barriers here).
+        if blk.r0 >= blk.m || blk.c0 >= blk.n {
+            return;
+        }
         let cols = min(vec4<u32>(blk.c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n_last));
         for (var k = k_begin; k < k_end; k++) {
             let bv = vec4<f32>(mm_b(p, k, cols.x), mm_b(p, k, cols.y), mm_b(p, k, cols.z), mm_b(p, k, cols.w));
