@@ -1,4 +1,4 @@
-// Backward through a training-mode batch norm (spec §1, §3: through the batch statistics).
+// Backward through a training-mode batch norm (method §1, §3: through the batch statistics).
 // The affine's gradients add up over a chunk's steps when accumulate is 1. One invocation per feature:
 //   ∇γ = Σ_b ḡ_y·x̂, ∇δ = Σ_b ḡ_y, ḡ_x = γ/σ/B·(B·ḡ_y − Σ_b ḡ_y − x̂·Σ_b ḡ_y·x̂)
 #import bindings

@@ -1,4 +1,4 @@
-// Per-step batch normalisation of a [B, F] region, in place (spec §1). One invocation per feature.
+// Per-step batch normalisation of a [B, F] region, in place (method §1). One invocation per feature.
 // Training: batch mean and biased variance (eps 1e-5), x̂ and 1/σ kept for the backward, and the
 // running statistics of step t updated (momentum 0.1, unbiased variance). Evaluation: the
 // running statistics of step t.

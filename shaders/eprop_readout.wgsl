@@ -1,4 +1,4 @@
-// e-prop, step 3 of 3: the readout's exact online gradient (spec §7; src/reference/eprop.rs
+// e-prop, step 3 of 3: the readout's exact online gradient (method §7; src/reference/eprop.rs
 // `advance_readout`). Its forward-mode Jacobian J = ∂o'/∂θ (per sample, output and readout
 // parameter θ ∈ [W_o | c_o | W_om | c_om | a_o]) follows J ← A·J + ∂o'/∂θ (o held), and
 // ∇θ += Σ_b Σ_k ḡ_o[b, k]·J[b, k, θ]. One invocation per parameter, looping over the batch.

@@ -1,6 +1,6 @@
 // e-prop, step 1 of 3: how neuron j's spike moves each output this step through the feedback
 // matrix, V[b, k, j] = Σ_kk D[k, kk]·B[kk, j], and the learning signal L[b, j] = Σ_k ḡ_o[b, k]·V[b, k, j]
-// (spec §7; src/reference/eprop.rs `readout_step`); also what every trace of the step reads once
+// (method §7; src/reference/eprop.rs `readout_step`); also what every trace of the step reads once
 // per sample and neuron or per sample: ψ(u − θ) and the readout's A. One invocation per (sample,
 // neuron).
 #import bindings

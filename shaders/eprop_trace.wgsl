@@ -1,5 +1,5 @@
 // e-prop, step 2 of 3: every eligibility trace of the hidden layer advances one step and adds
-// its gradient (spec §7; the recursion and its derivation: src/reference/eprop.rs). Per sample,
+// its gradient (method §7; the recursion and its derivation: src/reference/eprop.rs). Per sample,
 // neuron j and trace column c, with ψ = H'(u − θ) and (∂u/∂w, ∂b/∂w) the column's injection:
 //   ε^u = (1 − τm)·ε^m + ∂u/∂w,  ε^b = ε^a + ∂b/∂w,  e = ψ·(ε^u − β_a·ε^b)  (LIF: ψ·ε^u)
 //   ε^m ← (1 − s')·ε^u − u·e (the reset's term only with EPROP_RESET_IN_TRACE)

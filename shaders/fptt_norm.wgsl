@@ -1,4 +1,4 @@
-// First part of the FPTT update (spec §5): partial sums of ‖g‖² with g = ∇ℓ_t − λ + α·(W − W̄),
+// First part of the FPTT update (method §5): partial sums of ‖g‖² with g = ∇ℓ_t − λ + α·(W − W̄),
 // one per workgroup, over the trainable range (g = ∇ℓ alone with OPTIM_PLAIN). fptt_update adds
 // them in a fixed order. Weight gradients whose batch reduction weight_grad split S ways
 // (args.gather) are first summed here from their partials, in a fixed order, into grad.

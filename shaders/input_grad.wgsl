@@ -1,4 +1,4 @@
-// Gradients passed down a map (spec §3): out[b, j] = add[b, j] + Σ_o G1[b, o]·W1[o, col1 + j]
+// Gradients passed down a map (method §3): out[b, j] = add[b, j] + Σ_o G1[b, o]·W1[o, col1 + j]
 // (+ the same with G2, W2). Used for ḡ_d = ḡ_u·τm + ḡ_zm·W_m[:, :N] + ḡ_za·W_a[:, :N], for
 // ḡ_s_top = ḡ_z·W_o and for ḡ_x = ḡ_d·W_x. Matrix products of (sample, column) outputs through
 // the template (shaders/shared/matmul.wgsl): product 0 with G1, W1, product 1 with G2, W2.

@@ -1,4 +1,4 @@
-// One step backward through the neuron (spec §3; LIF/ALIF: the slopes a_m, a_a are 1 and
+// One step backward through the neuron (method §3; LIF/ALIF: the slopes a_m, a_a are 1 and
 // ḡ_zm, ḡ_za are the per-sample gradients of ρ_m, ρ_a). One invocation per (sample, neuron), from
 // ḡ_s on s' and, inside a chunk of steps, the gradients ḡ_m, ḡ_b carried onto m', b' from the
 // next step (NONE: zero, as in one-step FPTT where the loss reads the layer through its spikes):

@@ -1,4 +1,4 @@
-// Forward, step 1 of a hidden layer: the input currents (spec §1), before any batch norm.
+// Forward, step 1 of a hidden layer: the input currents (method §1), before any batch norm.
 //   cur_x = W_x·x + c_x      (fused variant: W_x·[x ; s] + c_x)
 //   cur_r = W_r·s + c_r      (s: the layer's own spikes from the previous step)
 // Matrix products of (sample, neuron) outputs through the template (shaders/shared/matmul.wgsl).

@@ -1,4 +1,4 @@
-// Forward, step 2 of a hidden layer: gates and the neuron update (spec §1, §7).
+// Forward, step 2 of a hidden layer: gates and the neuron update (method §1, §7).
 //   d = cur_x + cur_r, τm = σ(a_m·(W_m·[d ; m] + c_m)), τa = σ(a_a·(W_a·[d ; b] + c_a)),
 //   b' = τa·b + (1 − τa)·s, θ = b0 + β_a·b', u = m + τm·(d − m), s' = H(u − θ), m' = (1 − s')·u
 // LIF/ALIF (LAYER_CONSTANT_TAU): τm = σ(ρ_m), τa = σ(ρ_a) per neuron, the rest unchanged; the

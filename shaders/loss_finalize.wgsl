@@ -1,5 +1,5 @@
 // After loss_grad: the auxiliary table update and the step's metrics, in one workgroup.
-// q (spec §4): for each class y, the first sample (batch order) labelled y whose prediction is
+// q (method §4): for each class y, the first sample (batch order) labelled y whose prediction is
 // wrong writes its softmax into q[y, t]; only when step.update_q is set.
 // Metrics: this step's loss, correct count, squared error and spike count, reduced in a fixed
 // order (no atomics), so that two runs give bit-identical numbers.

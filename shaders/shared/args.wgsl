@@ -245,7 +245,7 @@ struct OptimArgs {
 const OPTIM_ADAMAX: u32 = 1u;
 const OPTIM_PLAIN: u32 = 2u;
 
-// Twin: `EpropArgs`. e-prop (spec §7) for one hidden LIF/ALIF layer and the readout at one state
+// Twin: `EpropArgs`. e-prop (method §7) for one hidden LIF/ALIF layer and the readout at one state
 // parity: the step's forward (layer tape, states, readout), the traces and the gradient targets.
 // Trace column c of neuron j: c < n_in the input synapse W[j, c], then the recurrent synapses
 // W[j, n_in + i], then the bias, ρ_m and (ALIF) ρ_a; `cols` of them per neuron.

@@ -1,4 +1,4 @@
-// What the three e-prop kernels share: the readout's per-step Jacobians (spec §7; derivation in
+// What the three e-prop kernels share: the readout's per-step Jacobians (method §7; derivation in
 // src/reference/eprop.rs). Per sample b and output k, with g_k = (z_k − o_k)·τo_k(1 − τo_k)·a_o:
 //   D[k, kk] = ∂o'_k/∂z_kk = τo_k·δ + g_k·W_om[k, kk]
 //   A[k, kk] = ∂o'_k/∂o_kk = (1 − τo_k)·δ + g_k·W_om[k, C + kk]

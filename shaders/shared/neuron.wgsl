@@ -1,4 +1,4 @@
-// LTC neuron math shared by forward and backward kernels (spec §1, §2).
+// LTC neuron math shared by forward and backward kernels (method §1, §2).
 // Twins: src/reference (sigmoid, surrogate, SURROGATE_*) and src/model (B0, BETA_ADAPT).
 
 const B0: f32 = 0.1;
