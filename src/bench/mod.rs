@@ -95,6 +95,8 @@ pub struct BenchRow {
     pub gflop_per_s: f64,
     pub gb_per_step: f64,
     pub gb_per_s: f64,
+    /// The matrix-product tile shape (`MatmulTiling::code`).
+    pub matmul_tiling: String,
     /// GPU time per kernel over one profiled sequence (empty without profiling, or where the
     /// adapter has no timestamp queries).
     pub kernels: Vec<crate::gpu::KernelTime>,
@@ -161,6 +163,7 @@ pub fn measure(
         ms_per_step: seconds * 1e3,
         sample_steps_per_s: batch as f64 / seconds,
         dispatches_per_step: engine.dispatches_per_step(),
+        matmul_tiling: engine.matmul_tiling().code(),
         gpu_bytes: engine.gpu_bytes(),
         gflop_per_step: gflop,
         gflop_per_s: gflop / seconds,
@@ -230,7 +233,7 @@ pub enum PeerCheckError {
     Io { path: std::path::PathBuf, source: std::io::Error },
 }
 
-pub const CSV_HEADER: [&str; 19] = [
+pub const CSV_HEADER: [&str; 20] = [
     "hidden",
     "layers",
     "batch",
@@ -250,6 +253,7 @@ pub const CSV_HEADER: [&str; 19] = [
     "adapter",
     "backend",
     "device_type",
+    "matmul_tiling",
 ];
 
 pub const KERNELS_CSV_HEADER: [&str; 11] = [
@@ -310,6 +314,7 @@ impl BenchRow {
             ctx.adapter_name().to_string(),
             ctx.backend_name(),
             ctx.device_type_name().to_string(),
+            self.matmul_tiling.clone(),
         ]
     }
 }

@@ -77,6 +77,12 @@ impl MatmulTiling {
         256usize.div_ceil(blocks).clamp(1, (batch / 32).max(1))
     }
 
+    /// The compact `ROWSxCOLSxREGxK` form that `FPTT_MATMUL_TILING` accepts (what CSVs and
+    /// `config.toml` record, so a run can be repeated with the same shape).
+    pub fn code(&self) -> String {
+        format!("{}x{}x{}x{}", self.wg_rows, self.wg_cols, self.reg_rows, self.k_slice)
+    }
+
     pub fn block_rows(&self) -> u32 {
         self.wg_rows * self.reg_rows
     }
@@ -174,6 +180,13 @@ mod tests {
         assert_eq!(t.groups(65, 64, 1), 2);
         assert_eq!(t.groups(67, 131, 3), 2 * 3 * 3);
         assert_eq!(t.to_string(), "64x64 block, 16x16 invocations, 4x4 registers, k-slice 16");
+    }
+
+    #[test]
+    fn code_round_trips_through_parse() {
+        for t in [MatmulTiling::GPU, MatmulTiling::CPU] {
+            assert_eq!(t.code().parse::<MatmulTiling>(), Ok(t));
+        }
     }
 
     #[test]

@@ -537,6 +537,9 @@ fn fresh_run_record(
     run.insert("parameters".into(), Value::Integer(layout.total_len as i64));
     run.insert("trainable_parameters".into(), Value::Integer(layout.trainable_len as i64));
     run.insert("gpu_bytes".into(), Value::Integer(engine.gpu_bytes() as i64));
+    // How the kernels were built: a run can be repeated with the same shape (FPTT_MATMUL_TILING).
+    run.insert("matmul_tiling".into(), Value::String(engine.matmul_tiling().code()));
+    run.insert("dispatches_per_step".into(), Value::Integer(engine.dispatches_per_step() as i64));
     if let TaskData::Images { n_train, n_test, .. } = data {
         run.insert("train_samples".into(), Value::Integer(*n_train as i64));
         run.insert("test_samples".into(), Value::Integer(*n_test as i64));

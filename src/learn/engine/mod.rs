@@ -224,6 +224,11 @@ impl Engine {
         self.ledger.bytes()
     }
 
+    /// The matrix-product tile shape the kernels were built with (chosen per adapter).
+    pub fn matmul_tiling(&self) -> crate::gpu::MatmulTiling {
+        self.kernels.tiling()
+    }
+
     /// Kernel launches per training time step (independent of N and B; with chunks, the chunk's
     /// launches over its length, rounded up).
     pub fn dispatches_per_step(&self) -> usize {
