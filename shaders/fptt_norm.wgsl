@@ -42,8 +42,15 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let lid = lid3.x;
     let n = args.len;
     var acc = 0.0;
+    // Without split gradients the plain loop (the gather loop keeps lavapipe from vectorising it).
+    let gather = args.regions > 0u;
     for (var i = wid.x * REDUCE_WIDTH + lid; i < n; i += args.parts * REDUCE_WIDTH) {
-        var g = loss_gradient(i);
+        var g = 0.0;
+        if gather {
+            g = loss_gradient(i);
+        } else {
+            g = grad[i];
+        }
         if (args.optimizer & OPTIM_PLAIN) == 0u {
             g = g - opt[n + i] + args.alpha * (params[i] - opt[i]);
         }

@@ -11,12 +11,15 @@
 #import args
 @group(1) @binding(0) var<storage, read> args: OptimArgs;
 
-// Each invocation updates every stride-th parameter, so that the partial sums are added once per
+// Each workgroup updates one contiguous block of parameters (its invocations side by side, so
+// every array streams through memory in order), so that the partial sums are added once per
 // invocation, not once per parameter (the host sizes the grid: src/learn/planner/update.rs).
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let first = flat_index(gid, nwg);
-    if first >= args.len {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let groups = nwg.x * nwg.y;
+    let per_group = ((args.len + groups - 1u) / groups + WORKGROUP - 1u) / WORKGROUP * WORKGROUP;
+    let start = (wid.y * nwg.x + wid.x) * per_group;
+    if start >= args.len {
         return;
     }
     var total = 0.0;
@@ -24,8 +27,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         total += work[args.partials + p];
     }
     let scale = min(1.0, args.clip / (sqrt(total) + 1e-6));
-    let stride = nwg.x * nwg.y * WORKGROUP;
-    for (var i = first; i < args.len; i += stride) {
+    let end = min(start + per_group, args.len);
+    for (var i = start + lid; i < end; i += WORKGROUP) {
         update_at(i, scale);
     }
 }

@@ -32,7 +32,8 @@
 //! cross memory about 18 times per step, whatever the batch.
 //!
 //! Against the adapter's own ceilings, measured once per sweep: a large buffer copy (bytes read
-//! plus written per second) and `bench_matmul`, a plain 4×4-tiled matrix product.
+//! plus written per second) and `bench_matmul`, a square product through the training kernels'
+//! matrix-product template (`shaders/shared/matmul.wgsl`), with the same tile shape.
 //!
 //! This module owns the measurements and their CSV records; [`drivers`] runs the `fptt bench`
 //! commands (adapter, sweep, table on stdout, CSV files).

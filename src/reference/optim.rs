@@ -26,7 +26,7 @@ pub fn regulariser(w: &[f64], wbar: &[f64], lambda: &[f64], alpha: f64) -> f64 {
 
 /// The factor of PyTorch's `clip_grad_norm_`: `min(1, c/(‖g‖₂ + 1e−6))` for the global norm `norm`.
 ///
-/// Method §5 (5.3). GPU twin: `shaders/fptt_clip.wgsl`.
+/// Method §5 (5.3). GPU twin: `shaders/fptt_update.wgsl` (each invocation adds `fptt_norm`'s partials).
 pub fn clip_factor(norm: f64, clip: f64) -> f64 {
     (clip / (norm + 1e-6)).min(1.0)
 }

@@ -291,7 +291,7 @@ impl ReferenceTrainer {
     /// Method §5: g = ∇ℓ − λ + α(W − W̄); global-norm clip; optimizer step; λ and W̄ updates.
     ///
     /// Method §5 (5.2)–(5.6), with (5.12) for a chunk. GPU twins: `shaders/fptt_norm.wgsl`,
-    /// `shaders/fptt_clip.wgsl`, `shaders/fptt_update.wgsl`.
+    /// `shaders/fptt_norm.wgsl`, `shaders/fptt_update.wgsl`.
     fn fptt_update(&mut self, grads: &Params) {
         let alpha = self.settings.alpha as f64;
         let beta = self.settings.beta as f64;

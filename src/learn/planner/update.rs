@@ -43,9 +43,9 @@ impl Planner<'_> {
         let oa_off = arena.push(&oa);
         out.push(kernels.groups("fptt_norm", oa_off, parts));
         // Every invocation of fptt_update adds the `parts` partial sums itself (the clip needs
-        // ‖g‖ before any parameter changes): give each enough parameters that this costs at most
-        // a few loads per parameter.
-        let per_invocation = (parts as usize / 4).max(8);
+        // ‖g‖ before any parameter changes): give each at least as many parameters, so that this
+        // costs at most one load per parameter.
+        let per_invocation = (parts as usize).max(16);
         out.push(kernels.over("fptt_update", oa_off, (len as usize).div_ceil(per_invocation)));
         out
     }
