@@ -38,8 +38,8 @@ fn loss_gradient(i: u32) -> f32 {
 }
 
 @compute @workgroup_size(REDUCE_WIDTH)
-fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-    let lid = lid3.x;
+fn main(inv: ReduceInvocation, @builtin(workgroup_id) wid: vec3<u32>) {
+    let lid = inv.local.x;
     let n = args.len;
     var acc = 0.0;
     // Without split gradients the plain loop (the gather loop keeps lavapipe from vectorising it).
@@ -56,7 +56,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
         }
         acc += g * g;
     }
-    let total = workgroup_sum(lid, acc);
+    let total = workgroup_sum(inv, acc);
     if lid == 0u {
         work[args.partials + wid.x] = total;
     }

@@ -8,12 +8,12 @@
 #import reduce
 @group(1) @binding(0) var<storage, read> args: ReadoutArgs;
 
-fn strided_sum(lid: u32, base: u32, len: u32) -> f32 {
+fn strided_sum(inv: ReduceInvocation, base: u32, len: u32) -> f32 {
     var acc = 0.0;
-    for (var i = lid; i < len; i += REDUCE_WIDTH) {
+    for (var i = inv.local.x; i < len; i += REDUCE_WIDTH) {
         acc += work[base + i];
     }
-    return workgroup_sum(lid, acc);
+    return workgroup_sum(inv, acc);
 }
 
 // q[y, t] ← softmax(o'_b) for the first sample b labelled y that is predicted wrong.
@@ -40,22 +40,22 @@ fn update_table(y: u32) {
 }
 
 @compute @workgroup_size(REDUCE_WIDTH)
-fn main(@builtin(local_invocation_id) lid3: vec3<u32>) {
-    let lid = lid3.x;
+fn main(inv: ReduceInvocation) {
+    let lid = inv.local.x;
     if step.update_q != 0u {
         for (var y = lid; y < args.c; y += REDUCE_WIDTH) {
             update_table(y);
         }
     }
-    let loss = strided_sum(lid, args.loss_b, args.batch);
-    let correct = strided_sum(lid, args.correct_b, args.batch);
-    let sqerr = strided_sum(lid, args.sqerr_b, args.batch);
+    let loss = strided_sum(inv, args.loss_b, args.batch);
+    let correct = strided_sum(inv, args.correct_b, args.batch);
+    let sqerr = strided_sum(inv, args.sqerr_b, args.batch);
     // Spikes of the valid samples only (an evaluation's padding rows are not counted).
     var spikes = 0.0;
     for (var k = 0u; k < args.layers; k++) {
         let start = bitcast<u32>(work[args.spike_layers + 2u * k]);
         let n = bitcast<u32>(work[args.spike_layers + 2u * k + 1u]);
-        spikes += strided_sum(lid, args.spikes + start, step.valid * n);
+        spikes += strided_sum(inv, args.spikes + start, step.valid * n);
     }
     if lid == 0u {
         let t = step.t;

@@ -244,6 +244,7 @@ fn metrics_csv_and_config_toml_of_short_runs() {
             "device_type = ",
             "command = ",
             "permutation_seed = ",
+            "subgroup_reductions = ",
         ] {
             assert!(text.contains(key), "config.toml lacks {key}:\n{text}");
         }

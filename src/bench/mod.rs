@@ -98,6 +98,8 @@ pub struct BenchRow {
     pub gb_per_s: f64,
     /// The matrix-product tile shape (`MatmulTiling::code`).
     pub matmul_tiling: String,
+    /// Whether the reductions ran on subgroup operations (`Engine::subgroup_reductions`).
+    pub subgroup_reductions: bool,
     /// GPU time per kernel over one profiled sequence (empty without profiling, or where the
     /// adapter has no timestamp queries).
     pub kernels: Vec<crate::gpu::KernelTime>,
@@ -165,6 +167,7 @@ pub fn measure(
         sample_steps_per_s: batch as f64 / seconds,
         dispatches_per_step: engine.dispatches_per_step(),
         matmul_tiling: engine.matmul_tiling().code(),
+        subgroup_reductions: engine.subgroup_reductions(),
         gpu_bytes: engine.gpu_bytes(),
         gflop_per_step: gflop,
         gflop_per_s: gflop / seconds,
@@ -234,7 +237,7 @@ pub enum PeerCheckError {
     Io { path: std::path::PathBuf, source: std::io::Error },
 }
 
-pub const CSV_HEADER: [&str; 20] = [
+pub const CSV_HEADER: [&str; 21] = [
     "hidden",
     "layers",
     "batch",
@@ -255,6 +258,7 @@ pub const CSV_HEADER: [&str; 20] = [
     "backend",
     "device_type",
     "matmul_tiling",
+    "subgroup_reductions",
 ];
 
 pub const KERNELS_CSV_HEADER: [&str; 11] = [
@@ -316,6 +320,7 @@ impl BenchRow {
             ctx.backend_name(),
             ctx.device_type_name().to_string(),
             self.matmul_tiling.clone(),
+            self.subgroup_reductions.to_string(),
         ]
     }
 }

@@ -183,9 +183,11 @@ impl GpuContext {
         let info = adapter.get_info();
         // The adapter's own limits: wgpu's defaults would cap buffers at 256 MiB even on big GPUs.
         let required_limits = adapter.limits();
+        // SUBGROUP: the reductions' subgroup path (`KernelTable::subgroup_reductions`).
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::SUBGROUP;
         let required_features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("fptt device"),
@@ -255,6 +257,11 @@ impl GpuContext {
     /// Whether kernels can be timed one by one (timestamp queries inside compute passes).
     pub fn timestamps_inside_passes(&self) -> bool {
         self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    }
+
+    /// Whether the device has subgroup operations (`wgpu::Features::SUBGROUP`).
+    pub fn has_subgroups(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
     }
 
     pub fn is_software(&self) -> bool {

@@ -4,7 +4,7 @@
 use super::buffers::{ArgBuffer, GpuBuffer, ARG_SLOT};
 use super::context::GpuContext;
 use super::profile::KernelProfiler;
-use super::sources::KERNEL_SOURCES;
+use super::sources::{KERNEL_SOURCES, KERNEL_SOURCES_SUBGROUP};
 use super::tiling::MatmulTiling;
 use std::num::NonZeroU64;
 
@@ -19,6 +19,7 @@ pub struct KernelTable {
     storage_layout: wgpu::BindGroupLayout,
     argument_layout: wgpu::BindGroupLayout,
     tiling: MatmulTiling,
+    subgroup_reductions: bool,
 }
 
 /// Kernels built on the matrix-product template (`#import matmul`): they take the tile shape as
@@ -30,6 +31,12 @@ fn uses_template(source: &str) -> bool {
 /// Set `FPTT_CHECKED_SHADERS=1` to compile every kernel with wgpu's runtime bounds checks.
 fn checked_shaders() -> bool {
     std::env::var("FPTT_CHECKED_SHADERS").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Set `FPTT_NO_SUBGROUPS=1` to build the reductions' workgroup-memory path even where the device
+/// has subgroup operations (tests run both paths on one adapter).
+fn subgroups_disabled() -> bool {
+    std::env::var("FPTT_NO_SUBGROUPS").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 /// One recorded kernel launch: which kernel, the dynamic offset of its arguments, and how many
@@ -88,9 +95,17 @@ impl KernelTable {
         });
         let constants = tiling.constants();
         let checked = checked_shaders();
+        // The reductions (shared/reduce.wgsl) with subgroupAdd where the device has it: the
+        // kernels that import them have a second, subgroup source (build.rs).
+        let subgroup_reductions = ctx.has_subgroups() && !subgroups_disabled();
         let mut names = Vec::new();
         let mut pipelines = Vec::new();
-        for (name, source) in KERNEL_SOURCES {
+        for (name, plain) in KERNEL_SOURCES {
+            let variant = KERNEL_SOURCES_SUBGROUP.iter().find(|(n, _)| n == name).map(|(_, s)| s);
+            let source = match variant {
+                Some(s) if subgroup_reductions => s,
+                _ => plain,
+            };
             let template = uses_template(source);
             let descriptor =
                 wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl((*source).into()) };
@@ -121,7 +136,14 @@ impl KernelTable {
             names.push(*name);
             pipelines.push(pipeline);
         }
-        KernelTable { names, pipelines, storage_layout, argument_layout, tiling }
+        KernelTable { names, pipelines, storage_layout, argument_layout, tiling, subgroup_reductions }
+    }
+
+    /// Whether the reductions run on subgroup operations (the device has
+    /// `wgpu::Features::SUBGROUP` and `FPTT_NO_SUBGROUPS` is not set) rather than the
+    /// workgroup-memory tree.
+    pub fn subgroup_reductions(&self) -> bool {
+        self.subgroup_reductions
     }
 
     /// The matrix-product template's tile shape on this device (what a run should record).

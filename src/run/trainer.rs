@@ -540,6 +540,9 @@ fn fresh_run_record(
     // How the kernels were built: a run can be repeated with the same shape (FPTT_MATMUL_TILING).
     run.insert("matmul_tiling".into(), Value::String(engine.matmul_tiling().code()));
     run.insert("dispatches_per_step".into(), Value::Integer(engine.dispatches_per_step() as i64));
+    // Which reduction path ran (subgroup operations, or the workgroup-memory tree where the
+    // device lacks them or FPTT_NO_SUBGROUPS=1): the two agree to the last bits only.
+    run.insert("subgroup_reductions".into(), Value::Boolean(engine.subgroup_reductions()));
     if let TaskData::Images { n_train, n_test, .. } = data {
         run.insert("train_samples".into(), Value::Integer(*n_train as i64));
         run.insert("test_samples".into(), Value::Integer(*n_test as i64));

@@ -229,6 +229,11 @@ impl Engine {
         self.kernels.tiling()
     }
 
+    /// Whether the reductions run on subgroup operations ([`KernelTable::subgroup_reductions`]).
+    pub fn subgroup_reductions(&self) -> bool {
+        self.kernels.subgroup_reductions()
+    }
+
     /// Kernel launches per training time step (independent of N and B; with chunks, the chunk's
     /// launches over its length, rounded up).
     pub fn dispatches_per_step(&self) -> usize {
