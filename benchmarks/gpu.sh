@@ -35,7 +35,7 @@ if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nv_icd" ] && ! compgen -G '/usr/share
     export VK_DRIVER_FILES=$nv_icd
 fi
 
-gpu_tests=(--test gpu_vs_reference --test gpu_fixtures --test gpu_checkpoint --test gpu_profile)
+gpu_tests=(--test gpu_vs_reference --test gpu_fixtures --test gpu_checkpoint --test gpu_profile --test gpu_matmul --test gpu_split --test gpu_reductions)
 if [ -n "${FPTT_PREBUILT:-}" ]; then
     fptt="$FPTT_PREBUILT/fptt"
     tests=("$FPTT_PREBUILT"/gpu_*)
@@ -60,10 +60,11 @@ limit() { local secs=$1; shift; timeout -k 1 "$secs" "$@" || echo "STOPPED OR FA
 #   grid N <= 1024, 12 shapes     60        (the GPU part is about 7 s of steps)
 #   grid N = 4096, B = 512        160       (unmeasured: 16 steps x 5 sequences at ~0.2 s each,
 #                                            plus the engine's CPU Gram-Schmidt init of the
-#                                            4096x4096 recurrent map, O(n^3) on one thread, 2.7 s at
-#                                            n = 1024 on the development machine, so ~3 min at 4096
-#                                            there; the H200 host's core should be faster. If it is
-#                                            not, this stage stops with no row: see its message)
+#                                            4096x4096 recurrent map, O(n^3) on one thread, 1.5 s at
+#                                            n = 1024 on the development machine (3.3 s before it
+#                                            used flat slices), so ~1.5 min at 4096 there; the H200
+#                                            host's core should be faster. If it is not, this stage
+#                                            stops with no row: see its message)
 #   peer: vendor matmul + timing  60        (32 for 16 shapes before the matmul was added)
 #   grid, two layers              40        (4 shapes fitted in 45)
 start=$SECONDS
