@@ -107,7 +107,8 @@ fn label_fields(run: &Run) -> Vec<(&'static str, String)> {
         ("name", c.get("name").and_then(|v| v.as_str()).unwrap_or("").to_string()),
         ("task", value("data", "task").unwrap_or_default()),
         ("T", value("data", "steps").map(|t| format!("T={t}")).unwrap_or_default()),
-        ("neuron", value("model", "neuron").unwrap_or_default()),
+        // Configs written before `model.neuron` existed are LTC networks.
+        ("neuron", value("model", "neuron").unwrap_or_else(|| "ltc".into())),
         ("hidden", hidden.map(|h| format!("N={h}")).unwrap_or_default()),
         ("rule", rule_desc(c)),
         ("optimizer", value("train", "optimizer").unwrap_or_default()),
