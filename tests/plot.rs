@@ -217,7 +217,18 @@ fn memory_against_t_per_rule() {
     assert_png(&out, 860);
     let svg = dir.join("memory.svg");
     plot::plot_memory(&committed("results/memory-lavapipe.csv"), Some(&svg), None).unwrap();
-    assert_svg(&svg, &["one-step FPTT", "FPTT, 10 chunks", "BPTT", "e-prop", "GPU memory (MB)", "sequence length T"]);
+    assert_svg(
+        &svg,
+        &[
+            "one-step FPTT",
+            "FPTT, 10 chunks",
+            "BPTT",
+            "e-prop",
+            "GPU memory (MiB)",
+            "learning_bytes",
+            "sequence length T",
+        ],
+    );
 }
 
 #[test]

@@ -264,6 +264,7 @@ pub fn plot_memory(file: &Path, out: Option<&Path>, custom_title: Option<&str>) 
     let t = Table::read(file)?;
     let (c_rule, c_chunk, c_steps, c_bytes) = (t.col("rule")?, t.col("chunk")?, t.col("steps")?, t.col("gpu_bytes")?);
     let c_neuron = t.col("neuron").ok();
+    let c_learning = t.col("learning_bytes").ok();
     let neurons = c_neuron.map(|c| t.distinct(c)).unwrap_or_default();
     let mut series: Vec<Series> = Vec::new();
     for r in 0..t.rows.len() {
@@ -280,22 +281,37 @@ pub fn plot_memory(file: &Path, out: Option<&Path>, custom_title: Option<&str>) 
                 label = format!("{label}, {}", t.text(r, c));
             }
         }
-        let i = match series.iter().position(|s| s.label == label) {
-            Some(i) => i,
-            None => {
-                series.push(Series {
-                    label,
-                    points: Vec::new(),
-                    band: Vec::new(),
-                    dashed: false,
-                    color: series.len(),
-                    markers: true,
-                    hide_label: false,
-                });
-                series.len() - 1
-            }
+        // Solid: what the rule keeps (`learning_bytes`) where the file has it; dashed: every buffer.
+        let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
+        let mut add = |label: &str, dashed: bool, y: f64| {
+            let i = match series.iter().position(|s| s.label == label && s.dashed == dashed) {
+                Some(i) => i,
+                None => {
+                    let mut labels: Vec<&str> = Vec::new();
+                    for s in &series {
+                        if !labels.contains(&s.label.as_str()) {
+                            labels.push(&s.label);
+                        }
+                    }
+                    let color = labels.iter().position(|l| *l == label).unwrap_or(labels.len());
+                    series.push(Series {
+                        label: label.to_string(),
+                        points: Vec::new(),
+                        band: Vec::new(),
+                        dashed,
+                        color,
+                        markers: true,
+                        hide_label: dashed && c_learning.is_some(),
+                    });
+                    series.len() - 1
+                }
+            };
+            series[i].points.push((steps, y));
         };
-        series[i].points.push((steps, t.num(r, c_bytes)? / 1e6));
+        if let Some(c) = c_learning {
+            add(&label, false, mib(t.num(r, c)?));
+        }
+        add(&label, c_learning.is_some(), mib(t.num(r, c_bytes)?));
     }
     for s in &mut series {
         s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -317,9 +333,13 @@ pub fn plot_memory(file: &Path, out: Option<&Path>, custom_title: Option<&str>) 
         head.push_str(&format!(" ({})", what.join(", ")));
     }
     let panel = LinePanel {
-        title: String::new(),
+        title: if c_learning.is_some() {
+            "solid: kept by the learning rule (learning_bytes); dashed: every GPU buffer (gpu_bytes)".into()
+        } else {
+            "every GPU buffer (gpu_bytes)".into()
+        },
         x_label: "sequence length T (steps)".into(),
-        y_label: "GPU memory (MB)".into(),
+        y_label: "GPU memory (MiB)".into(),
         log_x: true,
         log_y: true,
         series,
