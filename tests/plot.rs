@@ -261,7 +261,7 @@ fn bad_input_is_refused_naming_file_and_column() {
     assert!(matches!(&e, PlotError::NotANumber { line: 3, column, .. } if column == "share"), "{e}");
 
     // A directory without metrics.csv.
-    let e = plot::plot_runs(&[dir.clone()], &RunPlotOptions::default()).unwrap_err();
+    let e = plot::plot_runs(std::slice::from_ref(&dir), &RunPlotOptions::default()).unwrap_err();
     assert!(matches!(e, PlotError::NotARun { .. }), "{e}");
     assert!(e.to_string().contains("metrics.csv") && e.to_string().contains("plot-errors"), "{e}");
 
