@@ -95,6 +95,18 @@ pub struct Figure {
     pub panel_size: (u32, u32),
 }
 
+/// An 8-bit RGB buffer as a PNG file.
+fn write_png(out: &Path, (width, height): (u32, u32), rgb: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+    let file = std::io::BufWriter::new(std::fs::File::create(out)?);
+    let mut encoder = png::Encoder::new(file, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()?;
+    Ok(())
+}
+
 /// Tableau's ten colours, then plotters' 99-colour palette.
 fn color(i: usize) -> RGBColor {
     const TAB10: [(u8, u8, u8); 10] = [
@@ -143,9 +155,14 @@ impl Figure {
             }
             Format::Png => {
                 let font = ab_glyph::FontRef::try_from_slice(FONT).map_err(|e| draw_err(&e))?;
-                let root = GlyphText::new(BitMapBackend::new(out, size), font).into_drawing_area();
-                self.draw(&root, rows, columns).map_err(|e| draw_err(&e))?;
-                root.present().map_err(|e| draw_err(&e))?;
+                let mut rgb = vec![255u8; size.0 as usize * size.1 as usize * 3];
+                {
+                    let backend = BitMapBackend::with_buffer(&mut rgb, size);
+                    let root = GlyphText::new(backend, font).into_drawing_area();
+                    self.draw(&root, rows, columns).map_err(|e| draw_err(&e))?;
+                    root.present().map_err(|e| draw_err(&e))?;
+                }
+                write_png(out, size, &rgb).map_err(|e| draw_err(&e))?;
             }
         }
         Ok(())
