@@ -260,6 +260,14 @@ fn bad_input_is_refused_naming_file_and_column() {
     let e = plot::plot_kernels(&bad, Some(&out), None).unwrap_err();
     assert!(matches!(&e, PlotError::NotANumber { line: 3, column, .. } if column == "share"), "{e}");
 
+    // A last line cut short (a run killed mid-write) is left out; a short line before it is refused.
+    let cut = dir.join("cut.csv");
+    std::fs::write(&cut, "kernel,share\nlayer_neuron,0.5\nweight_grad,0.5\nfptt_upd").unwrap();
+    plot::plot_kernels(&cut, Some(&dir.join("cut.svg")), None).unwrap();
+    std::fs::write(&cut, "kernel,share\nlayer_neuron\nweight_grad,0.5\n").unwrap();
+    let e = plot::plot_kernels(&cut, Some(&out), None).unwrap_err();
+    assert!(e.to_string().contains("cut.csv") && e.to_string().contains("line 2"), "{e}");
+
     // A directory without metrics.csv.
     let e = plot::plot_runs(std::slice::from_ref(&dir), &RunPlotOptions::default()).unwrap_err();
     assert!(matches!(e, PlotError::NotARun { .. }), "{e}");

@@ -75,12 +75,21 @@ pub struct Table {
 }
 
 impl Table {
-    /// Reads `path`; a file without data rows is refused.
+    /// Reads `path`; a file without data rows, or with a short line before the last, is refused.
     pub fn read(path: &Path) -> Result<Table, PlotError> {
         let read_err = |e: &dyn std::fmt::Display| PlotError::Read { path: path.to_path_buf(), message: e.to_string() };
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_path(path).map_err(|e| read_err(&e))?;
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_path(path).map_err(|e| read_err(&e))?;
         let header: Vec<String> = reader.headers().map_err(|e| read_err(&e))?.iter().map(str::to_string).collect();
-        let rows = reader.records().collect::<Result<Vec<_>, _>>().map_err(|e| read_err(&e))?;
+        let mut rows = reader.records().collect::<Result<Vec<_>, _>>().map_err(|e| read_err(&e))?;
+        // A last line cut short (a run killed mid-write, or one still running) is left out; a
+        // short line anywhere else is an error.
+        if rows.last().is_some_and(|r| r.len() != header.len()) {
+            rows.pop();
+        }
+        if let Some(i) = rows.iter().position(|r| r.len() != header.len()) {
+            let message = format!("line {}: {} fields, the header has {}", i + 2, rows[i].len(), header.len());
+            return Err(PlotError::Read { path: path.to_path_buf(), message });
+        }
         if rows.is_empty() || header.iter().all(|h| h.is_empty()) {
             return Err(PlotError::Empty { path: path.to_path_buf() });
         }
