@@ -4,6 +4,7 @@
 //! The crate's map, dependencies pointing one way (top depends on bottom):
 //!
 //! - [`run`]: experiment files, training loop, metrics CSV, checkpoints on disk (sees everything).
+//! - [`plot`]: SVG/PNG figures of the CSVs (and run directories); reads files only, no GPU types.
 //! - [`bench`]: training throughput over a grid of shapes, with the step's FLOP count.
 //! - [`learn`]: learning rules as schedules of GPU kernels (FPTT), optimizer and loss settings.
 //! - [`gpu`]: adapters, buffers with byte accounting, the kernel table, recording, readback.
@@ -20,6 +21,7 @@ pub mod data;
 pub mod gpu;
 pub mod learn;
 pub mod model;
+pub mod plot;
 pub mod reference;
 pub mod rng;
 pub mod run;

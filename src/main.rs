@@ -1,7 +1,8 @@
 //! The `fptt` command line: the clap definitions and dispatch to the library. `fptt devices`
 //! lists the adapters, `fptt train EXPERIMENT.toml` runs an experiment (see
 //! `experiments/README.md` for every key), `fptt bench` measures ([`fptt::bench`] runs the sweeps
-//! and prints their tables), `fptt summarize` tabulates run directories. Errors are `anyhow`
+//! and prints their tables), `fptt summarize` tabulates run directories, `fptt plot` draws them
+//! and the bench CSVs ([`fptt::plot`]). Errors are `anyhow`
 //! here, typed (`thiserror`) in the library.
 
 use std::path::PathBuf;
@@ -52,6 +53,64 @@ enum Command {
         after_help = "Example:\n  fptt summarize results/compare-adding/T200/* --out results/compare-adding/summary.csv"
     )]
     Summarize(SummarizeArgs),
+    /// Figures (SVG or PNG) of the CSVs: learning curves of run directories, or with a
+    /// subcommand GPU time per kernel, speed against a PyTorch peer, memory against T.
+    #[command(after_help = "Examples:\n  \
+        fptt plot results/compare/adding-T200/*                (→ results/compare/adding-T200/curves.svg)\n  \
+        fptt plot results/mine --x time --out mine.png\n  \
+        fptt plot kernels results/bench-kernels.csv             (→ results/bench-kernels.svg)\n  \
+        fptt plot bench results/bench.csv results/bench-pytorch.csv\n  \
+        fptt plot memory results/memory.csv")]
+    Plot(PlotArgs),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct PlotArgs {
+    #[command(subcommand)]
+    what: Option<PlotCommand>,
+    /// Run directories (each with metrics.csv and config.toml): training and test loss and
+    /// MSE or accuracy, one line per run; runs that differ only in the seed as mean and band.
+    #[arg(value_name = "RUN_DIR", required = true)]
+    dirs: Vec<PathBuf>,
+    /// The curves' x axis: iteration or time (wall time in seconds).
+    #[arg(long, default_value = "iteration", value_parser = parse_x_axis)]
+    x: fptt::plot::XAxis,
+    #[command(flatten)]
+    output: PlotOutput,
+}
+
+#[derive(clap::Args)]
+struct PlotOutput {
+    /// The figure, SVG or PNG by extension (default: next to the input, .svg).
+    #[arg(long, value_name = "FILE.svg|FILE.png", global = true)]
+    out: Option<PathBuf>,
+    /// The title's first part (the adapter is appended).
+    #[arg(long, value_name = "TEXT", global = true)]
+    title: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum PlotCommand {
+    /// GPU time per kernel as its share of the step (FILE-kernels.csv of `fptt bench --profile`, or
+    /// a run's kernels.csv); one stacked bar per shape when the file holds several.
+    Kernels {
+        #[arg(value_name = "FILE-kernels.csv")]
+        file: PathBuf,
+    },
+    /// Time per step and achieved GFLOP/s against the hidden size, one line per batch size, the
+    /// PyTorch peer (benchmarks/pytorch_reference.py's CSV) dashed, measured ceilings as lines.
+    Bench {
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+        #[arg(value_name = "PEER.csv")]
+        peer: Option<PathBuf>,
+    },
+    /// GPU memory against the sequence length T per learning rule (`fptt bench memory`'s CSV).
+    Memory {
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -201,6 +260,14 @@ fn parse_neuron(s: &str) -> Result<fptt::model::NeuronKind, String> {
     })
 }
 
+fn parse_x_axis(s: &str) -> Result<fptt::plot::XAxis, String> {
+    match s {
+        "iteration" => Ok(fptt::plot::XAxis::Iteration),
+        "time" => Ok(fptt::plot::XAxis::Time),
+        _ => Err(format!("expected iteration or time, found {s:?}")),
+    }
+}
+
 fn parse_progress(s: &str) -> Result<ProgressMode, String> {
     match s {
         "auto" => Ok(ProgressMode::Auto),
@@ -343,6 +410,22 @@ fn summarize(args: SummarizeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn plot(args: PlotArgs) -> Result<ExitCode> {
+    use fptt::plot;
+    let (out, title) = (args.output.out.as_deref(), args.output.title.as_deref());
+    let written = match &args.what {
+        Some(PlotCommand::Kernels { file }) => plot::plot_kernels(file, out, title)?,
+        Some(PlotCommand::Bench { file, peer }) => plot::plot_bench(file, peer.as_deref(), out, title)?,
+        Some(PlotCommand::Memory { file }) => plot::plot_memory(file, out, title)?,
+        None => plot::plot_runs(
+            &args.dirs,
+            &plot::RunPlotOptions { x: args.x, out: args.output.out.clone(), title: args.output.title.clone() },
+        )?,
+    };
+    println!("figure: {}", written.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -350,6 +433,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train(args),
         Command::Bench(args) => bench(args),
         Command::Summarize(args) => summarize(args),
+        Command::Plot(args) => plot(args),
     };
     match result {
         Ok(code) => code,
