@@ -73,3 +73,48 @@ fn oversized_networks_are_refused_from_their_shapes_at_once() {
         assert!(!out.exists(), "a run directory was left for a run that never started");
     }
 }
+
+/// Train TINY_ADDING for one epoch into `dir/run`; returns the run directory.
+fn one_epoch(dir: &Path) -> PathBuf {
+    let exp = write(dir, "a.toml", TINY_ADDING);
+    let out = dir.join("run");
+    let o = fptt(&["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--set", "train.epochs=1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+fn temporaries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_kill_while_resuming_rewrites_loses_neither_metrics_nor_config() {
+    let dir = scratch("rel-kill-rewrite");
+    let out = one_epoch(&dir);
+    let metrics = std::fs::read(out.join("metrics.csv")).unwrap();
+    for point in ["config", "metrics"] {
+        let o = bin()
+            .args(["train", "--resume", out.to_str().unwrap(), "--set", "train.epochs=2"])
+            .env(fptt::files::KILL_POINT_ENV, point)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{point}: the kill point was never reached: {}", stderr(&o));
+        assert!(stderr(&o).contains("aborting"), "{}", stderr(&o));
+        assert_eq!(std::fs::read(out.join("metrics.csv")).unwrap(), metrics, "{point}: metrics.csv changed");
+        let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+        let table: toml::Table = config.parse().unwrap_or_else(|e| panic!("{point}: config.toml: {e}"));
+        assert!(table.contains_key("train"), "{point}: {config}");
+        assert!(!temporaries(&out).is_empty(), "{point}: the kill left no temporary file");
+    }
+    // The next resume finishes the run.
+    let o = fptt(&["train", "--resume", out.to_str().unwrap(), "--set", "train.epochs=2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(text.lines().any(|l| l.contains(",20,test,")), "{text}");
+}

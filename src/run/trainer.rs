@@ -201,7 +201,7 @@ impl Loop<'_> {
         }
         let path = self.dir.join(KERNELS_FILE);
         let fail = |e: &dyn std::fmt::Display| RunError::Output { path: path.clone(), message: e.to_string() };
-        let mut w = csv::Writer::from_path(&path).map_err(|e| fail(&e))?;
+        let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(["kernel", "dispatches", "total_ms", "mean_us", "share", "adapter", "backend", "device_type"])
             .map_err(|e| fail(&e))?;
         let ctx = self.engine.context();
@@ -218,7 +218,8 @@ impl Loop<'_> {
             ])
             .map_err(|e| fail(&e))?;
         }
-        w.flush().map_err(|e| fail(&e))
+        let bytes = w.into_inner().map_err(|e| fail(&e.into_error()))?;
+        write_file(&path, &String::from_utf8_lossy(&bytes), "kernels")
     }
 
     /// The schedule's learning rate of the current epoch (the engine holds it as f32).
@@ -448,8 +449,10 @@ fn config_toml(exp: &Experiment, dir: &Path, run: Table) -> String {
     )
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), RunError> {
-    std::fs::write(path, text).map_err(|e| RunError::Output { path: path.to_path_buf(), message: e.to_string() })
+/// Replace `path` atomically (a kill while writing keeps the old file).
+fn write_file(path: &Path, text: &str, point: &str) -> Result<(), RunError> {
+    crate::files::write_atomic(path, text.as_bytes(), point)
+        .map_err(|e| RunError::Output { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// Refuse to start where a run already is (a fresh start) or cannot continue (a resume).
@@ -595,7 +598,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
     } else {
         fresh_run_record(&cfg, &layout, &engine, &data, &opts.command_line)
     };
-    write_file(&config_path, &config_toml(exp, &dir, run))?;
+    write_file(&config_path, &config_toml(exp, &dir, run), "config")?;
     let row_ctx = RowContext {
         run: exp.name.clone(),
         gpu_bytes: engine.gpu_bytes(),
