@@ -4,7 +4,7 @@
 //! run, runs stopped before their first checkpoint resumable, stale temporary files removed.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod cli_common;
@@ -117,4 +117,49 @@ fn a_kill_while_resuming_rewrites_loses_neither_metrics_nor_config() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert!(text.lines().any(|l| l.contains(",20,test,")), "{text}");
+}
+
+#[test]
+fn runs_started_in_the_same_second_get_their_own_directories() {
+    let dir = scratch("rel-concurrent");
+    let exp = write(&dir, "a.toml", TINY_ADDING);
+    // Default names (no --out): `<name>-<UTC second>`, created exclusively, numbered on a collision.
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            bin()
+                .current_dir(&dir)
+                .args(["train", exp.to_str().unwrap(), "--set", "train.epochs=1", "--progress", "quiet"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut dirs = Vec::new();
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+        let metrics = stdout.lines().find_map(|l| l.strip_prefix("metrics: ")).unwrap().to_string();
+        dirs.push(PathBuf::from(metrics).parent().unwrap().to_path_buf());
+    }
+    dirs.sort();
+    dirs.dedup();
+    assert_eq!(dirs.len(), 3, "runs shared a directory: {dirs:?}");
+    for d in &dirs {
+        let d = dir.join(d);
+        let text = std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+        assert_eq!(text.lines().filter(|l| l.contains(",test,")).count(), 1, "{}: {text}", d.display());
+        let config = std::fs::read_to_string(d.join("config.toml")).unwrap();
+        assert!(config.contains(&format!("dir = \"{}\"", d.strip_prefix(&dir).unwrap().display())), "{config}");
+    }
+}
+
+#[test]
+fn a_named_run_directory_is_claimed_by_one_run_only() {
+    let dir = scratch("rel-claim");
+    let out = one_epoch(&dir);
+    let exp = dir.join("a.toml");
+    let o = fptt(&["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_refused(&o, &["already holds a run", "--resume"]);
 }

@@ -138,12 +138,57 @@ fn utc_stamp() -> String {
     format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
-/// Where the run writes: `--out`, else `output.dir`, else `results/<name>-<UTC timestamp>`.
-fn run_dir(exp: &Experiment, opts: &TrainOptions) -> PathBuf {
-    opts.out
-        .clone()
-        .or_else(|| exp.output.dir.clone())
-        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}", exp.name, utc_stamp())))
+/// Where the run writes: `--out`, else `output.dir`, else `results/<name>-<UTC timestamp>`; and
+/// whether that is the default name (which [`create_run_dir`] numbers on a collision).
+fn run_dir(exp: &Experiment, opts: &TrainOptions) -> (PathBuf, bool) {
+    match opts.out.clone().or_else(|| exp.output.dir.clone()) {
+        Some(dir) => (dir, false),
+        None => (PathBuf::from("results").join(format!("{}-{}", exp.name, utc_stamp())), true),
+    }
+}
+
+/// Create a fresh run's directory exclusively (`create_dir` on the leaf, so two runs can never
+/// both create it). A default name already taken (another run started in the same second) gets
+/// the next free suffix `-2`, `-3`, …; a named directory may exist already, and is claimed by
+/// [`claim_config`].
+fn create_run_dir(dir: &Path, numbered: bool) -> Result<PathBuf, RunError> {
+    let fail = |path: &Path, e: std::io::Error| RunError::Output { path: path.to_path_buf(), message: e.to_string() };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| fail(parent, e))?;
+    }
+    let mut n = 1;
+    loop {
+        let candidate = if n == 1 { dir.to_path_buf() } else { PathBuf::from(format!("{}-{n}", dir.display())) };
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && numbered => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && candidate.is_dir() => return Ok(candidate),
+            Err(e) => return Err(fail(&candidate, e)),
+        }
+    }
+}
+
+/// Write a fresh run's `config.toml`, creating it exclusively: of two runs started into the same
+/// directory, the second is refused here.
+fn claim_config(dir: &Path, text: &str) -> Result<(), RunError> {
+    use std::io::Write;
+    let path = dir.join(CONFIG_FILE);
+    let fail = |e: std::io::Error| RunError::Output { path: path.clone(), message: e.to_string() };
+    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(taken(dir, CONFIG_FILE)),
+        Err(e) => return Err(fail(e)),
+    };
+    f.write_all(text.as_bytes()).map_err(fail)?;
+    f.sync_all().map_err(fail)
+}
+
+fn taken(dir: &Path, file: &str) -> RunError {
+    RunError::Setup(format!(
+        "{} already holds a run ({file} exists); continue it with --resume {}, or choose another --out",
+        dir.display(),
+        dir.display()
+    ))
 }
 
 struct Loop<'a> {
@@ -463,14 +508,9 @@ fn check_run_dir(dir: &Path, opts: &TrainOptions) -> Result<(), RunError> {
         }
         return resume::check_resumable(dir, &dir.join(CHECKPOINT_FILE));
     }
-    for f in [dir.join(METRICS_FILE), dir.join(CHECKPOINT_FILE)] {
-        if f.exists() {
-            return Err(RunError::Setup(format!(
-                "{} already holds a run ({} exists); continue it with --resume {}, or choose another --out",
-                dir.display(),
-                f.file_name().unwrap_or_default().to_string_lossy(),
-                dir.display()
-            )));
+    for f in [CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE] {
+        if dir.join(f).exists() {
+            return Err(taken(dir, f));
         }
     }
     Ok(())
@@ -555,10 +595,7 @@ fn fresh_run_record(
 
 /// Train `exp` (or continue the run in `opts.out` when `opts.resume`).
 pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunError> {
-    let dir = run_dir(exp, opts);
-    let checkpoint_path = dir.join(CHECKPOINT_FILE);
-    let metrics_path = dir.join(METRICS_FILE);
-    let config_path = dir.join(CONFIG_FILE);
+    let (mut dir, numbered) = run_dir(exp, opts);
     check_run_dir(&dir, opts)?;
 
     // Data before the GPU: a missing file fails fast.
@@ -573,7 +610,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
     // Sizes from the shapes, before anything is initialised or allocated.
     check_fits(&SizeLimits::of(&ctx), &cfg, &exp.settings(), exp.train.batch)?;
     let layout = ParamLayout::new(&cfg);
-    let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &checkpoint_path)?;
+    let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &dir.join(CHECKPOINT_FILE))?;
     let mut engine = Engine::new(ctx.clone(), &cfg, &exp.settings(), exp.train.batch, &init)?;
     if opts.profile && !engine.enable_profiling() {
         eprintln!(
@@ -591,14 +628,20 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
     };
     let iteration = pos.iteration;
 
-    // The run directory, config.toml, metrics.csv.
-    std::fs::create_dir_all(&dir).map_err(|e| RunError::Output { path: dir.clone(), message: e.to_string() })?;
-    let run = if opts.resume {
-        resume::resumed_run_record(&config_path, &opts.command_line, iteration, ctx.adapter_name())
+    // The run directory (a fresh one created exclusively), config.toml, metrics.csv.
+    if !opts.resume {
+        dir = create_run_dir(&dir, numbered)?;
+    }
+    let checkpoint_path = dir.join(CHECKPOINT_FILE);
+    let metrics_path = dir.join(METRICS_FILE);
+    let config_path = dir.join(CONFIG_FILE);
+    if opts.resume {
+        let run = resume::resumed_run_record(&config_path, &opts.command_line, iteration, ctx.adapter_name());
+        write_file(&config_path, &config_toml(exp, &dir, run), "config")?;
     } else {
-        fresh_run_record(&cfg, &layout, &engine, &data, &opts.command_line)
-    };
-    write_file(&config_path, &config_toml(exp, &dir, run), "config")?;
+        let run = fresh_run_record(&cfg, &layout, &engine, &data, &opts.command_line);
+        claim_config(&dir, &config_toml(exp, &dir, run))?;
+    }
     let row_ctx = RowContext {
         run: exp.name.clone(),
         gpu_bytes: engine.gpu_bytes(),
