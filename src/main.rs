@@ -238,14 +238,19 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
+        // Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature): a batch scheduler's or a
+        // closed terminal's stop keeps the run as Ctrl-C does.
         ctrlc::set_handler(move || {
             if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
+                eprintln!("\nsecond interrupt: exiting without a checkpoint");
                 std::process::exit(130);
             }
-            eprintln!("\nCtrl-C: stopping after the current sequence (press again to quit at once)");
+            eprintln!(
+                "\ninterrupted (Ctrl-C, SIGTERM or SIGHUP): stopping after the current sequence \
+                 (interrupt again to quit at once)"
+            );
         })
-        .context("installing the Ctrl-C handler")?;
+        .context("installing the Ctrl-C/SIGTERM/SIGHUP handler")?;
     }
 
     let opts = TrainOptions {

@@ -4,7 +4,7 @@
 //! run, runs stopped before their first checkpoint resumable, stale temporary files removed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod cli_common;
@@ -162,4 +162,33 @@ fn a_named_run_directory_is_claimed_by_one_run_only() {
     let exp = dir.join("a.toml");
     let o = fptt(&["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_refused(&o, &["already holds a run", "--resume"]);
+}
+
+#[test]
+fn sigterm_and_sighup_write_a_checkpoint_and_exit_130_like_ctrl_c() {
+    for signal in ["TERM", "HUP"] {
+        let dir = scratch(&format!("rel-sig{signal}"));
+        let exp = write(&dir, "a.toml", TINY_ADDING);
+        let out = dir.join("run");
+        let child = bin()
+            .args(["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--progress", "log"])
+            .args(["--set", "train.epochs=1000", "--set", "output.report_every=1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read_to_string(out.join("metrics.csv")).unwrap_or_default().lines().count() <= 2 {
+            assert!(Instant::now() < deadline, "the run never started training");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(130), "SIG{signal}: {err}");
+        assert!(err.contains("--resume"), "{err}");
+        let (_, meta) = fptt::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+        assert!(meta["fptt.iteration"].parse::<u64>().unwrap() >= 1);
+    }
 }
