@@ -45,6 +45,12 @@ pub enum CheckpointError {
     /// format reserves.
     #[error("checkpoint {}: cannot save tensor `{name}`: {reason}", path.display())]
     InvalidTensor { path: PathBuf, name: String, reason: String },
+    #[error(
+        "checkpoint {}: tensor `{name}` holds {value} at index {index} (of {count} non-finite values); \
+         a run cannot continue from it",
+        path.display()
+    )]
+    NonFinite { path: PathBuf, name: String, index: usize, value: f32, count: usize },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
@@ -127,6 +133,23 @@ pub fn load(path: &Path) -> Result<(TensorMap, BTreeMap<String, String>), Checkp
     }
     let metadata = meta.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
     Ok((tensors, metadata.unwrap_or_default()))
+}
+
+/// Check that every value of `tensors` is finite; the error names the first tensor (by name)
+/// holding a NaN or infinity, the first such index and how many there are.
+pub fn check_finite(path: &Path, tensors: &TensorMap) -> Result<(), CheckpointError> {
+    for (name, t) in tensors {
+        if let Some(index) = t.data.iter().position(|x| !x.is_finite()) {
+            return Err(CheckpointError::NonFinite {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                index,
+                value: t.data[index],
+                count: t.data.iter().filter(|x| !x.is_finite()).count(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Check that `tensors` holds exactly the parameters of `layout` (names and shapes), extra names

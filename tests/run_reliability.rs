@@ -192,3 +192,28 @@ fn sigterm_and_sighup_write_a_checkpoint_and_exit_130_like_ctrl_c() {
         assert!(meta["fptt.iteration"].parse::<u64>().unwrap() >= 1);
     }
 }
+
+#[test]
+fn a_nan_in_a_loaded_checkpoint_is_refused_naming_the_tensor() {
+    let dir = scratch("rel-nan");
+    let out = one_epoch(&dir);
+    let ckpt = out.join("checkpoint.safetensors");
+    let (mut tensors, meta) = fptt::checkpoint::load(&ckpt).unwrap();
+    let name = "layer1_x.weight";
+    tensors.get_mut(name).unwrap().data[3] = f32::NAN;
+    let poisoned = dir.join("poisoned.safetensors");
+    fptt::checkpoint::save(&poisoned, &tensors, &meta).unwrap();
+    // --init: the weights of another run.
+    let exp = dir.join("a.toml");
+    let fresh = dir.join("fresh");
+    let o =
+        fptt(&["train", exp.to_str().unwrap(), "--out", fresh.to_str().unwrap(), "--init", poisoned.to_str().unwrap()]);
+    assert_refused(&o, &[name, "NaN at index 3"]);
+    // --resume: the run's own checkpoint (an optimizer tensor this time).
+    let (mut tensors, meta) = fptt::checkpoint::load(&ckpt).unwrap();
+    let moment = tensors.keys().find(|k| k.ends_with(".exp_avg")).unwrap().clone();
+    tensors.get_mut(&moment).unwrap().data[0] = f32::INFINITY;
+    fptt::checkpoint::save(&ckpt, &tensors, &meta).unwrap();
+    let o = fptt(&["train", "--resume", out.to_str().unwrap(), "--set", "train.epochs=2"]);
+    assert_refused(&o, &[&moment, "inf at index 0"]);
+}

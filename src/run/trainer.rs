@@ -546,13 +546,16 @@ fn starting_tensors(
     if opts.resume {
         let (tensors, meta) = checkpoint::load(checkpoint_path)?;
         checkpoint::check_params(checkpoint_path, &tensors, layout, true)?;
+        checkpoint::check_finite(checkpoint_path, &tensors)?;
         Ok((tensors, Some(meta)))
     } else if let Some(path) = &opts.init {
         let (tensors, _) = checkpoint::load(path)?;
         checkpoint::check_params(path, &tensors, layout, true)?;
         let stats = StatLayout::new(cfg);
-        let kept = tensors.into_iter().filter(|(name, _)| layout.get(name).is_some() || stats.get(name).is_some());
-        Ok((kept.collect(), None))
+        let kept: TensorMap =
+            tensors.into_iter().filter(|(name, _)| layout.get(name).is_some() || stats.get(name).is_some()).collect();
+        checkpoint::check_finite(path, &kept)?;
+        Ok((kept, None))
     } else {
         Ok((init_params(cfg, exp.seed), None))
     }
