@@ -217,3 +217,32 @@ fn a_nan_in_a_loaded_checkpoint_is_refused_naming_the_tensor() {
     let o = fptt(&["train", "--resume", out.to_str().unwrap(), "--set", "train.epochs=2"]);
     assert_refused(&o, &[&moment, "inf at index 0"]);
 }
+
+#[test]
+fn resume_overrides_only_extend_a_run() {
+    let dir = scratch("rel-resume-sets");
+    let out = one_epoch(&dir);
+    let config = std::fs::read(out.join("config.toml")).unwrap();
+    for (set, key) in [("seed=5", "seed"), ("train.batch=4", "train.batch"), ("train.lr=0.5", "train.lr")] {
+        let o = fptt(&["train", "--resume", out.to_str().unwrap(), "--set", "train.epochs=2", "--set", set]);
+        assert_refused(&o, &[&format!("`{key}` is part of the run's record"), "--init"]);
+        assert_eq!(std::fs::read(out.join("config.toml")).unwrap(), config, "{set}: config.toml rewritten");
+    }
+    // Restating a recorded value is no change; the extending keys may change.
+    let o = fptt(&[
+        "train",
+        "--resume",
+        out.to_str().unwrap(),
+        "--set",
+        "train.batch=8",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "output.report_every=5",
+        "--set",
+        "train.checkpoint_every=5",
+        "--set",
+        "train.max_iterations=0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
