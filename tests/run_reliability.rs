@@ -246,3 +246,37 @@ fn resume_overrides_only_extend_a_run() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn a_run_killed_before_its_first_checkpoint_resumes_from_the_beginning() {
+    let dir = scratch("rel-no-checkpoint");
+    let exp = write(&dir, "a.toml", TINY_ADDING);
+    let out = dir.join("run");
+    // Killed while writing its first checkpoint (before the rename): config.toml and some
+    // metrics rows, no checkpoint.
+    let o = bin()
+        .args(["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--set", "train.epochs=1"])
+        .env(fptt::files::KILL_POINT_ENV, "checkpoint")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert!(out.join("config.toml").is_file() && !out.join("checkpoint.safetensors").exists());
+    // --out says it holds a run; --resume starts it again with the recorded configuration.
+    let o = fptt(&["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--set", "train.epochs=1"]);
+    assert_refused(&o, &["already holds a run", "--resume"]);
+    let o = fptt(&["train", "--resume", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("from the beginning"), "{}", stderr(&o));
+    // The same as a run never stopped.
+    let clean = dir.join("clean");
+    let o = fptt(&["train", exp.to_str().unwrap(), "--out", clean.to_str().unwrap(), "--set", "train.epochs=1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, _) = fptt::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    let (b, _) = fptt::checkpoint::load(&clean.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(a, b, "the restarted run differs from an uninterrupted one");
+    let rows = |d: &Path| {
+        let text = std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+        text.lines().map(|l| l.split(',').take(8).collect::<Vec<_>>().join(",")).collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&out), rows(&clean));
+}

@@ -264,12 +264,26 @@ impl Position {
     }
 }
 
-/// Refuse to resume `dir` before its first checkpoint.
-pub(super) fn check_resumable(dir: &Path, checkpoint: &Path) -> Result<(), RunError> {
-    if !checkpoint.is_file() {
+/// Whether `dir` can continue: with a checkpoint, from it; without one (stopped before its first
+/// checkpoint), from the beginning with its recorded configuration — unless it started from
+/// `--init` weights, which `config.toml` does not hold.
+pub(super) fn check_resumable(dir: &Path) -> Result<(), RunError> {
+    if dir.join(CHECKPOINT_FILE).is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap_or_default();
+    let command = text
+        .parse::<Table>()
+        .ok()
+        .and_then(|t| t.get(RUN_SECTION)?.get("command")?.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if command.split_whitespace().any(|a| a == "--init" || a.starts_with("--init=")) {
         return Err(RunError::Resume {
             dir: dir.to_path_buf(),
-            message: format!("no {CHECKPOINT_FILE} yet (the run stopped before its first checkpoint); start it again"),
+            message: format!(
+                "no {CHECKPOINT_FILE} yet (the run stopped before its first checkpoint), and it started from \
+                 --init weights; start it again with its command and a new --out: {command}"
+            ),
         });
     }
     Ok(())

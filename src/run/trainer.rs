@@ -506,7 +506,7 @@ fn check_run_dir(dir: &Path, opts: &TrainOptions) -> Result<(), RunError> {
         if opts.init.is_some() {
             return Err(RunError::Setup("--init and --resume exclude each other".into()));
         }
-        return resume::check_resumable(dir, &dir.join(CHECKPOINT_FILE));
+        return resume::check_resumable(dir);
     }
     for f in [CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE] {
         if dir.join(f).exists() {
@@ -542,8 +542,9 @@ fn starting_tensors(
     cfg: &ModelConfig,
     layout: &ParamLayout,
     checkpoint_path: &Path,
+    restore: bool,
 ) -> Result<(TensorMap, Option<BTreeMap<String, String>>), RunError> {
-    if opts.resume {
+    if restore {
         let (tensors, meta) = checkpoint::load(checkpoint_path)?;
         checkpoint::check_params(checkpoint_path, &tensors, layout, true)?;
         checkpoint::check_finite(checkpoint_path, &tensors)?;
@@ -600,6 +601,9 @@ fn fresh_run_record(
 pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunError> {
     let (mut dir, numbered) = run_dir(exp, opts);
     check_run_dir(&dir, opts)?;
+    // A resume of a run stopped before its first checkpoint starts it again from the beginning,
+    // with its recorded configuration, in its directory.
+    let restore = opts.resume && dir.join(CHECKPOINT_FILE).is_file();
 
     // Data before the GPU: a missing file fails fast.
     let data = load_data(exp)?;
@@ -613,7 +617,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
     // Sizes from the shapes, before anything is initialised or allocated.
     check_fits(&SizeLimits::of(&ctx), &cfg, &exp.settings(), exp.train.batch)?;
     let layout = ParamLayout::new(&cfg);
-    let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &dir.join(CHECKPOINT_FILE))?;
+    let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &dir.join(CHECKPOINT_FILE), restore)?;
     let mut engine = Engine::new(ctx.clone(), &cfg, &exp.settings(), exp.train.batch, &init)?;
     if opts.profile && !engine.enable_profiling() {
         eprintln!(
@@ -676,10 +680,13 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         batches_per_epoch,
         pos,
         started: Instant::now(),
-        last_checkpoint: opts.resume.then_some(iteration),
+        last_checkpoint: restore.then_some(iteration),
         last_test: None,
     };
-    if opts.resume {
+    if opts.resume && !restore {
+        lp.progress
+            .line(&format!("restarting {} from the beginning: it stopped before its first checkpoint", dir.display()));
+    } else if opts.resume {
         lp.progress.line(&format!(
             "resuming {} at epoch {}, iteration {} of {planned}",
             dir.display(),
