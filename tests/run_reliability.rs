@@ -112,9 +112,10 @@ fn a_kill_while_resuming_rewrites_loses_neither_metrics_nor_config() {
         assert!(table.contains_key("train"), "{point}: {config}");
         assert!(!temporaries(&out).is_empty(), "{point}: the kill left no temporary file");
     }
-    // The next resume finishes the run.
+    // The next resume clears the dead temporaries and finishes the run.
     let o = fptt(&["train", "--resume", out.to_str().unwrap(), "--set", "train.epochs=2"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(temporaries(&out), Vec::<String>::new());
     let text = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert!(text.lines().any(|l| l.contains(",20,test,")), "{text}");
 }
@@ -279,4 +280,18 @@ fn a_run_killed_before_its_first_checkpoint_resumes_from_the_beginning() {
         text.lines().map(|l| l.split(',').take(8).collect::<Vec<_>>().join(",")).collect::<Vec<_>>()
     };
     assert_eq!(rows(&out), rows(&clean));
+}
+
+#[test]
+fn line_breaks_in_set_values_are_refused_and_os_errors_said_once() {
+    let dir = scratch("rel-edges");
+    let exp = write(&dir, "a.toml", TINY_ADDING);
+    let out = dir.join("run");
+    let o = fptt(&["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--set", "train.lr=0.1\nseed=3"]);
+    assert_refused(&o, &["line break"]);
+    let o =
+        fptt(&["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--init", "/nonexistent.safetensors"]);
+    assert_refused(&o, &["/nonexistent.safetensors"]);
+    let err = stderr(&o);
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
 }

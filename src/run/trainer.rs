@@ -639,6 +639,8 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
     if !opts.resume {
         dir = create_run_dir(&dir, numbered)?;
     }
+    // What a kill between a write and its rename left behind.
+    crate::files::remove_stale_temporaries(&dir, &[CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE, KERNELS_FILE]);
     let checkpoint_path = dir.join(CHECKPOINT_FILE);
     let metrics_path = dir.join(METRICS_FILE);
     let config_path = dir.join(CONFIG_FILE);

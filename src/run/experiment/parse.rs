@@ -249,6 +249,10 @@ fn section_names() -> Vec<&'static str> {
 fn apply_sets(root: &mut Table, sets: &[String], origins: &mut Origins) -> Result<()> {
     for arg in sets {
         let set_err = |message: String| ExperimentError::Set { arg: arg.clone(), message };
+        // A line break would let the value's TOML parse as several keys and drop all but one.
+        if arg.contains(['\n', '\r']) {
+            return Err(set_err("the argument holds a line break; give one KEY=VALUE per --set".into()));
+        }
         let (key, text) =
             arg.split_once('=').ok_or_else(|| set_err("expected KEY=VALUE, e.g. --set train.lr=0.001".into()))?;
         let key = key.trim();
