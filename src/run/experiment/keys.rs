@@ -299,7 +299,7 @@ key_table! {
             "use uniform targets for the first E epochs, then `aux` (no effect with `aux = \"off\"`)";
         "reset": Keyword(&["epoch", "sequence", "never"]), Derived("`epoch` (`never` with `bptt`, `eprop`)"),
             "`epoch`, `sequence`, `never`",
-            "when W ← W̄: at each epoch end before evaluation (docs/method.md §5), after every training sequence, or never; `bptt` and `eprop` have no W̄ and accept only `never`";
+            "when W ← W̄: at each epoch end before evaluation (docs/method.md §5), after every training sequence, or never; `bptt` and `eprop` have no W̄ and accept only `never` (an FPTT file's `epoch` becomes `never` when `--set train.rule` switches it to them)";
         "lr_schedule": Keyword(&["none", "step", "cosine"]), Same("\"none\""), "`none`, `step`, `cosine`",
             "per-epoch learning-rate schedule";
         "lr_decay_epochs": IntArray { min: 1, non_empty: false }, Same("[]"),
