@@ -35,7 +35,7 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         fptt train experiments/quick.toml\n  \
         fptt train experiments/adding-200.toml --set train.lr=0.003 --set model.hidden=[64]\n  \
-        fptt train --resume results/adding-200-20250101-120000\n\n\
+        fptt train --resume runs/adding-200-20250101-120000\n\n\
         Every experiment key is documented in experiments/README.md.")]
     Train(TrainArgs),
     /// Training throughput over a grid of shapes: time per FPTT step, sample-steps/s, dispatches,
@@ -168,7 +168,7 @@ struct TrainArgs {
     /// Override a key: --set section.key=value (the value is parsed as TOML, else a string).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// The run directory (default: output.dir, else results/<name>-<UTC time>).
+    /// The run directory (default: output.dir, else runs/<name>-<UTC time>); it must not hold a run.
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     out: Option<PathBuf>,
     /// The adapter: auto, gpu, cpu, or an index from `fptt devices`.

@@ -138,12 +138,12 @@ fn utc_stamp() -> String {
     format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
-/// Where the run writes: `--out`, else `output.dir`, else `results/<name>-<UTC timestamp>`; and
+/// Where the run writes: `--out`, else `output.dir`, else `runs/<name>-<UTC timestamp>`; and
 /// whether that is the default name (which [`create_run_dir`] numbers on a collision).
 fn run_dir(exp: &Experiment, opts: &TrainOptions) -> (PathBuf, bool) {
     match opts.out.clone().or_else(|| exp.output.dir.clone()) {
         Some(dir) => (dir, false),
-        None => (PathBuf::from("results").join(format!("{}-{}", exp.name, utc_stamp())), true),
+        None => (PathBuf::from("runs").join(format!("{}-{}", exp.name, utc_stamp())), true),
     }
 }
 

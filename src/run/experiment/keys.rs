@@ -314,7 +314,7 @@ key_table! {
             "also write a checkpoint every N iterations";
     ]
     "output" => [
-        "dir": Path, Derived("`results/<name>-<UTC yyyymmdd-hhmmss>`"), "a directory",
+        "dir": Path, Derived("`runs/<name>-<UTC yyyymmdd-hhmmss>`"), "a directory",
             "the run directory (`--out` overrides it)";
         "report_every": Int { min: 1 }, Same("10"), "integer ≥ 1",
             "write a `train` row every N iterations (and at each epoch end)";
