@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-vulkan.sh
+# Build with cargo's progress shown (the first build takes minutes), then run quietly.
+cargo build --release
 cargo run --quiet --release -- train experiments/quick.toml "$@"

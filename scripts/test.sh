@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-vulkan.sh
+# Build with cargo's progress shown (the first build takes minutes), then list the adapters.
+cargo build
 cargo run --quiet -- devices
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

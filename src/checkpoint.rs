@@ -10,9 +10,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use safetensors::tensor::{Dtype, SafeTensors, View};
 
@@ -47,6 +45,12 @@ pub enum CheckpointError {
     /// format reserves.
     #[error("checkpoint {}: cannot save tensor `{name}`: {reason}", path.display())]
     InvalidTensor { path: PathBuf, name: String, reason: String },
+    #[error(
+        "checkpoint {}: tensor `{name}` holds {value} at index {index} (of {count} non-finite values); \
+         a run cannot continue from it",
+        path.display()
+    )]
+    NonFinite { path: PathBuf, name: String, index: usize, value: f32, count: usize },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
@@ -100,38 +104,8 @@ pub fn save(path: &Path, tensors: &TensorMap, metadata: &BTreeMap<String, String
     let bytes = safetensors::serialize(views, Some(info))
         .map_err(|e| CheckpointError::Malformed { path: path.to_path_buf(), reason: e.to_string() })?;
 
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path.file_name().ok_or_else(|| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file"),
-    })?;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    };
-    if let Err(source) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(CheckpointError::Io { path: path.to_path_buf(), source });
-    }
-    // Make the rename itself durable where the platform allows syncing a directory.
-    #[cfg(unix)]
-    if let Ok(d) = fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::files::write_atomic(path, &bytes, "checkpoint")
+        .map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })
 }
 
 /// Read a checkpoint: every tensor (which must be F32; any other dtype is refused naming the
@@ -159,6 +133,23 @@ pub fn load(path: &Path) -> Result<(TensorMap, BTreeMap<String, String>), Checkp
     }
     let metadata = meta.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
     Ok((tensors, metadata.unwrap_or_default()))
+}
+
+/// Check that every value of `tensors` is finite; the error names the first tensor (by name)
+/// holding a NaN or infinity, the first such index and how many there are.
+pub fn check_finite(path: &Path, tensors: &TensorMap) -> Result<(), CheckpointError> {
+    for (name, t) in tensors {
+        if let Some(index) = t.data.iter().position(|x| !x.is_finite()) {
+            return Err(CheckpointError::NonFinite {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                index,
+                value: t.data[index],
+                count: t.data.iter().filter(|x| !x.is_finite()).count(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Check that `tensors` holds exactly the parameters of `layout` (names and shapes), extra names

@@ -18,6 +18,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod files;
 pub mod gpu;
 pub mod learn;
 pub mod model;

@@ -36,7 +36,7 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         fptt train experiments/quick.toml\n  \
         fptt train experiments/adding-200.toml --set train.lr=0.003 --set model.hidden=[64]\n  \
-        fptt train --resume results/adding-200-20250101-120000\n\n\
+        fptt train --resume runs/adding-200-20250101-120000\n\n\
         Every experiment key is documented in experiments/README.md.")]
     Train(TrainArgs),
     /// Training throughput over a grid of shapes: time per FPTT step, sample-steps/s, dispatches,
@@ -227,7 +227,7 @@ struct TrainArgs {
     /// Override a key: --set section.key=value (the value is parsed as TOML, else a string).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// The run directory (default: output.dir, else results/<name>-<UTC time>).
+    /// The run directory (default: output.dir, else runs/<name>-<UTC time>); it must not hold a run.
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     out: Option<PathBuf>,
     /// The adapter: auto, gpu, cpu, or an index from `fptt devices`.
@@ -305,14 +305,19 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
+        // Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature): a batch scheduler's or a
+        // closed terminal's stop keeps the run as Ctrl-C does.
         ctrlc::set_handler(move || {
             if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
+                eprintln!("\nsecond interrupt: exiting without a checkpoint");
                 std::process::exit(130);
             }
-            eprintln!("\nCtrl-C: stopping after the current sequence (press again to quit at once)");
+            eprintln!(
+                "\ninterrupted (Ctrl-C, SIGTERM or SIGHUP): stopping after the current sequence \
+                 (interrupt again to quit at once)"
+            );
         })
-        .context("installing the Ctrl-C handler")?;
+        .context("installing the Ctrl-C/SIGTERM/SIGHUP handler")?;
     }
 
     let opts = TrainOptions {
@@ -426,6 +431,23 @@ fn plot(args: PlotArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The error and its causes joined by `: ` as `{:#}` does, but a cause whose text its
+/// predecessor already ends with (library errors that print their I/O source) said once.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -438,7 +460,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -43,7 +43,7 @@ mod drivers;
 pub use drivers::{run_grid, run_memory, run_peer_check, BenchError, GridSweep, MemorySweep, PeerCheck};
 
 use crate::gpu::GpuContext;
-use crate::learn::{Engine, EngineError};
+use crate::learn::{check_fits, Engine, EngineError, SizeLimits};
 use crate::model::{init_params, ModelConfig};
 use crate::rng::Rng;
 use crate::settings::{AuxTargets, InitialState, Optimizer, SequenceBatch, Targets, TrainingSettings};
@@ -142,6 +142,7 @@ pub fn measure(
     profile: bool,
 ) -> Result<BenchRow, EngineError> {
     let (cfg, settings) = bench_network(hidden, layers, steps);
+    check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch)?;
     let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))?;
     let (data, init) = bench_data(&cfg, batch);
     engine.train_sequence(&data, &init)?;
@@ -191,6 +192,7 @@ pub fn export_peer_check(
     use crate::checkpoint::save;
     use crate::tensor::{Tensor, TensorMap};
     let (cfg, settings) = bench_network(hidden, 1, steps);
+    check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch)?;
     let params = init_params(&cfg, 1);
     let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &params)?;
     let (data, init) = bench_data(&cfg, batch);
@@ -510,7 +512,8 @@ pub fn memory_row(
         learning_bytes: None,
         note: String::new(),
     };
-    match Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1)) {
+    let fits = check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch);
+    match fits.and_then(|_| Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))) {
         Ok(engine) => {
             row.gpu_bytes = Some(engine.gpu_bytes());
             row.learning_bytes = Some(engine.learning_bytes());

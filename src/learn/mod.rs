@@ -11,4 +11,4 @@ pub mod plan;
 mod planner;
 mod schedule;
 
-pub use engine::{Engine, EngineError, SequenceMetrics};
+pub use engine::{check_fits, host_available_bytes, Engine, EngineError, SequenceMetrics, SizeLimits};

@@ -111,12 +111,17 @@ impl MetricsWriter {
                 }
             }
         }
-        let mut w = MetricsWriter::create(path, ctx)?;
+        // The kept rows replace the file atomically (a kill while rewriting keeps the old
+        // file), then the writer appends.
+        let mut text = csv::Writer::from_writer(Vec::new());
+        text.write_record(COLUMNS).map_err(csv_err(path))?;
         for r in &kept {
-            w.writer.write_record(r).map_err(csv_err(path))?;
+            text.write_record(r).map_err(csv_err(path))?;
         }
-        w.writer.flush().map_err(io_err(path))?;
-        Ok(w)
+        let bytes = text.into_inner().map_err(|e| io_err(path)(e.into_error()))?;
+        crate::files::write_atomic(path, &bytes, "metrics").map_err(io_err(path))?;
+        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(io_err(path))?;
+        Ok(MetricsWriter { path: path.to_path_buf(), writer: csv::Writer::from_writer(file), ctx })
     }
 
     pub fn set_gpu_bytes(&mut self, bytes: u64) {

@@ -41,7 +41,49 @@ pub fn resume_experiment(dir: &Path, sets: &[String]) -> Result<Experiment, RunE
             message: format!("{} not found (is this a run directory written by `fptt train`?)", path.display()),
         });
     }
-    Ok(Experiment::load(&path, sets)?)
+    let exp = Experiment::load(&path, sets)?;
+    check_resume_sets(dir, &path, sets, &exp)?;
+    Ok(exp)
+}
+
+/// The keys `--set` may change on `--resume`: they extend a run (or change how often it reports
+/// and checkpoints), never what it computes.
+pub const RESUME_KEYS: [&str; 4] =
+    ["train.epochs", "train.max_iterations", "train.checkpoint_every", "output.report_every"];
+
+/// The value of `section.key` (or a top-level `key`) in an experiment's table.
+fn lookup<'a>(table: &'a Table, key: &str) -> Option<&'a Value> {
+    match key.split_once('.') {
+        Some((section, k)) => table.get(section)?.as_table()?.get(k),
+        None => table.get(key),
+    }
+}
+
+/// Refuse a `--set` on resume that would change the run's record (the seed, the batch, the
+/// learning rate, …): only [`RESUME_KEYS`] may differ from `config.toml`.
+fn check_resume_sets(dir: &Path, config: &Path, sets: &[String], exp: &Experiment) -> Result<(), RunError> {
+    if sets.is_empty() {
+        return Ok(());
+    }
+    let recorded = Experiment::load(config, &[])?.to_table();
+    let asked = exp.to_table();
+    for arg in sets {
+        let key = arg.split_once('=').map_or(arg.as_str(), |(k, _)| k).trim();
+        if RESUME_KEYS.contains(&key) || lookup(&recorded, key) == lookup(&asked, key) {
+            continue;
+        }
+        return Err(RunError::Resume {
+            dir: dir.to_path_buf(),
+            message: format!(
+                "--set {arg}: `{key}` is part of the run's record and cannot change mid-run; on --resume only {} \
+                 may change. To train on with other settings, start a new run from its weights: \
+                 --init {}",
+                RESUME_KEYS.join(", "),
+                dir.join(CHECKPOINT_FILE).display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn rng_to_string(r: &Rng) -> String {
@@ -222,12 +264,26 @@ impl Position {
     }
 }
 
-/// Refuse to resume `dir` before its first checkpoint.
-pub(super) fn check_resumable(dir: &Path, checkpoint: &Path) -> Result<(), RunError> {
-    if !checkpoint.is_file() {
+/// Whether `dir` can continue: with a checkpoint, from it; without one (stopped before its first
+/// checkpoint), from the beginning with its recorded configuration — unless it started from
+/// `--init` weights, which `config.toml` does not hold.
+pub(super) fn check_resumable(dir: &Path) -> Result<(), RunError> {
+    if dir.join(CHECKPOINT_FILE).is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap_or_default();
+    let command = text
+        .parse::<Table>()
+        .ok()
+        .and_then(|t| t.get(RUN_SECTION)?.get("command")?.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if command.split_whitespace().any(|a| a == "--init" || a.starts_with("--init=")) {
         return Err(RunError::Resume {
             dir: dir.to_path_buf(),
-            message: format!("no {CHECKPOINT_FILE} yet (the run stopped before its first checkpoint); start it again"),
+            message: format!(
+                "no {CHECKPOINT_FILE} yet (the run stopped before its first checkpoint), and it started from \
+                 --init weights; start it again with its command and a new --out: {command}"
+            ),
         });
     }
     Ok(())

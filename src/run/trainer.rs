@@ -21,7 +21,7 @@ use super::RunError;
 use crate::checkpoint;
 use crate::data::{adding_batch, epoch_order, ImageDataset, SequenceView, Split};
 use crate::gpu::{DeviceChoice, GpuContext};
-use crate::learn::{Engine, EngineError};
+use crate::learn::{check_fits, Engine, EngineError, SizeLimits};
 use crate::model::{init_params, ModelConfig, ParamLayout, StatLayout};
 use crate::rng::Rng;
 use crate::settings::{InitialState, SequenceBatch};
@@ -138,12 +138,57 @@ fn utc_stamp() -> String {
     format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
-/// Where the run writes: `--out`, else `output.dir`, else `results/<name>-<UTC timestamp>`.
-fn run_dir(exp: &Experiment, opts: &TrainOptions) -> PathBuf {
-    opts.out
-        .clone()
-        .or_else(|| exp.output.dir.clone())
-        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}", exp.name, utc_stamp())))
+/// Where the run writes: `--out`, else `output.dir`, else `runs/<name>-<UTC timestamp>`; and
+/// whether that is the default name (which [`create_run_dir`] numbers on a collision).
+fn run_dir(exp: &Experiment, opts: &TrainOptions) -> (PathBuf, bool) {
+    match opts.out.clone().or_else(|| exp.output.dir.clone()) {
+        Some(dir) => (dir, false),
+        None => (PathBuf::from("runs").join(format!("{}-{}", exp.name, utc_stamp())), true),
+    }
+}
+
+/// Create a fresh run's directory exclusively (`create_dir` on the leaf, so two runs can never
+/// both create it). A default name already taken (another run started in the same second) gets
+/// the next free suffix `-2`, `-3`, …; a named directory may exist already, and is claimed by
+/// [`claim_config`].
+fn create_run_dir(dir: &Path, numbered: bool) -> Result<PathBuf, RunError> {
+    let fail = |path: &Path, e: std::io::Error| RunError::Output { path: path.to_path_buf(), message: e.to_string() };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| fail(parent, e))?;
+    }
+    let mut n = 1;
+    loop {
+        let candidate = if n == 1 { dir.to_path_buf() } else { PathBuf::from(format!("{}-{n}", dir.display())) };
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && numbered => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && candidate.is_dir() => return Ok(candidate),
+            Err(e) => return Err(fail(&candidate, e)),
+        }
+    }
+}
+
+/// Write a fresh run's `config.toml`, creating it exclusively: of two runs started into the same
+/// directory, the second is refused here.
+fn claim_config(dir: &Path, text: &str) -> Result<(), RunError> {
+    use std::io::Write;
+    let path = dir.join(CONFIG_FILE);
+    let fail = |e: std::io::Error| RunError::Output { path: path.clone(), message: e.to_string() };
+    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(taken(dir, CONFIG_FILE)),
+        Err(e) => return Err(fail(e)),
+    };
+    f.write_all(text.as_bytes()).map_err(fail)?;
+    f.sync_all().map_err(fail)
+}
+
+fn taken(dir: &Path, file: &str) -> RunError {
+    RunError::Setup(format!(
+        "{} already holds a run ({file} exists); continue it with --resume {}, or choose another --out",
+        dir.display(),
+        dir.display()
+    ))
 }
 
 struct Loop<'a> {
@@ -201,7 +246,7 @@ impl Loop<'_> {
         }
         let path = self.dir.join(KERNELS_FILE);
         let fail = |e: &dyn std::fmt::Display| RunError::Output { path: path.clone(), message: e.to_string() };
-        let mut w = csv::Writer::from_path(&path).map_err(|e| fail(&e))?;
+        let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(["kernel", "dispatches", "total_ms", "mean_us", "share", "adapter", "backend", "device_type"])
             .map_err(|e| fail(&e))?;
         let ctx = self.engine.context();
@@ -218,7 +263,8 @@ impl Loop<'_> {
             ])
             .map_err(|e| fail(&e))?;
         }
-        w.flush().map_err(|e| fail(&e))
+        let bytes = w.into_inner().map_err(|e| fail(&e.into_error()))?;
+        write_file(&path, &String::from_utf8_lossy(&bytes), "kernels")
     }
 
     /// The schedule's learning rate of the current epoch (the engine holds it as f32).
@@ -448,8 +494,10 @@ fn config_toml(exp: &Experiment, dir: &Path, run: Table) -> String {
     )
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), RunError> {
-    std::fs::write(path, text).map_err(|e| RunError::Output { path: path.to_path_buf(), message: e.to_string() })
+/// Replace `path` atomically (a kill while writing keeps the old file).
+fn write_file(path: &Path, text: &str, point: &str) -> Result<(), RunError> {
+    crate::files::write_atomic(path, text.as_bytes(), point)
+        .map_err(|e| RunError::Output { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// Refuse to start where a run already is (a fresh start) or cannot continue (a resume).
@@ -458,16 +506,11 @@ fn check_run_dir(dir: &Path, opts: &TrainOptions) -> Result<(), RunError> {
         if opts.init.is_some() {
             return Err(RunError::Setup("--init and --resume exclude each other".into()));
         }
-        return resume::check_resumable(dir, &dir.join(CHECKPOINT_FILE));
+        return resume::check_resumable(dir);
     }
-    for f in [dir.join(METRICS_FILE), dir.join(CHECKPOINT_FILE)] {
-        if f.exists() {
-            return Err(RunError::Setup(format!(
-                "{} already holds a run ({} exists); continue it with --resume {}, or choose another --out",
-                dir.display(),
-                f.file_name().unwrap_or_default().to_string_lossy(),
-                dir.display()
-            )));
+    for f in [CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE] {
+        if dir.join(f).exists() {
+            return Err(taken(dir, f));
         }
     }
     Ok(())
@@ -499,17 +542,21 @@ fn starting_tensors(
     cfg: &ModelConfig,
     layout: &ParamLayout,
     checkpoint_path: &Path,
+    restore: bool,
 ) -> Result<(TensorMap, Option<BTreeMap<String, String>>), RunError> {
-    if opts.resume {
+    if restore {
         let (tensors, meta) = checkpoint::load(checkpoint_path)?;
         checkpoint::check_params(checkpoint_path, &tensors, layout, true)?;
+        checkpoint::check_finite(checkpoint_path, &tensors)?;
         Ok((tensors, Some(meta)))
     } else if let Some(path) = &opts.init {
         let (tensors, _) = checkpoint::load(path)?;
         checkpoint::check_params(path, &tensors, layout, true)?;
         let stats = StatLayout::new(cfg);
-        let kept = tensors.into_iter().filter(|(name, _)| layout.get(name).is_some() || stats.get(name).is_some());
-        Ok((kept.collect(), None))
+        let kept: TensorMap =
+            tensors.into_iter().filter(|(name, _)| layout.get(name).is_some() || stats.get(name).is_some()).collect();
+        checkpoint::check_finite(path, &kept)?;
+        Ok((kept, None))
     } else {
         Ok((init_params(cfg, exp.seed), None))
     }
@@ -552,11 +599,11 @@ fn fresh_run_record(
 
 /// Train `exp` (or continue the run in `opts.out` when `opts.resume`).
 pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunError> {
-    let dir = run_dir(exp, opts);
-    let checkpoint_path = dir.join(CHECKPOINT_FILE);
-    let metrics_path = dir.join(METRICS_FILE);
-    let config_path = dir.join(CONFIG_FILE);
+    let (mut dir, numbered) = run_dir(exp, opts);
     check_run_dir(&dir, opts)?;
+    // A resume of a run stopped before its first checkpoint starts it again from the beginning,
+    // with its recorded configuration, in its directory.
+    let restore = opts.resume && dir.join(CHECKPOINT_FILE).is_file();
 
     // Data before the GPU: a missing file fails fast.
     let data = load_data(exp)?;
@@ -567,8 +614,10 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         Some(c) => c.clone(),
         None => Rc::new(GpuContext::new(opts.device)?),
     };
+    // Sizes from the shapes, before anything is initialised or allocated.
+    check_fits(&SizeLimits::of(&ctx), &cfg, &exp.settings(), exp.train.batch)?;
     let layout = ParamLayout::new(&cfg);
-    let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &checkpoint_path)?;
+    let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &dir.join(CHECKPOINT_FILE), restore)?;
     let mut engine = Engine::new(ctx.clone(), &cfg, &exp.settings(), exp.train.batch, &init)?;
     if opts.profile && !engine.enable_profiling() {
         eprintln!(
@@ -586,14 +635,22 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
     };
     let iteration = pos.iteration;
 
-    // The run directory, config.toml, metrics.csv.
-    std::fs::create_dir_all(&dir).map_err(|e| RunError::Output { path: dir.clone(), message: e.to_string() })?;
-    let run = if opts.resume {
-        resume::resumed_run_record(&config_path, &opts.command_line, iteration, ctx.adapter_name())
+    // The run directory (a fresh one created exclusively), config.toml, metrics.csv.
+    if !opts.resume {
+        dir = create_run_dir(&dir, numbered)?;
+    }
+    // What a kill between a write and its rename left behind.
+    crate::files::remove_stale_temporaries(&dir, &[CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE, KERNELS_FILE]);
+    let checkpoint_path = dir.join(CHECKPOINT_FILE);
+    let metrics_path = dir.join(METRICS_FILE);
+    let config_path = dir.join(CONFIG_FILE);
+    if opts.resume {
+        let run = resume::resumed_run_record(&config_path, &opts.command_line, iteration, ctx.adapter_name());
+        write_file(&config_path, &config_toml(exp, &dir, run), "config")?;
     } else {
-        fresh_run_record(&cfg, &layout, &engine, &data, &opts.command_line)
-    };
-    write_file(&config_path, &config_toml(exp, &dir, run))?;
+        let run = fresh_run_record(&cfg, &layout, &engine, &data, &opts.command_line);
+        claim_config(&dir, &config_toml(exp, &dir, run))?;
+    }
     let row_ctx = RowContext {
         run: exp.name.clone(),
         gpu_bytes: engine.gpu_bytes(),
@@ -625,10 +682,13 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         batches_per_epoch,
         pos,
         started: Instant::now(),
-        last_checkpoint: opts.resume.then_some(iteration),
+        last_checkpoint: restore.then_some(iteration),
         last_test: None,
     };
-    if opts.resume {
+    if opts.resume && !restore {
+        lp.progress
+            .line(&format!("restarting {} from the beginning: it stopped before its first checkpoint", dir.display()));
+    } else if opts.resume {
         lp.progress.line(&format!(
             "resuming {} at epoch {}, iteration {} of {planned}",
             dir.display(),

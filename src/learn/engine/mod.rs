@@ -3,8 +3,11 @@
 //! sequence in, its per-step metrics out (one read). Uploads live in `upload.rs`, named state in
 //! and out in `snapshot.rs`.
 
+mod fit;
 mod snapshot;
 mod upload;
+
+pub use fit::{check_fits, host_available_bytes, SizeLimits};
 
 use super::kernel_args::*;
 use super::plan::WorkPlan;
@@ -115,6 +118,9 @@ impl Engine {
         if batch == 0 {
             return Err(EngineError::Shape("batch size must be at least 1".into()));
         }
+        // Every buffer against the adapter's limits, before any is allocated (callers that build
+        // `init` themselves check earlier, before initialising; this is cheap).
+        check_fits(&SizeLimits { host_available: None, ..SizeLimits::of(&ctx) }, cfg, settings, batch)?;
         if cfg.batch_norm && batch < 2 {
             return Err(EngineError::Shape(
                 "batch norm needs a batch of at least 2 (it normalises over the batch)".into(),

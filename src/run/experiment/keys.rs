@@ -299,7 +299,7 @@ key_table! {
             "use uniform targets for the first E epochs, then `aux` (no effect with `aux = \"off\"`)";
         "reset": Keyword(&["epoch", "sequence", "never"]), Derived("`epoch` (`never` with `bptt`, `eprop`)"),
             "`epoch`, `sequence`, `never`",
-            "when W ← W̄: at each epoch end before evaluation (docs/method.md §5), after every training sequence, or never; `bptt` and `eprop` have no W̄ and accept only `never`";
+            "when W ← W̄: at each epoch end before evaluation (docs/method.md §5), after every training sequence, or never; `bptt` and `eprop` have no W̄ and accept only `never` (an FPTT file's `epoch` becomes `never` when `--set train.rule` switches it to them)";
         "lr_schedule": Keyword(&["none", "step", "cosine"]), Same("\"none\""), "`none`, `step`, `cosine`",
             "per-epoch learning-rate schedule";
         "lr_decay_epochs": IntArray { min: 1, non_empty: false }, Same("[]"),
@@ -314,7 +314,7 @@ key_table! {
             "also write a checkpoint every N iterations";
     ]
     "output" => [
-        "dir": Path, Derived("`results/<name>-<UTC yyyymmdd-hhmmss>`"), "a directory",
+        "dir": Path, Derived("`runs/<name>-<UTC yyyymmdd-hhmmss>`"), "a directory",
             "the run directory (`--out` overrides it)";
         "report_every": Int { min: 1 }, Same("10"), "integer ≥ 1",
             "write a `train` row every N iterations (and at each epoch end)";

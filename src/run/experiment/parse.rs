@@ -249,6 +249,10 @@ fn section_names() -> Vec<&'static str> {
 fn apply_sets(root: &mut Table, sets: &[String], origins: &mut Origins) -> Result<()> {
     for arg in sets {
         let set_err = |message: String| ExperimentError::Set { arg: arg.clone(), message };
+        // A line break would let the value's TOML parse as several keys and drop all but one.
+        if arg.contains(['\n', '\r']) {
+            return Err(set_err("the argument holds a line break; give one KEY=VALUE per --set".into()));
+        }
         let (key, text) =
             arg.split_once('=').ok_or_else(|| set_err("expected KEY=VALUE, e.g. --set train.lr=0.001".into()))?;
         let key = key.trim();
@@ -577,7 +581,14 @@ fn parse_train(mut t: Section, seed: u64, data: &DataSection, model: &ModelSecti
     let aux = t.keyword("aux", &keys::AUX_TARGETS, None)?;
     let aux_uniform_epochs = t.usize("aux_uniform_epochs")?;
     let default_reset = if plain { super::ResetPolicy::Never } else { super::ResetPolicy::Epoch };
-    let reset = t.keyword("reset", &keys::RESETS, Some(default_reset))?;
+    let mut reset = t.keyword("reset", &keys::RESETS, Some(default_reset))?;
+    // A file written for FPTT may say FPTT's default, reset = "epoch": switching it to BPTT or
+    // e-prop with --set train.rule takes the plain rules' default, "never", instead of refusing
+    // (a file that names the plain rule and a reset itself, or a --set reset, is still refused).
+    let rule_from_set = o.set.contains_key("train.rule");
+    if plain && rule_from_set && reset == super::ResetPolicy::Epoch && !o.set.contains_key("train.reset") {
+        reset = super::ResetPolicy::Never;
+    }
     if plain && reset != super::ResetPolicy::Never {
         return Err(o.key_err(
             "train.reset",

@@ -139,6 +139,14 @@ fn eprop_refuses_what_it_does_not_define() {
     assert!(err.starts_with("x.toml: train.chunk: applies to rule = \"fptt\" only: e-prop"), "{err}");
     let err = refused(format!("{eprop}reset = \"epoch\"\n"), &[]);
     assert_eq!(err, "x.toml: train.reset: e-prop keeps no running mean W̄ to reset to: leave it out or set \"never\"");
+    // An FPTT file's reset = "epoch" gives way to --set train.rule (README's BPTT example); a
+    // --set reset does not.
+    let fptt_file = "[data]\ntask = \"adding\"\n[train]\nreset = \"epoch\"\n";
+    let sets = vec!["train.rule=\"bptt\"".to_string()];
+    let e = Experiment::parse(fptt_file, "x.toml", "x", &sets).unwrap();
+    assert_eq!(e.train.reset, ResetPolicy::Never);
+    let err = refused(fptt_file.into(), &["train.rule=\"bptt\"", "train.reset=\"epoch\""]);
+    assert!(err.contains("train.reset") && err.contains("BPTT keeps no running mean"), "{err}");
     let err = refused(format!("{eprop}eprop_feedback_seed = 3\n"), &[]);
     assert!(err.starts_with("x.toml: train.eprop_feedback_seed: applies to eprop_feedback = \"random\""), "{err}");
     for key in EPROP_KEYS {
