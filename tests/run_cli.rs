@@ -3,57 +3,15 @@
 //! config.toml, divergence (the last good checkpoint kept), Ctrl-C (checkpoint, exit 130) and
 //! `--init`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fptt::run::experiment::Experiment;
 
 mod cli_common;
 
-use cli_common::{bin, scratch};
-
-fn fptt(args: &[&str]) -> Output {
-    bin().args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-/// Exit status 1, a message containing every `wanted`, no panic.
-fn assert_refused(o: &Output, wanted: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "exit status (stderr: {err})");
-    assert!(!err.contains("panicked"), "a panic instead of a message: {err}");
-    assert!(err.contains("error:"), "{err}");
-    for w in wanted {
-        assert!(err.contains(w), "stderr lacks {w:?}: {err}");
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-const TINY_ADDING: &str = r#"
-name = "tiny-adding"
-[data]
-task = "adding"
-steps = 6
-[model]
-hidden = [8]
-[train]
-lr = 0.01
-batch = 8
-epochs = 2
-eval_every = 10
-eval_batches = 2
-[output]
-report_every = 3
-"#;
+use cli_common::{assert_refused, bin, fptt, scratch, stderr, write, TINY_ADDING};
 
 const TINY_SMNIST: &str = r#"
 name = "tiny-smnist"

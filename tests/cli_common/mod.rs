@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The built binary, run from the crate root with Mesa's headless warning quieted.
 pub fn bin() -> Command {
@@ -19,3 +19,47 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Run the binary with `args` to completion.
+pub fn fptt(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Exit status 1, an `error:` message containing every `wanted`, no panic.
+pub fn assert_refused(o: &Output, wanted: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "exit status (stderr: {err})");
+    assert!(!err.contains("panicked"), "a panic instead of a message: {err}");
+    assert!(err.contains("error:"), "{err}");
+    for w in wanted {
+        assert!(err.contains(w), "stderr lacks {w:?}: {err}");
+    }
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A tiny adding-task experiment that trains in a second or two.
+pub const TINY_ADDING: &str = r#"
+name = "tiny-adding"
+[data]
+task = "adding"
+steps = 6
+[model]
+hidden = [8]
+[train]
+lr = 0.01
+batch = 8
+epochs = 2
+eval_every = 10
+eval_batches = 2
+[output]
+report_every = 3
+"#;
