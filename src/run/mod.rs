@@ -8,12 +8,14 @@
 //! - [`progress`]: the progress bar or log lines on stderr.
 //! - `trainer`: [`train`], the loop itself.
 //! - `resume`: continuing a run: its `config.toml`, `[run]` record and checkpoint position.
+//! - `run_dir`: the run's directory: its name, exclusive creation, `config.toml`, atomic rewrites.
 //! - [`summary`]: `fptt summarize`, one line per run directory.
 
 pub mod experiment;
 pub mod metrics;
 pub mod progress;
 mod resume;
+mod run_dir;
 pub mod summary;
 mod trainer;
 
@@ -23,7 +25,8 @@ pub use experiment::{Experiment, ExperimentError, LrSchedule, Membrane, ResetPol
 pub use metrics::{MetricsWriter, Row, SplitKind, COLUMNS};
 pub use progress::ProgressMode;
 pub use resume::resume_experiment;
-pub use trainer::{command_line, train, RunSummary, TrainOptions, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE};
+pub use run_dir::command_line;
+pub use trainer::{train, RunSummary, TrainOptions, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE};
 
 use crate::checkpoint::CheckpointError;
 use crate::data::DataError;
