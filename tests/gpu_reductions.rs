@@ -10,8 +10,7 @@ mod gpu_common;
 use fptt::gpu::GpuContext;
 use fptt::learn::{Engine, SequenceMetrics};
 use fptt::model::{init_params, ModelConfig, NeuronKind};
-use fptt::rng::Rng;
-use fptt::settings::{AuxTargets, InitialState, Optimizer, SequenceBatch, Targets, TrainingSettings};
+use fptt::settings::{InitialState, Optimizer, SequenceBatch, TrainingSettings};
 use fptt::tensor::TensorMap;
 use std::rc::Rc;
 
@@ -62,19 +61,8 @@ fn subgroup_and_workgroup_reductions_train_alike() {
     ];
     let steps = 3;
     for (i, (hidden, neuron, batch, opt)) in cases.into_iter().enumerate() {
-        let mut cfg = ModelConfig::classifier(3, hidden[0], 6, 5);
-        cfg.hidden = hidden.clone();
-        cfg.neuron = neuron;
-        let settings = TrainingSettings::classification(opt, 3e-3, AuxTargets::Table);
-        let mut rng = Rng::new(70 + i as u64);
-        let data = SequenceBatch {
-            steps: cfg.steps,
-            batch,
-            inputs_per_step: 3,
-            inputs: (0..cfg.steps * batch * 3).map(|_| rng.uniform() as f32).collect(),
-            targets: Targets::Labels((0..batch as u32).map(|b| (b * 7) % 6).collect()),
-        };
-        let initial = InitialState::uniform(&cfg.hidden, batch, &mut rng);
+        let (cfg, settings, data, initial) =
+            gpu_common::small_classifier(&hidden, neuron, batch, opt, 70 + i as u64, 7);
         let what = format!("{neuron:?} {hidden:?} B = {batch}");
 
         let mut plain = engine(&ctx, false, &cfg, &settings, batch);

@@ -7,8 +7,7 @@ mod gpu_common;
 
 use fptt::learn::Engine;
 use fptt::model::{init_params, ModelConfig, NeuronKind};
-use fptt::rng::Rng;
-use fptt::settings::{AuxTargets, InitialState, Optimizer, SequenceBatch, Targets, TrainingSettings};
+use fptt::settings::{Optimizer, TrainingSettings};
 
 fn engine_with_split(split: usize, cfg: &ModelConfig, settings: &TrainingSettings, batch: usize, seed: u64) -> Engine {
     std::env::set_var("FPTT_WEIGHT_GRAD_SPLIT", split.to_string());
@@ -25,19 +24,8 @@ fn split_weight_gradients_equal_unsplit_ones() {
         (vec![9], NeuronKind::Alif, 7, Optimizer::Adam),
     ];
     for (i, (hidden, neuron, batch, opt)) in cases.into_iter().enumerate() {
-        let mut cfg = ModelConfig::classifier(3, hidden[0], 6, 5);
-        cfg.hidden = hidden.clone();
-        cfg.neuron = neuron;
-        let settings = TrainingSettings::classification(opt, 3e-3, AuxTargets::Table);
-        let mut rng = Rng::new(40 + i as u64);
-        let data = SequenceBatch {
-            steps: cfg.steps,
-            batch,
-            inputs_per_step: 3,
-            inputs: (0..cfg.steps * batch * 3).map(|_| rng.uniform() as f32).collect(),
-            targets: Targets::Labels((0..batch as u32).map(|b| b % 6).collect()),
-        };
-        let initial = InitialState::uniform(&cfg.hidden, batch, &mut rng);
+        let (cfg, settings, data, initial) =
+            gpu_common::small_classifier(&hidden, neuron, batch, opt, 40 + i as u64, 1);
         let what = format!("{neuron:?} {hidden:?} B = {batch}");
         let mut plain = engine_with_split(1, &cfg, &settings, batch, 3);
         let mut split = engine_with_split(3, &cfg, &settings, batch, 3);

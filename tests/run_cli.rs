@@ -4,14 +4,12 @@
 //! `--init`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use fptt::run::experiment::Experiment;
 
 mod cli_common;
 
-use cli_common::{assert_refused, bin, fptt, scratch, stderr, write, TINY_ADDING};
+use cli_common::{assert_refused, bin, fptt, scratch, signal_training_run, stderr, write, TINY_ADDING};
 
 const TINY_SMNIST: &str = r#"
 name = "tiny-smnist"
@@ -235,29 +233,8 @@ fn divergence_stops_naming_the_update_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn ctrl_c_writes_a_checkpoint_and_exits_130() {
-    let dir = scratch("cli-ctrlc");
-    let exp = write(&dir, "a.toml", TINY_ADDING);
-    let out = dir.join("run");
-    let child = bin()
-        .args(["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--progress", "log"])
-        .args(["--set", "train.epochs=1000", "--set", "output.report_every=1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until training runs (a train row is written), then send SIGINT.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let rows = std::fs::read_to_string(out.join("metrics.csv")).unwrap_or_default().lines().count();
-        if rows > 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the run never started training");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let o = child.wait_with_output().unwrap();
+    // Once training runs (a train row is written), SIGINT.
+    let (o, out) = signal_training_run(&scratch("cli-ctrlc"), "INT");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(130), "{err}");
     assert!(err.contains("--resume"), "{err}");

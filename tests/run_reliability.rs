@@ -4,12 +4,12 @@
 //! run, runs stopped before their first checkpoint resumable, stale temporary files removed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod cli_common;
 
-use cli_common::{assert_refused, bin, fptt, scratch, stderr, write, TINY_ADDING};
+use cli_common::{assert_refused, bin, fptt, scratch, signal_training_run, stderr, write, TINY_ADDING};
 
 #[test]
 fn oversized_networks_are_refused_from_their_shapes_at_once() {
@@ -127,24 +127,7 @@ fn a_named_run_directory_is_claimed_by_one_run_only() {
 #[test]
 fn sigterm_and_sighup_write_a_checkpoint_and_exit_130_like_ctrl_c() {
     for signal in ["TERM", "HUP"] {
-        let dir = scratch(&format!("rel-sig{signal}"));
-        let exp = write(&dir, "a.toml", TINY_ADDING);
-        let out = dir.join("run");
-        let child = bin()
-            .args(["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--progress", "log"])
-            .args(["--set", "train.epochs=1000", "--set", "output.report_every=1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::fs::read_to_string(out.join("metrics.csv")).unwrap_or_default().lines().count() <= 2 {
-            assert!(Instant::now() < deadline, "the run never started training");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        let o = child.wait_with_output().unwrap();
+        let (o, out) = signal_training_run(&scratch(&format!("rel-sig{signal}")), signal);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(130), "SIG{signal}: {err}");
         assert!(err.contains("--resume"), "{err}");

@@ -353,7 +353,7 @@ impl WorkPlan {
         let running = a.alloc("running_stats", StatLayout::new(cfg).total_len);
         let metrics = a.alloc("metrics", 4 * t);
         // The gradient-norm partial sums (fptt_norm writes them, fptt_update adds them up).
-        let partials = a.alloc("norm_partials", NORM_PARTS as usize + 1);
+        let partials = a.alloc("norm_partials", NORM_PARTS as usize);
         // Constant for the engine's life, with e-prop's random feedback after it: keep them last
         // (poison_scratch stops before them).
         let spike_layers = a.alloc("spike_layers", 2 * cfg.layers());

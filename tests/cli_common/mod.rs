@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The built binary, run from the crate root with Mesa's headless warning quieted.
 pub fn bin() -> Command {
@@ -63,3 +64,25 @@ eval_batches = 2
 [output]
 report_every = 3
 "#;
+
+/// Start `TINY_ADDING` training for a long time into `dir/run`, wait until it writes training
+/// rows, send it `SIG<signal>` and wait for it to end: its output and its run directory.
+pub fn signal_training_run(dir: &Path, signal: &str) -> (Output, PathBuf) {
+    let exp = write(dir, "a.toml", TINY_ADDING);
+    let out = dir.join("run");
+    let child = bin()
+        .args(["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--progress", "log"])
+        .args(["--set", "train.epochs=1000", "--set", "output.report_every=1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(out.join("metrics.csv")).unwrap_or_default().lines().count() <= 2 {
+        assert!(Instant::now() < deadline, "the run never started training");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    (child.wait_with_output().unwrap(), out)
+}

@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 use fptt::gpu::{DeviceChoice, GpuContext};
+use fptt::model::{ModelConfig, NeuronKind};
+use fptt::rng::Rng;
+use fptt::settings::{AuxTargets, InitialState, Optimizer, SequenceBatch, Targets, TrainingSettings};
 use std::rc::Rc;
 
 pub fn context() -> Rc<GpuContext> {
@@ -12,4 +15,30 @@ pub fn context() -> Rc<GpuContext> {
         eprintln!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
     }
     Rc::new(ctx)
+}
+
+/// A small classifier (3 inputs, 6 classes, 5 steps, the auxiliary table, lr 3e-3) with random
+/// inputs, labels `(b·label_stride) mod 6` and a random initial membrane from `seed`.
+pub fn small_classifier(
+    hidden: &[usize],
+    neuron: NeuronKind,
+    batch: usize,
+    opt: Optimizer,
+    seed: u64,
+    label_stride: u32,
+) -> (ModelConfig, TrainingSettings, SequenceBatch, InitialState) {
+    let mut cfg = ModelConfig::classifier(3, hidden[0], 6, 5);
+    cfg.hidden = hidden.to_vec();
+    cfg.neuron = neuron;
+    let settings = TrainingSettings::classification(opt, 3e-3, AuxTargets::Table);
+    let mut rng = Rng::new(seed);
+    let data = SequenceBatch {
+        steps: cfg.steps,
+        batch,
+        inputs_per_step: 3,
+        inputs: (0..cfg.steps * batch * 3).map(|_| rng.uniform() as f32).collect(),
+        targets: Targets::Labels((0..batch as u32).map(|b| (b * label_stride) % 6).collect()),
+    };
+    let initial = InitialState::uniform(&cfg.hidden, batch, &mut rng);
+    (cfg, settings, data, initial)
 }

@@ -72,25 +72,25 @@ impl Planner<'_> {
             ..Default::default()
         };
         if gated {
-            self.weight_grad(jobs, wg(reg.g_zm, reg.d, n, la.m_prev, n, la.w_m, la.c_m));
+            jobs.push(wg(reg.g_zm, reg.d, n, la.m_prev, n, la.w_m, la.c_m));
             if cfg.adaptive() {
-                self.weight_grad(jobs, wg(reg.g_za, reg.d, n, la.b_prev, n, la.w_a, la.c_a));
+                jobs.push(wg(reg.g_za, reg.d, n, la.b_prev, n, la.w_a, la.c_a));
             }
         } else {
             // LIF/ALIF: ∇ρ = Σ_batch ḡ_z, the bias column of an outer product with no inputs.
-            self.weight_grad(jobs, wg(reg.g_zm, NONE, 0, NONE, 0, NONE, la.w_m));
+            jobs.push(wg(reg.g_zm, NONE, 0, NONE, 0, NONE, la.w_m));
             if cfg.adaptive() {
-                self.weight_grad(jobs, wg(reg.g_za, NONE, 0, NONE, 0, NONE, la.w_a));
+                jobs.push(wg(reg.g_za, NONE, 0, NONE, 0, NONE, la.w_a));
             }
         }
         let n_in = la.n_in;
         // The bottom layer's input is this step's data, kept on the tape by layer_current.
         let x = if k == 0 { reg.x_tape } else { la.x_in };
         if cfg.fused_recurrent {
-            self.weight_grad(jobs, wg(reg.g_cx, x, n_in, la.s_prev, n, la.w_x, la.c_x));
+            jobs.push(wg(reg.g_cx, x, n_in, la.s_prev, n, la.w_x, la.c_x));
         } else {
-            self.weight_grad(jobs, wg(reg.g_cx, x, n_in, NONE, 0, la.w_x, la.c_x));
-            self.weight_grad(jobs, wg(reg.g_cr, la.s_prev, n, NONE, 0, la.w_r, la.c_r));
+            jobs.push(wg(reg.g_cx, x, n_in, NONE, 0, la.w_x, la.c_x));
+            jobs.push(wg(reg.g_cr, la.s_prev, n, NONE, 0, la.w_r, la.c_r));
         }
         self.slope_grad(jobs, view, &names.slope_m, (reg.r_m, reg.zm), elems);
         if cfg.adaptive() {

@@ -155,11 +155,6 @@ impl Planner<'_> {
         self.layout.get(name).map(|s| s.offset as u32).unwrap_or(NONE)
     }
 
-    /// `∇W` (and `∇c`) of a map as a batched outer product.
-    fn weight_grad(&self, jobs: &mut Vec<WeightGradArgs>, wg: WeightGradArgs) {
-        jobs.push(wg);
-    }
-
     /// Workgroups of one weight-gradient job (twin: `job_groups` in shaders/weight_grad.wgsl).
     fn job_groups(&self, job: &WeightGradArgs) -> u32 {
         if job.rows == 0 {

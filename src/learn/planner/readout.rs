@@ -136,38 +136,32 @@ impl Planner<'_> {
         if cfg.batch_norm {
             out.push(kernels.over("batch_norm_backward", readout_bn_off, cfg.outputs));
         }
-        self.weight_grad(
-            jobs,
-            WeightGradArgs {
-                batch: bsz,
-                rows: c,
-                p_width: c,
-                q_width: c,
-                g: ro.g_zo,
-                p: ro.z,
-                q: prev.o,
-                out: ra.w_om,
-                bias: ra.c_om,
-                accumulate,
-                ..Default::default()
-            },
-        );
-        self.weight_grad(
-            jobs,
-            WeightGradArgs {
-                batch: bsz,
-                rows: c,
-                p_width: n_top,
-                q_width: 0,
-                g: ro.g_zpre,
-                p: ra.s_top,
-                q: NONE,
-                out: ra.w_o,
-                bias: ra.c_o,
-                accumulate,
-                ..Default::default()
-            },
-        );
+        jobs.push(WeightGradArgs {
+            batch: bsz,
+            rows: c,
+            p_width: c,
+            q_width: c,
+            g: ro.g_zo,
+            p: ro.z,
+            q: prev.o,
+            out: ra.w_om,
+            bias: ra.c_om,
+            accumulate,
+            ..Default::default()
+        });
+        jobs.push(WeightGradArgs {
+            batch: bsz,
+            rows: c,
+            p_width: n_top,
+            q_width: 0,
+            g: ro.g_zpre,
+            p: ra.s_top,
+            q: NONE,
+            out: ra.w_o,
+            bias: ra.c_o,
+            accumulate,
+            ..Default::default()
+        });
         self.slope_grad(jobs, view, &rslope, (ro.r_o, ro.zo), bc);
         if let Some((_, earlier)) = view.earlier {
             // The previous step's ḡ_o also gets ḡ_zo·W_om[:, C:] (readout_backward added ḡ_o'·(1 − τo)).
