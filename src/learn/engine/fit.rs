@@ -49,8 +49,9 @@ fn mib(bytes: u128) -> u128 {
     bytes >> 20
 }
 
-/// The engine's storage buffers for these shapes (name, f32 count), without the split-partials
-/// scratch (a few floats per workgroup, checked again when allocated).
+/// The engine's storage buffers for these shapes (name, f32 count), without the weight-gradient
+/// split partials: only GPUs split, only small layers, and the work buffer is checked against the
+/// limits again when `Engine::new` allocates it.
 pub fn engine_buffers(
     cfg: &ModelConfig,
     settings: &TrainingSettings,
