@@ -92,3 +92,51 @@ fn mismatched_tensors_are_refused_by_name() {
     let err = err.to_string();
     assert!(err.contains("layer9_x.weight"), "{err}");
 }
+
+/// Evaluating the running mean W̄ with W set aside gives exactly what the reset W ← W̄ followed by
+/// an evaluation gives, and leaves every tensor of the engine as it was, bit for bit; training,
+/// a reset or a state read in between is refused.
+#[test]
+fn evaluating_the_running_mean_disturbs_neither_weight_set() {
+    let ctx = gpu_common::context();
+    let mut cfg = ModelConfig::classifier(2, 12, 4, 6);
+    cfg.batch_norm = true;
+    let settings = TrainingSettings::classification(Optimizer::Adamax, 3e-2, AuxTargets::Table);
+    let mut a = Engine::new(ctx.clone(), &cfg, &settings, 4, &init_params(&cfg, 5)).unwrap();
+    let init = InitialState::uniform(&cfg.hidden, 4, &mut Rng::new(9));
+    for seed in 1..4 {
+        a.train_sequence(&batch(&cfg, 4, seed), &init).unwrap();
+    }
+    let before = a.state().unwrap();
+    let (w, wbar) = (&before["layer1_x.weight"], &before["layer1_x.weight.wbar"]);
+    assert_ne!(bits(w), bits(wbar), "the test needs W ≠ W̄ after training");
+    let test = batch(&cfg, 3, 77);
+    let current = a.evaluate_sequence(&test, &init).unwrap();
+
+    a.load_running_mean_for_evaluation().unwrap();
+    let of_mean = a.evaluate_sequence(&test, &init).unwrap();
+    assert!(a.train_sequence(&batch(&cfg, 4, 5), &init).is_err(), "training on W̄ swapped in is refused");
+    assert!(a.reset_to_running_mean().is_err());
+    assert!(a.state().is_err());
+    a.restore_current_weights().unwrap();
+    for (name, t) in &a.state().unwrap() {
+        assert_eq!(bits(t), bits(&before[name]), "{name} changed by evaluating W̄");
+    }
+    assert_eq!(a.evaluate_sequence(&test, &init).unwrap(), current, "W evaluates as before");
+
+    // The same figures as the reset followed by an evaluation.
+    a.reset_to_running_mean().unwrap();
+    assert_eq!(a.evaluate_sequence(&test, &init).unwrap(), of_mean);
+    assert_ne!(of_mean, current, "W and W̄ differ, so their evaluations should");
+}
+
+#[test]
+fn only_fptt_keeps_a_running_mean_to_evaluate() {
+    let ctx = gpu_common::context();
+    let cfg = ModelConfig::classifier(2, 12, 4, 6);
+    let mut settings = TrainingSettings::classification(Optimizer::Adam, 3e-3, AuxTargets::Table);
+    settings.rule = fptt::settings::LearningRule::Bptt;
+    let mut e = Engine::new(ctx, &cfg, &settings, 4, &init_params(&cfg, 5)).unwrap();
+    let err = e.load_running_mean_for_evaluation().unwrap_err().to_string();
+    assert!(err.contains("only FPTT"), "{err}");
+}

@@ -54,8 +54,12 @@ report_every = 50
 
     // The first evaluation is worse than the last: it learned during the run.
     let mut r = csv::Reader::from_path(&summary.metrics).unwrap();
-    let test_mse: Vec<f64> =
-        r.records().map(|x| x.unwrap()).filter(|x| &x[3] == "test").map(|x| x[6].parse().unwrap()).collect();
+    let test_mse: Vec<f64> = r
+        .records()
+        .map(|x| x.unwrap())
+        .filter(|x| &x[3] == "test" && &x[4] == "running_mean")
+        .map(|x| x[7].parse().unwrap())
+        .collect();
     assert_eq!(test_mse.len(), 6);
     assert!(test_mse[0] > mse, "{test_mse:?}");
 }

@@ -132,11 +132,12 @@ fn check_metrics(path: &Path, run: &str, classification: bool) -> Vec<Vec<String
     let (header, rows) = csv_rows(path);
     assert_eq!(
         header.join(","),
-        "run,epoch,iteration,split,loss,accuracy,mse,firing_rate,lr,samples_per_s,elapsed_s,gpu_bytes,adapter,backend,device_type"
+        "run,epoch,iteration,split,weights,loss,accuracy,mse,firing_rate,w_minus_wbar_norm,lambda_norm,lr,\
+         samples_per_s,elapsed_s,gpu_bytes,adapter,backend,device_type"
     );
     assert!(rows.iter().any(|r| r[3] == "train") && rows.iter().any(|r| r[3] == "test"));
     for r in &rows {
-        assert_eq!(r.len(), 15);
+        assert_eq!(r.len(), 18);
         assert_eq!(r[0], run);
         r[1].parse::<u64>().unwrap();
         r[2].parse::<u64>().unwrap();
@@ -144,20 +145,28 @@ fn check_metrics(path: &Path, run: &str, classification: bool) -> Vec<Vec<String
         let num = |i: usize| -> f64 {
             r[i].parse::<f64>().unwrap_or_else(|_| panic!("column {} = {:?} in {r:?}", header[i], r[i]))
         };
-        for i in [4, 7, 8, 9, 10] {
+        for i in [5, 8, 11, 12, 13] {
             assert!(num(i).is_finite(), "{r:?}");
         }
-        let rate = num(7);
+        let rate = num(8);
         assert!((0.0..=1.0).contains(&rate), "firing rate {rate}");
-        r[11].parse::<u64>().unwrap();
+        r[14].parse::<u64>().unwrap();
         if classification {
-            assert!((0.0..=1.0).contains(&num(5)), "{r:?}");
-            assert_eq!(r[6], "", "mse is empty for classification");
+            assert!((0.0..=1.0).contains(&num(6)), "{r:?}");
+            assert_eq!(r[7], "", "mse is empty for classification");
         } else {
-            assert!(num(6) >= 0.0);
-            assert_eq!(r[5], "", "accuracy is empty for regression");
+            assert!(num(7) >= 0.0);
+            assert_eq!(r[6], "", "accuracy is empty for regression");
         }
-        assert!(!r[12].is_empty() && !r[13].is_empty() && !r[14].is_empty());
+        // Training rows measure the current weights; the FPTT test rows, both weight sets, with
+        // the norms the reset would jump.
+        if r[3] == "train" {
+            assert_eq!((r[4].as_str(), r[9].as_str(), r[10].as_str()), ("current", "", ""), "{r:?}");
+        } else {
+            assert!(r[4] == "current" || r[4] == "running_mean", "{r:?}");
+            assert!(num(9) >= 0.0 && num(10) >= 0.0, "{r:?}");
+        }
+        assert!(!r[15].is_empty() && !r[16].is_empty() && !r[17].is_empty());
     }
     rows
 }
@@ -177,7 +186,25 @@ fn metrics_csv_and_config_toml_of_short_runs() {
         assert!(stdout.contains(&format!("metrics: {}", out.join("metrics.csv").display())), "{stdout}");
         let rows = check_metrics(&out.join("metrics.csv"), run, classification);
         let tests: Vec<_> = rows.iter().filter(|r| r[3] == "test").collect();
-        assert_eq!(tests.len(), 2, "one test row per epoch");
+        let weights: Vec<&str> = tests.iter().map(|r| r[4].as_str()).collect();
+        assert_eq!(weights, ["current", "running_mean", "current", "running_mean"], "W and W̄ at every epoch's end");
+        // Per layer in norms.csv, whose whole-network figure is the test rows' column.
+        let (norm_header, norms) = csv_rows(&out.join("norms.csv"));
+        assert_eq!(norm_header, fptt::run::metrics::NORM_COLUMNS.map(String::from));
+        let layers: Vec<&str> = norms.iter().map(|r| r[3].as_str()).collect();
+        assert_eq!(layers, ["hidden1", "readout", "hidden1", "readout"]);
+        for (epoch, test) in [(0, tests[0]), (1, tests[2])] {
+            let of_layers: f64 = norms[2 * epoch..2 * epoch + 2]
+                .iter()
+                .map(|r| r[6].parse::<f64>().unwrap().powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let total: f64 = test[9].parse().unwrap();
+            assert!(total > 0.0, "W and W̄ differ after an epoch of one-step FPTT");
+            assert!((of_layers - total).abs() <= 1e-9 * total, "{of_layers} vs {total}");
+            assert_eq!(norms[2 * epoch][2], test[2], "the same iteration");
+        }
+        let tests = [tests[1], tests[3]];
         if classification {
             // 40 training samples in batches of 8: 5 iterations per epoch; train rows every 2
             // iterations and at each epoch end.
@@ -431,7 +458,11 @@ fn summarize_lines_up_runs_from_their_files() {
     let row = &rows[0];
     // What the run's own metrics say: the last test MSE, the lowest one, the last iteration.
     let (_, metrics) = csv_rows(&run.join("metrics.csv"));
-    let tests: Vec<f64> = metrics.iter().filter(|r| r[3] == "test").map(|r| r[6].parse().unwrap()).collect();
+    // The run reports W̄ (reset "epoch"): its test rows, not those of W.
+    assert_eq!(row[col("weights")], "running_mean");
+    let tests: Vec<f64> =
+        metrics.iter().filter(|r| r[3] == "test" && r[4] == "running_mean").map(|r| r[7].parse().unwrap()).collect();
+    assert_eq!(row[col("test_evaluations")], tests.len().to_string());
     assert_eq!(row[col("final_test")].parse::<f64>().unwrap(), *tests.last().unwrap());
     assert_eq!(row[col("best_test")].parse::<f64>().unwrap(), tests.iter().cloned().fold(f64::INFINITY, f64::min));
     assert_eq!(row[col("iterations")], "20");
@@ -439,8 +470,65 @@ fn summarize_lines_up_runs_from_their_files() {
         (row[col("task")].as_str(), row[col("rule")].as_str(), row[col("metric")].as_str()),
         ("adding", "fptt", "mse")
     );
-    assert_eq!(row[col("device_type")], metrics[0][14]);
+    assert_eq!(row[col("device_type")], metrics[0][17]);
 
     let o = fptt(&["summarize", dir.join("no-run").to_str().unwrap()]);
     assert_refused(&o, &["config.toml"]);
+}
+
+/// What the weights column says where the two sets are one: with the reset after every sequence,
+/// W = W̄ at the epoch's end (the same figures, no distance); BPTT keeps no W̄ (one test row of
+/// W, no norms, no norms.csv).
+#[test]
+fn weight_sets_after_per_sequence_resets_and_without_a_running_mean() {
+    let dir = scratch("cli-weights");
+    let exp = write(&dir, "a.toml", TINY_ADDING);
+    let test_rows = |out: &Path| {
+        let (_, rows) = csv_rows(&out.join("metrics.csv"));
+        rows.into_iter().filter(|r| r[3] == "test").collect::<Vec<_>>()
+    };
+    let seq = dir.join("sequence");
+    let o = fptt(&[
+        "train",
+        exp.to_str().unwrap(),
+        "--out",
+        seq.to_str().unwrap(),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.reset=sequence",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = test_rows(&seq);
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0][4].as_str(), rows[1][4].as_str()), ("current", "running_mean"));
+    assert_eq!(rows[0][5..9], rows[1][5..9], "W = W̄ after a per-sequence reset: the same loss and MSE");
+    assert_eq!(rows[0][9].parse::<f64>().unwrap(), 0.0, "‖W − W̄‖");
+    assert!(rows[0][10].parse::<f64>().unwrap() > 0.0, "‖λ‖ after training");
+
+    let bptt = dir.join("bptt");
+    let o = fptt(&[
+        "train",
+        exp.to_str().unwrap(),
+        "--out",
+        bptt.to_str().unwrap(),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.rule=bptt",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = test_rows(&bptt);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0][4].as_str(), rows[0][9].as_str(), rows[0][10].as_str()), ("current", "", ""));
+    assert!(!bptt.join("norms.csv").exists());
+    let o = fptt(&[
+        "train",
+        exp.to_str().unwrap(),
+        "--set",
+        "train.rule=bptt",
+        "--set",
+        "train.report_weights=running_mean",
+    ]);
+    assert_refused(&o, &["train.report_weights", "no running mean"]);
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{adapters_of, default_out, format_number, Bar, BarChart, Figure, HLine, LinePanel, Panel, PlotError};
-use super::{Series, Table};
+use super::{Series, Stroke, Table};
 
 fn title(custom: Option<&str>, default: &str, adapters: &str) -> String {
     let head = custom.unwrap_or(default);
@@ -150,7 +150,7 @@ pub fn plot_bench(
                         label,
                         points: Vec::new(),
                         band: Vec::new(),
-                        dashed,
+                        stroke: Stroke::dashed_if(dashed),
                         color,
                         markers: true,
                         hide_label: false,
@@ -284,7 +284,7 @@ pub fn plot_memory(file: &Path, out: Option<&Path>, custom_title: Option<&str>) 
         // Solid: what the rule keeps (`learning_bytes`) where the file has it; dashed: every buffer.
         let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
         let mut add = |label: &str, dashed: bool, y: f64| {
-            let i = match series.iter().position(|s| s.label == label && s.dashed == dashed) {
+            let i = match series.iter().position(|s| s.label == label && s.stroke == Stroke::dashed_if(dashed)) {
                 Some(i) => i,
                 None => {
                     let mut labels: Vec<&str> = Vec::new();
@@ -298,7 +298,7 @@ pub fn plot_memory(file: &Path, out: Option<&Path>, custom_title: Option<&str>) 
                         label: label.to_string(),
                         points: Vec::new(),
                         band: Vec::new(),
-                        dashed,
+                        stroke: Stroke::dashed_if(dashed),
                         color,
                         markers: true,
                         hide_label: dashed && c_learning.is_some(),

@@ -18,7 +18,7 @@ pub mod runs;
 use std::path::{Path, PathBuf};
 
 pub use bench::{plot_bench, plot_kernels, plot_memory};
-pub use render::{Bar, BarChart, Figure, HLine, LinePanel, Panel, Series};
+pub use render::{Bar, BarChart, Figure, HLine, LinePanel, Panel, Series, Stroke};
 pub use runs::{plot_runs, RunPlotOptions, XAxis};
 
 /// Everything that can go wrong reading the inputs or writing a figure.

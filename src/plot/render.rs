@@ -30,13 +30,31 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// `(x, low, high)`: a shaded band (the spread over seeds).
     pub band: Vec<(f64, f64, f64)>,
-    pub dashed: bool,
+    pub stroke: Stroke,
     /// Index into the palette (the same index, the same colour in every panel).
     pub color: usize,
     /// Draw a dot at every point (sparse series such as test evaluations or grid shapes).
     pub markers: bool,
     /// Leave the line out of the legend (e.g. the test line of a run already named by its train line).
     pub hide_label: bool,
+}
+
+/// How a series' line is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stroke {
+    Solid,
+    Dashed,
+    Dotted,
+}
+
+impl Stroke {
+    pub fn dashed_if(dashed: bool) -> Stroke {
+        if dashed {
+            Stroke::Dashed
+        } else {
+            Stroke::Solid
+        }
+    }
 }
 
 /// A horizontal reference line (a measured ceiling).
@@ -279,20 +297,15 @@ where
         let points: Vec<(f64, f64)> =
             s.points.iter().copied().filter(|q| ok(q.0, p.log_x) && ok(q.1, p.log_y)).collect();
         let style = c.stroke_width(2);
-        let anno = if s.dashed {
-            chart.draw_series(DashedLineSeries::new(points.clone(), 8, 5, style))?
-        } else {
-            chart.draw_series(LineSeries::new(points.clone(), style))?
+        let anno = match s.stroke {
+            Stroke::Solid => chart.draw_series(LineSeries::new(points.clone(), style))?,
+            Stroke::Dashed => chart.draw_series(DashedLineSeries::new(points.clone(), 8, 5, style))?,
+            Stroke::Dotted => chart.draw_series(DashedLineSeries::new(points.clone(), 2, 4, style))?,
         };
         if !s.hide_label {
-            let dashed = s.dashed;
-            anno.label(s.label.as_str()).legend(move |(lx, ly)| {
-                if dashed {
-                    PathElement::new(vec![(lx, ly), (lx + 7, ly)], c.stroke_width(2))
-                } else {
-                    PathElement::new(vec![(lx, ly), (lx + 20, ly)], c.stroke_width(2))
-                }
-            });
+            let length = if s.stroke == Stroke::Solid { 20 } else { 7 };
+            anno.label(s.label.as_str())
+                .legend(move |(lx, ly)| PathElement::new(vec![(lx, ly), (lx + length, ly)], c.stroke_width(2)));
         }
         if s.markers || points.len() == 1 {
             chart.draw_series(points.iter().map(|&q| Circle::new(q, 3, c.filled())))?;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{Figure, LinePanel, Panel, PlotError, Series, Table};
+use super::{Figure, LinePanel, Panel, PlotError, Series, Stroke, Table};
 
 /// The run directory's files (the names `crate::run` writes; a test holds them equal, so this
 /// module needs nothing from the training side).
@@ -162,14 +162,35 @@ fn labels(groups: &[Vec<&Run>]) -> Vec<String> {
     out
 }
 
-/// `(iteration, x, y)` of one run's rows of `split` in column `column` (empty cells skipped).
-fn points(run: &Run, split: &str, column: &str, x: XAxis, scale: f64) -> Result<Vec<(u64, f64, f64)>, PlotError> {
+/// Which rows a curve draws: the `split`, and for test rows the weight set (`running_mean` also
+/// takes the test rows of files written before the `weights` column, which had one per evaluation).
+#[derive(Debug, Clone, Copy)]
+struct Rows {
+    split: &'static str,
+    weights: &'static str,
+}
+
+/// The curves of one run: training solid, the test of W̄ dashed, the test of W dotted.
+const CURVES: [(Rows, Stroke); 3] = [
+    (Rows { split: "train", weights: "current" }, Stroke::Solid),
+    (Rows { split: "test", weights: "running_mean" }, Stroke::Dashed),
+    (Rows { split: "test", weights: "current" }, Stroke::Dotted),
+];
+
+/// `(iteration, x, y)` of one run's `rows` in column `column` (empty cells skipped).
+fn points(run: &Run, rows: Rows, column: &str, x: XAxis, scale: f64) -> Result<Vec<(u64, f64, f64)>, PlotError> {
     let t = &run.metrics;
     let (c_it, c_split, c_time) = (t.col("iteration")?, t.col("split")?, t.col("elapsed_s")?);
+    let c_weights = t.col("weights").ok();
     let Ok(c) = t.col(column) else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for r in 0..t.rows.len() {
-        if t.text(r, c_split) != split {
+        if t.text(r, c_split) != rows.split {
+            continue;
+        }
+        let weights = c_weights.map(|c| t.text(r, c)).unwrap_or("");
+        let legacy = weights.is_empty() && (rows.split == "train" || rows.weights == "running_mean");
+        if weights != rows.weights && !legacy {
             continue;
         }
         let Some(y) = t.opt_num(r, c)? else { continue };
@@ -187,10 +208,10 @@ fn points(run: &Run, split: &str, column: &str, x: XAxis, scale: f64) -> Result<
 type Curve = (Vec<(f64, f64)>, Vec<(f64, f64, f64)>);
 
 /// The mean over the group's runs at the iterations all of them reported, with the min–max band.
-fn group_curve(group: &[&Run], split: &str, column: &str, x: XAxis, scale: f64) -> Result<Curve, PlotError> {
+fn group_curve(group: &[&Run], rows: Rows, column: &str, x: XAxis, scale: f64) -> Result<Curve, PlotError> {
     let mut at: BTreeMap<u64, Vec<(f64, f64)>> = BTreeMap::new();
     for run in group {
-        for (it, xv, y) in points(run, split, column, x, scale)? {
+        for (it, xv, y) in points(run, rows, column, x, scale)? {
             at.entry(it).or_default().push((xv, y));
         }
     }
@@ -240,21 +261,21 @@ pub fn plot_runs(dirs: &[PathBuf], opts: &RunPlotOptions) -> Result<PathBuf, Plo
         XAxis::Time => "wall time (s)",
     };
     let mut loss = LinePanel {
-        title: "loss (solid: training, dashed: test)".into(),
+        title: "loss (solid: training, dashed: test of W̄, dotted: test of W)".into(),
         x_label: x_label.into(),
         y_label: "loss per sequence".into(),
         log_y: true,
         ..Default::default()
     };
     let mut mse = LinePanel {
-        title: "MSE (solid: training, dashed: test)".into(),
+        title: "MSE (solid: training, dashed: test of W̄, dotted: test of W)".into(),
         x_label: x_label.into(),
         y_label: "mean squared error".into(),
         log_y: true,
         ..Default::default()
     };
     let mut accuracy = LinePanel {
-        title: "accuracy (solid: training, dashed: test)".into(),
+        title: "accuracy (solid: training, dashed: test of W̄, dotted: test of W)".into(),
         x_label: x_label.into(),
         y_label: "accuracy (%)".into(),
         ..Default::default()
@@ -264,15 +285,15 @@ pub fn plot_runs(dirs: &[PathBuf], opts: &RunPlotOptions) -> Result<PathBuf, Plo
             [(&mut loss, "loss", 1.0), (&mut mse, "mse", 1.0), (&mut accuracy, "accuracy", 100.0)]
         {
             let mut labelled = false;
-            for split in ["train", "test"] {
-                let (line, band) = group_curve(group, split, column, opts.x, scale)?;
+            for (rows, stroke) in CURVES {
+                let (line, band) = group_curve(group, rows, column, opts.x, scale)?;
                 if line.is_empty() {
                     continue;
                 }
                 panel.series.push(Series {
                     label: label.clone(),
-                    markers: split == "test",
-                    dashed: split == "test",
+                    markers: rows.split == "test",
+                    stroke,
                     points: line,
                     band,
                     color: i,

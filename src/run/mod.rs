@@ -4,13 +4,15 @@
 //!
 //! - [`experiment`]: the typed experiment and its TOML form (every key declared once in
 //!   [`experiment::keys`], which `experiments/README.md` is checked against).
-//! - [`metrics`]: the CSV writer (columns [`metrics::COLUMNS`]).
+//! - [`metrics`]: the CSV writers: `metrics.csv` (columns [`metrics::COLUMNS`]) and `norms.csv`.
+//! - [`diagnostics`]: per-layer norms of `W`, `W̄`, `W − W̄` and `λ` at an evaluation.
 //! - [`progress`]: the progress bar or log lines on stderr.
 //! - `trainer`: [`train`], the loop itself.
 //! - `resume`: continuing a run: its `config.toml`, `[run]` record and checkpoint position.
 //! - `run_dir`: the run's directory: its name, exclusive creation, `config.toml`, atomic rewrites.
 //! - [`summary`]: `fptt summarize`, one line per run directory.
 
+pub mod diagnostics;
 pub mod experiment;
 pub mod metrics;
 pub mod progress;
@@ -21,12 +23,12 @@ mod trainer;
 
 use std::path::PathBuf;
 
-pub use experiment::{Experiment, ExperimentError, LrSchedule, Membrane, ResetPolicy, Task};
+pub use experiment::{Experiment, ExperimentError, LrSchedule, Membrane, ResetPolicy, Task, WeightSet};
 pub use metrics::{MetricsWriter, Row, SplitKind, COLUMNS};
 pub use progress::ProgressMode;
 pub use resume::resume_experiment;
 pub use run_dir::command_line;
-pub use trainer::{train, RunSummary, TrainOptions, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE};
+pub use trainer::{train, RunSummary, TrainOptions, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, NORMS_FILE};
 
 use crate::checkpoint::CheckpointError;
 use crate::data::DataError;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::{RunError, CONFIG_FILE, METRICS_FILE};
 
 /// The summary CSV's columns, in order.
-pub const SUMMARY_COLUMNS: [&str; 19] = [
+pub const SUMMARY_COLUMNS: [&str; 20] = [
     "run_dir",
     "task",
     "neuron",
@@ -18,6 +18,7 @@ pub const SUMMARY_COLUMNS: [&str; 19] = [
     "iterations",
     "sequences",
     "metric",
+    "weights",
     "final_test",
     "best_test",
     "best_iteration",
@@ -45,6 +46,9 @@ pub struct RunSummaryRow {
     pub iterations: u64,
     /// `mse` (regression) or `accuracy` (classification): what `final_test`, `best_test` hold.
     pub metric: &'static str,
+    /// Whose test rows `final_test` and `best_test` are: `running_mean` or `current` (the run's
+    /// `train.report_weights`); empty for a run written before both were evaluated.
+    pub weights: String,
     pub final_test: Option<f64>,
     /// The lowest test MSE or the highest test accuracy, and the iteration it was measured at.
     pub best_test: Option<(f64, u64)>,
@@ -89,6 +93,7 @@ pub fn summarize(dir: &Path) -> Result<RunSummaryRow, RunError> {
         other => other.to_string(),
     };
     let metric = if task == "adding" { "mse" } else { "accuracy" };
+    let weights = string("train", "report_weights").unwrap_or_default();
 
     let metrics_path = dir.join(METRICS_FILE);
     let mut reader = csv::Reader::from_path(&metrics_path).map_err(|e| bad(&metrics_path, e.to_string()))?;
@@ -99,6 +104,8 @@ pub fn summarize(dir: &Path) -> Result<RunSummaryRow, RunError> {
     let (c_iter, c_split, c_metric) = (column("iteration")?, column("split")?, column(metric)?);
     let (c_elapsed, c_bytes) = (column("elapsed_s")?, column("gpu_bytes")?);
     let (c_adapter, c_backend, c_device) = (column("adapter")?, column("backend")?, column("device_type")?);
+    // Earlier versions wrote one test row per evaluation and no `weights` column.
+    let c_weights = column("weights").ok();
     let mut row = RunSummaryRow {
         dir: dir.to_path_buf(),
         task,
@@ -109,6 +116,7 @@ pub fn summarize(dir: &Path) -> Result<RunSummaryRow, RunError> {
         batch: integer("train", "batch")?,
         iterations: 0,
         metric,
+        weights: weights.clone(),
         final_test: None,
         best_test: None,
         test_evaluations: 0,
@@ -132,7 +140,8 @@ pub fn summarize(dir: &Path) -> Result<RunSummaryRow, RunError> {
         row.adapter = record[c_adapter].to_string();
         row.backend = record[c_backend].to_string();
         row.device_type = record[c_device].to_string();
-        if &record[c_split] == "test" {
+        let reported = c_weights.is_none_or(|c| record[c].is_empty() || record[c] == weights);
+        if &record[c_split] == "test" && reported {
             let value = number(c_metric)?;
             row.test_evaluations += 1;
             row.final_test = Some(value);
@@ -163,6 +172,7 @@ impl RunSummaryRow {
             self.iterations.to_string(),
             (self.iterations * self.batch).to_string(),
             self.metric.to_string(),
+            self.weights.clone(),
             opt(self.final_test),
             opt(self.best_test.map(|b| b.0)),
             self.best_test.map_or(String::new(), |b| b.1.to_string()),
@@ -176,9 +186,15 @@ impl RunSummaryRow {
     }
 
     /// One Markdown table row: run, neuron, rule, T, batch, iterations, final and best test
-    /// metric, wall time, GPU MB.
+    /// metric (with the weight set: W̄ or W), wall time, GPU MB.
     pub fn markdown(&self) -> String {
-        let value = |v: f64| if self.metric == "mse" { format!("{v:.4}") } else { format!("{:.1} %", 100.0 * v) };
+        let set = match self.weights.as_str() {
+            "running_mean" => " (W̄)",
+            "current" => " (W)",
+            _ => "",
+        };
+        let value =
+            |v: f64| if self.metric == "mse" { format!("{v:.4}{set}") } else { format!("{:.1} %{set}", 100.0 * v) };
         format!(
             "| {} | {} {} | {} | {} | {} | {} | {} | {} | {:.0} s | {:.2} MB |",
             self.dir.display(),

@@ -1,6 +1,6 @@
 //! The training loop. Per iteration: build the batch on the host, one `train_sequence` (one GPU
 //! submit, one metrics read), accumulate. Per epoch (classification: one pass over the training
-//! split; adding: `train.eval_every` iterations): the reset policy, evaluation, a `test` row and a
+//! split; adding: `train.eval_every` iterations): evaluation of W and W̄ (`test` rows), the reset policy and a
 //! checkpoint. Everything random comes from named streams of the run's seed, and their states go
 //! into every checkpoint with the data position, so `--resume` continues bit-identically.
 
@@ -13,8 +13,10 @@ use std::time::Instant;
 
 use toml::{Table, Value};
 
+use super::diagnostics::{layer_norms, LayerNorms};
+use super::experiment::WeightSet;
 use super::experiment::{Experiment, Membrane, ResetPolicy, Task, IMAGE_CLASSES, IMAGE_PIXELS};
-use super::metrics::{MetricsWriter, Row, RowContext, SplitKind};
+use super::metrics::{MetricsWriter, NormsWriter, Row, RowContext, SplitKind};
 use super::progress::{Progress, ProgressMode};
 use super::resume::{self, Position, Tally};
 use super::run_dir::{check_run_dir, claim_config, config_toml, create_run_dir, run_dir, utc_stamp, write_file};
@@ -25,13 +27,14 @@ use crate::gpu::{DeviceChoice, GpuContext};
 use crate::learn::{check_fits, Engine, EngineError, SizeLimits};
 use crate::model::{init_params, ModelConfig, ParamLayout, StatLayout};
 use crate::rng::Rng;
-use crate::settings::{InitialState, SequenceBatch};
+use crate::settings::{InitialState, LearningRule, SequenceBatch};
 use crate::tensor::TensorMap;
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.csv";
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const KERNELS_FILE: &str = "kernels.csv";
+pub const NORMS_FILE: &str = "norms.csv";
 
 /// How `train` runs, beyond the experiment itself.
 pub struct TrainOptions {
@@ -129,6 +132,8 @@ struct Loop<'a> {
     data: TaskData,
     dir: PathBuf,
     csv: MetricsWriter,
+    /// FPTT runs: per-layer `‖W − W̄‖`, `‖λ‖` at every evaluation.
+    norms: Option<NormsWriter>,
     progress: Progress,
     /// Spike-count denominator per sample: Σ hidden · T.
     neuron_steps: f64,
@@ -203,16 +208,20 @@ impl Loop<'_> {
         self.exp.lr_at_epoch(self.pos.epochs_done.min(self.exp.train.epochs.saturating_sub(1)))
     }
 
-    fn row(&self, split: SplitKind, epoch: usize, tally: &Tally, seconds: f64) -> Row {
+    /// A row of `weights`' metrics (norms left empty: [`Loop::evaluate_both`] adds them).
+    fn row(&self, split: SplitKind, weights: WeightSet, epoch: usize, tally: &Tally, seconds: f64) -> Row {
         let samples = tally.samples.max(1) as f64;
         Row {
             epoch,
             iteration: self.pos.iteration,
             split,
+            weights,
             loss: tally.loss / samples,
             accuracy: self.classification().then(|| tally.correct as f64 / samples),
             mse: (!self.classification()).then(|| tally.sqerr / samples),
             firing_rate: tally.spikes / (samples * self.neuron_steps),
+            w_minus_wbar_norm: None,
+            lambda_norm: None,
             lr: self.lr(),
             samples_per_s: if seconds > 0.0 { tally.samples as f64 / seconds } else { 0.0 },
             elapsed_s: self.elapsed(),
@@ -225,8 +234,17 @@ impl Loop<'_> {
             (_, Some(m)) => format!("mse {:.4}", m),
             _ => String::new(),
         };
+        let weights = match (row.split, row.weights) {
+            (SplitKind::Train, _) => "",
+            (SplitKind::Test, WeightSet::Current) => " (W)",
+            (SplitKind::Test, WeightSet::RunningMean) => " (W̄)",
+        };
+        let norms = match (row.w_minus_wbar_norm, row.lambda_norm) {
+            (Some(d), Some(l)) if row.weights == WeightSet::RunningMean => format!(" · ‖W−W̄‖ {d:.3} · ‖λ‖ {l:.3}"),
+            _ => String::new(),
+        };
         format!(
-            "{} epoch {} it {}: loss {:.4} · {score} · rate {:.3} · {:.0} samples/s",
+            "{}{weights} epoch {} it {}: loss {:.4} · {score} · rate {:.3} · {:.0} samples/s{norms}",
             row.split.name(),
             row.epoch,
             row.iteration,
@@ -282,6 +300,48 @@ impl Loop<'_> {
             tally.add(&m);
         }
         Ok(Some((tally, started.elapsed().as_secs_f64())))
+    }
+
+    fn train_row(&self, epoch: usize, window: &Tally, window_start: Instant) -> Row {
+        self.row(SplitKind::Train, WeightSet::Current, epoch + 1, window, window_start.elapsed().as_secs_f64())
+    }
+
+    /// The evaluation of an epoch's end: the current weights W and (FPTT) the running mean W̄,
+    /// each a `test` row with the network's `‖W − W̄‖` and `‖λ‖`, and `norms.csv` per layer.
+    /// Neither weight set changes. Returns false when a stop request cut it short.
+    fn evaluate_both(&mut self, epoch: usize) -> Result<bool, RunError> {
+        let norms = match self.norms {
+            Some(_) => layer_norms(&self.engine.state()?, self.exp.model.hidden.len()),
+            None => None,
+        };
+        let total = norms.as_deref().map(LayerNorms::total);
+        let mut rows = Vec::new();
+        for weights in [WeightSet::Current, WeightSet::RunningMean] {
+            if weights == WeightSet::RunningMean {
+                if self.norms.is_none() {
+                    break;
+                }
+                self.engine.load_running_mean_for_evaluation()?;
+            }
+            let result = self.evaluate();
+            self.engine.restore_current_weights()?;
+            let Some((tally, seconds)) = result? else { return Ok(false) };
+            let mut row = self.row(SplitKind::Test, weights, epoch, &tally, seconds);
+            row.w_minus_wbar_norm = total.as_ref().map(|n| n.w_minus_wbar);
+            row.lambda_norm = total.as_ref().map(|n| n.lambda);
+            rows.push(row);
+        }
+        for row in &rows {
+            self.csv.write(row)?;
+            let text = self.describe(row);
+            self.progress.line(&text);
+        }
+        if let (Some(writer), Some(norms)) = (&mut self.norms, &norms) {
+            writer.write(epoch, self.pos.iteration, norms)?;
+        }
+        let report = self.exp.train.report_weights;
+        self.last_test = rows.into_iter().find(|r| r.weights == report);
+        Ok(true)
     }
 
     fn diverged(&self, update: u64, step: usize, loss: f32) -> RunError {
@@ -352,7 +412,7 @@ impl Loop<'_> {
                 self.progress.tick(self.pos.iteration);
                 if self.pos.iteration.is_multiple_of(report_every) {
                     let window = std::mem::take(&mut self.pos.window);
-                    let row = self.row(SplitKind::Train, epoch + 1, &window, window_start.elapsed().as_secs_f64());
+                    let row = self.train_row(epoch, &window, window_start);
                     self.csv.write(&row)?;
                     let text = self.describe(&row);
                     let short = self.describe_short(&row);
@@ -369,24 +429,20 @@ impl Loop<'_> {
                     self.save_checkpoint()?;
                 }
             }
-            // Epoch end: the rest of the report window, the reset, evaluation, checkpoint.
+            // Epoch end: the rest of the report window, evaluation, the reset, checkpoint.
             if self.pos.window.sequences > 0 {
                 let window = std::mem::take(&mut self.pos.window);
-                let row = self.row(SplitKind::Train, epoch + 1, &window, window_start.elapsed().as_secs_f64());
+                let row = self.train_row(epoch, &window, window_start);
                 self.csv.write(&row)?;
+            }
+            // Both weight sets are measured before the reset replaces W.
+            if !self.evaluate_both(epoch + 1)? {
+                self.interrupted()?;
+                return Ok(true);
             }
             if t.reset == ResetPolicy::Epoch {
                 self.engine.reset_to_running_mean()?;
             }
-            let Some((tally, seconds)) = self.evaluate()? else {
-                self.interrupted()?;
-                return Ok(true);
-            };
-            let row = self.row(SplitKind::Test, epoch + 1, &tally, seconds);
-            self.csv.write(&row)?;
-            let text = self.describe(&row);
-            self.progress.line(&text);
-            self.last_test = Some(row);
             self.pos.epochs_done += 1;
             self.pos.batch_in_epoch = 0;
             self.save_checkpoint()?;
@@ -523,7 +579,10 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         dir = create_run_dir(&dir, numbered)?;
     }
     // What a kill between a write and its rename left behind.
-    crate::files::remove_stale_temporaries(&dir, &[CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE, KERNELS_FILE]);
+    crate::files::remove_stale_temporaries(
+        &dir,
+        &[CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE, KERNELS_FILE, NORMS_FILE],
+    );
     let checkpoint_path = dir.join(CHECKPOINT_FILE);
     let metrics_path = dir.join(METRICS_FILE);
     let config_path = dir.join(CONFIG_FILE);
@@ -540,6 +599,13 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         adapter: ctx.adapter_name().to_string(),
         backend: ctx.backend_name(),
         device_type: ctx.device_type_name().to_string(),
+    };
+    let norms_path = dir.join(NORMS_FILE);
+    let fptt = matches!(exp.train.rule, LearningRule::Fptt { .. });
+    let norms = match (fptt, opts.resume) {
+        (false, _) => None,
+        (true, true) => Some(NormsWriter::resume(&norms_path, iteration, row_ctx.clone())?),
+        (true, false) => Some(NormsWriter::create(&norms_path, row_ctx.clone())?),
     };
     let csv = if opts.resume {
         MetricsWriter::resume(&metrics_path, iteration, row_ctx)?
@@ -560,6 +626,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         data,
         dir: dir.clone(),
         csv,
+        norms,
         progress,
         neuron_steps: (cfg.hidden.iter().sum::<usize>() * cfg.steps) as f64,
         batches_per_epoch,

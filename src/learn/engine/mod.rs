@@ -102,6 +102,11 @@ pub struct Engine {
     /// Steps run by the last sequence.
     last_run: usize,
     profiler: Option<KernelProfiler>,
+    /// FPTT only: where `W` waits while an evaluation runs on `W̄` (allocated with the engine, so
+    /// the GPU bytes do not change at the first evaluation).
+    stash: Option<GpuBuffer>,
+    /// Whether `W̄` currently sits in the parameters (and `W` in `stash`).
+    running_mean_loaded: bool,
 }
 
 impl Engine {
@@ -150,6 +155,12 @@ impl Engine {
         let grad = GpuBuffer::storage(&ctx, &ledger, "grad", layout.total_len)?;
         let opt = GpuBuffer::storage(&ctx, &ledger, "opt: wbar, lambda, moments", 4 * layout.trainable_len)?;
         let work = GpuBuffer::storage(&ctx, &ledger, "work", plan.arena.len())?;
+        let stash = match settings.rule {
+            LearningRule::Fptt { .. } => {
+                Some(GpuBuffer::storage(&ctx, &ledger, "W while W̄ is evaluated", layout.trainable_len)?)
+            }
+            _ => None,
+        };
 
         let mut arena = ArgArena::default();
         let planner = Planner { kernels: &kernels, cfg, settings, batch, layout: &layout, stats: &stats, plan: &plan };
@@ -190,6 +201,8 @@ impl Engine {
             lr: settings.lr,
             last_run: 0,
             profiler: None,
+            stash,
+            running_mean_loaded: false,
         };
         let table: Vec<f32> = engine
             .plan
@@ -319,6 +332,9 @@ impl Engine {
         limit: usize,
     ) -> Result<SequenceMetrics, EngineError> {
         self.check_batch(batch, training)?;
+        if training {
+            self.refuse_while_running_mean_loaded("training")?;
+        }
         self.upload_sequence(batch, init)?;
         let t_len = self.cfg.steps;
         let run = limit.min(t_len);
@@ -422,16 +438,62 @@ impl Engine {
 
     /// The epoch-end reset `W ← W̄` (λ, W̄ and the moments are kept).
     pub fn reset_to_running_mean(&mut self) -> Result<(), EngineError> {
+        self.refuse_while_running_mean_loaded("the reset W ← W̄")?;
+        self.copy_trainable([(&self.opt, &self.params)], "reset W to W̄")
+    }
+
+    /// Put `W̄` in the parameters for evaluation, keeping `W` aside: `evaluate_sequence` then
+    /// measures the running mean without changing either weight set. Training is refused until
+    /// [`Engine::restore_current_weights`]. Only FPTT keeps a `W̄`.
+    pub fn load_running_mean_for_evaluation(&mut self) -> Result<(), EngineError> {
+        self.refuse_while_running_mean_loaded("loading W̄ again")?;
+        let Some(stash) = &self.stash else {
+            return Err(EngineError::Shape("only FPTT keeps a running mean W̄ (BPTT and e-prop do not)".into()));
+        };
+        self.copy_trainable([(&self.params, stash), (&self.opt, &self.params)], "evaluate W̄: stash W, load W̄")?;
+        self.running_mean_loaded = true;
+        Ok(())
+    }
+
+    /// Undo [`Engine::load_running_mean_for_evaluation`]: `W` back in the parameters, bit for bit.
+    pub fn restore_current_weights(&mut self) -> Result<(), EngineError> {
+        if !self.running_mean_loaded {
+            return Ok(());
+        }
+        let stash = self.stash.as_ref().expect("W̄ is loaded only where a stash exists");
+        self.copy_trainable([(stash, &self.params)], "restore W after evaluating W̄")?;
+        self.running_mean_loaded = false;
+        Ok(())
+    }
+
+    fn refuse_while_running_mean_loaded(&self, what: &str) -> Result<(), EngineError> {
+        if self.running_mean_loaded {
+            return Err(EngineError::Shape(format!(
+                "{what} while W̄ is loaded for evaluation: restore the current weights first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Copy the trainable range `[0, trainable_len)` between buffers, in order, in one submission.
+    fn copy_trainable<const N: usize>(
+        &self,
+        copies: [(&GpuBuffer, &GpuBuffer); N],
+        label: &str,
+    ) -> Result<(), EngineError> {
         let mut encoder =
-            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("reset W to W̄") });
+            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         let bytes = (self.layout.trainable_len * 4) as u64;
         if bytes > 0 {
-            encoder.copy_buffer_to_buffer(&self.opt.buffer, 0, &self.params.buffer, 0, bytes);
+            for (from, to) in copies {
+                encoder.copy_buffer_to_buffer(&from.buffer, 0, &to.buffer, 0, bytes);
+            }
         }
         self.ctx.queue.submit([encoder.finish()]);
         self.ctx.wait()?;
         Ok(())
     }
+
     pub fn plan(&self) -> &WorkPlan {
         &self.plan
     }

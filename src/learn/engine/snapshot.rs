@@ -17,6 +17,7 @@ impl Engine {
     /// trained) `NAME.wbar`, `NAME.lambda` and the optimizer moments in PyTorch's names; the
     /// running statistics; `q`. One read per buffer.
     pub fn state(&self) -> Result<TensorMap, EngineError> {
+        self.refuse_while_running_mean_loaded("reading the state")?;
         let params = self.params.read(&self.ctx, 0, self.layout.total_len)?;
         let opt = self.opt.read(&self.ctx, 0, 4 * self.layout.trainable_len)?;
         let work = self.work.read(&self.ctx, 0, self.plan.arena.len())?;
@@ -51,6 +52,7 @@ impl Engine {
     /// `q`. Absent extras start fresh: `W̄ = W`, `λ = 0`, moments 0, statistics (0, 1), `q = 0`.
     /// Shapes are checked against the layout; a mismatch names the tensor.
     pub fn load_state(&mut self, map: &TensorMap) -> Result<(), EngineError> {
+        self.refuse_while_running_mean_loaded("loading a state")?;
         let len = self.layout.trainable_len;
         let mut params = vec![0.0f32; self.layout.total_len];
         let mut opt = vec![0.0f32; 4 * len];

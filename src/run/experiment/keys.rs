@@ -8,7 +8,7 @@ use toml::Value;
 
 use crate::settings::{AuxTargets, Optimizer};
 
-use super::{LrSchedule, Membrane, ResetPolicy, Task};
+use super::{LrSchedule, Membrane, ResetPolicy, Task, WeightSet};
 
 /// What values a key takes, as far as one key alone decides it. Checks that involve other keys
 /// (a chunk no longer than T, the batch norm's batch ≥ 2, a threshold that fits the neuron) are
@@ -185,6 +185,8 @@ pub const AUX_TARGETS: [(&str, AuxTargets); 3] =
     [("table", AuxTargets::Table), ("uniform", AuxTargets::Uniform), ("off", AuxTargets::Off)];
 pub const RESETS: [(&str, ResetPolicy); 3] =
     [("epoch", ResetPolicy::Epoch), ("sequence", ResetPolicy::Sequence), ("never", ResetPolicy::Never)];
+pub const WEIGHT_SETS: [(&str, WeightSet); 2] =
+    [("running_mean", WeightSet::RunningMean), ("current", WeightSet::Current)];
 pub const LR_SCHEDULES: [(&str, LrSchedule); 3] =
     [("none", LrSchedule::None), ("step", LrSchedule::Step), ("cosine", LrSchedule::Cosine)];
 /// `train.eprop_update`: whether e-prop updates after every step.
@@ -292,14 +294,17 @@ key_table! {
         "epochs": Int { min: 1 }, Same("1"), "integer ≥ 1",
             "epochs: passes over the training split, or `eval_every` iterations (adding)";
         "max_iterations": Int { min: 0 }, Same("0"), "integer ≥ 0 (0 = unlimited)",
-            "stop after this many iterations in all; the epoch in progress then ends early (reset, evaluation, checkpoint)";
+            "stop after this many iterations in all; the epoch in progress then ends early (evaluation, reset, checkpoint)";
         "aux": Keyword(&["table", "uniform", "off"]), Same("\"table\""), "`table`, `uniform`, `off`",
             "auxiliary targets of the classification loss (docs/method.md §4)";
         "aux_uniform_epochs": Int { min: 0 }, Same("0"), "integer ≥ 0",
             "use uniform targets for the first E epochs, then `aux` (no effect with `aux = \"off\"`)";
         "reset": Keyword(&["epoch", "sequence", "never"]), Derived("`epoch` (`never` with `bptt`, `eprop`)"),
             "`epoch`, `sequence`, `never`",
-            "when W ← W̄: at each epoch end before evaluation (docs/method.md §5), after every training sequence, or never; `bptt` and `eprop` have no W̄ and accept only `never` (an FPTT file's `epoch` becomes `never` when `--set train.rule` switches it to them)";
+            "when W ← W̄: at each epoch end, after the evaluation of both W and W̄ (docs/method.md §5), after every training sequence, or never; `bptt` and `eprop` have no W̄ and accept only `never` (an FPTT file's `epoch` becomes `never` when `--set train.rule` switches it to them)";
+        "report_weights": Keyword(&["running_mean", "current"]),
+            Derived("`running_mean` with `reset = \"epoch\"`, else `current`"), "`running_mean`, `current` (`current` only with `bptt`, `eprop`)",
+            "which weights' test metrics are the run's result (the console summary, `fptt summarize`'s final and best): FPTT evaluates both the running mean W̄ and the current W at every evaluation, before the reset (the `weights` column of `metrics.csv`); the default reports the weights the epoch-end reset installs";
         "lr_schedule": Keyword(&["none", "step", "cosine"]), Same("\"none\""), "`none`, `step`, `cosine`",
             "per-epoch learning-rate schedule";
         "lr_decay_epochs": IntArray { min: 1, non_empty: false }, Same("[]"),
@@ -307,7 +312,7 @@ key_table! {
             "`step`: multiply by `lr_decay_factor` after each of these epochs (after epoch 30: from the 31st on)";
         "lr_decay_factor": Number(Bound::UnitInterval), Same("0.1"), "number in (0, 1]", "the `step` factor";
         "eval_every": Int { min: 1 }, Same("100"), "integer ≥ 1",
-            "adding task: iterations per epoch (each ends with reset, evaluation, checkpoint)";
+            "adding task: iterations per epoch (each ends with evaluation, reset, checkpoint)";
         "eval_batches": Int { min: 1 }, Same("4"), "integer ≥ 1",
             "adding task: fresh batches per evaluation, from a fixed stream (the same batches every time)";
         "checkpoint_every": Int { min: 0 }, Same("0"), "integer ≥ 0 (0 = epoch ends only)",

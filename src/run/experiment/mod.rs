@@ -80,11 +80,32 @@ pub enum Membrane {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetPolicy {
-    /// `W ← W̄` at the end of every epoch, before evaluation (method §5).
+    /// `W ← W̄` at the end of every epoch, after both weight sets are evaluated (method §5).
     Epoch,
     /// After every training sequence.
     Sequence,
     Never,
+}
+
+/// Which weight set's test metrics are the run's result. FPTT evaluates both at every
+/// evaluation (the `weights` column of `metrics.csv`); this picks the one the console summary and
+/// `fptt summarize` (final and best) report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightSet {
+    /// The weights training is at, `W`.
+    Current,
+    /// FPTT's running mean `W̄` (what the reset `W ← W̄` installs).
+    RunningMean,
+}
+
+impl WeightSet {
+    /// The name in `metrics.csv` and in experiment files.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightSet::Current => "current",
+            WeightSet::RunningMean => "running_mean",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +163,8 @@ pub struct TrainSection {
     pub aux: AuxTargets,
     pub aux_uniform_epochs: usize,
     pub reset: ResetPolicy,
+    /// The result's weight set (always `Current` for BPTT and e-prop).
+    pub report_weights: WeightSet,
     pub lr_schedule: LrSchedule,
     pub lr_decay_epochs: Vec<usize>,
     pub lr_decay_factor: f64,
@@ -293,6 +316,7 @@ impl Experiment {
             ("train", "aux") => s(name_of(&keys::AUX_TARGETS, t.aux)),
             ("train", "aux_uniform_epochs") => int(t.aux_uniform_epochs as u64),
             ("train", "reset") => s(name_of(&keys::RESETS, t.reset)),
+            ("train", "report_weights") => s(name_of(&keys::WEIGHT_SETS, t.report_weights)),
             ("train", "lr_schedule") => s(name_of(&keys::LR_SCHEDULES, t.lr_schedule)),
             ("train", "lr_decay_epochs") => ints(&t.lr_decay_epochs),
             ("train", "lr_decay_factor") => Value::Float(t.lr_decay_factor),

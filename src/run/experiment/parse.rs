@@ -595,6 +595,15 @@ fn parse_train(mut t: Section, seed: u64, data: &DataSection, model: &ModelSecti
             format!("{} keeps no running mean W̄ to reset to: leave it out or set \"never\"", rule_title(rule)),
         ));
     }
+    let default_weights =
+        if reset == super::ResetPolicy::Epoch { super::WeightSet::RunningMean } else { super::WeightSet::Current };
+    let report_weights = t.keyword("report_weights", &keys::WEIGHT_SETS, Some(default_weights))?;
+    if plain && report_weights != super::WeightSet::Current {
+        return Err(o.key_err(
+            "train.report_weights",
+            format!("{} keeps no running mean W̄ to evaluate: leave it out or set \"current\"", rule_title(rule)),
+        ));
+    }
     let lr_schedule = t.keyword("lr_schedule", &keys::LR_SCHEDULES, None)?;
     let lr_decay_epochs = t.int_array("lr_decay_epochs")?;
     if lr_decay_epochs.windows(2).any(|w| w[0] >= w[1]) {
@@ -618,6 +627,7 @@ fn parse_train(mut t: Section, seed: u64, data: &DataSection, model: &ModelSecti
         aux,
         aux_uniform_epochs,
         reset,
+        report_weights,
         lr_schedule,
         lr_decay_epochs,
         lr_decay_factor,
