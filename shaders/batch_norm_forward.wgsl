@@ -1,7 +1,8 @@
 // Per-step batch normalisation of a [B, F] region, in place (method §1). One invocation per feature.
 // Training: batch mean and biased variance (eps 1e-5), x̂ and 1/σ kept for the backward, and the
 // running statistics of step t updated (momentum 0.1, unbiased variance). Evaluation: the
-// running statistics of step t.
+// running statistics of step t, or (`eval_batch_stats`) the statistics of the batch's valid
+// samples, with nothing written back.
 #import bindings
 #import args
 @group(1) @binding(0) var<storage, read> args: BnArgs;
@@ -21,7 +22,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let beta = params[args.beta + j];
     let rm = args.running + step.t * f + j;
     let rv = args.running + (step.steps + step.t) * f + j;
-    if step.training == 0u {
+    let training = step.training != 0u;
+    if !training && step.eval_batch_stats == 0u {
         let inv = 1.0 / sqrt(work[rv] + EPS);
         let mean = work[rm];
         for (var b = 0u; b < nb; b++) {
@@ -33,23 +35,30 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     // Welford's update: exact for a feature that is constant over the batch (x̂ = 0 exactly, as
     // in PyTorch's double-precision statistics), where a plain sum would leave rounding noise
     // that Adam-type optimizers amplify into real steps.
+    // Statistics over the samples that count: all of them in training, the unpadded ones when an
+    // evaluation normalises a short last batch with its own statistics.
+    let counted = min(step.valid, nb);
     var mean = 0.0;
     var var_sum = 0.0;
-    for (var b = 0u; b < nb; b++) {
+    for (var b = 0u; b < counted; b++) {
         let x = work[args.x + b * f + j];
         let delta = x - mean;
         mean += delta / f32(b + 1u);
         var_sum += delta * (x - mean);
     }
-    let variance = var_sum / f32(nb);
+    let variance = var_sum / f32(counted);
     let inv = 1.0 / sqrt(variance + EPS);
-    work[args.invstd + j] = inv;
     for (var b = 0u; b < nb; b++) {
         let i = b * f + j;
         let xhat = (work[args.x + i] - mean) * inv;
-        work[args.xhat + i] = xhat;
         work[args.x + i] = gamma * xhat + beta;
+        if training {
+            work[args.xhat + i] = xhat;
+        }
     }
-    work[rm] = (1.0 - MOMENTUM) * work[rm] + MOMENTUM * mean;
-    work[rv] = (1.0 - MOMENTUM) * work[rv] + MOMENTUM * var_sum / f32(nb - 1u);
+    if training {
+        work[args.invstd + j] = inv;
+        work[rm] = (1.0 - MOMENTUM) * work[rm] + MOMENTUM * mean;
+        work[rv] = (1.0 - MOMENTUM) * work[rv] + MOMENTUM * var_sum / f32(nb - 1u);
+    }
 }

@@ -363,6 +363,46 @@ fn evaluation_matches_the_reference_and_ignores_padding_rows() {
     }
 }
 
+/// Evaluation with each batch's own batch-norm statistics (`train.eval_batch_norm = "batch"`):
+/// the reference's figures; a short batch padded into a larger engine normalises over its valid
+/// samples only; the running statistics (and every other kept tensor) stay as they were.
+#[test]
+fn evaluation_with_batch_statistics_matches_the_reference_over_valid_samples_only() {
+    let ctx = gpu_common::context();
+    let cfg = classifier(3, &[10, 6], 4, 9, true);
+    assert!(cfg.batch_norm);
+    let settings = TrainingSettings::classification(Optimizer::Adam, 3e-3, AuxTargets::Table);
+    let init = init_params(&cfg, 31);
+    let data = random_batch(&cfg, 3, settings.loss, 32);
+    let initial = InitialState::uniform(&cfg.hidden, 3, &mut Rng::new(33));
+    let mut exact = Engine::new(ctx.clone(), &cfg, &settings, 3, &init).unwrap();
+    let mut padded = Engine::new(ctx.clone(), &cfg, &settings, 5, &init).unwrap();
+    let running = exact.evaluate_sequence(&data, &initial).unwrap();
+    let before = exact.state().unwrap();
+    for e in [&mut exact, &mut padded] {
+        e.poison_scratch().unwrap();
+        e.set_evaluation_batch_statistics(true);
+    }
+    let a = exact.evaluate_sequence(&data, &initial).unwrap();
+    let b = padded.evaluate_sequence(&data, &initial).unwrap();
+    assert_ne!(a.step_loss, running.step_loss, "batch and running statistics give other figures");
+    assert_eq!(a.step_correct, b.step_correct);
+    for (x, y) in a.step_loss.iter().zip(&b.step_loss) {
+        assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "padded loss {y} vs {x}: padding rows counted");
+    }
+    let reference = ReferenceTrainer::new(&cfg, &settings, 3, &init);
+    let (losses, output) = reference.evaluate_sequence_batch_statistics(&data, &initial);
+    for (t, (g, r)) in a.step_loss.iter().zip(&losses).enumerate() {
+        assert!((*g as f64 - r).abs() <= 1e-4 * r.abs().max(1.0), "eval loss of step {t}: {g} vs {r}");
+    }
+    for (g, r) in exact.last_output().unwrap().iter().zip(&output) {
+        assert!((g - r).abs() <= 1e-4 * r.abs().max(1.0), "final readout {g} vs {r}");
+    }
+    for (name, t) in &exact.state().unwrap() {
+        assert_eq!(t.data, before[name].data, "{name} changed by an evaluation");
+    }
+}
+
 /// A fresh engine (every scratch region, carried gradients included, poisoned) and the reference
 /// trainer, both from the weights of seed `seeds[0]`, trained on the same two random sequences
 /// (data and initial state from `seeds[1] + k`, `seeds[2] + k`), every step's loss checked.

@@ -531,4 +531,6 @@ fn weight_sets_after_per_sequence_resets_and_without_a_running_mean() {
         "train.report_weights=running_mean",
     ]);
     assert_refused(&o, &["train.report_weights", "no running mean"]);
+    let o = fptt(&["train", exp.to_str().unwrap(), "--set", "train.eval_batch_norm=batch"]);
+    assert_refused(&o, &["train.eval_batch_norm", "model.batch_norm"]);
 }

@@ -29,7 +29,9 @@ struct StepInfo {
     // Adam/Adamax: lr/(1 − β1ⁿ) and √(1 − β2ⁿ) for this update's n, computed on the host in f64.
     step_size: f32,
     bc2_sqrt: f32,
-    _pad0: u32,
+    // Evaluation only: 1 normalises with the batch's own statistics (over the `valid` samples)
+    // instead of the running ones; nothing is written back.
+    eval_batch_stats: u32,
     _pad1: u32,
 }
 @group(1) @binding(1) var<storage, read> step: StepInfo;

@@ -344,13 +344,28 @@ impl ReferenceTrainer {
     /// `q` read but not written. Returns each step's task loss `ℓ_t` (same formula as in training)
     /// and the final readout `o'` `[B, C]`.
     pub fn evaluate_sequence(&self, batch: &SequenceBatch, init: &InitialState) -> (Vec<f64>, Vec<f32>) {
+        self.evaluate_with(batch, init, false)
+    }
+
+    /// [`ReferenceTrainer::evaluate_sequence`] with batch norm on the batch's own statistics
+    /// (`train.eval_batch_norm = "batch"`); the running statistics are not touched.
+    pub fn evaluate_sequence_batch_statistics(
+        &self,
+        batch: &SequenceBatch,
+        init: &InitialState,
+    ) -> (Vec<f64>, Vec<f32>) {
+        self.evaluate_with(batch, init, true)
+    }
+
+    fn evaluate_with(&self, batch: &SequenceBatch, init: &InitialState, batch_stats: bool) -> (Vec<f64>, Vec<f32>) {
         self.check_batch(batch);
         let (nb, nc, steps) = (self.batch, self.net.cfg.outputs, self.net.cfg.steps);
         let mut state = NetState::start(&self.net.cfg, init, nb);
         let mut losses = Vec::with_capacity(steps);
         for t in 0..steps {
             let x = to_f64(batch.step(t));
-            let cache = self.net.forward(&self.params, &x, &state, nb, Norm::Running { stats: &self.stats, t });
+            let norm = if batch_stats { Norm::Batch } else { Norm::Running { stats: &self.stats, t } };
+            let cache = self.net.forward(&self.params, &x, &state, nb, norm);
             let loss = LossContext::new(self.settings.loss, &batch.targets, t, &self.q);
             losses.push(task_loss(cache.output(), nb, nc, steps, loss).0);
             state = cache.next_state();

@@ -284,6 +284,15 @@ impl Loop<'_> {
             TaskData::Images { n_test, .. } => n_test.div_ceil(bsz),
         };
         let mut adding_rng = Rng::derive(seed, "eval-data");
+        // Batch statistics need batches that mix the classes (test files are often sorted):
+        // then the test split goes in a fixed order shuffled from the seed.
+        let test_order: Vec<usize> = match &self.data {
+            TaskData::Images { n_test, .. } if self.exp.train.eval_batch_stats => {
+                epoch_order(*n_test, true, &mut Rng::derive(seed, "eval-order"))
+            }
+            TaskData::Images { n_test, .. } => (0..*n_test).collect(),
+            TaskData::Adding => Vec::new(),
+        };
         for i in 0..count {
             if self.opts.stop.load(Ordering::SeqCst) {
                 return Ok(None);
@@ -291,8 +300,7 @@ impl Loop<'_> {
             let batch = match &self.data {
                 TaskData::Adding => adding_batch(&mut adding_rng, bsz, self.exp.data.steps),
                 TaskData::Images { test, view, n_test, .. } => {
-                    let idx: Vec<usize> = (i * bsz..((i + 1) * bsz).min(*n_test)).collect();
-                    view.batch(test, &idx)
+                    view.batch(test, &test_order[i * bsz..((i + 1) * bsz).min(*n_test)])
                 }
             };
             let init = self.initial_state(batch.batch, &mut membrane);
@@ -558,6 +566,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
     let layout = ParamLayout::new(&cfg);
     let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &dir.join(CHECKPOINT_FILE), restore)?;
     let mut engine = Engine::new(ctx.clone(), &cfg, &exp.settings(), exp.train.batch, &init)?;
+    engine.set_evaluation_batch_statistics(exp.train.eval_batch_stats);
     if opts.profile && !engine.enable_profiling() {
         eprintln!(
             "warning: {} cannot write timestamps inside compute passes; --profile is off for this run",

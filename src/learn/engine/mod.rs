@@ -107,6 +107,8 @@ pub struct Engine {
     stash: Option<GpuBuffer>,
     /// Whether `W̄` currently sits in the parameters (and `W` in `stash`).
     running_mean_loaded: bool,
+    /// Evaluations normalise with each batch's own statistics instead of the running ones.
+    eval_batch_stats: bool,
 }
 
 impl Engine {
@@ -203,6 +205,7 @@ impl Engine {
             profiler: None,
             stash,
             running_mean_loaded: false,
+            eval_batch_stats: false,
         };
         let table: Vec<f32> = engine
             .plan
@@ -316,6 +319,13 @@ impl Engine {
 
     pub fn settings(&self) -> &TrainingSettings {
         &self.settings
+    }
+
+    /// Which statistics batch norm uses in `evaluate_sequence`: the running statistics of each
+    /// step (false, the method), or each evaluated batch's own, over its valid samples (true; the
+    /// running statistics are neither used nor changed).
+    pub fn set_evaluation_batch_statistics(&mut self, on: bool) {
+        self.eval_batch_stats = on;
     }
 
     /// Switch the auxiliary targets (e.g. uniform for the first epochs, then the table).

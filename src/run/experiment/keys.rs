@@ -187,6 +187,7 @@ pub const RESETS: [(&str, ResetPolicy); 3] =
     [("epoch", ResetPolicy::Epoch), ("sequence", ResetPolicy::Sequence), ("never", ResetPolicy::Never)];
 pub const WEIGHT_SETS: [(&str, WeightSet); 2] =
     [("running_mean", WeightSet::RunningMean), ("current", WeightSet::Current)];
+pub const EVAL_NORMS: [(&str, bool); 2] = [("running", false), ("batch", true)];
 pub const LR_SCHEDULES: [(&str, LrSchedule); 3] =
     [("none", LrSchedule::None), ("step", LrSchedule::Step), ("cosine", LrSchedule::Cosine)];
 /// `train.eprop_update`: whether e-prop updates after every step.
@@ -305,6 +306,8 @@ key_table! {
         "report_weights": Keyword(&["running_mean", "current"]),
             Derived("`running_mean` with `reset = \"epoch\"`, else `current`"), "`running_mean`, `current` (`current` only with `bptt`, `eprop`)",
             "which weights' test metrics are the run's result (the console summary, `fptt summarize`'s final and best): FPTT evaluates both the running mean W̄ and the current W at every evaluation, before the reset (the `weights` column of `metrics.csv`); the default reports the weights the epoch-end reset installs";
+        "eval_batch_norm": Keyword(&["running", "batch"]), Same("\"running\""), "`running`, `batch` (`batch` needs `model.batch_norm`)",
+            "the statistics batch norm uses at evaluation: `running`, the running statistics of each step (docs/method.md §1); `batch`, each test batch's own (over its real samples, the test split in a fixed shuffled order so batches mix the classes; the running statistics are not touched). A diagnostic: see the README's reset study";
         "lr_schedule": Keyword(&["none", "step", "cosine"]), Same("\"none\""), "`none`, `step`, `cosine`",
             "per-epoch learning-rate schedule";
         "lr_decay_epochs": IntArray { min: 1, non_empty: false }, Same("[]"),

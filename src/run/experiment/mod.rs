@@ -165,6 +165,8 @@ pub struct TrainSection {
     pub reset: ResetPolicy,
     /// The result's weight set (always `Current` for BPTT and e-prop).
     pub report_weights: WeightSet,
+    /// Evaluate with each test batch's own batch-norm statistics instead of the running ones.
+    pub eval_batch_stats: bool,
     pub lr_schedule: LrSchedule,
     pub lr_decay_epochs: Vec<usize>,
     pub lr_decay_factor: f64,
@@ -317,6 +319,7 @@ impl Experiment {
             ("train", "aux_uniform_epochs") => int(t.aux_uniform_epochs as u64),
             ("train", "reset") => s(name_of(&keys::RESETS, t.reset)),
             ("train", "report_weights") => s(name_of(&keys::WEIGHT_SETS, t.report_weights)),
+            ("train", "eval_batch_norm") => s(name_of(&keys::EVAL_NORMS, t.eval_batch_stats)),
             ("train", "lr_schedule") => s(name_of(&keys::LR_SCHEDULES, t.lr_schedule)),
             ("train", "lr_decay_epochs") => ints(&t.lr_decay_epochs),
             ("train", "lr_decay_factor") => Value::Float(t.lr_decay_factor),

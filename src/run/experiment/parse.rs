@@ -604,6 +604,14 @@ fn parse_train(mut t: Section, seed: u64, data: &DataSection, model: &ModelSecti
             format!("{} keeps no running mean W̄ to evaluate: leave it out or set \"current\"", rule_title(rule)),
         ));
     }
+    let eval_batch_stats = t.keyword("eval_batch_norm", &keys::EVAL_NORMS, None)?;
+    if eval_batch_stats && !model.batch_norm {
+        return Err(o.key_err(
+            "train.eval_batch_norm",
+            "\"batch\" needs model.batch_norm = true (without batch norm there are no statistics to choose)"
+                .to_string(),
+        ));
+    }
     let lr_schedule = t.keyword("lr_schedule", &keys::LR_SCHEDULES, None)?;
     let lr_decay_epochs = t.int_array("lr_decay_epochs")?;
     if lr_decay_epochs.windows(2).any(|w| w[0] >= w[1]) {
@@ -628,6 +636,7 @@ fn parse_train(mut t: Section, seed: u64, data: &DataSection, model: &ModelSecti
         aux_uniform_epochs,
         reset,
         report_weights,
+        eval_batch_stats,
         lr_schedule,
         lr_decay_epochs,
         lr_decay_factor,
