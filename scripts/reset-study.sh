@@ -9,7 +9,9 @@
 #       64 neurons, batch norm, Adamax 3e-3, α 0.1, β 0.5, no auxiliary loss, zero initial state,
 #       fixed order. About 13 minutes an epoch on 2 CPU cores (lavapipe).
 # T49:  the same recipe at 16 pixels per step (T = 49), 5 epochs, varying one thing at a time:
-#       the learning rate, α, β, batch norm, the reset policy. A few minutes each on 2 cores.
+#       the learning rate, α, β, batch norm, the reset policy, the initial membrane, and evaluation
+#       with batch statistics.
+#       A few minutes each on 2 cores.
 # adding: the adding task at T = 20 (experiments/adding-quick.toml), reset at every evaluation
 #       and never.
 # A run directory that exists is resumed (so the script can be stopped and run again).
@@ -58,7 +60,9 @@ if [ -z "$only" ] || [ "$only" = T49 ]; then
     run T49-beta0.1 "${t49[@]}" --set train.beta=0.1
     run T49-beta1 "${t49[@]}" --set train.beta=1.0
     run T49-no-bn "${t49[@]}" --set model.batch_norm=false
+    run T49-eval-batch-stats "${t49[@]}" --set train.eval_batch_norm=batch
     run T49-reset-never "${t49[@]}" --set train.reset=never
+    run T49-uniform-membrane "${t49[@]}" --set data.initial_membrane=uniform
 fi
 if [ -z "$only" ] || [ "$only" = adding ]; then
     run adding-T20 experiments/adding-quick.toml

@@ -533,4 +533,48 @@ fn weight_sets_after_per_sequence_resets_and_without_a_running_mean() {
     assert_refused(&o, &["train.report_weights", "no running mean"]);
     let o = fptt(&["train", exp.to_str().unwrap(), "--set", "train.eval_batch_norm=batch"]);
     assert_refused(&o, &["train.eval_batch_norm", "model.batch_norm"]);
+    let o = fptt(&["train", exp.to_str().unwrap(), "--set", "train.eval_train_samples=8"]);
+    assert_refused(&o, &["train.eval_train_samples", "adding"]);
+}
+
+/// `train.eval_train_samples`: training samples evaluated with frozen weights, for W and W̄, as
+/// `train_frozen` rows next to the test rows. With a learning rate too small to move an f32 weight,
+/// no batch norm, no auxiliary loss and zero initial membranes, training is itself a frozen
+/// forward pass, so the `train` row of the same 16 samples must agree with them.
+#[test]
+fn training_samples_evaluated_with_frozen_weights() {
+    let dir = scratch("cli-frozen");
+    let exp = write(&dir, "s.toml", TINY_SMNIST);
+    let out = dir.join("run");
+    let mut args = vec!["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    for set in [
+        "train.epochs=1",
+        "train.eval_train_samples=16",
+        "train.lr=1e-30",
+        "train.aux=off",
+        "data.max_train_samples=16",
+        "data.initial_membrane=zero",
+        "output.report_every=100",
+    ] {
+        args.extend(["--set", set]);
+    }
+    let o = fptt(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, rows) = csv_rows(&out.join("metrics.csv"));
+    let kinds: Vec<(&str, &str)> = rows.iter().map(|r| (r[3].as_str(), r[4].as_str())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("train", "current"),
+            ("test", "current"),
+            ("train_frozen", "current"),
+            ("test", "running_mean"),
+            ("train_frozen", "running_mean")
+        ]
+    );
+    let num = |r: usize, c: usize| rows[r][c].parse::<f64>().unwrap();
+    for frozen in [2, 4] {
+        assert_eq!(num(frozen, 6), num(0, 6), "accuracy of the same samples, frozen and in training");
+        assert!((num(frozen, 5) - num(0, 5)).abs() <= 1e-4 * num(0, 5), "loss {} vs {}", num(frozen, 5), num(0, 5));
+    }
 }

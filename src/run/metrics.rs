@@ -34,8 +34,11 @@ pub const COLUMNS: [&str; 18] = [
 /// Which rows a CSV line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SplitKind {
+    /// Training batches as they trained (the weights change within each sequence).
     Train,
     Test,
+    /// The first `train.eval_train_samples` training samples, evaluated with frozen weights.
+    TrainFrozen,
 }
 
 impl SplitKind {
@@ -43,6 +46,7 @@ impl SplitKind {
         match self {
             SplitKind::Train => "train",
             SplitKind::Test => "test",
+            SplitKind::TrainFrozen => "train_frozen",
         }
     }
 }

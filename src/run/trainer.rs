@@ -236,8 +236,8 @@ impl Loop<'_> {
         };
         let weights = match (row.split, row.weights) {
             (SplitKind::Train, _) => "",
-            (SplitKind::Test, WeightSet::Current) => " (W)",
-            (SplitKind::Test, WeightSet::RunningMean) => " (W̄)",
+            (_, WeightSet::Current) => " (W)",
+            (_, WeightSet::RunningMean) => " (W̄)",
         };
         let norms = match (row.w_minus_wbar_norm, row.lambda_norm) {
             (Some(d), Some(l)) if row.weights == WeightSet::RunningMean => format!(" · ‖W−W̄‖ {d:.3} · ‖λ‖ {l:.3}"),
@@ -272,26 +272,31 @@ impl Loop<'_> {
     }
 
     /// The test split (classification) or `eval_batches` fresh adding batches from a fixed
-    /// stream; initial membranes from a fixed stream too, so evaluations are deterministic.
-    fn evaluate(&mut self) -> Result<Option<(Tally, f64)>, RunError> {
+    /// stream, or (`split = TrainFrozen`) the first `eval_train_samples` training samples;
+    /// initial membranes from a fixed stream too, so evaluations are deterministic.
+    fn evaluate(&mut self, split: SplitKind) -> Result<Option<(Tally, f64)>, RunError> {
         let started = Instant::now();
         let seed = self.exp.seed;
         let mut membrane = Rng::derive(seed, "eval-membrane");
         let mut tally = Tally::default();
         let bsz = self.exp.train.batch;
+        let frozen = split == SplitKind::TrainFrozen;
+        let n_eval = match &self.data {
+            TaskData::Images { n_train, .. } if frozen => self.exp.train.eval_train_samples.min(*n_train),
+            TaskData::Images { n_test, .. } => *n_test,
+            TaskData::Adding => 0,
+        };
         let count = match &self.data {
             TaskData::Adding => self.exp.train.eval_batches,
-            TaskData::Images { n_test, .. } => n_test.div_ceil(bsz),
+            TaskData::Images { .. } => n_eval.div_ceil(bsz),
         };
         let mut adding_rng = Rng::derive(seed, "eval-data");
         // Batch statistics need batches that mix the classes (test files are often sorted):
-        // then the test split goes in a fixed order shuffled from the seed.
-        let test_order: Vec<usize> = match &self.data {
-            TaskData::Images { n_test, .. } if self.exp.train.eval_batch_stats => {
-                epoch_order(*n_test, true, &mut Rng::derive(seed, "eval-order"))
-            }
-            TaskData::Images { n_test, .. } => (0..*n_test).collect(),
-            TaskData::Adding => Vec::new(),
+        // then the samples go in a fixed order shuffled from the seed.
+        let order: Vec<usize> = if self.exp.train.eval_batch_stats {
+            epoch_order(n_eval, true, &mut Rng::derive(seed, "eval-order"))
+        } else {
+            (0..n_eval).collect()
         };
         for i in 0..count {
             if self.opts.stop.load(Ordering::SeqCst) {
@@ -299,8 +304,8 @@ impl Loop<'_> {
             }
             let batch = match &self.data {
                 TaskData::Adding => adding_batch(&mut adding_rng, bsz, self.exp.data.steps),
-                TaskData::Images { test, view, n_test, .. } => {
-                    view.batch(test, &test_order[i * bsz..((i + 1) * bsz).min(*n_test)])
+                TaskData::Images { test, train, view, .. } => {
+                    view.batch(if frozen { train } else { test }, &order[i * bsz..((i + 1) * bsz).min(n_eval)])
                 }
             };
             let init = self.initial_state(batch.batch, &mut membrane);
@@ -315,8 +320,9 @@ impl Loop<'_> {
     }
 
     /// The evaluation of an epoch's end: the current weights W and (FPTT) the running mean W̄,
-    /// each a `test` row with the network's `‖W − W̄‖` and `‖λ‖`, and `norms.csv` per layer.
-    /// Neither weight set changes. Returns false when a stop request cut it short.
+    /// each a `test` row with the network's `‖W − W̄‖` and `‖λ‖` (and a `train_frozen` row when
+    /// `eval_train_samples` asks), and `norms.csv` per layer. Neither weight set changes.
+    /// Returns false when a stop request cut it short.
     fn evaluate_both(&mut self, epoch: usize) -> Result<bool, RunError> {
         let norms = match self.norms {
             Some(_) => layer_norms(&self.engine.state()?, self.exp.model.hidden.len()),
@@ -331,13 +337,22 @@ impl Loop<'_> {
                 }
                 self.engine.load_running_mean_for_evaluation()?;
             }
-            let result = self.evaluate();
+            let mut splits = vec![SplitKind::Test];
+            if self.exp.train.eval_train_samples > 0 {
+                splits.push(SplitKind::TrainFrozen);
+            }
+            for split in splits {
+                let result = self.evaluate(split);
+                if matches!(result, Err(_) | Ok(None)) {
+                    self.engine.restore_current_weights()?;
+                }
+                let Some((tally, seconds)) = result? else { return Ok(false) };
+                let mut row = self.row(split, weights, epoch, &tally, seconds);
+                row.w_minus_wbar_norm = total.as_ref().map(|n| n.w_minus_wbar);
+                row.lambda_norm = total.as_ref().map(|n| n.lambda);
+                rows.push(row);
+            }
             self.engine.restore_current_weights()?;
-            let Some((tally, seconds)) = result? else { return Ok(false) };
-            let mut row = self.row(SplitKind::Test, weights, epoch, &tally, seconds);
-            row.w_minus_wbar_norm = total.as_ref().map(|n| n.w_minus_wbar);
-            row.lambda_norm = total.as_ref().map(|n| n.lambda);
-            rows.push(row);
         }
         for row in &rows {
             self.csv.write(row)?;
@@ -348,7 +363,7 @@ impl Loop<'_> {
             writer.write(epoch, self.pos.iteration, norms)?;
         }
         let report = self.exp.train.report_weights;
-        self.last_test = rows.into_iter().find(|r| r.weights == report);
+        self.last_test = rows.into_iter().find(|r| r.split == SplitKind::Test && r.weights == report);
         Ok(true)
     }
 

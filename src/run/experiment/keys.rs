@@ -308,6 +308,8 @@ key_table! {
             "which weights' test metrics are the run's result (the console summary, `fptt summarize`'s final and best): FPTT evaluates both the running mean W̄ and the current W at every evaluation, before the reset (the `weights` column of `metrics.csv`); the default reports the weights the epoch-end reset installs";
         "eval_batch_norm": Keyword(&["running", "batch"]), Same("\"running\""), "`running`, `batch` (`batch` needs `model.batch_norm`)",
             "the statistics batch norm uses at evaluation: `running`, the running statistics of each step (docs/method.md §1); `batch`, each test batch's own (over its real samples, the test split in a fixed shuffled order so batches mix the classes; the running statistics are not touched). A diagnostic: see the README's reset study";
+        "eval_train_samples": Int { min: 0 }, Same("0"), "integer ≥ 0 (image tasks)",
+            "at every evaluation, also evaluate the first N training samples with the weights frozen, for each weight set (`train_frozen` rows): the training accuracy without the adaptation within each sequence that the `train` rows include (one-step FPTT updates at every step, each with the sequence's label)";
         "lr_schedule": Keyword(&["none", "step", "cosine"]), Same("\"none\""), "`none`, `step`, `cosine`",
             "per-epoch learning-rate schedule";
         "lr_decay_epochs": IntArray { min: 1, non_empty: false }, Same("[]"),

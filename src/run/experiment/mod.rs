@@ -167,6 +167,8 @@ pub struct TrainSection {
     pub report_weights: WeightSet,
     /// Evaluate with each test batch's own batch-norm statistics instead of the running ones.
     pub eval_batch_stats: bool,
+    /// Also evaluate this many training samples with frozen weights (image tasks; 0 = none).
+    pub eval_train_samples: usize,
     pub lr_schedule: LrSchedule,
     pub lr_decay_epochs: Vec<usize>,
     pub lr_decay_factor: f64,
@@ -320,6 +322,7 @@ impl Experiment {
             ("train", "reset") => s(name_of(&keys::RESETS, t.reset)),
             ("train", "report_weights") => s(name_of(&keys::WEIGHT_SETS, t.report_weights)),
             ("train", "eval_batch_norm") => s(name_of(&keys::EVAL_NORMS, t.eval_batch_stats)),
+            ("train", "eval_train_samples") => int(t.eval_train_samples as u64),
             ("train", "lr_schedule") => s(name_of(&keys::LR_SCHEDULES, t.lr_schedule)),
             ("train", "lr_decay_epochs") => ints(&t.lr_decay_epochs),
             ("train", "lr_decay_factor") => Value::Float(t.lr_decay_factor),

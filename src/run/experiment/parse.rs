@@ -612,6 +612,13 @@ fn parse_train(mut t: Section, seed: u64, data: &DataSection, model: &ModelSecti
                 .to_string(),
         ));
     }
+    let eval_train_samples = t.usize("eval_train_samples")?;
+    if eval_train_samples > 0 && data.task == super::Task::Adding {
+        return Err(o.key_err(
+            "train.eval_train_samples",
+            "the adding task draws fresh batches for every evaluation already; leave it out".to_string(),
+        ));
+    }
     let lr_schedule = t.keyword("lr_schedule", &keys::LR_SCHEDULES, None)?;
     let lr_decay_epochs = t.int_array("lr_decay_epochs")?;
     if lr_decay_epochs.windows(2).any(|w| w[0] >= w[1]) {
@@ -637,6 +644,7 @@ fn parse_train(mut t: Section, seed: u64, data: &DataSection, model: &ModelSecti
         reset,
         report_weights,
         eval_batch_stats,
+        eval_train_samples,
         lr_schedule,
         lr_decay_epochs,
         lr_decay_factor,
