@@ -483,23 +483,24 @@ fn summarize_lines_up_runs_from_their_files() {
 fn weight_sets_after_per_sequence_resets_and_without_a_running_mean() {
     let dir = scratch("cli-weights");
     let exp = write(&dir, "a.toml", TINY_ADDING);
-    let test_rows = |out: &Path| {
+    // One epoch into `dir/name` with `set`; its test rows.
+    let test_rows = |name: &str, set: &str| {
+        let out = dir.join(name);
+        let o = fptt(&[
+            "train",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "train.epochs=1",
+            "--set",
+            set,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
         let (_, rows) = csv_rows(&out.join("metrics.csv"));
         rows.into_iter().filter(|r| r[3] == "test").collect::<Vec<_>>()
     };
-    let seq = dir.join("sequence");
-    let o = fptt(&[
-        "train",
-        exp.to_str().unwrap(),
-        "--out",
-        seq.to_str().unwrap(),
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "train.reset=sequence",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rows = test_rows(&seq);
+    let rows = test_rows("sequence", "train.reset=sequence");
     assert_eq!(rows.len(), 2);
     assert_eq!((rows[0][4].as_str(), rows[1][4].as_str()), ("current", "running_mean"));
     assert_eq!(rows[0][5..9], rows[1][5..9], "W = W̄ after a per-sequence reset: the same loss and MSE");
@@ -507,18 +508,7 @@ fn weight_sets_after_per_sequence_resets_and_without_a_running_mean() {
     assert!(rows[0][10].parse::<f64>().unwrap() > 0.0, "‖λ‖ after training");
 
     let bptt = dir.join("bptt");
-    let o = fptt(&[
-        "train",
-        exp.to_str().unwrap(),
-        "--out",
-        bptt.to_str().unwrap(),
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "train.rule=bptt",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rows = test_rows(&bptt);
+    let rows = test_rows("bptt", "train.rule=bptt");
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0][4].as_str(), rows[0][9].as_str(), rows[0][10].as_str()), ("current", "", ""));
     assert!(!bptt.join("norms.csv").exists());
