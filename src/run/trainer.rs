@@ -478,6 +478,17 @@ impl Loop<'_> {
     }
 }
 
+/// A setting whose test figures are known to mislead (the README's reset study).
+fn evaluation_warning(exp: &Experiment) -> Option<String> {
+    (exp.model.batch_norm && exp.data.initial_membrane == Membrane::Zero && !exp.train.eval_batch_stats).then(|| {
+        "per-step batch norm with data.initial_membrane = \"zero\": the first steps' features are the same \
+         for every sample, their running variance goes to ~0 and evaluation with running statistics \
+         amplifies any offset ~300×; test accuracy tends to collapse to one class (README, reset study). \
+         \"uniform\" (the image tasks' default) avoids it"
+            .to_string()
+    })
+}
+
 /// Training batches per epoch: `eval_every` iterations (adding), else the full batches of the
 /// training split (the last partial batch is dropped).
 fn batches_per_epoch(exp: &Experiment, data: &TaskData) -> Result<usize, RunError> {
@@ -561,6 +572,9 @@ fn fresh_run_record(
 
 /// Train `exp` (or continue the run in `opts.out` when `opts.resume`).
 pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunError> {
+    if let Some(warning) = evaluation_warning(exp) {
+        eprintln!("warning: {warning}");
+    }
     let (mut dir, numbered) = run_dir(exp, opts);
     check_run_dir(&dir, opts)?;
     // A resume of a run stopped before its first checkpoint starts it again from the beginning,
