@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -246,7 +247,16 @@ struct TrainArgs {
     /// Progress display on stderr: auto (a bar on a terminal, log lines otherwise), bar, log, quiet.
     #[arg(long, default_value = "auto", value_parser = parse_progress)]
     progress: ProgressMode,
+    /// Wall-clock seconds from this command's start: at the first sequence or epoch end after
+    /// it, write a checkpoint and exit with status 75 (continue with --resume DIR, exactly as if
+    /// never stopped). An evaluation in progress finishes first.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_time_limit)]
+    time_limit: Option<f64>,
 }
+
+/// The exit status of a run stopped at its `--time-limit` (sysexits' EX_TEMPFAIL: try again,
+/// here with --resume).
+const EXIT_TIME_LIMIT: u8 = 75;
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     s.parse()
@@ -265,6 +275,13 @@ fn parse_x_axis(s: &str) -> Result<fptt::plot::XAxis, String> {
         "iteration" => Ok(fptt::plot::XAxis::Iteration),
         "time" => Ok(fptt::plot::XAxis::Time),
         _ => Err(format!("expected iteration or time, found {s:?}")),
+    }
+}
+
+fn parse_time_limit(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x < 1e9 => Ok(x),
+        _ => Err(format!("expected a number of seconds > 0, found {s:?}")),
     }
 }
 
@@ -291,7 +308,7 @@ fn devices() -> Result<()> {
     Ok(())
 }
 
-fn train(args: TrainArgs) -> Result<ExitCode> {
+fn train(args: TrainArgs, started: Instant) -> Result<ExitCode> {
     let (experiment, out, resume) = match (&args.resume, &args.experiment) {
         (Some(dir), None) => (run::resume_experiment(dir, &args.set)?, Some(dir.clone()), true),
         (Some(_), Some(_)) => anyhow::bail!(
@@ -330,6 +347,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         stop,
         context: None,
         profile: args.profile,
+        deadline: args.time_limit.map(|s| started + Duration::from_secs_f64(s)),
     };
     let summary = run::train(&experiment, &opts).with_context(|| format!("experiment `{}` failed", experiment.name))?;
     let score = match &summary.last_test {
@@ -349,6 +367,16 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         );
         println!("metrics: {}", summary.metrics.display());
         return Ok(ExitCode::from(130));
+    }
+    if summary.time_limited {
+        eprintln!(
+            "time limit reached at iteration {} ({:.1} s of the run so far){score}; resume with: fptt train --resume {}",
+            summary.iterations,
+            summary.elapsed_s,
+            summary.dir.display()
+        );
+        println!("metrics: {}", summary.metrics.display());
+        return Ok(ExitCode::from(EXIT_TIME_LIMIT));
     }
     eprintln!(
         "done: {} iterations, {} epochs in {:.1} s on {}{score}",
@@ -449,10 +477,12 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    // --time-limit counts from here, so that it bounds the device setup too.
+    let started = Instant::now();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices => devices().map(|_| ExitCode::SUCCESS),
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(args, started),
         Command::Bench(args) => bench(args),
         Command::Summarize(args) => summarize(args),
         Command::Plot(args) => plot(args),

@@ -137,6 +137,33 @@ fn sigterm_and_sighup_write_a_checkpoint_and_exit_130_like_ctrl_c() {
 }
 
 #[test]
+fn a_time_limit_writes_a_checkpoint_and_exits_75() {
+    let dir = scratch("rel-time-limit");
+    let exp = write(&dir, "a.toml", TINY_ADDING);
+    let out = dir.join("run");
+    let o = fptt(&["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--time-limit", "0.001"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(75), "{err}");
+    assert!(err.contains("time limit reached") && err.contains("--resume"), "{err}");
+    let (_, meta) = fptt::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(meta["fptt.iteration"], "1");
+    // Refused before any work: not a positive number of seconds.
+    for bad in ["0", "-5", "soon", "inf"] {
+        let o = fptt(&[
+            "train",
+            exp.to_str().unwrap(),
+            "--out",
+            dir.join("x").to_str().unwrap(),
+            &format!("--time-limit={bad}"),
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("expected a number of seconds > 0"), "{bad}: {err}");
+        assert!(!dir.join("x").exists());
+    }
+}
+
+#[test]
 fn a_nan_in_a_loaded_checkpoint_is_refused_naming_the_tensor() {
     let dir = scratch("rel-nan");
     let out = one_epoch(&dir);
