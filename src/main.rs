@@ -122,6 +122,12 @@ struct SummarizeArgs {
     /// Also write the summary as CSV.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// One line per task, network, rule, T and batch (the seeds of one configuration): mean ±
+    /// sample standard deviation over its runs of the final, best and last training value,
+    /// iterations (mean and range) and wall time. Give it one configuration's seeds at a time:
+    /// runs that differ in anything else not shown (say the learning rate) are grouped too.
+    #[arg(long)]
+    group: bool,
 }
 
 #[derive(clap::Args)]
@@ -425,8 +431,25 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
 }
 
 fn summarize(args: SummarizeArgs) -> Result<ExitCode> {
-    use fptt::run::summary::{summarize, RunSummaryRow, SUMMARY_COLUMNS};
+    use fptt::run::summary::{group, summarize, GroupRow, RunSummaryRow, GROUP_COLUMNS, SUMMARY_COLUMNS};
     let rows = args.dirs.iter().map(|dir| summarize(dir)).collect::<Result<Vec<_>, _>>()?;
+    if args.group {
+        let groups = group(&rows);
+        println!("{}", GroupRow::MARKDOWN_HEADER);
+        for g in &groups {
+            println!("{}", g.markdown());
+        }
+        if let Some(out) = &args.out {
+            let mut csv = csv::Writer::from_path(out).with_context(|| format!("writing {}", out.display()))?;
+            csv.write_record(GROUP_COLUMNS)?;
+            for g in &groups {
+                csv.write_record(g.csv_record())?;
+            }
+            csv.flush()?;
+            println!("csv: {}", out.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{}", RunSummaryRow::MARKDOWN_HEADER);
     for row in &rows {
         println!("{}", row.markdown());
