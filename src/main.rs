@@ -260,6 +260,9 @@ struct TrainArgs {
     time_limit: Option<f64>,
 }
 
+/// Signals this close to the first interrupt are the same interrupt delivered twice.
+const SAME_INTERRUPT: Duration = Duration::from_secs(1);
+
 /// The exit status of a run stopped at its `--time-limit` (sysexits' EX_TEMPFAIL: try again,
 /// here with --resume).
 const EXIT_TIME_LIMIT: u8 = 75;
@@ -328,13 +331,21 @@ fn train(args: TrainArgs, started: Instant) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
+        let first = std::sync::OnceLock::new();
         // Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature): a batch scheduler's or a
         // closed terminal's stop keeps the run as Ctrl-C does.
         ctrlc::set_handler(move || {
             if stop.swap(true, Ordering::SeqCst) {
+                // One stop can arrive twice at once: `timeout` signals the command and then its
+                // process group, and a terminal's Ctrl-C reaches a wrapper that passes it on too.
+                // Only a second interrupt a moment later means "quit now".
+                if first.get().is_some_and(|t: &Instant| t.elapsed() < SAME_INTERRUPT) {
+                    return;
+                }
                 eprintln!("\nsecond interrupt: exiting without a checkpoint");
                 std::process::exit(130);
             }
+            let _ = first.set(Instant::now());
             eprintln!(
                 "\ninterrupted (Ctrl-C, SIGTERM or SIGHUP): stopping after the current sequence \
                  (interrupt again to quit at once)"
