@@ -185,7 +185,8 @@ hidden = [8]
 [train]
 lr = 0.01
 batch = 8
-epochs = 2
+epochs = 3
+max_iterations = 8
 eval_every = 5
 eval_batches = 2
 [output]
@@ -205,7 +206,8 @@ report_every = 2
     };
     let whole = train(&exp, &opts(&a, false, None)).unwrap();
     assert!(!whole.time_limited && !whole.interrupted);
-    assert_eq!(whole.iterations, 10);
+    // Epochs of 5 iterations; max_iterations ends the second after 3, with its reset and evaluation.
+    assert_eq!((whole.iterations, whole.epochs_done), (8, 2));
 
     let first = train(&exp, &opts(&b, false, Some(Instant::now()))).unwrap();
     assert!(first.time_limited && !first.interrupted);
@@ -216,13 +218,13 @@ report_every = 2
         let s = train(&exp, &opts(&b, true, Some(Instant::now()))).unwrap();
         calls += 1;
         if !s.time_limited {
-            assert_eq!((s.iterations, s.epochs_done), (10, 2));
+            assert_eq!((s.iterations, s.epochs_done), (8, 2), "the last epoch's end, after a stop at the cap");
             break;
         }
         assert!(calls < 30, "no progress after {calls} calls");
     }
     // One call per sequence and one per epoch end (the last one ends the run instead of stopping).
-    assert_eq!(calls, 10 + 2);
+    assert_eq!(calls, 8 + 2);
     assert_same_checkpoint(&a, &b);
     assert_same_metrics(&a, &b);
 }

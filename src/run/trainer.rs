@@ -342,7 +342,9 @@ impl Loop<'_> {
         let bsz = t.batch;
         let report_every = self.exp.output.report_every;
         let mut window_start = Instant::now();
-        while self.pos.epochs_done < t.epochs && self.pos.iteration < cap {
+        // An epoch stopped after its last sequence (at the cap, say) still owes its end: the reset,
+        // evaluation and checkpoint an uninterrupted run makes there.
+        while self.pos.epochs_done < t.epochs && (self.pos.iteration < cap || self.pos.batch_in_epoch > 0) {
             let epoch = self.pos.epochs_done;
             self.engine.set_lr(self.exp.lr_at_epoch(epoch) as f32);
             self.engine.set_aux_targets(self.exp.aux_at_epoch(epoch));
