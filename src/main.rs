@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -121,6 +122,12 @@ struct SummarizeArgs {
     /// Also write the summary as CSV.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// One line per task, network, rule, T and batch (the seeds of one configuration): mean ±
+    /// sample standard deviation over its runs of the final, best and last training value,
+    /// iterations (mean and range) and wall time. Give it one configuration's seeds at a time:
+    /// runs that differ in anything else not shown (say the learning rate) are grouped too.
+    #[arg(long)]
+    group: bool,
 }
 
 #[derive(clap::Args)]
@@ -246,7 +253,19 @@ struct TrainArgs {
     /// Progress display on stderr: auto (a bar on a terminal, log lines otherwise), bar, log, quiet.
     #[arg(long, default_value = "auto", value_parser = parse_progress)]
     progress: ProgressMode,
+    /// Wall-clock seconds from this command's start: at the first sequence or epoch end after
+    /// it, write a checkpoint and exit with status 75 (continue with --resume DIR, exactly as if
+    /// never stopped). An evaluation in progress finishes first.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_time_limit)]
+    time_limit: Option<f64>,
 }
+
+/// Signals this close to the first interrupt are the same interrupt delivered twice.
+const SAME_INTERRUPT: Duration = Duration::from_secs(1);
+
+/// The exit status of a run stopped at its `--time-limit` (sysexits' EX_TEMPFAIL: try again,
+/// here with --resume).
+const EXIT_TIME_LIMIT: u8 = 75;
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     s.parse()
@@ -265,6 +284,13 @@ fn parse_x_axis(s: &str) -> Result<fptt::plot::XAxis, String> {
         "iteration" => Ok(fptt::plot::XAxis::Iteration),
         "time" => Ok(fptt::plot::XAxis::Time),
         _ => Err(format!("expected iteration or time, found {s:?}")),
+    }
+}
+
+fn parse_time_limit(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x < 1e9 => Ok(x),
+        _ => Err(format!("expected a number of seconds > 0, found {s:?}")),
     }
 }
 
@@ -291,7 +317,7 @@ fn devices() -> Result<()> {
     Ok(())
 }
 
-fn train(args: TrainArgs) -> Result<ExitCode> {
+fn train(args: TrainArgs, started: Instant) -> Result<ExitCode> {
     let (experiment, out, resume) = match (&args.resume, &args.experiment) {
         (Some(dir), None) => (run::resume_experiment(dir, &args.set)?, Some(dir.clone()), true),
         (Some(_), Some(_)) => anyhow::bail!(
@@ -305,13 +331,21 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
+        let first = std::sync::OnceLock::new();
         // Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature): a batch scheduler's or a
         // closed terminal's stop keeps the run as Ctrl-C does.
         ctrlc::set_handler(move || {
             if stop.swap(true, Ordering::SeqCst) {
+                // One stop can arrive twice at once: `timeout` signals the command and then its
+                // process group, and a terminal's Ctrl-C reaches a wrapper that passes it on too.
+                // Only a second interrupt a moment later means "quit now".
+                if first.get().is_some_and(|t: &Instant| t.elapsed() < SAME_INTERRUPT) {
+                    return;
+                }
                 eprintln!("\nsecond interrupt: exiting without a checkpoint");
                 std::process::exit(130);
             }
+            let _ = first.set(Instant::now());
             eprintln!(
                 "\ninterrupted (Ctrl-C, SIGTERM or SIGHUP): stopping after the current sequence \
                  (interrupt again to quit at once)"
@@ -330,6 +364,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         stop,
         context: None,
         profile: args.profile,
+        deadline: args.time_limit.map(|s| started + Duration::from_secs_f64(s)),
     };
     let summary = run::train(&experiment, &opts).with_context(|| format!("experiment `{}` failed", experiment.name))?;
     let score = match &summary.last_test {
@@ -349,6 +384,16 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
         );
         println!("metrics: {}", summary.metrics.display());
         return Ok(ExitCode::from(130));
+    }
+    if summary.time_limited {
+        eprintln!(
+            "time limit reached at iteration {} ({:.1} s of the run so far){score}; resume with: fptt train --resume {}",
+            summary.iterations,
+            summary.elapsed_s,
+            summary.dir.display()
+        );
+        println!("metrics: {}", summary.metrics.display());
+        return Ok(ExitCode::from(EXIT_TIME_LIMIT));
     }
     eprintln!(
         "done: {} iterations, {} epochs in {:.1} s on {}{score}",
@@ -397,8 +442,25 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
 }
 
 fn summarize(args: SummarizeArgs) -> Result<ExitCode> {
-    use fptt::run::summary::{summarize, RunSummaryRow, SUMMARY_COLUMNS};
+    use fptt::run::summary::{group, summarize, GroupRow, RunSummaryRow, GROUP_COLUMNS, SUMMARY_COLUMNS};
     let rows = args.dirs.iter().map(|dir| summarize(dir)).collect::<Result<Vec<_>, _>>()?;
+    if args.group {
+        let groups = group(&rows);
+        println!("{}", GroupRow::MARKDOWN_HEADER);
+        for g in &groups {
+            println!("{}", g.markdown());
+        }
+        if let Some(out) = &args.out {
+            let mut csv = csv::Writer::from_path(out).with_context(|| format!("writing {}", out.display()))?;
+            csv.write_record(GROUP_COLUMNS)?;
+            for g in &groups {
+                csv.write_record(g.csv_record())?;
+            }
+            csv.flush()?;
+            println!("csv: {}", out.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{}", RunSummaryRow::MARKDOWN_HEADER);
     for row in &rows {
         println!("{}", row.markdown());
@@ -449,10 +511,12 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    // --time-limit counts from here, so that it bounds the device setup too.
+    let started = Instant::now();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices => devices().map(|_| ExitCode::SUCCESS),
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(args, started),
         Command::Bench(args) => bench(args),
         Command::Summarize(args) => summarize(args),
         Command::Plot(args) => plot(args),

@@ -471,6 +471,20 @@ fn summarize_lines_up_runs_from_their_files() {
         ("adding", "fptt", "mse")
     );
     assert_eq!(row[col("device_type")], metrics[0][17]);
+    let trains: Vec<&Vec<String>> = metrics.iter().filter(|r| r[3] == "train").collect();
+    assert_eq!(row[col("final_train")], trains.last().unwrap()[7]);
+
+    // --group: the one run is a group of one, its values the run's own.
+    let grouped = dir.join("groups.csv");
+    let o = fptt(&["summarize", "--group", run.to_str().unwrap(), "--out", grouped.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("| network | rule | T |"));
+    let (gheader, groups) = csv_rows(&grouped);
+    assert_eq!(gheader, fptt::run::summary::GROUP_COLUMNS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let gcol = |name: &str| gheader.iter().position(|h| h == name).unwrap();
+    assert_eq!((groups.len(), groups[0][gcol("runs")].as_str()), (1, "1"));
+    assert_eq!(groups[0][gcol("final_test_mean")].parse::<f64>().unwrap(), *tests.last().unwrap());
+    assert_eq!(groups[0][gcol("final_test_std")], "", "no std of one run");
 
     let o = fptt(&["summarize", dir.join("no-run").to_str().unwrap()]);
     assert_refused(&o, &["config.toml"]);

@@ -137,6 +137,67 @@ fn sigterm_and_sighup_write_a_checkpoint_and_exit_130_like_ctrl_c() {
     }
 }
 
+/// `timeout` sends its SIGTERM to the command and then to its process group, so the command can
+/// see two in a row (it did, under load, in scripts/reproduce.sh's smoke run): two within a second
+/// are one stop (with a checkpoint), not the "second interrupt" that quits without one. Long
+/// sequences, so that the second signal arrives while the first one's sequence still runs.
+#[test]
+fn two_signals_at_once_are_one_interrupt() {
+    let dir = scratch("rel-sig-twice");
+    let exp = write(&dir, "a.toml", TINY_ADDING);
+    let out = dir.join("run");
+    let child = bin()
+        .args(["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--progress", "log"])
+        .args(["--set", "train.epochs=1000", "--set", "output.report_every=1", "--set", "data.steps=4000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(out.join("metrics.csv")).unwrap_or_default().lines().count() < 2 {
+        assert!(Instant::now() < deadline, "the run never started training");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..2 {
+        let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(!err.contains("second interrupt") && err.contains("--resume"), "{err}");
+    let (_, meta) = fptt::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    assert!(meta["fptt.iteration"].parse::<u64>().unwrap() >= 1);
+}
+
+#[test]
+fn a_time_limit_writes_a_checkpoint_and_exits_75() {
+    let dir = scratch("rel-time-limit");
+    let exp = write(&dir, "a.toml", TINY_ADDING);
+    let out = dir.join("run");
+    let o = fptt(&["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--time-limit", "0.001"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(75), "{err}");
+    assert!(err.contains("time limit reached") && err.contains("--resume"), "{err}");
+    let (_, meta) = fptt::checkpoint::load(&out.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(meta["fptt.iteration"], "1");
+    // Refused before any work: not a positive number of seconds.
+    for bad in ["0", "-5", "soon", "inf"] {
+        let o = fptt(&[
+            "train",
+            exp.to_str().unwrap(),
+            "--out",
+            dir.join("x").to_str().unwrap(),
+            &format!("--time-limit={bad}"),
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("expected a number of seconds > 0"), "{bad}: {err}");
+        assert!(!dir.join("x").exists());
+    }
+}
+
 #[test]
 fn a_nan_in_a_loaded_checkpoint_is_refused_naming_the_tensor() {
     let dir = scratch("rel-nan");

@@ -161,3 +161,70 @@ report_every = 3
 "#,
     );
 }
+
+/// `--time-limit` (the deadline of `TrainOptions`) passed before the run starts: every call stops
+/// at the first point it may (after one sequence, or after one epoch end) with a checkpoint, and
+/// the chain of resumes ends where an uninterrupted run does, bit for bit. In one process, with
+/// one device, so the many stops cost no start-up.
+#[test]
+fn a_run_stopped_at_its_time_limit_again_and_again_resumes_bit_identically() {
+    use std::rc::Rc;
+
+    use fptt::gpu::{DeviceChoice, GpuContext};
+    use fptt::run::{resume_experiment, train, Experiment, ProgressMode, TrainOptions};
+
+    let dir = scratch("resume-time-limit");
+    let toml = r#"
+name = "resume-time-limit"
+seed = 3
+[data]
+task = "adding"
+steps = 8
+[model]
+hidden = [8]
+[train]
+lr = 0.01
+batch = 8
+epochs = 3
+max_iterations = 8
+eval_every = 5
+eval_batches = 2
+[output]
+report_every = 2
+"#;
+    let exp = Experiment::parse(toml, "resume-time-limit.toml", "resume-time-limit", &[]).unwrap();
+    let ctx = Rc::new(GpuContext::new(DeviceChoice::Auto).expect("a GPU adapter (mesa-vulkan-drivers for lavapipe)"));
+    let (a, b) = (dir.join("uninterrupted"), dir.join("time-limited"));
+    let opts = |out: &Path, resume: bool, deadline: Option<Instant>| TrainOptions {
+        out: Some(out.to_path_buf()),
+        resume,
+        progress: ProgressMode::Quiet,
+        context: Some(ctx.clone()),
+        command_line: "test".into(),
+        deadline,
+        ..Default::default()
+    };
+    let whole = train(&exp, &opts(&a, false, None)).unwrap();
+    assert!(!whole.time_limited && !whole.interrupted);
+    // Epochs of 5 iterations; max_iterations ends the second after 3, with its reset and evaluation.
+    assert_eq!((whole.iterations, whole.epochs_done), (8, 2));
+
+    let first = train(&exp, &opts(&b, false, Some(Instant::now()))).unwrap();
+    assert!(first.time_limited && !first.interrupted);
+    assert_eq!(first.iterations, 1, "stops after its first sequence");
+    let mut calls = 1;
+    loop {
+        let exp = resume_experiment(&b, &[]).unwrap();
+        let s = train(&exp, &opts(&b, true, Some(Instant::now()))).unwrap();
+        calls += 1;
+        if !s.time_limited {
+            assert_eq!((s.iterations, s.epochs_done), (8, 2), "the last epoch's end, after a stop at the cap");
+            break;
+        }
+        assert!(calls < 30, "no progress after {calls} calls");
+    }
+    // One call per sequence and one per epoch end (the last one ends the run instead of stopping).
+    assert_eq!(calls, 8 + 2);
+    assert_same_checkpoint(&a, &b);
+    assert_same_metrics(&a, &b);
+}

@@ -53,6 +53,10 @@ pub struct TrainOptions {
     pub context: Option<Rc<GpuContext>>,
     /// Time every kernel with GPU timestamps and write `kernels.csv` with each checkpoint.
     pub profile: bool,
+    /// Stop at the first sequence or epoch end after this instant, with a checkpoint, as a stop
+    /// request does (`fptt train --time-limit`). Evaluations are not cut short by it, so the
+    /// stopping points are those of Ctrl-C between sequences, and a resume continues exactly.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for TrainOptions {
@@ -67,6 +71,7 @@ impl Default for TrainOptions {
             stop: Arc::new(AtomicBool::new(false)),
             context: None,
             profile: false,
+            deadline: None,
         }
     }
 }
@@ -81,8 +86,19 @@ pub struct RunSummary {
     pub epochs_done: usize,
     pub last_test: Option<Row>,
     pub interrupted: bool,
+    /// Stopped at `TrainOptions::deadline` (with a checkpoint; resumable).
+    pub time_limited: bool,
     pub elapsed_s: f64,
     pub adapter: String,
+}
+
+/// Why a run stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stop {
+    /// Ctrl-C, SIGTERM or SIGHUP (`TrainOptions::stop`).
+    Signal,
+    /// `TrainOptions::deadline` passed.
+    TimeLimit,
 }
 
 enum TaskData {
@@ -378,29 +394,40 @@ impl Loop<'_> {
         RunError::Diverged { update, iteration: self.pos.iteration + 1, step, loss, kept }
     }
 
-    /// Stop on request: checkpoint at the current position, and say so.
-    fn interrupted(&mut self) -> Result<bool, RunError> {
-        if !self.opts.stop.load(Ordering::SeqCst) {
-            return Ok(false);
-        }
+    /// Stop on request (or at the deadline, when `more` work is left): checkpoint at the current
+    /// position, and say so.
+    fn interrupted(&mut self, more: bool) -> Result<Option<Stop>, RunError> {
+        let stop = if self.opts.stop.load(Ordering::SeqCst) {
+            Stop::Signal
+        } else if more && self.opts.deadline.is_some_and(|d| Instant::now() >= d) {
+            Stop::TimeLimit
+        } else {
+            return Ok(None);
+        };
         self.save_checkpoint()?;
+        let why = match stop {
+            Stop::Signal => "interrupted",
+            Stop::TimeLimit => "time limit reached",
+        };
         self.progress.line(&format!(
-            "interrupted at iteration {}: checkpoint written to {}; continue with --resume {}",
+            "{why} at iteration {}: checkpoint written to {}; continue with --resume {}",
             self.pos.iteration,
             self.checkpoint_path().display(),
             self.dir.display()
         ));
-        Ok(true)
+        Ok(Some(stop))
     }
 
-    /// Returns whether the run was interrupted.
-    fn run(&mut self) -> Result<bool, RunError> {
+    /// Returns why the run stopped early, if it did.
+    fn run(&mut self) -> Result<Option<Stop>, RunError> {
         let t = &self.exp.train;
         let cap = if t.max_iterations == 0 { u64::MAX } else { t.max_iterations };
         let bsz = t.batch;
         let report_every = self.exp.output.report_every;
         let mut window_start = Instant::now();
-        while self.pos.epochs_done < t.epochs && self.pos.iteration < cap {
+        // An epoch stopped after its last sequence (at the cap, say) still owes its end: the reset,
+        // evaluation and checkpoint an uninterrupted run makes there.
+        while self.pos.epochs_done < t.epochs && (self.pos.iteration < cap || self.pos.batch_in_epoch > 0) {
             let epoch = self.pos.epochs_done;
             self.engine.set_lr(self.exp.lr_at_epoch(epoch) as f32);
             self.engine.set_aux_targets(self.exp.aux_at_epoch(epoch));
@@ -442,8 +469,9 @@ impl Loop<'_> {
                     self.progress.report(self.pos.iteration, &text, &short);
                     window_start = Instant::now();
                 }
-                if self.interrupted()? {
-                    return Ok(true);
+                // The epoch's end (evaluation, checkpoint) is still to come.
+                if let Some(stop) = self.interrupted(true)? {
+                    return Ok(Some(stop));
                 }
                 if t.checkpoint_every > 0
                     && self.pos.iteration.is_multiple_of(t.checkpoint_every)
@@ -460,8 +488,8 @@ impl Loop<'_> {
             }
             // Both weight sets are measured before the reset replaces W.
             if !self.evaluate_both(epoch + 1)? {
-                self.interrupted()?;
-                return Ok(true);
+                self.interrupted(true)?;
+                return Ok(Some(Stop::Signal));
             }
             if t.reset == ResetPolicy::Epoch {
                 self.engine.reset_to_running_mean()?;
@@ -470,11 +498,12 @@ impl Loop<'_> {
             self.pos.batch_in_epoch = 0;
             self.save_checkpoint()?;
             window_start = Instant::now();
-            if self.interrupted()? {
-                return Ok(true);
+            let more = self.pos.epochs_done < t.epochs && self.pos.iteration < cap;
+            if let Some(stop) = self.interrupted(more)? {
+                return Ok(Some(stop));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 }
 
@@ -684,7 +713,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
             iteration
         ));
     }
-    let interrupted = lp.run()?;
+    let stopped = lp.run()?;
     lp.progress.finish();
     Ok(RunSummary {
         dir: dir.clone(),
@@ -693,7 +722,8 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         iterations: lp.pos.iteration,
         epochs_done: lp.pos.epochs_done,
         last_test: lp.last_test.clone(),
-        interrupted,
+        interrupted: stopped == Some(Stop::Signal),
+        time_limited: stopped == Some(Stop::TimeLimit),
         elapsed_s: lp.elapsed(),
         adapter: ctx.adapter_name().to_string(),
     })
