@@ -45,7 +45,8 @@ pub struct StepInfo {
     pub update_q: u32,
     pub step_size: f32,
     pub bc2_sqrt: f32,
-    pub _pad0: u32,
+    /// Where this step's targets start in the targets region (0: one target per sequence).
+    pub target_offset: u32,
     pub _pad1: u32,
 }
 
@@ -382,7 +383,7 @@ mod tests {
         check_twin!(
             m,
             StepInfo,
-            [t, steps, valid, training, w_task, w_aux, aux_mode, update_q, step_size, bc2_sqrt, _pad0, _pad1]
+            [t, steps, valid, training, w_task, w_aux, aux_mode, update_q, step_size, bc2_sqrt, target_offset, _pad1]
         );
         check_twin!(
             m,

@@ -173,7 +173,8 @@ pub struct WorkPlan {
 
 impl WorkPlan {
     /// `slots` tape slots: 1 for one-step FPTT and e-prop, K for backpropagation through chunks of
-    /// K steps; `eprop` adds e-prop's traces (one hidden layer).
+    /// K steps; `eprop` adds e-prop's traces (one hidden layer); `per_step_targets` (streams)
+    /// makes the targets region `[T, B(, C)]` instead of `[B(, C)]`.
     pub fn new(
         cfg: &ModelConfig,
         batch: usize,
@@ -181,6 +182,7 @@ impl WorkPlan {
         slots: usize,
         eprop: Option<&EpropSettings>,
         split_len: usize,
+        per_step_targets: bool,
     ) -> Self {
         assert!(slots >= 1);
         let chunked = slots > 1;
@@ -190,7 +192,8 @@ impl WorkPlan {
         let c = cfg.outputs;
         let total_hidden: usize = cfg.hidden.iter().sum();
         let inputs = a.alloc("inputs", t * bsz * cfg.inputs);
-        let targets = a.alloc("targets", if classification { bsz } else { bsz * c });
+        let per_sequence = if classification { bsz } else { bsz * c };
+        let targets = a.alloc("targets", if per_step_targets { t * per_sequence } else { per_sequence });
         let state_for = |p: usize, a: &mut Arena| {
             let m = a.alloc(format!("state{p}.m"), bsz * total_hidden);
             let s = a.alloc(format!("state{p}.s"), bsz * total_hidden);
