@@ -26,7 +26,10 @@ pub struct Frame {
 pub enum Event {
     Frame(Frame),
     /// A malformed row skipped (`on_malformed = "skip"`), with its line number and why.
-    Skipped { line: u64, reason: String },
+    Skipped {
+        line: u64,
+        reason: String,
+    },
     /// The source failed: a fatal malformed row, a non-finite value, an I/O error.
     Failed(String),
 }
@@ -34,7 +37,10 @@ pub enum Event {
 /// The next thing a source yields.
 pub enum Next {
     Frame(Frame),
-    Skipped { line: u64, reason: String },
+    Skipped {
+        line: u64,
+        reason: String,
+    },
     /// No more frames.
     End,
     /// Nothing arrived within the wait (the caller checks for a stop request and asks again).
@@ -138,7 +144,12 @@ impl RowParser {
         }
     }
 
-    fn run_csv(&self, reader: Box<dyn Read + Send>, skip: u64, tx: &std::sync::mpsc::SyncSender<Event>) -> Result<(), String> {
+    fn run_csv(
+        &self,
+        reader: Box<dyn Read + Send>,
+        skip: u64,
+        tx: &std::sync::mpsc::SyncSender<Event>,
+    ) -> Result<(), String> {
         let mut lines = BufReader::new(reader);
         let mut line_no = 0u64;
         let mut text = String::new();
@@ -233,7 +244,9 @@ impl RowParser {
             let s = fields.get(i).ok_or_else(|| Fault::Malformed(at(format!("no column {i}"))))?;
             let v: f32 = s.parse().map_err(|_| Fault::Malformed(at(format!("column {i}: {s:?} is not a number"))))?;
             if !v.is_finite() {
-                return Err(Fault::NonFinite(at(format!("column {i}: {s} is not finite; NaN and infinity are refused"))));
+                return Err(Fault::NonFinite(at(format!(
+                    "column {i}: {s} is not finite; NaN and infinity are refused"
+                ))));
             }
             Ok(v)
         };
@@ -267,7 +280,10 @@ impl RowParser {
     ) -> Result<(), String> {
         let index = |c: &String| {
             c.parse::<usize>().ok().filter(|&i| i < columns).ok_or_else(|| {
-                format!("{}: raw f32 frames name columns by index below source.columns = {columns}; found {c:?}", self.what)
+                format!(
+                    "{}: raw f32 frames name columns by index below source.columns = {columns}; found {c:?}",
+                    self.what
+                )
             })
         };
         let targets: Vec<usize> = self.target_columns.iter().map(index).collect::<Result<_, _>>()?;
@@ -300,7 +316,8 @@ impl RowParser {
                     bytes.len()
                 ));
             }
-            let values: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let values: Vec<f32> =
+                bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             if let Some(i) = values.iter().position(|v| !v.is_finite()) {
                 return Err(format!(
                     "{}: frame {frame_no}: column {i} is {}; NaN and infinity are refused",
