@@ -133,7 +133,7 @@ fn stream_engines_refuse_what_a_stream_cannot_do() {
     // One target per sequence is not a stream.
     let mut data = window(&cfg, 2, LossKind::Regression, 3);
     data.targets = Targets::Values(vec![0.0; 2 * cfg.outputs]);
-    let err = engine.train_window(&data, None).err().expect("per-sequence targets refused");
+    let err = engine.train_window(&data, None).expect_err("per-sequence targets refused");
     assert!(err.to_string().contains("every step"), "{err}");
     // A sequence engine does not take windows.
     let mut plain = Engine::new(ctx, &cfg, &fptt, 2, &init).unwrap();

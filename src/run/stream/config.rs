@@ -381,7 +381,7 @@ impl StreamExperiment {
         let batch = r.int("train.batch", 4, 1)? as usize;
         let chunk = r.int("train.chunk", 1, 1)? as usize;
         let window = r.int("train.window", 50, 1)? as usize;
-        if window % chunk != 0 {
+        if !window.is_multiple_of(chunk) {
             return Err(r.err("train.window", format!("expected a multiple of train.chunk = {chunk}, found {window}")));
         }
         let optimizer =
@@ -391,7 +391,7 @@ impl StreamExperiment {
         let beta = r.number("train.beta", 0.5, |x| x > 0.0 && x <= 1.0, "a number in (0, 1]")?;
         let clip = r.number("train.clip", 1.0, |x| x > 0.0, "a number > 0")?;
         let multiple = |key: &str, v: u64, of: u64, of_name: &str| {
-            if v % of != 0 {
+            if !v.is_multiple_of(of) {
                 Err(r.err(key, format!("expected a multiple of {of_name} = {of}, found {v}")))
             } else {
                 Ok(v)
