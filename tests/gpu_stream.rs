@@ -1,5 +1,5 @@
 //! Streams on the GPU against the CPU reference: windows of steps with a target at every step
-//! (loss weight 1), the neuron state carried from one window to the next on the GPU (no initial
+//! (loss weight 1) and every step's prediction kept, the neuron state carried from one window to the next on the GPU (no initial
 //! state uploaded after the first window), W̄ and λ carried throughout. Every scratch region is
 //! poisoned with NaN before the first window, and again before the last one after the carried
 //! state was saved and restored (the checkpoint path), so an element a kernel or the carry failed
@@ -94,6 +94,16 @@ fn stream_windows_match_the_reference() {
             let m = engine.train_window(&data, first).unwrap();
             let losses = reference.train_window(&data, first);
             assert_eq!(m.step_loss.len(), cfg.steps);
+            // Every step's o', kept on the GPU for the predictions output.
+            let got = engine.window_predictions().unwrap();
+            let want = reference.last_outputs();
+            assert_eq!(got.len(), want.len(), "{what}: predictions [T, B, C]");
+            for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (g as f64 - w).abs() <= 1e-4 * w.abs().max(1.0),
+                    "{what}: window {k}, prediction {i}: {g} vs {w}"
+                );
+            }
             for (t, l) in losses.iter().enumerate() {
                 let g = m.step_loss[t] as f64;
                 assert!(

@@ -55,6 +55,13 @@ fn loss_grad_at(b: u32) {
     }
     let inv_b = 1.0 / f32(step.valid);
     let o = args.o_next + base;
+    if args.predictions != NONE {
+        // Streams keep every step's o' so that the host can read a window's predictions at once.
+        let row = args.predictions + (step.t * args.batch + b) * c;
+        for (var k = 0u; k < c; k++) {
+            work[row + k] = work[o + k];
+        }
+    }
     if (args.flags & READOUT_REGRESSION) != 0u {
         var se = 0.0;
         for (var k = 0u; k < c; k++) {

@@ -137,6 +137,8 @@ pub struct ReadoutArgs {
     pub spike_layers: u32,
     pub layers: u32,
     pub g_o_prev: u32,
+    /// Streams: o' of every step, `[T, B, C]` (NONE: not kept).
+    pub predictions: u32,
 }
 
 /// Twin of WGSL `BnArgs`.
@@ -471,7 +473,8 @@ mod tests {
                 spikes,
                 spike_layers,
                 layers,
-                g_o_prev
+                g_o_prev,
+                predictions
             ]
         );
         check_twin!(m, BnArgs, [batch, features, x, xhat, invstd, gamma, beta, running, g_y, g_x, accumulate, _pad1]);

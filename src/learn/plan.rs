@@ -155,6 +155,8 @@ pub struct WorkPlan {
     pub q: u32,
     pub running: u32,
     pub metrics: u32,
+    /// Streams only: o' of every step of the window, `[T, B, C]` (`NONE` otherwise).
+    pub predictions: u32,
     pub partials: u32,
     /// Weight-gradient partial sums (`split_len` floats; see `planner::Planner::weight_grad_dispatches`).
     pub split_partials: u32,
@@ -355,6 +357,8 @@ impl WorkPlan {
         let q = a.alloc("q", c * t * c);
         let running = a.alloc("running_stats", StatLayout::new(cfg).total_len);
         let metrics = a.alloc("metrics", 4 * t);
+        // Streams: every step's readout o' `[T, B, C]`, read once per window when asked for.
+        let predictions = if per_step_targets { a.alloc("predictions", t * bsz * c) } else { NONE };
         // The gradient-norm partial sums (fptt_norm writes them, fptt_update adds them up).
         let partials = a.alloc("norm_partials", NORM_PARTS as usize);
         // Constant for the engine's life, with e-prop's random feedback after it: keep them last
@@ -375,6 +379,7 @@ impl WorkPlan {
             q,
             running,
             metrics,
+            predictions,
             partials,
             split_partials,
             split_len,

@@ -49,6 +49,8 @@ pub struct ReferenceTrainer {
     /// The state the last FPTT/BPTT sequence ended in, where [`Self::train_window`] continues
     /// (streams: the neuron state is carried from one window to the next).
     carried: Option<NetState>,
+    /// The readout o' of every step of the last sequence or window, `[T, B, C]`.
+    outputs: Vec<f64>,
 }
 
 impl ReferenceTrainer {
@@ -99,6 +101,7 @@ impl ReferenceTrainer {
             net,
             eprop,
             carried: None,
+            outputs: Vec::new(),
         }
     }
 
@@ -171,8 +174,15 @@ impl ReferenceTrainer {
         self.train_from(batch, state, self.net.cfg.steps)
     }
 
+    /// The readout `o'` of every step of the last FPTT/BPTT sequence or window, `[T, B, C]` (the
+    /// GPU twin: `Engine::window_predictions`).
+    pub fn last_outputs(&self) -> &[f64] {
+        &self.outputs
+    }
+
     fn train_from(&mut self, batch: &SequenceBatch, mut state: NetState, steps: usize) -> Vec<StepLoss> {
         let mut losses = Vec::with_capacity(steps);
+        self.outputs.clear();
         if let LearningRule::Eprop(e) = self.settings.rule {
             self.train_eprop(batch, &state, steps, e.update_every_step, &mut losses);
             return losses;
@@ -239,6 +249,7 @@ impl ReferenceTrainer {
             if let (LossKind::Classification { .. }, Targets::Labels(labels)) = (self.settings.loss, &batch.targets) {
                 update_table(&mut self.q, cache.output(), labels, nc, t, steps);
             }
+            self.outputs.extend_from_slice(cache.output());
             caches.push(cache);
             task_losses.push(task);
             g_outputs.push(g_o);

@@ -493,6 +493,15 @@ impl Engine {
         self.run_sequence(batch, init, true, usize::MAX)
     }
 
+    /// The readout `o'` of every step of the last stream window, `[T, B, C]` (one read).
+    pub fn window_predictions(&self) -> Result<Vec<f32>, EngineError> {
+        if self.plan.predictions == NONE {
+            return Err(EngineError::Shape("predictions are kept by stream engines only (Engine::new_stream)".into()));
+        }
+        let len = self.cfg.steps * self.batch * self.cfg.outputs;
+        Ok(self.work.read(&self.ctx, self.plan.predictions as usize, len)?)
+    }
+
     /// The neuron and readout state a stream continues from (`m, s, b` of every layer, then `o`;
     /// `WorkPlan::state`'s order), for checkpoints: one read.
     pub fn carried_state(&self) -> Result<Vec<f32>, EngineError> {
