@@ -381,8 +381,13 @@ fn stream(args: StreamArgs) -> Result<ExitCode> {
         s.adapter,
         s.gpu_bytes
     );
-    println!("metrics: {}", s.metrics.display());
-    println!("checkpoint: {}", s.checkpoint.display());
+    // Standard output may carry the predictions; the paths then go to stderr.
+    let paths = format!("metrics: {}\ncheckpoint: {}", s.metrics.display(), s.checkpoint.display());
+    if experiment.predictions == fptt::run::stream::Predictions::Stdout {
+        eprintln!("{paths}");
+    } else {
+        println!("{paths}");
+    }
     if s.interrupted {
         eprintln!("resume with: fptt stream --resume {}", s.dir.display());
         return Ok(ExitCode::from(130));

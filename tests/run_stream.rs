@@ -75,7 +75,7 @@ fn a_resumed_file_stream_continues_exactly() {
     // 300 data rows (150 steps of 2 streams) with malformed rows before the stop, right after it
     // (reported by the resumed run, not the stopped one) and later.
     std::fs::write(&data, csv_text(300, &[17, 120, 250])).unwrap();
-    let text = file_source(&data, "on_malformed = \"skip\"");
+    let text = file_source(&data, "on_malformed = \"skip\"") + "[output]\npredictions = \"csv\"\n";
     let whole = run(&ctx, &experiment(&text, &[]), &dir.join("whole"), false).unwrap();
     assert_eq!((whole.steps, whole.skipped_rows, whole.dropped_frames), (150, 3, 0));
 
@@ -89,6 +89,10 @@ fn a_resumed_file_stream_continues_exactly() {
     let (a, b) = (deterministic_rows(&whole.metrics), deterministic_rows(&rest.metrics));
     assert_eq!(a.len(), 8, "rows every 20 steps and the last 10: {a:?}");
     assert_eq!(a, b, "metrics after the resume differ from the uninterrupted run");
+    let predictions = |run: &Path| std::fs::read_to_string(run.join("predictions.csv")).unwrap();
+    let (pa, pb) = (predictions(&dir.join("whole")), predictions(&part));
+    assert_eq!(pa.lines().count(), 1 + 150 * 2, "a row per step and stream");
+    assert_eq!(pa, pb, "predictions after the resume differ");
     let (wa, _) = fptt::checkpoint::load(&whole.checkpoint).unwrap();
     let (wb, _) = fptt::checkpoint::load(&rest.checkpoint).unwrap();
     assert_eq!(wa, wb, "final checkpoints differ");
@@ -142,7 +146,8 @@ fn memory_does_not_grow_with_the_steps() {
 fn the_binary_trains_on_a_csv_from_standard_input() {
     let dir = scratch("stream-stdin");
     let exp = dir.join("stdin.toml");
-    std::fs::write(&exp, file_source(Path::new("-"), "inputs = [\"a\", \"b\"]")).unwrap();
+    let text = file_source(Path::new("-"), "inputs = [\"a\", \"b\"]") + "[output]\npredictions = \"stdout\"\n";
+    std::fs::write(&exp, text).unwrap();
     let out = dir.join("run");
     let mut child = bin()
         .args(["stream", exp.to_str().unwrap(), "--quiet", "--out", out.to_str().unwrap()])
@@ -158,6 +163,14 @@ fn the_binary_trains_on_a_csv_from_standard_input() {
     assert!(err.contains("done: 50 steps"), "{err}");
     let rows = deterministic_rows(&out.join("metrics.csv"));
     assert_eq!(rows.len(), 3, "{rows:?}");
+    // output.predictions = "stdout": a CSV of every step's prediction and target on stdout.
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("step,stream,prediction_0,target_0"), "{text}");
+    assert_eq!(lines.clone().count(), 100, "50 steps of 2 streams: {text}");
+    let last: Vec<&str> = lines.last().unwrap().split(',').collect();
+    assert_eq!((last[0], last[1]), ("49", "1"));
+    assert!(last[2].parse::<f32>().is_ok_and(f32::is_finite), "{last:?}");
     assert!(rows.iter().all(|r| r[4].parse::<f64>().is_ok_and(f64::is_finite)), "mse column: {rows:?}");
 
     // A mistake in the file names the file, the key and what was expected.

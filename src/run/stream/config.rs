@@ -56,6 +56,7 @@ pub const STREAM_KEYS: &[StreamKey] = &[
     StreamKey { key: "stream.report_every", default: "500", range: "integer ≥ 1, a multiple of `window`", meaning: "steps per `metrics.csv` row" },
     StreamKey { key: "stream.checkpoint_every", default: "0", range: "integer ≥ 0, a multiple of `report_every`", meaning: "steps between checkpoints; 0: only at the end and on Ctrl-C/SIGTERM" },
     StreamKey { key: "output.dir", default: "`runs/<name>-<UTC time>`", range: "a directory", meaning: "the run directory (`--out` overrides it)" },
+    StreamKey { key: "output.predictions", default: "`none`", range: "`none`, `csv`, `stdout`", meaning: "every step's prediction and target: not kept, `predictions.csv` in the run directory, or CSV on standard output (`step, stream`, then `prediction_k`, `target_k` per output; classes: `predicted`, `label`)" },
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,6 +70,14 @@ pub enum Generator {
 pub enum FileFormat {
     Csv,
     F32 { columns: usize },
+}
+
+/// Where every step's prediction goes (`output.predictions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Predictions {
+    None,
+    Csv,
+    Stdout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +125,7 @@ pub struct StreamExperiment {
     pub report_every: u64,
     pub checkpoint_every: u64,
     pub out: Option<PathBuf>,
+    pub predictions: Predictions,
     /// The file as given (with overrides), written into the run's `config.toml`.
     pub text: String,
 }
@@ -417,6 +427,11 @@ impl StreamExperiment {
             Some(Value::String(s)) if !s.is_empty() => Some(PathBuf::from(s)),
             Some(v) => return Err(r.err("output.dir", format!("expected a directory path, found {v}"))),
         };
+        let predictions = r.keyword(
+            "output.predictions",
+            Predictions::None,
+            &[("none", Predictions::None), ("csv", Predictions::Csv), ("stdout", Predictions::Stdout)],
+        )?;
         let text = toml::to_string(&r.table).unwrap_or_default();
         Ok(StreamExperiment {
             name,
@@ -439,6 +454,7 @@ impl StreamExperiment {
             report_every,
             checkpoint_every,
             out,
+            predictions,
             text,
         })
     }

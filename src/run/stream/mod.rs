@@ -35,7 +35,7 @@ use crate::model::{init_params, ParamLayout};
 use crate::settings::{InitialState, SequenceBatch, Targets};
 use crate::tensor::Tensor;
 
-pub use config::{StreamConfigError, StreamExperiment, STREAM_KEYS};
+pub use config::{Predictions, StreamConfigError, StreamExperiment, STREAM_KEYS};
 use source::{Next, Source};
 
 pub const STREAM_COLUMNS: [&str; 14] = [
@@ -58,6 +58,7 @@ pub const STREAM_COLUMNS: [&str; 14] = [
 const CONFIG_FILE: &str = "config.toml";
 const METRICS_FILE: &str = "metrics.csv";
 const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+const PREDICTIONS_FILE: &str = "predictions.csv";
 /// The checkpoint's tensor holding the carried neuron and readout state.
 const STATE_TENSOR: &str = "stream.state";
 /// The checkpoint metadata's format tag (a `fptt train` checkpoint cannot be resumed as a stream).
@@ -250,6 +251,8 @@ struct Loop<'a> {
     hidden_total: usize,
     trained_here: u64,
     train_seconds: f64,
+    /// `output.predictions`: every step's o' (one read per window) and target.
+    predictions: Option<csv::Writer<Box<dyn std::io::Write>>>,
 }
 
 impl Loop<'_> {
@@ -338,6 +341,39 @@ impl Loop<'_> {
         Ok(full)
     }
 
+    /// The window's predictions and targets, a row per step and stream (steps count from the
+    /// stream's start).
+    fn write_predictions(&mut self) -> Result<(), RunError> {
+        let Some(w) = self.predictions.as_mut() else { return Ok(()) };
+        let o = self.engine.window_predictions()?;
+        let (bsz, c) = (self.exp.batch, self.outputs);
+        let first = self.pos.step;
+        let fail = |e: csv::Error| RunError::Output { path: PathBuf::from(PREDICTIONS_FILE), message: e.to_string() };
+        let mut record: Vec<String> = Vec::with_capacity(2 + 2 * c);
+        for t in 0..self.exp.window {
+            for b in 0..bsz {
+                let row = &o[(t * bsz + b) * c..(t * bsz + b + 1) * c];
+                record.clear();
+                record.push((first + t as u64).to_string());
+                record.push(b.to_string());
+                match &self.batch.targets {
+                    Targets::StepLabels(l) => {
+                        let best = (0..c).fold(0, |best, k| if row[k] > row[best] { k } else { best });
+                        record.push(best.to_string());
+                        record.push(l[t * bsz + b].to_string());
+                    }
+                    Targets::StepValues(v) => {
+                        record.extend(row.iter().map(|x| x.to_string()));
+                        record.extend(v[(t * bsz + b) * c..(t * bsz + b + 1) * c].iter().map(|x| x.to_string()));
+                    }
+                    _ => {}
+                }
+                w.write_record(&record).map_err(fail)?;
+            }
+        }
+        w.flush().map_err(|e| RunError::Output { path: PathBuf::from(PREDICTIONS_FILE), message: e.to_string() })
+    }
+
     fn write_row(&mut self, seconds: f64) -> Result<(), RunError> {
         let w = std::mem::take(&mut self.pos.window);
         let steps = w.steps.max(1) as f64;
@@ -408,6 +444,7 @@ impl Loop<'_> {
                 Err(e) => return Err(e.into()),
             };
             self.train_seconds += window_start.elapsed().as_secs_f64();
+            self.write_predictions()?;
             self.trained_here += t_len;
             self.pos.step += t_len;
             self.pos.frames += t_len * exp.batch as u64;
@@ -434,6 +471,57 @@ impl Loop<'_> {
         self.save_checkpoint()?;
         Ok((false, dropped))
     }
+}
+
+/// The predictions writer of `output.predictions`: `predictions.csv` (on resume without the rows
+/// of steps at or past `resume_at`, rewritten atomically, then appended to) or standard output.
+fn open_predictions(
+    exp: &StreamExperiment,
+    dir: &Path,
+    resume_at: Option<u64>,
+    outputs: usize,
+) -> Result<Option<csv::Writer<Box<dyn std::io::Write>>>, RunError> {
+    let header: Vec<String> = if exp.source.classes > 0 {
+        ["step", "stream", "predicted", "label"].map(String::from).to_vec()
+    } else {
+        let mut h = vec!["step".to_string(), "stream".to_string()];
+        h.extend((0..outputs).map(|k| format!("prediction_{k}")));
+        h.extend((0..outputs).map(|k| format!("target_{k}")));
+        h
+    };
+    let sink: Box<dyn std::io::Write> = match exp.predictions {
+        Predictions::None => return Ok(None),
+        Predictions::Stdout => Box::new(std::io::stdout()),
+        Predictions::Csv => {
+            let path = dir.join(PREDICTIONS_FILE);
+            let fail = output_err(&path);
+            let mut kept = csv::Writer::from_writer(Vec::new());
+            kept.write_record(&header).map_err(|e| fail(e.to_string()))?;
+            if let (Some(step), true) = (resume_at, path.exists()) {
+                let mut reader = csv::Reader::from_path(&path).map_err(|e| fail(e.to_string()))?;
+                for record in reader.records() {
+                    let Ok(record) = record else { break };
+                    if record.len() != header.len() {
+                        break;
+                    }
+                    if record.get(0).and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s < step) {
+                        kept.write_record(&record).map_err(|e| fail(e.to_string()))?;
+                    }
+                }
+            }
+            let bytes = kept.into_inner().map_err(|e| fail(e.to_string()))?;
+            crate::files::write_atomic(&path, &bytes, "predictions").map_err(|e| fail(e.to_string()))?;
+            let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| fail(e.to_string()))?;
+            let mut w =
+                csv::WriterBuilder::new().has_headers(false).from_writer(Box::new(file) as Box<dyn std::io::Write>);
+            w.flush().map_err(|e| fail(e.to_string()))?;
+            return Ok(Some(w));
+        }
+    };
+    let mut w = csv::Writer::from_writer(sink);
+    w.write_record(&header)
+        .map_err(|e| RunError::Output { path: PathBuf::from("<stdout>"), message: e.to_string() })?;
+    Ok(Some(w))
 }
 
 /// Train on the stream `exp` (or continue the run in `opts.out` when `opts.resume`).
@@ -507,7 +595,7 @@ pub fn stream(exp: &StreamExperiment, opts: &StreamOptions) -> Result<StreamSumm
         }
     }
     let dir = if opts.resume { dir } else { create_run_dir(&dir, numbered)? };
-    crate::files::remove_stale_temporaries(&dir, &[CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE]);
+    crate::files::remove_stale_temporaries(&dir, &[CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE, PREDICTIONS_FILE]);
     let config_path = dir.join(CONFIG_FILE);
     if !opts.resume || !config_path.exists() {
         let mut table: Table = exp.text.parse().unwrap_or_default();
@@ -527,6 +615,7 @@ pub fn stream(exp: &StreamExperiment, opts: &StreamOptions) -> Result<StreamSumm
     let fixed =
         [exp.name.clone(), ctx.adapter_name().to_string(), ctx.backend_name(), ctx.device_type_name().to_string()];
     let csv = StreamCsv::open(&dir.join(METRICS_FILE), opts.resume.then_some(pos.step), fixed)?;
+    let predictions = open_predictions(exp, &dir, opts.resume.then_some(pos.step), outputs)?;
     let t_len = exp.window;
     let batch = SequenceBatch {
         steps: t_len,
@@ -553,6 +642,7 @@ pub fn stream(exp: &StreamExperiment, opts: &StreamOptions) -> Result<StreamSumm
         hidden_total: exp.hidden.iter().sum(),
         trained_here: 0,
         train_seconds: 0.0,
+        predictions,
     };
     let loop_start = Instant::now();
     let (interrupted, dropped) = lp.run()?;
