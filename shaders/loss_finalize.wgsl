@@ -20,7 +20,7 @@ fn strided_sum(inv: ReduceInvocation, base: u32, len: u32) -> f32 {
 fn update_table(y: u32) {
     let c = args.c;
     for (var b = 0u; b < step.valid; b++) {
-        if bitcast<u32>(work[args.targets + b]) == y && work[args.correct_b + b] == 0.0 {
+        if bitcast<u32>(work[args.targets + step.target_offset + b]) == y && work[args.correct_b + b] == 0.0 {
             let o = args.o_next + b * c;
             var mx = work[o];
             for (var k = 1u; k < c; k++) {

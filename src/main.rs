@@ -1,6 +1,7 @@
 //! The `fptt` command line: the clap definitions and dispatch to the library. `fptt devices`
 //! lists the adapters, `fptt train EXPERIMENT.toml` runs an experiment (see
-//! `experiments/README.md` for every key), `fptt bench` measures ([`fptt::bench`] runs the sweeps
+//! `experiments/README.md` for every key), `fptt stream EXPERIMENT.toml` trains online on an
+//! endless stream ([`fptt::run::stream`]), `fptt bench` measures ([`fptt::bench`] runs the sweeps
 //! and prints their tables), `fptt summarize` tabulates run directories, `fptt plot` draws them
 //! and the bench CSVs ([`fptt::plot`]). Errors are `anyhow`
 //! here, typed (`thiserror`) in the library.
@@ -40,6 +41,15 @@ enum Command {
         fptt train --resume runs/adding-200-20250101-120000\n\n\
         Every experiment key is documented in experiments/README.md.")]
     Train(TrainArgs),
+    /// Train online on an endless stream (a generator, a file or standard input): an FPTT update
+    /// every train.chunk steps, the neuron state, W̄ and λ carried for ever, a metrics row every
+    /// stream.report_every steps, checkpoints with the stream's position.
+    #[command(after_help = "Examples:\n  \
+        fptt stream experiments/stream-switching.toml\n  \
+        some-sensor | fptt stream experiments/stream-csv.toml --set source.path=-\n  \
+        fptt stream --resume runs/stream-switching-20250101-120000\n\n\
+        The stream keys are documented in experiments/README.md (\"Streams\").")]
+    Stream(StreamArgs),
     /// Training throughput over a grid of shapes: time per FPTT step, sample-steps/s, dispatches,
     /// GPU bytes, achieved GFLOP/s and GB/s against the adapter's measured ceilings (table on
     /// stdout, CSV written after every row).
@@ -227,6 +237,29 @@ struct GridArgs {
 }
 
 #[derive(clap::Args)]
+struct StreamArgs {
+    /// The stream experiment (see experiments/README.md, "Streams").
+    #[arg(value_name = "EXPERIMENT.toml", required_unless_present = "resume")]
+    experiment: Option<PathBuf>,
+    /// Override a key: --set section.key=value (the value is parsed as TOML, else a string).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// The run directory (default: output.dir, else runs/<name>-<UTC time>); it must not hold a run.
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// The adapter: auto, gpu, cpu, or an index from `fptt devices`.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    /// Continue the stream run in DIR from its checkpoint (file sources and generators resume at
+    /// the exact frame).
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// No line per report on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
 struct TrainArgs {
     /// The experiment file (TOML). Optional with --resume, which reads DIR/config.toml.
     #[arg(value_name = "EXPERIMENT.toml", required_unless_present = "resume")]
@@ -317,6 +350,85 @@ fn devices() -> Result<()> {
     Ok(())
 }
 
+/// A flag that Ctrl-C, SIGTERM and SIGHUP set (ctrlc's `termination` feature: a batch
+/// scheduler's or a closed terminal's stop keeps the run as Ctrl-C does); the run stops after the
+/// current `unit` with a checkpoint, a second interrupt exits at once.
+fn stop_flag(unit: &'static str) -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let first = std::sync::OnceLock::new();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            // One stop can arrive twice at once: `timeout` signals the command and then its
+            // process group, and a terminal's Ctrl-C reaches a wrapper that passes it on too.
+            // Only a second interrupt a moment later means "quit now".
+            if first.get().is_some_and(|t: &Instant| t.elapsed() < SAME_INTERRUPT) {
+                return;
+            }
+            eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        let _ = first.set(Instant::now());
+        eprintln!(
+            "\ninterrupted (Ctrl-C, SIGTERM or SIGHUP): stopping after the current {unit} \
+             (interrupt again to quit at once)"
+        );
+    })
+    .context("installing the Ctrl-C/SIGTERM/SIGHUP handler")?;
+    Ok(stop)
+}
+
+fn stream(args: StreamArgs) -> Result<ExitCode> {
+    use fptt::run::stream::{resume_stream_experiment, stream, StreamExperiment, StreamOptions};
+    let (experiment, out, resume) = match (&args.resume, &args.experiment) {
+        (Some(dir), None) => (resume_stream_experiment(dir, &args.set)?, Some(dir.clone()), true),
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--resume DIR reads the stream experiment from DIR/config.toml; leave out the experiment file \
+             (--set overrides still apply)"
+        ),
+        (None, Some(path)) => (StreamExperiment::load(path, &args.set)?, args.out.clone(), false),
+        (None, None) => anyhow::bail!("name a stream experiment file, or --resume DIR"),
+    };
+    let opts = StreamOptions {
+        out,
+        resume,
+        device: args.device,
+        command_line: run::command_line(),
+        stop: stop_flag("window")?,
+        context: None,
+        verbose: !args.quiet,
+    };
+    let s = stream(&experiment, &opts).with_context(|| format!("stream `{}` failed", experiment.name))?;
+    let skipped =
+        if s.skipped_rows > 0 { format!(", {} malformed rows skipped", s.skipped_rows) } else { String::new() };
+    let dropped = if s.dropped_frames > 0 {
+        format!(", {} frames at the end (less than a window) left out", s.dropped_frames)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "{}: {} steps in {:.1} s ({:.0} steps/s) on {}, {} GPU bytes{skipped}{dropped}",
+        if s.interrupted { "stopped" } else { "done" },
+        s.steps,
+        s.elapsed_s,
+        s.steps_per_s,
+        s.adapter,
+        s.gpu_bytes
+    );
+    // Standard output may carry the predictions; the paths then go to stderr.
+    let paths = format!("metrics: {}\ncheckpoint: {}", s.metrics.display(), s.checkpoint.display());
+    if experiment.predictions == fptt::run::stream::Predictions::Stdout {
+        eprintln!("{paths}");
+    } else {
+        println!("{paths}");
+    }
+    if s.interrupted {
+        eprintln!("resume with: fptt stream --resume {}", s.dir.display());
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn train(args: TrainArgs, started: Instant) -> Result<ExitCode> {
     let (experiment, out, resume) = match (&args.resume, &args.experiment) {
         (Some(dir), None) => (run::resume_experiment(dir, &args.set)?, Some(dir.clone()), true),
@@ -328,31 +440,7 @@ fn train(args: TrainArgs, started: Instant) -> Result<ExitCode> {
         (None, None) => anyhow::bail!("name an experiment file, or --resume DIR"),
     };
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let first = std::sync::OnceLock::new();
-        // Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature): a batch scheduler's or a
-        // closed terminal's stop keeps the run as Ctrl-C does.
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                // One stop can arrive twice at once: `timeout` signals the command and then its
-                // process group, and a terminal's Ctrl-C reaches a wrapper that passes it on too.
-                // Only a second interrupt a moment later means "quit now".
-                if first.get().is_some_and(|t: &Instant| t.elapsed() < SAME_INTERRUPT) {
-                    return;
-                }
-                eprintln!("\nsecond interrupt: exiting without a checkpoint");
-                std::process::exit(130);
-            }
-            let _ = first.set(Instant::now());
-            eprintln!(
-                "\ninterrupted (Ctrl-C, SIGTERM or SIGHUP): stopping after the current sequence \
-                 (interrupt again to quit at once)"
-            );
-        })
-        .context("installing the Ctrl-C/SIGTERM/SIGHUP handler")?;
-    }
+    let stop = stop_flag("sequence")?;
 
     let opts = TrainOptions {
         out,
@@ -517,6 +605,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Devices => devices().map(|_| ExitCode::SUCCESS),
         Command::Train(args) => train(args, started),
+        Command::Stream(args) => stream(args),
         Command::Bench(args) => bench(args),
         Command::Summarize(args) => summarize(args),
         Command::Plot(args) => plot(args),

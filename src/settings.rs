@@ -178,6 +178,19 @@ pub enum Targets {
     Labels(Vec<u32>),
     /// Regression targets, `[B, C]`.
     Values(Vec<f32>),
+    /// A class per sample and step, `[T, B]` (streams: the loss applies at every step with
+    /// weight 1, no auxiliary term).
+    StepLabels(Vec<u32>),
+    /// A regression target per sample and step, `[T, B, C]` (streams: next-value prediction; the
+    /// loss applies at every step with weight 1).
+    StepValues(Vec<f32>),
+}
+
+impl Targets {
+    /// Whether every step has its own targets (streams) rather than one per sequence.
+    pub fn per_step(&self) -> bool {
+        matches!(self, Targets::StepLabels(_) | Targets::StepValues(_))
+    }
 }
 
 /// A batch of sequences: inputs `[T, B, I]` (time-major, so step t is one contiguous block).

@@ -114,6 +114,8 @@ struct ReadoutArgs {
     // Backpropagation through a chunk: the previous step's ḡ_o, to which this step's
     // ḡ_o'·(1 − τo) is added (NONE in one-step FPTT).
     g_o_prev: u32,
+    // Streams: o' of every step, [T, B, C] (NONE: not kept).
+    predictions: u32,
 }
 
 const READOUT_BN: u32 = 1u;

@@ -29,10 +29,12 @@ struct StepInfo {
     // Adam/Adamax: lr/(1 − β1ⁿ) and √(1 − β2ⁿ) for this update's n, computed on the host in f64.
     step_size: f32,
     bc2_sqrt: f32,
+    // Where this step's targets start in the targets region: 0 when a sequence has one target
+    // per sample (read at every step), t·B·C (labels: t·B) when every step has its own (streams).
+    target_offset: u32,
     // Evaluation only: 1 normalises with the batch's own statistics (over the `valid` samples)
     // instead of the running ones; nothing is written back.
     eval_batch_stats: u32,
-    _pad1: u32,
 }
 @group(1) @binding(1) var<storage, read> step: StepInfo;
 

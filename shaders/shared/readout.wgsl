@@ -55,10 +55,17 @@ fn loss_grad_at(b: u32) {
     }
     let inv_b = 1.0 / f32(step.valid);
     let o = args.o_next + base;
+    if args.predictions != NONE {
+        // Streams keep every step's o' so that the host can read a window's predictions at once.
+        let row = args.predictions + (step.t * args.batch + b) * c;
+        for (var k = 0u; k < c; k++) {
+            work[row + k] = work[o + k];
+        }
+    }
     if (args.flags & READOUT_REGRESSION) != 0u {
         var se = 0.0;
         for (var k = 0u; k < c; k++) {
-            let diff = work[o + k] - work[args.targets + base + k];
+            let diff = work[o + k] - work[args.targets + step.target_offset + base + k];
             se += diff * diff;
             work[args.g_o + base + k] = step.w_task * 2.0 * diff * inv_b / f32(c);
         }
@@ -67,7 +74,7 @@ fn loss_grad_at(b: u32) {
         work[args.correct_b + b] = 0.0;
         return;
     }
-    let y = bitcast<u32>(work[args.targets + b]);
+    let y = bitcast<u32>(work[args.targets + step.target_offset + b]);
     var best = 0u;
     var mx = work[o];
     for (var k = 1u; k < c; k++) {

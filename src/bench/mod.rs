@@ -217,7 +217,9 @@ pub fn export_peer_check(
     save(&dir.join("start.safetensors"), &params, &meta)?;
     let labels = match &data.targets {
         Targets::Labels(l) => l.iter().map(|&y| y as f32).collect(),
-        Targets::Values(_) => unreachable!("the benchmark network is a classifier"),
+        Targets::Values(_) | Targets::StepValues(_) | Targets::StepLabels(_) => {
+            unreachable!("the benchmark network is a classifier")
+        }
     };
     let mut inputs = TensorMap::new();
     inputs.insert("inputs".into(), Tensor::new(vec![steps, batch, 1], data.inputs.clone()));

@@ -45,8 +45,9 @@ pub struct StepInfo {
     pub update_q: u32,
     pub step_size: f32,
     pub bc2_sqrt: f32,
+    /// Where this step's targets start in the targets region (0: one target per sequence).
+    pub target_offset: u32,
     pub eval_batch_stats: u32,
-    pub _pad1: u32,
 }
 
 /// Twin of WGSL `LayerArgs`.
@@ -136,6 +137,8 @@ pub struct ReadoutArgs {
     pub spike_layers: u32,
     pub layers: u32,
     pub g_o_prev: u32,
+    /// Streams: o' of every step, `[T, B, C]` (NONE: not kept).
+    pub predictions: u32,
 }
 
 /// Twin of WGSL `BnArgs`.
@@ -393,8 +396,8 @@ mod tests {
                 update_q,
                 step_size,
                 bc2_sqrt,
-                eval_batch_stats,
-                _pad1
+                target_offset,
+                eval_batch_stats
             ]
         );
         check_twin!(
@@ -483,7 +486,8 @@ mod tests {
                 spikes,
                 spike_layers,
                 layers,
-                g_o_prev
+                g_o_prev,
+                predictions
             ]
         );
         check_twin!(m, BnArgs, [batch, features, x, xhat, invstd, gamma, beta, running, g_y, g_x, accumulate, _pad1]);

@@ -155,6 +155,8 @@ pub struct WorkPlan {
     pub q: u32,
     pub running: u32,
     pub metrics: u32,
+    /// Streams only: o' of every step of the window, `[T, B, C]` (`NONE` otherwise).
+    pub predictions: u32,
     pub partials: u32,
     /// Weight-gradient partial sums (`split_len` floats; see `planner::Planner::weight_grad_dispatches`).
     pub split_partials: u32,
@@ -173,7 +175,8 @@ pub struct WorkPlan {
 
 impl WorkPlan {
     /// `slots` tape slots: 1 for one-step FPTT and e-prop, K for backpropagation through chunks of
-    /// K steps; `eprop` adds e-prop's traces (one hidden layer).
+    /// K steps; `eprop` adds e-prop's traces (one hidden layer); `per_step_targets` (streams)
+    /// makes the targets region `[T, B(, C)]` instead of `[B(, C)]`.
     pub fn new(
         cfg: &ModelConfig,
         batch: usize,
@@ -181,6 +184,7 @@ impl WorkPlan {
         slots: usize,
         eprop: Option<&EpropSettings>,
         split_len: usize,
+        per_step_targets: bool,
     ) -> Self {
         assert!(slots >= 1);
         let chunked = slots > 1;
@@ -190,7 +194,8 @@ impl WorkPlan {
         let c = cfg.outputs;
         let total_hidden: usize = cfg.hidden.iter().sum();
         let inputs = a.alloc("inputs", t * bsz * cfg.inputs);
-        let targets = a.alloc("targets", if classification { bsz } else { bsz * c });
+        let per_sequence = if classification { bsz } else { bsz * c };
+        let targets = a.alloc("targets", if per_step_targets { t * per_sequence } else { per_sequence });
         let state_for = |p: usize, a: &mut Arena| {
             let m = a.alloc(format!("state{p}.m"), bsz * total_hidden);
             let s = a.alloc(format!("state{p}.s"), bsz * total_hidden);
@@ -352,6 +357,8 @@ impl WorkPlan {
         let q = a.alloc("q", c * t * c);
         let running = a.alloc("running_stats", StatLayout::new(cfg).total_len);
         let metrics = a.alloc("metrics", 4 * t);
+        // Streams: every step's readout o' `[T, B, C]`, read once per window when asked for.
+        let predictions = if per_step_targets { a.alloc("predictions", t * bsz * c) } else { NONE };
         // The gradient-norm partial sums (fptt_norm writes them, fptt_update adds them up).
         let partials = a.alloc("norm_partials", NORM_PARTS as usize);
         // Constant for the engine's life, with e-prop's random feedback after it: keep them last
@@ -372,6 +379,7 @@ impl WorkPlan {
             q,
             running,
             metrics,
+            predictions,
             partials,
             split_partials,
             split_len,

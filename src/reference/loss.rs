@@ -5,7 +5,8 @@
 //! `ℓ_t = w·NLL(p, y) + (1 − w)·mean_{batch, classes}(−r_b ⊙ p_b)`, where the targets `r_b` are
 //! `q[y_b, t]` (table, read before this step's write), `1/C` (uniform), or the term is off.
 //! Regression: `ℓ_t = w·mean_{batch, outputs}(o' − y)²` (for `C > 1` outputs the mean runs over batch
-//! and outputs alike).
+//! and outputs alike). With per-step targets (streams, [`Targets::per_step`]) `w = 1` at every
+//! step, the targets are those of step t and the auxiliary term is off.
 
 use crate::settings::{AuxTargets, LossKind, Targets};
 
@@ -83,11 +84,17 @@ impl<'a> LossContext<'a> {
 pub fn task_loss(o: &[f64], batch: usize, classes: usize, steps: usize, ctx: LossContext) -> (f64, Vec<f64>) {
     let LossContext { kind, targets, t, q } = ctx;
     assert_eq!(o.len(), batch * classes);
-    let w = (t + 1) as f64 / steps as f64;
+    // Per-step targets (streams): every step is a prediction of its own, weight 1, no auxiliary
+    // term; the targets of step t are row t of [T, B(, C)].
+    let (w, aux_allowed) = if targets.per_step() { (1.0, false) } else { ((t + 1) as f64 / steps as f64, true) };
     let mut grad = vec![0.0; o.len()];
     match kind {
         LossKind::Classification { aux } => {
-            let Targets::Labels(labels) = targets else { panic!("classification needs labels") };
+            let labels: &[u32] = match targets {
+                Targets::Labels(l) => l,
+                Targets::StepLabels(l) => &l[t * batch..(t + 1) * batch],
+                _ => panic!("classification needs labels"),
+            };
             assert_eq!(labels.len(), batch);
             let p = log_softmax(o, classes);
             let sm = softmax(o, classes);
@@ -104,7 +111,7 @@ pub fn task_loss(o: &[f64], batch: usize, classes: usize, steps: usize, ctx: Los
             // (1 − w) · mean_{b,c}(−r_b,c · p_b,c);  ∂/∂o[b, j] = (1−w)/(BC) (softmax_j Σ_c r_c − r_j)
             // At t = T−1 the weight is 0 (the one-hot target adds nothing, method §4).
             let aux_w = 1.0 - w;
-            if t + 1 < steps && aux != AuxTargets::Off {
+            if aux_allowed && t + 1 < steps && aux != AuxTargets::Off {
                 let scale = aux_w / (batch * classes) as f64;
                 for b in 0..batch {
                     let r: Vec<f64> = match aux {
@@ -123,7 +130,11 @@ pub fn task_loss(o: &[f64], batch: usize, classes: usize, steps: usize, ctx: Los
             (loss, grad)
         }
         LossKind::Regression => {
-            let Targets::Values(y) = targets else { panic!("regression needs values") };
+            let y: &[f32] = match targets {
+                Targets::Values(v) => v,
+                Targets::StepValues(v) => &v[t * o.len()..(t + 1) * o.len()],
+                _ => panic!("regression needs values"),
+            };
             assert_eq!(y.len(), o.len(), "regression targets are [B, C]");
             let n = o.len() as f64;
             let mut loss = 0.0;

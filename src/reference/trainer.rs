@@ -46,6 +46,11 @@ pub struct ReferenceTrainer {
     updates: u64,
     /// The e-prop traces (with [`LearningRule::Eprop`] only).
     eprop: Option<Eprop>,
+    /// The state the last FPTT/BPTT sequence ended in, where [`Self::train_window`] continues
+    /// (streams: the neuron state is carried from one window to the next).
+    carried: Option<NetState>,
+    /// The readout o' of every step of the last sequence or window, `[T, B, C]`.
+    outputs: Vec<f64>,
 }
 
 impl ReferenceTrainer {
@@ -95,6 +100,8 @@ impl ReferenceTrainer {
             updates: 0,
             net,
             eprop,
+            carried: None,
+            outputs: Vec::new(),
         }
     }
 
@@ -150,8 +157,32 @@ impl ReferenceTrainer {
         self.check_batch(batch);
         let total_steps = self.net.cfg.steps;
         assert!(steps <= total_steps, "reference: a sequence has only {total_steps} steps");
-        let mut state = NetState::start(&self.net.cfg, init, self.batch);
+        let state = NetState::start(&self.net.cfg, init, self.batch);
+        self.train_from(batch, state, steps)
+    }
+
+    /// One window of a stream: like [`Self::train_sequence`], but from the state the previous
+    /// window ended in (`init` only for the first window, or after a reset of the state). The GPU
+    /// twin is `Engine::train_window`. FPTT and BPTT only.
+    pub fn train_window(&mut self, batch: &SequenceBatch, init: Option<&InitialState>) -> Vec<StepLoss> {
+        self.check_batch(batch);
+        let state = match (init, self.carried.take()) {
+            (Some(init), _) => NetState::start(&self.net.cfg, init, self.batch),
+            (None, Some(state)) => state,
+            (None, None) => panic!("reference: the first window of a stream needs an initial state"),
+        };
+        self.train_from(batch, state, self.net.cfg.steps)
+    }
+
+    /// The readout `o'` of every step of the last FPTT/BPTT sequence or window, `[T, B, C]` (the
+    /// GPU twin: `Engine::window_predictions`).
+    pub fn last_outputs(&self) -> &[f64] {
+        &self.outputs
+    }
+
+    fn train_from(&mut self, batch: &SequenceBatch, mut state: NetState, steps: usize) -> Vec<StepLoss> {
         let mut losses = Vec::with_capacity(steps);
+        self.outputs.clear();
         if let LearningRule::Eprop(e) = self.settings.rule {
             self.train_eprop(batch, &state, steps, e.update_every_step, &mut losses);
             return losses;
@@ -166,6 +197,7 @@ impl ReferenceTrainer {
             state = self.train_chunk(batch, &state, t0, len, &mut losses);
             t0 += len;
         }
+        self.carried = Some(state);
         losses
     }
 
@@ -217,6 +249,7 @@ impl ReferenceTrainer {
             if let (LossKind::Classification { .. }, Targets::Labels(labels)) = (self.settings.loss, &batch.targets) {
                 update_table(&mut self.q, cache.output(), labels, nc, t, steps);
             }
+            self.outputs.extend_from_slice(cache.output());
             caches.push(cache);
             task_losses.push(task);
             g_outputs.push(g_o);

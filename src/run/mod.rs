@@ -10,6 +10,7 @@
 //! - `trainer`: [`train`], the loop itself.
 //! - `resume`: continuing a run: its `config.toml`, `[run]` record and checkpoint position.
 //! - `run_dir`: the run's directory: its name, exclusive creation, `config.toml`, atomic rewrites.
+//! - [`stream`]: `fptt stream`, online training on an endless stream (its own experiment file).
 //! - [`summary`]: `fptt summarize`, one line per run directory.
 
 pub mod diagnostics;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod progress;
 mod resume;
 mod run_dir;
+pub mod stream;
 pub mod summary;
 mod trainer;
 
@@ -47,6 +49,11 @@ pub enum RunError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    StreamConfig(#[from] stream::StreamConfigError),
+    /// A stream's source failed: the file and line, and why.
+    #[error("stream source: {0}")]
+    Source(String),
     /// Writing into the run directory failed.
     #[error("{}: {message}", path.display())]
     Output { path: PathBuf, message: String },

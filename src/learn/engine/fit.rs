@@ -85,7 +85,7 @@ pub fn engine_buffers(
         LearningRule::Eprop(es) => Some(es),
         _ => None,
     };
-    let plan = WorkPlan::new(cfg, batch, is_classification(settings.loss), slots as usize, eprop.as_ref(), 0);
+    let plan = WorkPlan::new(cfg, batch, is_classification(settings.loss), slots as usize, eprop.as_ref(), 0, false);
     Ok(vec![
         ("params", layout.total_len as u128),
         ("grad", layout.total_len as u128),

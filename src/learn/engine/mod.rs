@@ -109,6 +109,12 @@ pub struct Engine {
     running_mean_loaded: bool,
     /// Evaluations normalise with each batch's own statistics instead of the running ones.
     eval_batch_stats: bool,
+    /// A stream engine ([`Engine::new_stream`]): targets at every step, loss weight 1, the state
+    /// carried from one window to the next.
+    per_step_targets: bool,
+    /// Per state slot p, the dispatch that copies state p to state 0 (empty for p = 0): where a
+    /// stream window continues from the slot the last one ended in.
+    carry: Vec<Vec<Dispatch>>,
 }
 
 impl Engine {
@@ -120,6 +126,42 @@ impl Engine {
         settings: &TrainingSettings,
         batch: usize,
         init: &TensorMap,
+    ) -> Result<Self, EngineError> {
+        Self::build(ctx, cfg, settings, batch, init, false)
+    }
+
+    /// An engine for endless streams cut into windows of `cfg.steps` steps
+    /// ([`Engine::train_window`]): every step has its own target (`Targets::StepValues` /
+    /// `StepLabels`) and a loss of weight 1, and each window continues from the state the last one
+    /// ended in. FPTT only (its W̄ and λ carry on as the stream does); no batch norm (its
+    /// statistics are per step of a sequence, and a stream has no sequence).
+    pub fn new_stream(
+        ctx: Rc<GpuContext>,
+        cfg: &ModelConfig,
+        settings: &TrainingSettings,
+        batch: usize,
+        init: &TensorMap,
+    ) -> Result<Self, EngineError> {
+        if !matches!(settings.rule, LearningRule::Fptt { .. }) {
+            return Err(EngineError::Shape(
+                "a stream trains with FPTT (train.rule = \"fptt\"): BPTT and e-prop restart with every sequence".into(),
+            ));
+        }
+        if cfg.batch_norm {
+            return Err(EngineError::Shape(
+                "a stream cannot use batch norm: its running statistics are kept per step of a sequence".into(),
+            ));
+        }
+        Self::build(ctx, cfg, settings, batch, init, true)
+    }
+
+    fn build(
+        ctx: Rc<GpuContext>,
+        cfg: &ModelConfig,
+        settings: &TrainingSettings,
+        batch: usize,
+        init: &TensorMap,
+        per_step_targets: bool,
     ) -> Result<Self, EngineError> {
         cfg.validate()?;
         if batch == 0 {
@@ -141,8 +183,10 @@ impl Engine {
         let layout = ParamLayout::new(cfg);
         let stats = StatLayout::new(cfg);
         let kernels = KernelTable::new(&ctx);
-        let plan_with =
-            |split_len| WorkPlan::new(cfg, batch, is_classification(settings.loss), slots, eprop.as_ref(), split_len);
+        let plan_with = |split_len| {
+            let classification = is_classification(settings.loss);
+            WorkPlan::new(cfg, batch, classification, slots, eprop.as_ref(), split_len, per_step_targets)
+        };
         let mut plan = plan_with(0);
         let split_len = {
             let planner =
@@ -169,6 +213,17 @@ impl Engine {
         let mut eval_step = |p: usize| planner.step(&mut arena, &StepView::one_step(&plan, p), false).forward;
         let eval_schedule = [eval_step(0), eval_step(1)];
         let schedule = Schedule::build(&planner, &mut arena, settings);
+        let carry = (0..plan.state.len())
+            .map(|p| {
+                let (from, to) = (&plan.state[p], &plan.state[0]);
+                let copy = RangeArgs { len: to.len, src: from.m, dst: to.m, grad_len: 0 };
+                if p == 0 {
+                    vec![]
+                } else {
+                    vec![kernels.over("copy_range", arena.push(&copy), to.len as usize)]
+                }
+            })
+            .collect();
         let args_buffer = arena.upload(&ctx, &ledger, "dispatch args");
         let mut steps_arena = ArgArena::default();
         for _ in 0..2 * cfg.steps {
@@ -206,6 +261,8 @@ impl Engine {
             stash,
             running_mean_loaded: false,
             eval_batch_stats: false,
+            per_step_targets,
+            carry,
         };
         let table: Vec<f32> = engine
             .plan
@@ -334,10 +391,12 @@ impl Engine {
             self.settings.loss = LossKind::Classification { aux };
         }
     }
+    /// One sequence (or stream window) from `init`, or, with `None`, from the state the last one
+    /// ended in.
     fn run_sequence(
         &mut self,
         batch: &SequenceBatch,
-        init: &InitialState,
+        init: Option<&InitialState>,
         training: bool,
         limit: usize,
     ) -> Result<SequenceMetrics, EngineError> {
@@ -371,6 +430,11 @@ impl Engine {
             let (kernels, group, profiler) = (&self.kernels, &self.argument_group, &mut self.profiler);
             let mut record =
                 |list: &[Dispatch], step: usize| kernels.record(&mut pass, group, list, at(step), profiler.as_mut());
+            if init.is_none() && self.last_state != 0 {
+                // Continue a stream: the last window's final state becomes state 0, on the GPU
+                // (copy_range: wgpu copies no buffer onto itself), with no trip through the host.
+                record(&self.carry[self.last_state], 0);
+            }
             self.last_state = if training {
                 self.schedule.record(run, record)
             } else {
@@ -416,7 +480,7 @@ impl Engine {
         batch: &SequenceBatch,
         init: &InitialState,
     ) -> Result<SequenceMetrics, EngineError> {
-        self.run_sequence(batch, init, true, usize::MAX)
+        self.run_sequence(batch, Some(init), true, usize::MAX)
     }
 
     /// The first `steps` steps of a sequence only, each with its update (tests compare the
@@ -427,7 +491,7 @@ impl Engine {
         init: &InitialState,
         steps: usize,
     ) -> Result<SequenceMetrics, EngineError> {
-        self.run_sequence(batch, init, true, steps)
+        self.run_sequence(batch, Some(init), true, steps)
     }
 
     /// Forward only (batch norm on running statistics, no update, q untouched). A batch smaller
@@ -437,7 +501,54 @@ impl Engine {
         batch: &SequenceBatch,
         init: &InitialState,
     ) -> Result<SequenceMetrics, EngineError> {
-        self.run_sequence(batch, init, false, usize::MAX)
+        self.run_sequence(batch, Some(init), false, usize::MAX)
+    }
+
+    /// One window of a stream (an engine from [`Engine::new_stream`]): `cfg.steps` steps with
+    /// their per-step targets and updates, from `init` (the first window, or a reset of the
+    /// state) or, with `None`, from the state the previous window ended in (a copy on the GPU).
+    /// Its metrics are read once, at the window's end.
+    pub fn train_window(
+        &mut self,
+        batch: &SequenceBatch,
+        init: Option<&InitialState>,
+    ) -> Result<SequenceMetrics, EngineError> {
+        if !self.per_step_targets {
+            return Err(EngineError::Shape("train_window needs an engine built with Engine::new_stream".into()));
+        }
+        self.run_sequence(batch, init, true, usize::MAX)
+    }
+
+    /// The readout `o'` of every step of the last stream window, `[T, B, C]` (one read).
+    pub fn window_predictions(&self) -> Result<Vec<f32>, EngineError> {
+        if self.plan.predictions == NONE {
+            return Err(EngineError::Shape("predictions are kept by stream engines only (Engine::new_stream)".into()));
+        }
+        let len = self.cfg.steps * self.batch * self.cfg.outputs;
+        Ok(self.work.read(&self.ctx, self.plan.predictions as usize, len)?)
+    }
+
+    /// The neuron and readout state a stream continues from (`m, s, b` of every layer, then `o`;
+    /// `WorkPlan::state`'s order), for checkpoints: one read.
+    pub fn carried_state(&self) -> Result<Vec<f32>, EngineError> {
+        let from = &self.plan.state[self.last_state];
+        Ok(self.work.read(&self.ctx, from.m as usize, from.len as usize)?)
+    }
+
+    /// Restore a state saved by [`Engine::carried_state`]: the next `train_window(…, None)`
+    /// continues from it.
+    pub fn load_carried_state(&mut self, state: &[f32]) -> Result<(), EngineError> {
+        let to = &self.plan.state[0];
+        if state.len() != to.len as usize {
+            return Err(EngineError::Shape(format!(
+                "a carried state of {} values; this engine's state holds {}",
+                state.len(),
+                to.len
+            )));
+        }
+        self.work.write(&self.ctx, to.m as usize, state);
+        self.last_state = 0;
+        Ok(())
     }
 
     /// The readout `o'` after the last sequence's final step, `[B, C]`.

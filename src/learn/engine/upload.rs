@@ -26,6 +26,13 @@ impl Engine {
         if batch.inputs.len() != batch.steps * batch.batch * batch.inputs_per_step {
             return bad("input length does not match steps × batch × inputs".into());
         }
+        if batch.targets.per_step() != self.per_step_targets {
+            return bad(if self.per_step_targets {
+                "a stream engine needs targets at every step (StepLabels or StepValues)".into()
+            } else {
+                "per-step targets need a stream engine (Engine::new_stream)".into()
+            });
+        }
         match (&batch.targets, self.settings.loss) {
             (Targets::Labels(l), LossKind::Classification { .. }) => {
                 if l.len() != batch.batch {
@@ -40,13 +47,38 @@ impl Engine {
                     return bad(format!("{} targets for {} sequences × {} outputs", v.len(), batch.batch, cfg.outputs));
                 }
             }
+            (Targets::StepLabels(l), LossKind::Classification { .. }) => {
+                if l.len() != batch.steps * batch.batch {
+                    return bad(format!("{} labels for {} steps × {} streams", l.len(), batch.steps, batch.batch));
+                }
+                if let Some(&y) = l.iter().find(|&&y| y as usize >= cfg.outputs) {
+                    return bad(format!("label {y} out of range for {} classes", cfg.outputs));
+                }
+            }
+            (Targets::StepValues(v), LossKind::Regression) => {
+                if v.len() != batch.steps * batch.batch * cfg.outputs {
+                    return bad(format!(
+                        "{} targets for {} steps × {} streams × {} outputs",
+                        v.len(),
+                        batch.steps,
+                        batch.batch,
+                        cfg.outputs
+                    ));
+                }
+            }
             _ => return bad("targets do not match the loss (labels for classification, values for regression)".into()),
         }
         Ok(())
     }
 
-    /// Upload inputs, targets and the initial state, padding a short batch with zeros.
-    pub(super) fn upload_sequence(&self, batch: &SequenceBatch, init: &InitialState) -> Result<(), EngineError> {
+    /// Upload inputs, targets and the initial state (none: a stream window continues from the
+    /// last state, copied on the GPU by the caller), padding a short batch with zeros. Streams
+    /// always fill the batch (`check_batch` with `exact`).
+    pub(super) fn upload_sequence(
+        &self,
+        batch: &SequenceBatch,
+        init: Option<&InitialState>,
+    ) -> Result<(), EngineError> {
         let (bsz, valid, i, t) = (self.batch, batch.batch, batch.inputs_per_step, batch.steps);
         let ctx = &self.ctx;
         let plan = &self.plan;
@@ -70,8 +102,11 @@ impl Engine {
                 v.resize(bsz * self.cfg.outputs, 0.0);
                 v
             }
+            Targets::StepLabels(l) => l.iter().map(|&y| f32::from_bits(y)).collect(),
+            Targets::StepValues(v) => v.clone(),
         };
         self.work.write(ctx, plan.targets as usize, &targets);
+        let Some(init) = init else { return Ok(()) };
         if init.membrane.len() != self.cfg.layers() {
             return Err(EngineError::Shape(format!(
                 "initial state has {} layers, the model {}",
@@ -109,9 +144,13 @@ impl Engine {
             LossKind::Classification { aux: AuxTargets::Uniform } => 2,
         };
         let classification = is_classification(self.settings.loss);
+        // Streams: a target at every step, each step a prediction of its own (weight 1, no
+        // auxiliary term, no table); step t's targets are row t of the targets region.
+        let stream = self.per_step_targets;
+        let per_step_len = if classification { self.batch } else { self.batch * self.cfg.outputs };
         (0..t_len)
             .map(|t| {
-                let w = (t + 1) as f64 / t_len as f64;
+                let w = if stream { 1.0 } else { (t + 1) as f64 / t_len as f64 };
                 let n = (self.updates + (t / self.steps_per_update()) as u64 + 1) as i32;
                 StepInfo {
                     t: t as u32,
@@ -119,10 +158,11 @@ impl Engine {
                     valid: valid as u32,
                     training: u32::from(training),
                     w_task: w as f32,
-                    w_aux: (1.0 - w) as f32,
-                    aux_mode,
+                    w_aux: if stream { 0.0 } else { (1.0 - w) as f32 },
+                    aux_mode: if stream { 0 } else { aux_mode },
                     // The table is kept up to date whatever the loss reads (as the authors' code).
-                    update_q: u32::from(training && classification && t + 1 < t_len),
+                    update_q: u32::from(!stream && training && classification && t + 1 < t_len),
+                    target_offset: if stream { (t * per_step_len) as u32 } else { 0 },
                     step_size: (self.lr as f64 / (1.0 - ADAM_BETA1.powi(n))) as f32,
                     bc2_sqrt: (1.0 - ADAM_BETA2.powi(n)).sqrt() as f32,
                     eval_batch_stats: u32::from(!training && self.eval_batch_stats),

@@ -75,6 +75,7 @@ impl Planner<'_> {
             spike_layers: plan.spike_layers,
             layers: nl as u32,
             g_o_prev: view.earlier.map_or(NONE, |(_, r)| r.g_o),
+            predictions: plan.predictions,
         };
         let ra_off = arena.push(&ra);
         let bc = batch * cfg.outputs;
