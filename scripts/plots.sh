@@ -2,7 +2,8 @@
 # The README's figures, regenerated from the committed results with `fptt plot` (issue #13):
 # learning curves of the rule comparisons (results/compare/), the old kernels' H200 kernel profile
 # and speed against the PyTorch peer (results/bench-h200*.csv, results/bench-pytorch-h200.csv),
-# and GPU memory against T (results/memory-lavapipe*.csv). Writes results/figures/*.svg.
+# GPU memory against T (results/memory-lavapipe*.csv), and the reset study (results/reset-study/).
+# Writes results/figures/*.svg.
 #
 #   scripts/plots.sh [OUTDIR]        (FPTT=path/to/fptt to use a binary already built)
 #
@@ -39,3 +40,14 @@ plot bench results/bench-h200.csv results/bench-pytorch-h200.csv \
 # Memory against T per rule.
 plot memory results/memory-lavapipe.csv --out "$out/memory-lavapipe-lif.svg"
 plot memory results/memory-lavapipe-ltc.csv --out "$out/memory-lavapipe-ltc.svg"
+
+# The reset study (README "What the epoch-end reset does"): test of W dotted, of W̄ dashed.
+r=results/reset-study
+plot "$r"/T49-base "$r"/T49-uniform-membrane "$r"/T49-eval-batch-stats "$r"/T49-no-bn \
+    --title "Reset study, S-MNIST at T = 49 (64 neurons): base, uniform membranes, batch-statistics evaluation, no BN" \
+    --out "$out/reset-study-T49.svg"
+plot "$r"/smnist-T784 "$r"/smnist-T784-uniform-membrane \
+    --title "Reset study, S-MNIST at T = 784 (64 neurons): zero and uniform initial membranes" \
+    --out "$out/reset-study-T784.svg"
+plot "$r"/adding-T20 --title "Reset study, adding at T = 20 (64 neurons): test of W and W̄" \
+    --out "$out/reset-study-adding.svg"
