@@ -345,30 +345,23 @@ impl Loop<'_> {
             None => None,
         };
         let total = norms.as_deref().map(LayerNorms::total);
+        // BPTT and e-prop keep no W̄ (and so no norms).
+        let sets: &[WeightSet] =
+            if self.norms.is_some() { &[WeightSet::Current, WeightSet::RunningMean] } else { &[WeightSet::Current] };
         let mut rows = Vec::new();
-        for weights in [WeightSet::Current, WeightSet::RunningMean] {
+        for &weights in sets {
             if weights == WeightSet::RunningMean {
-                if self.norms.is_none() {
-                    break;
-                }
                 self.engine.load_running_mean_for_evaluation()?;
             }
-            let mut splits = vec![SplitKind::Test];
-            if self.exp.train.eval_train_samples > 0 {
-                splits.push(SplitKind::TrainFrozen);
-            }
-            for split in splits {
-                let result = self.evaluate(split);
-                if matches!(result, Err(_) | Ok(None)) {
-                    self.engine.restore_current_weights()?;
-                }
-                let Some((tally, seconds)) = result? else { return Ok(false) };
-                let mut row = self.row(split, weights, epoch, &tally, seconds);
+            let measured = self.evaluate_splits(weights, epoch);
+            // W goes back whatever happened (a no-op when W was evaluated).
+            self.engine.restore_current_weights()?;
+            let Some(measured) = measured? else { return Ok(false) };
+            for mut row in measured {
                 row.w_minus_wbar_norm = total.as_ref().map(|n| n.w_minus_wbar);
                 row.lambda_norm = total.as_ref().map(|n| n.lambda);
                 rows.push(row);
             }
-            self.engine.restore_current_weights()?;
         }
         for row in &rows {
             self.csv.write(row)?;
@@ -381,6 +374,21 @@ impl Loop<'_> {
         let report = self.exp.train.report_weights;
         self.last_test = rows.into_iter().find(|r| r.split == SplitKind::Test && r.weights == report);
         Ok(true)
+    }
+
+    /// The test split and (`eval_train_samples`) the frozen training samples through the weights
+    /// the engine holds; `None` when a stop request cut it short.
+    fn evaluate_splits(&mut self, weights: WeightSet, epoch: usize) -> Result<Option<Vec<Row>>, RunError> {
+        let mut splits = vec![SplitKind::Test];
+        if self.exp.train.eval_train_samples > 0 {
+            splits.push(SplitKind::TrainFrozen);
+        }
+        let mut rows = Vec::new();
+        for split in splits {
+            let Some((tally, seconds)) = self.evaluate(split)? else { return Ok(None) };
+            rows.push(self.row(split, weights, epoch, &tally, seconds));
+        }
+        Ok(Some(rows))
     }
 
     fn diverged(&self, update: u64, step: usize, loss: f32) -> RunError {
