@@ -1,7 +1,8 @@
 //! The `fptt` command line: the clap definitions and dispatch to the library. `fptt devices`
 //! lists the adapters, `fptt train EXPERIMENT.toml` runs an experiment (see
 //! `experiments/README.md` for every key), `fptt stream EXPERIMENT.toml` trains online on an
-//! endless stream ([`fptt::run::stream`]), `fptt bench` measures ([`fptt::bench`] runs the sweeps
+//! endless stream ([`fptt::run::stream`]), `fptt sweep GRID.toml` runs a grid of experiments
+//! ([`fptt::run::sweep`]; `--jobs` spawns slices of itself, `--slurm` writes a job array), `fptt bench` measures ([`fptt::bench`] runs the sweeps
 //! and prints their tables), `fptt summarize` tabulates run directories, `fptt plot` draws them
 //! and the bench CSVs ([`fptt::plot`]). Errors are `anyhow`
 //! here, typed (`thiserror`) in the library.
