@@ -70,6 +70,23 @@ fn an_invalid_axis_value_is_refused_before_anything_is_written() {
     assert!(stderr(&o).contains("--slice") && stderr(&o).contains("0 ≤ I < N"), "{}", stderr(&o));
     let o = fptt(&["sweep", s(&g), "--out", s(&out), "--device", "0,1"]);
     assert_refused(&o, &["needs --jobs"]);
+    let o = fptt(&["sweep", "--status", s(&dir)]);
+    assert_refused(&o, &["sweep.toml not found", "fptt sweep"]);
+}
+
+#[test]
+fn the_shipped_grids_check_and_are_named_after_their_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/sweeps");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let grid = fptt::run::sweep::Grid::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let points = grid.check().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(grid.name, path.file_stem().unwrap().to_string_lossy(), "{}", path.display());
+        assert!(!points.is_empty());
+        seen += 1;
+    }
+    assert!(seen >= 1);
 }
 
 #[test]

@@ -364,11 +364,25 @@ pub fn default_out(grid: &Grid) -> PathBuf {
     PathBuf::from("runs").join(format!("{}-{}", grid.name, super::run_dir::utc_stamp()))
 }
 
-/// Write a file unless it exists with the same text; a different text is refused.
+/// Write a file unless it exists with the same text; a different text is refused. The file
+/// appears complete or not at all (a temporary file hard-linked into place, which fails if the
+/// name exists), so processes preparing one sweep directory at once never read a half-written one.
 fn write_once(path: &Path, text: &str, out: &Path) -> Result<()> {
     use std::io::Write;
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
-        Ok(mut f) => f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| out_err(path, e)),
+    let tmp = out.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let linked = (|| -> std::io::Result<std::io::Result<()>> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        Ok(std::fs::hard_link(&tmp, path))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    match linked.map_err(|e| out_err(path, e))? {
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let old = std::fs::read_to_string(path).map_err(|e| out_err(path, e))?;
             if old == text {
