@@ -166,7 +166,6 @@ impl Engine {
                     step_size: (self.lr as f64 / (1.0 - ADAM_BETA1.powi(n))) as f32,
                     bc2_sqrt: (1.0 - ADAM_BETA2.powi(n)).sqrt() as f32,
                     eval_batch_stats: u32::from(!training && self.eval_batch_stats),
-                    ..Default::default()
                 }
             })
             .collect()
