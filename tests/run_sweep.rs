@@ -1,7 +1,8 @@
 //! `fptt sweep` end to end on tiny adding runs: an invalid axis value refused before anything is
 //! written; a sweep's run directories the same as `fptt train --set` of their points; a sweep
 //! stopped by SIGTERM continued with `--resume` to exactly where an uninterrupted run ends; the
-//! Slurm script's array task running its slice; `--jobs 2` sharing one sweep directory.
+//! Slurm script's array task running its slice; `--jobs 2` sharing one sweep directory; a diverged
+//! run recorded while the sweep goes on.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -200,4 +201,20 @@ fn jobs_run_slices_in_parallel_and_merge_the_index() {
     assert!(out.join("jobs-1-of-2.log").is_file());
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("| train.lr0.01 |") && stdout.contains("| train.lr0.02 |"), "{stdout}");
+}
+
+#[test]
+fn a_diverged_run_is_recorded_and_the_sweep_goes_on() {
+    let dir = scratch("sweep-diverged");
+    let g = grid(&dir, "[set]\n\"train.epochs\" = 1\n[axes]\n\"train.lr\" = [1e30, 0.01]\n");
+    let out = dir.join("out");
+    let o = fptt(&["sweep", s(&g), "--out", s(&out), "--progress", "quiet"]);
+    assert!(o.status.success(), "divergence is a result, not a failure: {}", stderr(&o));
+    let rows = index(&out.join("index.csv"));
+    assert_eq!((rows[0].1.as_str(), rows[1].1.as_str()), ("diverged", "done"), "{rows:?}");
+    let text = std::fs::read_to_string(out.join("index.csv")).unwrap();
+    assert!(text.contains("training diverged at update"), "the note says why: {text}");
+    // A resume does not run it again (it would diverge again).
+    let o = fptt(&["sweep", "--resume", s(&out), "--progress", "quiet"]);
+    assert!(o.status.success() && stderr(&o).contains("0 runs trained"), "{}", stderr(&o));
 }
