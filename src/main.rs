@@ -558,6 +558,9 @@ fn print_sweep(
             _ => String::new(),
         };
         println!("  {:>3} {:<12} {:<40} {test}", r.index, r.status.name(), r.run);
+        if !r.note.is_empty() {
+            println!("      {}", r.note);
+        }
     }
     let summary: Vec<String> =
         Status::ALL.iter().filter(|(_, s)| count(*s) > 0).map(|(n, s)| format!("{} {n}", count(*s))).collect();

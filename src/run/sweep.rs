@@ -824,7 +824,8 @@ pub fn slurm_script(grid: &Grid, out: &Path, n: usize, exe: &Path) -> String {
          #SBATCH --array=0-{last}\n\
          #SBATCH --gres=gpu:1\n\
          #SBATCH --cpus-per-task=2\n\
-         #SBATCH --time=01:00:00   # EDIT: the wall time one slice needs\n\
+         # EDIT the next line: the wall time one slice needs (its runs, one after another).\n\
+         #SBATCH --time=01:00:00\n\
          #SBATCH --output={out_dir}/slurm-%A_%a.out\n\
          #SBATCH --requeue\n\
          # SIGTERM two minutes before the time limit: the current run checkpoints and stops.\n\
