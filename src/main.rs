@@ -1,7 +1,8 @@
 //! The `fptt` command line: the clap definitions and dispatch to the library. `fptt devices`
 //! lists the adapters, `fptt train EXPERIMENT.toml` runs an experiment (see
 //! `experiments/README.md` for every key), `fptt stream EXPERIMENT.toml` trains online on an
-//! endless stream ([`fptt::run::stream`]), `fptt bench` measures ([`fptt::bench`] runs the sweeps
+//! endless stream ([`fptt::run::stream`]), `fptt sweep GRID.toml` runs a grid of experiments
+//! ([`fptt::run::sweep`]; `--jobs` spawns slices of itself, `--slurm` writes a job array), `fptt bench` measures ([`fptt::bench`] runs the sweeps
 //! and prints their tables), `fptt summarize` tabulates run directories, `fptt plot` draws them
 //! and the bench CSVs ([`fptt::plot`]). Errors are `anyhow`
 //! here, typed (`thiserror`) in the library.
@@ -50,6 +51,17 @@ enum Command {
         fptt stream --resume runs/stream-switching-20250101-120000\n\n\
         The stream keys are documented in experiments/README.md (\"Streams\").")]
     Stream(StreamArgs),
+    /// Run a grid of experiments (a base experiment and axes of --set values, see
+    /// experiments/README.md, "Sweeps") one after another, each point a run directory under
+    /// OUTDIR, with OUTDIR/index.csv; resumable, sliceable, or as a Slurm job array.
+    #[command(after_help = "Examples:\n  \
+        fptt sweep experiments/sweeps/adding-seeds-lr.toml --out runs/seeds-lr\n  \
+        fptt sweep --resume runs/seeds-lr                      (skips finished runs, continues the interrupted one)\n  \
+        fptt sweep --resume runs/seeds-lr --slice 1/4          (runs 1, 5, 9, …; writes index-1-of-4.csv)\n  \
+        fptt sweep GRID.toml --out runs/x --jobs 2 --device 0,1 (two local processes, one per adapter)\n  \
+        fptt sweep GRID.toml --out runs/x --slurm 8            (writes runs/x/sweep.slurm; then sbatch it)\n  \
+        fptt sweep --status runs/x                             (the merged index and the seed summary)")]
+    Sweep(SweepArgs),
     /// Training throughput over a grid of shapes: time per FPTT step, sample-steps/s, dispatches,
     /// GPU bytes, achieved GFLOP/s and GB/s against the adapter's measured ceilings (table on
     /// stdout, CSV written after every row).
@@ -260,6 +272,40 @@ struct StreamArgs {
 }
 
 #[derive(clap::Args)]
+struct SweepArgs {
+    /// The grid file (TOML: base, name, [set], [axes]).
+    #[arg(value_name = "GRID.toml", required_unless_present_any = ["resume", "status"], conflicts_with_all = ["resume", "status"])]
+    grid: Option<PathBuf>,
+    /// The sweep directory (default: runs/<grid name>-<UTC time>).
+    #[arg(long, value_name = "OUTDIR")]
+    out: Option<PathBuf>,
+    /// Continue the sweep in OUTDIR: finished runs are skipped, an interrupted one continues
+    /// from its checkpoint, pending ones start.
+    #[arg(long, value_name = "OUTDIR", conflicts_with_all = ["out", "status"])]
+    resume: Option<PathBuf>,
+    /// Print the merged index of OUTDIR and the seed summary of its finished runs; no training.
+    #[arg(long, value_name = "OUTDIR", conflicts_with_all = ["out", "slice", "slurm", "jobs"])]
+    status: Option<PathBuf>,
+    /// Run only the runs whose index ≡ I (mod N) (0 ≤ I < N); writes OUTDIR/index-I-of-N.csv.
+    #[arg(long, value_name = "I/N")]
+    slice: Option<fptt::run::sweep::Slice>,
+    /// Write OUTDIR/sweep.slurm, a Slurm job array of N tasks (task I runs --slice I/N), and exit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with_all = ["jobs", "slice"])]
+    slurm: Option<u32>,
+    /// Run K local processes at once (`fptt sweep --resume OUTDIR --slice I/K`), each with the
+    /// next adapter of --device; logs in OUTDIR/jobs-I-of-K.log.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "slice")]
+    jobs: Option<u32>,
+    /// The adapter (auto, gpu, cpu, or an index from `fptt devices`); with --jobs a comma-separated
+    /// list given to the processes in turn.
+    #[arg(long, value_delimiter = ',', default_value = "auto", value_parser = parse_device_text)]
+    device: Vec<String>,
+    /// Progress display on stderr: auto, bar, log, quiet.
+    #[arg(long, default_value = "auto", value_parser = parse_progress)]
+    progress: ProgressMode,
+}
+
+#[derive(clap::Args)]
 struct TrainArgs {
     /// The experiment file (TOML). Optional with --resume, which reads DIR/config.toml.
     #[arg(value_name = "EXPERIMENT.toml", required_unless_present = "resume")]
@@ -302,6 +348,11 @@ const EXIT_TIME_LIMIT: u8 = 75;
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {
     s.parse()
+}
+
+/// A device as text (checked), passed on to the processes of `sweep --jobs` as it was written.
+fn parse_device_text(s: &str) -> Result<String, String> {
+    s.parse::<DeviceChoice>().map(|_| s.to_string())
 }
 
 fn parse_neuron(s: &str) -> Result<fptt::model::NeuronKind, String> {
@@ -492,6 +543,184 @@ fn train(args: TrainArgs, started: Instant) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Print the sweep's merged index (one line per run) and the seed summary of its finished runs.
+fn print_sweep(
+    grid: &fptt::run::sweep::Grid,
+    out: &std::path::Path,
+    rows: &[fptt::run::sweep::IndexRow],
+) -> Result<()> {
+    use fptt::run::sweep::{seed_summary, seed_summary_markdown, Status};
+    let count = |s: Status| rows.iter().filter(|r| r.status == s).count();
+    println!("sweep `{}` in {}: {} runs", grid.name, out.display(), rows.len());
+    for r in rows {
+        let test = match (r.final_test, r.best_test) {
+            (Some(f), Some(b)) => format!("final {} {f:.4}, best {b:.4}", r.metric),
+            _ => String::new(),
+        };
+        println!("  {:>3} {:<12} {:<40} {test}", r.index, r.status.name(), r.run);
+        if !r.note.is_empty() {
+            println!("      {}", r.note);
+        }
+    }
+    let summary: Vec<String> =
+        Status::ALL.iter().filter(|(_, s)| count(*s) > 0).map(|(n, s)| format!("{} {n}", count(*s))).collect();
+    println!("  ({})\n", summary.join(", "));
+    let groups = seed_summary(grid, out, rows)?;
+    if !groups.is_empty() {
+        print!("{}", seed_summary_markdown(&groups));
+    }
+    Ok(())
+}
+
+/// `sweep --jobs K`: K child processes of this executable, one slice each, waited for; a stop
+/// request is passed on to them (they checkpoint and stop as after Ctrl-C).
+fn sweep_jobs(out: &std::path::Path, k: u32, devices: &[String], progress: &str, stop: &AtomicBool) -> Result<bool> {
+    let exe = std::env::current_exe().context("finding this executable for --jobs")?;
+    let mut children = Vec::new();
+    for i in 0..k {
+        let log_path = out.join(format!("jobs-{i}-of-{k}.log"));
+        let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let device = &devices[i as usize % devices.len()];
+        let child = std::process::Command::new(&exe)
+            .args(["sweep", "--resume"])
+            .arg(out)
+            .args(["--slice", &format!("{i}/{k}"), "--device", device, "--progress", progress])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        eprintln!("sweep: slice {i}/{k} on device {device} (pid {}), log {}", child.id(), log_path.display());
+        children.push((i, child));
+    }
+    let mut ok = true;
+    let mut forwarded = false;
+    let mut running = children.len();
+    while running > 0 {
+        if stop.load(Ordering::SeqCst) && !forwarded {
+            forwarded = true;
+            for (_, c) in &children {
+                // A terminal's Ctrl-C reaches them already; SIGTERM to this process alone does not.
+                let _ = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            }
+        }
+        running = 0;
+        for (i, c) in &mut children {
+            match c.try_wait()? {
+                None => running += 1,
+                Some(status) if status.code() == Some(0) => {}
+                Some(status) => {
+                    if ok {
+                        eprintln!("sweep: slice {i}/{k} ended with {status} (see jobs-{i}-of-{k}.log)");
+                    }
+                    ok = false;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(ok)
+}
+
+fn sweep(args: SweepArgs) -> Result<ExitCode> {
+    use fptt::run::sweep::{self, Grid, Slice, SweepOptions, INDEX_FILE, SLURM_FILE};
+    if let Some(out) = &args.status {
+        let grid = sweep::open(out)?;
+        let rows = sweep::merged_index(&grid, out)?;
+        print_sweep(&grid, out, &rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.device.len() > 1 && args.jobs.is_none() {
+        anyhow::bail!(
+            "--device {}: a list of adapters needs --jobs K (one process per adapter in turn)",
+            args.device.join(",")
+        );
+    }
+    let (grid, out) = match (&args.grid, &args.resume) {
+        (Some(path), None) => {
+            let grid = Grid::load(path)?;
+            grid.check()?;
+            let out = args.out.clone().unwrap_or_else(|| sweep::default_out(&grid));
+            // A fresh sweep may not reuse a directory holding one (unless it is a slice of it).
+            if out.join(sweep::SWEEP_FILE).exists() && args.slice.is_none() {
+                anyhow::bail!(
+                    "{} already holds a sweep ({} exists); continue it with --resume {}, or choose another --out",
+                    out.display(),
+                    sweep::SWEEP_FILE,
+                    out.display()
+                );
+            }
+            sweep::prepare(&grid, &out)?;
+            (sweep::open(&out)?, out)
+        }
+        (None, Some(out)) => (sweep::open(out)?, out.clone()),
+        _ => anyhow::bail!("name a grid file, or --resume OUTDIR"),
+    };
+    grid.check()?;
+    let slice = args.slice.unwrap_or(Slice::WHOLE);
+
+    if let Some(n) = args.slurm {
+        let exe = std::env::current_exe().context("finding this executable for the Slurm script")?;
+        let exe = exe.canonicalize().unwrap_or(exe);
+        let path = out.join(SLURM_FILE);
+        let text = sweep::slurm_script(&grid, &out, n as usize, &exe);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("slurm script: {}", path.display());
+        println!("edit its #SBATCH --time, then submit from this directory:  sbatch {}", path.display());
+        println!("progress:  fptt sweep --status {}", out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let stop = stop_flag("sequence")?;
+    if let Some(k) = args.jobs {
+        let progress = match args.progress {
+            ProgressMode::Quiet => "quiet",
+            _ => "log",
+        };
+        let ok = sweep_jobs(&out, k, &args.device, progress, &stop)?;
+        let rows = sweep::merged_index(&grid, &out)?;
+        // The children are done: this process is the index's only writer now.
+        sweep::write_index(&grid, &out.join(INDEX_FILE), &rows)?;
+        print_sweep(&grid, &out, &rows)?;
+        if stop.load(Ordering::SeqCst) {
+            eprintln!("stopped; continue with: fptt sweep --resume {} --jobs {k}", out.display());
+            return Ok(ExitCode::from(130));
+        }
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+
+    let device: DeviceChoice = args.device[0].parse().map_err(|e: String| anyhow::anyhow!("--device: {e}"))?;
+    let opts = SweepOptions {
+        out: out.clone(),
+        slice,
+        device,
+        progress: args.progress,
+        stop,
+        context: None,
+        command_line: run::command_line(),
+    };
+    let report = sweep::run_sweep(&grid, &opts)?;
+    print_sweep(&grid, &out, &report.rows)?;
+    eprintln!("sweep: {} runs trained by this process in {:.1} s", report.ran, report.elapsed_s);
+    let resume = if slice == Slice::WHOLE {
+        format!("fptt sweep --resume {}", out.display())
+    } else {
+        format!("fptt sweep --resume {} --slice {}/{}", out.display(), slice.part, slice.count)
+    };
+    if report.interrupted {
+        eprintln!("stopped; continue with: {resume}");
+        return Ok(ExitCode::from(130));
+    }
+    if report.failed > 0 {
+        eprintln!(
+            "{} runs failed (see the note column of {}); retry them with: {resume}",
+            report.failed,
+            out.join(slice.index_file()).display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn bench(args: BenchArgs) -> Result<ExitCode> {
     match args.what {
         Some(BenchCommand::PeerCheck(a)) => bench::run_peer_check(&bench::PeerCheck {
@@ -606,6 +835,7 @@ fn main() -> ExitCode {
         Command::Devices => devices().map(|_| ExitCode::SUCCESS),
         Command::Train(args) => train(args, started),
         Command::Stream(args) => stream(args),
+        Command::Sweep(args) => sweep(args),
         Command::Bench(args) => bench(args),
         Command::Summarize(args) => summarize(args),
         Command::Plot(args) => plot(args),

@@ -12,6 +12,8 @@
 //! - `run_dir`: the run's directory: its name, exclusive creation, `config.toml`, atomic rewrites.
 //! - [`stream`]: `fptt stream`, online training on an endless stream (its own experiment file).
 //! - [`summary`]: `fptt summarize`, one line per run directory.
+//! - [`sweep`]: `fptt sweep`, a grid of runs (points of `--set` overrides) with an index, resume
+//!   and slices.
 
 pub mod diagnostics;
 pub mod experiment;
@@ -21,6 +23,7 @@ mod resume;
 mod run_dir;
 pub mod stream;
 pub mod summary;
+pub mod sweep;
 mod trainer;
 
 use std::path::PathBuf;

@@ -90,6 +90,11 @@ fn quote_arg(a: &str) -> String {
     }
 }
 
+/// A path as one shell word.
+pub(super) fn quote_path(p: &Path) -> String {
+    quote_arg(&p.to_string_lossy())
+}
+
 /// The command line of this process, shell-quoted.
 pub fn command_line() -> String {
     std::env::args().map(|a| quote_arg(&a)).collect::<Vec<_>>().join(" ")
