@@ -761,32 +761,31 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
 fn summarize(args: SummarizeArgs) -> Result<ExitCode> {
     use fptt::run::summary::{group, summarize, GroupRow, RunSummaryRow, GROUP_COLUMNS, SUMMARY_COLUMNS};
     let rows = args.dirs.iter().map(|dir| summarize(dir)).collect::<Result<Vec<_>, _>>()?;
-    if args.group {
+    let (header, lines, columns, records): (_, Vec<String>, &[&str], Vec<Vec<String>>) = if args.group {
         let groups = group(&rows);
-        println!("{}", GroupRow::MARKDOWN_HEADER);
-        for g in &groups {
-            println!("{}", g.markdown());
-        }
-        if let Some(out) = &args.out {
-            let mut csv = csv::Writer::from_path(out).with_context(|| format!("writing {}", out.display()))?;
-            csv.write_record(GROUP_COLUMNS)?;
-            for g in &groups {
-                csv.write_record(g.csv_record())?;
-            }
-            csv.flush()?;
-            println!("csv: {}", out.display());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{}", RunSummaryRow::MARKDOWN_HEADER);
-    for row in &rows {
-        println!("{}", row.markdown());
+        (
+            GroupRow::MARKDOWN_HEADER,
+            groups.iter().map(|g| g.markdown()).collect(),
+            &GROUP_COLUMNS,
+            groups.iter().map(|g| g.csv_record()).collect(),
+        )
+    } else {
+        (
+            RunSummaryRow::MARKDOWN_HEADER,
+            rows.iter().map(|r| r.markdown()).collect(),
+            &SUMMARY_COLUMNS,
+            rows.iter().map(|r| r.csv_record()).collect(),
+        )
+    };
+    println!("{header}");
+    for line in &lines {
+        println!("{line}");
     }
     if let Some(out) = &args.out {
         let mut csv = csv::Writer::from_path(out).with_context(|| format!("writing {}", out.display()))?;
-        csv.write_record(SUMMARY_COLUMNS)?;
-        for row in &rows {
-            csv.write_record(row.csv_record())?;
+        csv.write_record(columns)?;
+        for record in &records {
+            csv.write_record(record)?;
         }
         csv.flush()?;
         println!("csv: {}", out.display());

@@ -13,6 +13,28 @@ use super::trainer::{TrainOptions, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE};
 use super::RunError;
 
 /// `YYYYMMDD-HHMMSS` in UTC.
+/// The start of a run's `[run]` record, the same for `fptt train` and `fptt stream`: engine version,
+/// adapter, backend and device type (so software-adapter numbers are never taken for GPU ones),
+/// the command, the start time, GPU bytes and how the kernels were built.
+pub(super) fn engine_run_record(engine: &crate::learn::Engine, command_line: &str) -> Table {
+    let ctx = engine.context();
+    let mut run = Table::new();
+    run.insert("engine_version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
+    run.insert("adapter".into(), Value::String(ctx.adapter_name().into()));
+    run.insert("backend".into(), Value::String(ctx.backend_name()));
+    run.insert("device_type".into(), Value::String(ctx.device_type_name().into()));
+    run.insert("command".into(), Value::String(command_line.to_string()));
+    run.insert("started_utc".into(), Value::String(utc_stamp()));
+    run.insert("gpu_bytes".into(), Value::Integer(engine.gpu_bytes() as i64));
+    // How the kernels were built: a run can be repeated with the same shape (FPTT_MATMUL_TILING).
+    run.insert("matmul_tiling".into(), Value::String(engine.matmul_tiling().code()));
+    run.insert("dispatches_per_step".into(), Value::Integer(engine.dispatches_per_step() as i64));
+    // Which reduction path ran (subgroup operations, or the workgroup-memory tree where the
+    // device lacks them or FPTT_NO_SUBGROUPS=1): the two agree to the last bits only.
+    run.insert("subgroup_reductions".into(), Value::Boolean(engine.subgroup_reductions()));
+    run
+}
+
 pub(super) fn utc_stamp() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);

@@ -19,7 +19,9 @@ use super::experiment::{Experiment, Membrane, ResetPolicy, Task, IMAGE_CLASSES, 
 use super::metrics::{MetricsWriter, NormsWriter, Row, RowContext, SplitKind};
 use super::progress::{Progress, ProgressMode};
 use super::resume::{self, Position, Tally};
-use super::run_dir::{check_run_dir, claim_config, config_toml, create_run_dir, run_dir, utc_stamp, write_file};
+use super::run_dir::{
+    check_run_dir, claim_config, config_toml, create_run_dir, engine_run_record, run_dir, write_file,
+};
 use super::RunError;
 use crate::checkpoint;
 use crate::data::{adding_batch, epoch_order, ImageDataset, SequenceView, Split};
@@ -580,26 +582,12 @@ fn fresh_run_record(
     data: &TaskData,
     command_line: &str,
 ) -> Table {
-    let ctx = engine.context();
-    let mut run = Table::new();
-    run.insert("engine_version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
-    run.insert("adapter".into(), Value::String(ctx.adapter_name().into()));
-    run.insert("backend".into(), Value::String(ctx.backend_name()));
-    run.insert("device_type".into(), Value::String(ctx.device_type_name().into()));
-    run.insert("command".into(), Value::String(command_line.to_string()));
-    run.insert("started_utc".into(), Value::String(utc_stamp()));
+    let mut run = engine_run_record(engine, command_line);
     run.insert("inputs".into(), Value::Integer(cfg.inputs as i64));
     run.insert("outputs".into(), Value::Integer(cfg.outputs as i64));
     run.insert("steps".into(), Value::Integer(cfg.steps as i64));
     run.insert("parameters".into(), Value::Integer(layout.total_len as i64));
     run.insert("trainable_parameters".into(), Value::Integer(layout.trainable_len as i64));
-    run.insert("gpu_bytes".into(), Value::Integer(engine.gpu_bytes() as i64));
-    // How the kernels were built: a run can be repeated with the same shape (FPTT_MATMUL_TILING).
-    run.insert("matmul_tiling".into(), Value::String(engine.matmul_tiling().code()));
-    run.insert("dispatches_per_step".into(), Value::Integer(engine.dispatches_per_step() as i64));
-    // Which reduction path ran (subgroup operations, or the workgroup-memory tree where the
-    // device lacks them or FPTT_NO_SUBGROUPS=1): the two agree to the last bits only.
-    run.insert("subgroup_reductions".into(), Value::Boolean(engine.subgroup_reductions()));
     if let TaskData::Images { n_train, n_test, .. } = data {
         run.insert("train_samples".into(), Value::Integer(*n_train as i64));
         run.insert("test_samples".into(), Value::Integer(*n_test as i64));

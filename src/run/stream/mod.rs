@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use toml::{Table, Value};
 
-use super::run_dir::{create_run_dir, utc_stamp, write_file};
+use super::run_dir::{create_run_dir, engine_run_record, utc_stamp, write_file};
 use super::RunError;
 use crate::checkpoint;
 use crate::gpu::{DeviceChoice, GpuContext};
@@ -220,20 +220,6 @@ pub fn resume_stream_experiment(dir: &Path, sets: &[String]) -> Result<StreamExp
     table.remove("run");
     let text = toml::to_string(&table).unwrap_or_default();
     Ok(StreamExperiment::parse(&text, &path.display().to_string(), "stream", sets)?)
-}
-
-fn run_record(engine: &Engine, command_line: &str) -> Table {
-    let ctx = engine.context();
-    let mut run = Table::new();
-    run.insert("engine_version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
-    run.insert("adapter".into(), Value::String(ctx.adapter_name().into()));
-    run.insert("backend".into(), Value::String(ctx.backend_name()));
-    run.insert("device_type".into(), Value::String(ctx.device_type_name().into()));
-    run.insert("command".into(), Value::String(command_line.to_string()));
-    run.insert("started_utc".into(), Value::String(utc_stamp()));
-    run.insert("gpu_bytes".into(), Value::Integer(engine.gpu_bytes() as i64));
-    run.insert("dispatches_per_step".into(), Value::Integer(engine.dispatches_per_step() as i64));
-    run
 }
 
 struct Loop<'a> {
@@ -603,7 +589,7 @@ pub fn stream(exp: &StreamExperiment, opts: &StreamOptions) -> Result<StreamSumm
         if let Value::Table(out) = out {
             out.insert("dir".into(), Value::String(dir.to_string_lossy().into()));
         }
-        table.insert("run".into(), Value::Table(run_record(&engine, &opts.command_line)));
+        table.insert("run".into(), Value::Table(engine_run_record(&engine, &opts.command_line)));
         let text = format!(
             "# The stream experiment of this run, written by `fptt stream`; [run] records where it ran.\n\n{}",
             toml::to_string(&table).unwrap_or_default()
