@@ -86,12 +86,16 @@ pub fn engine_buffers(
         _ => None,
     };
     let plan = WorkPlan::new(cfg, batch, is_classification(settings.loss), slots as usize, eprop.as_ref(), 0, false);
-    Ok(vec![
+    let mut buffers = vec![
         ("params", layout.total_len as u128),
         ("grad", layout.total_len as u128),
         ("opt: wbar, lambda, moments", 4 * layout.trainable_len as u128),
         ("work", plan.arena.len() as u128),
-    ])
+    ];
+    if matches!(settings.rule, LearningRule::Fptt { .. }) {
+        buffers.push(("W while W̄ is evaluated", layout.trainable_len as u128));
+    }
+    Ok(buffers)
 }
 
 /// Host bytes to initialise and upload the parameters: the tensors themselves, a copy on the way

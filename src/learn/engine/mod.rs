@@ -102,7 +102,7 @@ pub struct Engine {
     /// Steps run by the last sequence.
     last_run: usize,
     profiler: Option<KernelProfiler>,
-    /// FPTT only: where `W` waits while an evaluation runs on `W̄` (allocated with the engine, so
+    /// FPTT sequence engines only: where `W` waits while an evaluation runs on `W̄` (allocated with the engine, so
     /// the GPU bytes do not change at the first evaluation).
     stash: Option<GpuBuffer>,
     /// Whether `W̄` currently sits in the parameters (and `W` in `stash`).
@@ -201,8 +201,9 @@ impl Engine {
         let grad = GpuBuffer::storage(&ctx, &ledger, "grad", layout.total_len)?;
         let opt = GpuBuffer::storage(&ctx, &ledger, "opt: wbar, lambda, moments", 4 * layout.trainable_len)?;
         let work = GpuBuffer::storage(&ctx, &ledger, "work", plan.arena.len())?;
+        // Streams are never evaluated, so they keep no stash.
         let stash = match settings.rule {
-            LearningRule::Fptt { .. } => {
+            LearningRule::Fptt { .. } if !per_step_targets => {
                 Some(GpuBuffer::storage(&ctx, &ledger, "W while W̄ is evaluated", layout.trainable_len)?)
             }
             _ => None,
