@@ -142,7 +142,7 @@ pub fn measure(
     profile: bool,
 ) -> Result<BenchRow, EngineError> {
     let (cfg, settings) = bench_network(hidden, layers, steps);
-    check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch)?;
+    check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch, 1)?;
     let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))?;
     let (data, init) = bench_data(&cfg, batch);
     engine.train_sequence(&data, &init)?;
@@ -192,7 +192,7 @@ pub fn export_peer_check(
     use crate::checkpoint::save;
     use crate::tensor::{Tensor, TensorMap};
     let (cfg, settings) = bench_network(hidden, 1, steps);
-    check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch)?;
+    check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch, 1)?;
     let params = init_params(&cfg, 1);
     let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &params)?;
     let (data, init) = bench_data(&cfg, batch);
@@ -423,7 +423,7 @@ pub fn ceilings(ctx: &Rc<GpuContext>, copy_mib: usize, size: usize) -> Result<Ce
             });
             pass.set_bind_group(0, &storage, &[]);
             for _ in 0..n_products {
-                kernels.record(&mut pass, &arguments, &[dispatch], 0, None);
+                kernels.record(&mut pass, &arguments, &[dispatch], 0, 1, None);
             }
         }
         let start = Instant::now();
@@ -514,7 +514,7 @@ pub fn memory_row(
         learning_bytes: None,
         note: String::new(),
     };
-    let fits = check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch);
+    let fits = check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch, 1);
     match fits.and_then(|_| Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))) {
         Ok(engine) => {
             row.gpu_bytes = Some(engine.gpu_bytes());

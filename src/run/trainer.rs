@@ -616,7 +616,7 @@ pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunErr
         None => Rc::new(GpuContext::new(opts.device)?),
     };
     // Sizes from the shapes, before anything is initialised or allocated.
-    check_fits(&SizeLimits::of(&ctx), &cfg, &exp.settings(), exp.train.batch)?;
+    check_fits(&SizeLimits::of(&ctx), &cfg, &exp.settings(), exp.train.batch, 1)?;
     let layout = ParamLayout::new(&cfg);
     let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &dir.join(CHECKPOINT_FILE), restore)?;
     let mut engine = Engine::new(ctx.clone(), &cfg, &exp.settings(), exp.train.batch, &init)?;
