@@ -1,8 +1,10 @@
 //! Replicas: R models of one shape stepped together by every dispatch (the replica index in the
-#![allow(clippy::needless_range_loop)] // replica r is compared with engine r: the index is the point
 //! dispatch's z, each replica's buffers at its own stride). Replica r must train exactly as the
 //! same model trained alone, with its own initial weights, data and scalar hyperparameters, under
 //! every learning rule; a replica that diverges stops alone.
+
+// Replica r is compared with engine r: the index is the point.
+#![allow(clippy::needless_range_loop)]
 
 mod gpu_common;
 
