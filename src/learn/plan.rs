@@ -399,13 +399,15 @@ impl WorkPlan {
     }
 
     /// Floats of the regions whose size follows the sequence length by the task's definition
-    /// (the inputs of every step, `q`, per-step running statistics, per-step metrics), not by
+    /// (the inputs of every step, `q`, per-step running statistics, per-step metrics, the step
+    /// sizes), not by
     /// the learning rule: what stays when comparing the rules' memory.
     pub fn sequence_data_len(&self) -> usize {
         self.arena
             .regions()
             .iter()
-            .filter(|(name, _, _)| matches!(name.as_str(), "inputs" | "q" | "running_stats" | "metrics"))
+            // `hyper` holds a step size per step (and four scalars): per-step data like the step infos.
+            .filter(|(name, _, _)| matches!(name.as_str(), "inputs" | "q" | "running_stats" | "metrics" | "hyper"))
             .map(|(_, _, len)| len)
             .sum()
     }

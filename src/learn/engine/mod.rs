@@ -366,9 +366,16 @@ impl Engine {
         &self.ctx
     }
 
-    /// Bytes of every GPU buffer this engine holds.
+    /// Bytes of every GPU buffer this engine holds (all replicas).
     pub fn gpu_bytes(&self) -> u64 {
         self.ledger.bytes()
+    }
+
+    /// The bytes one replica would hold as an engine of its own: its share of the storage
+    /// buffers (R copies each) plus the dispatch arguments and step infos the replicas share.
+    pub fn gpu_bytes_per_replica(&self) -> u64 {
+        let shared = self._args_buffer.buffer.size() + self.steps_buffer.buffer.size();
+        (self.ledger.bytes() - shared) / self.replicas as u64 + shared
     }
 
     /// The matrix-product tile shape the kernels were built with (chosen per adapter).
@@ -398,7 +405,7 @@ impl Engine {
     /// every rule holds alike.
     pub fn learning_bytes(&self) -> u64 {
         let step_infos = (2 * self.cfg.steps * ARG_SLOT) as u64;
-        self.ledger.bytes() - step_infos - 4 * self.plan.sequence_data_len() as u64
+        self.ledger.bytes() - step_infos - 4 * (self.replicas * self.plan.sequence_data_len()) as u64
     }
 
     /// Names of the kernels of one training step, in launch order, for rules that repeat one
