@@ -906,7 +906,9 @@ pub fn train_pack(runs: &[(&Experiment, &TrainOptions)]) -> Result<Vec<Result<Ru
             exp,
             opts,
             replica: r,
-            label: (replicas > 1).then(|| exp.name.clone()),
+            // The run directories of a sweep tell its points apart; the experiment names do not.
+            label: (replicas > 1)
+                .then(|| dir.file_name().map_or(exp.name.clone(), |n| n.to_string_lossy().into_owned())),
             data,
             dir,
             csv,
