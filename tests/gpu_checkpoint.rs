@@ -7,20 +7,11 @@ use fptt::checkpoint;
 use fptt::learn::Engine;
 use fptt::model::{init_params, ModelConfig, ParamLayout};
 use fptt::rng::Rng;
-use fptt::settings::{AuxTargets, InitialState, Optimizer, SequenceBatch, Targets, TrainingSettings};
+use fptt::settings::{AuxTargets, InitialState, Optimizer, TrainingSettings};
 use fptt::tensor::Tensor;
 use std::collections::BTreeMap;
 
-fn batch(cfg: &ModelConfig, b: usize, seed: u64) -> SequenceBatch {
-    let mut rng = Rng::new(seed);
-    SequenceBatch {
-        steps: cfg.steps,
-        batch: b,
-        inputs_per_step: cfg.inputs,
-        inputs: (0..cfg.steps * b * cfg.inputs).map(|_| rng.uniform() as f32).collect(),
-        targets: Targets::Labels((0..b).map(|_| rng.below(cfg.outputs) as u32).collect()),
-    }
-}
+use gpu_common::random_batch as batch;
 
 fn bits(t: &Tensor) -> Vec<u32> {
     t.data.iter().map(|x| x.to_bits()).collect()

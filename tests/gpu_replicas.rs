@@ -12,20 +12,11 @@ use fptt::learn::{Engine, ReplicaHyper};
 use fptt::model::{init_params, ModelConfig, NeuronKind};
 use fptt::rng::Rng;
 use fptt::settings::{
-    AuxTargets, EpropSettings, InitialState, LearningRule, Optimizer, SequenceBatch, Targets, TrainingSettings,
+    AuxTargets, EpropSettings, InitialState, LearningRule, Optimizer, SequenceBatch, TrainingSettings,
 };
 use fptt::tensor::TensorMap;
 
-fn batch(cfg: &ModelConfig, b: usize, seed: u64) -> SequenceBatch {
-    let mut rng = Rng::new(seed);
-    SequenceBatch {
-        steps: cfg.steps,
-        batch: b,
-        inputs_per_step: cfg.inputs,
-        inputs: (0..cfg.steps * b * cfg.inputs).map(|_| rng.uniform() as f32).collect(),
-        targets: Targets::Labels((0..b).map(|_| rng.below(cfg.outputs) as u32).collect()),
-    }
-}
+use gpu_common::random_batch as batch;
 
 /// Two states hold the same tensors, bit for bit (NaN included).
 fn assert_same(a: &TensorMap, b: &TensorMap, what: &str) {

@@ -24,7 +24,7 @@
 //! statistics.
 
 use super::batchnorm::{self, BnCache, Norm};
-use super::neuron::LayerState;
+use super::neuron::{spike_backward, LayerState};
 use super::{add_into, get, sigmoid, Grads, Params, SpikeFn, BETA_ADAPT};
 use crate::model::conv::{ConvCellNames, ConvNetSpec, CONV_B0};
 
@@ -494,15 +494,8 @@ pub fn backward_through_state(
     let prev = &cache.prev;
     let mut grads = Grads::new();
 
-    // e = ḡ_s − ḡ_m⊙u;  ḡ_u = ḡ_m⊙(1 − s') + e⊙ψ;  ḡ_b' = ḡ_b − β_a·e⊙ψ
-    let mut g_u = vec![0.0; len];
-    let mut g_bn = vec![0.0; len];
-    for i in 0..len {
-        let psi = spike.derivative(cache.u[i] - cache.theta[i]);
-        let e = g_s[i] - g_m[i] * cache.u[i];
-        g_u[i] = g_m[i] * (1.0 - cache.next.s[i]) + e * psi;
-        g_bn[i] = g_b[i] - BETA_ADAPT * e * psi;
-    }
+    // The spike, reset and threshold as in the dense cell (method §3 (3.1)–(3.3)).
+    let (g_u, g_bn) = spike_backward(&cache.u, &cache.theta, &cache.next.s, spike, g_s, g_m, g_b);
 
     // Through u = m + τm⊙(x̂ − m) and b' = τa⊙b + (1 − τa)⊙s:
     // ḡ_x̂ = ḡ_u⊙τm,  r_m = ḡ_u⊙(x̂ − m)⊙τm(1 − τm),  r_a = ḡ_b'⊙(b − s)⊙τa(1 − τa),

@@ -312,6 +312,31 @@ fn gate_backward(
 ///
 /// Method §3 (3.1)–(3.11) and (3.16)–(3.18); §7 for LIF/ALIF. GPU twins: those of [`backward`]
 /// (`shaders/layer_backward_neuron.wgsl` also carries the state gradients inside a chunk).
+/// Back through the spike `s' = H(u − θ)`, the reset `m' = u⊙(1 − s')` and the threshold
+/// `θ = b0 + β_a·b'` (method §3 (3.1)–(3.3)), shared by the dense and the convolutional cells:
+/// with `e = ḡ_s − ḡ_m⊙u`, returns `ḡ_u = ḡ_m⊙(1 − s') + e⊙ψ(u − θ)` and
+/// `ḡ_b' = ḡ_b − β_a·e⊙ψ(u − θ)`.
+pub(crate) fn spike_backward(
+    u: &[f64],
+    theta: &[f64],
+    s_next: &[f64],
+    spike: SpikeFn,
+    g_s: &[f64],
+    g_m: &[f64],
+    g_b: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let len = u.len();
+    let mut g_u = vec![0.0; len];
+    let mut g_bn = vec![0.0; len];
+    for i in 0..len {
+        let psi = spike.derivative(u[i] - theta[i]);
+        let e = g_s[i] - g_m[i] * u[i];
+        g_u[i] = g_m[i] * (1.0 - s_next[i]) + e * psi;
+        g_bn[i] = g_b[i] - BETA_ADAPT * e * psi;
+    }
+    (g_u, g_bn)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn backward_through_state(
     spec: &LayerSpec,
@@ -336,15 +361,7 @@ pub fn backward_through_state(
     let prev = &c.prev;
     let mut grads = Grads::new();
 
-    // e = ḡ_s − ḡ_m⊙u; ḡ_u = ḡ_m⊙(1 − s') + e⊙ψ(u − θ); ḡ_b' = ḡ_b − β_a·e⊙ψ(u − θ)
-    let mut g_u = vec![0.0; len];
-    let mut g_bn = vec![0.0; len];
-    for i in 0..len {
-        let psi = spike.derivative(c.u[i] - c.theta[i]);
-        let e = g_s[i] - g_m[i] * c.u[i];
-        g_u[i] = g_m[i] * (1.0 - c.next.s[i]) + e * psi;
-        g_bn[i] = g_b[i] - BETA_ADAPT * e * psi;
-    }
+    let (g_u, g_bn) = spike_backward(&c.u, &c.theta, &c.next.s, spike, g_s, g_m, g_b);
 
     // ḡ_τm = ḡ_u⊙(d − m); ḡ_d = ḡ_u⊙τm; ḡ_zm = ḡ_τm⊙τm(1−τm)⊙a_m
     let mut g_d: Vec<f64> = (0..len).map(|i| g_u[i] * c.tau_m[i]).collect();

@@ -17,6 +17,18 @@ pub fn context() -> Rc<GpuContext> {
     Rc::new(ctx)
 }
 
+/// A batch of `b` random sequences for `cfg`: inputs `U(0,1)`, random labels, from `seed`.
+pub fn random_batch(cfg: &ModelConfig, b: usize, seed: u64) -> SequenceBatch {
+    let mut rng = Rng::new(seed);
+    SequenceBatch {
+        steps: cfg.steps,
+        batch: b,
+        inputs_per_step: cfg.inputs,
+        inputs: (0..cfg.steps * b * cfg.inputs).map(|_| rng.uniform() as f32).collect(),
+        targets: Targets::Labels((0..b).map(|_| rng.below(cfg.outputs) as u32).collect()),
+    }
+}
+
 /// A small classifier (3 inputs, 6 classes, 5 steps, the auxiliary table, lr 3e-3) with random
 /// inputs, labels `(b·label_stride) mod 6` and a random initial membrane from `seed`.
 pub fn small_classifier(
