@@ -598,3 +598,40 @@ fn the_cache_replays_generation_and_a_corrupt_cache_is_regenerated() {
     let err = gen.for_each_sample(&cache.join("nowhere"), Split::Test, 1, None, |_, _| Ok(())).unwrap_err();
     assert!(matches!(err, DataError::Missing { .. }), "{err}");
 }
+
+#[test]
+fn every_truncation_and_byte_flip_is_an_error_or_events_never_a_panic() {
+    let dir = temp_dir("fuzz");
+    let mut aedat = AEDAT_HEADER.to_vec();
+    aedat.extend(packet(1, 8, 3, &[(polarity(3, 5, 1, true), 10), (polarity(127, 0, 0, true), 20)]));
+    aedat.extend(packet(2, 12, 0, &[]));
+    let mut data = Vec::new();
+    for i in 0..3 {
+        for v in [XS[i], YS[i], TS[i], PS[i]] {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let npy_bytes = npy("[('x', '<i8'), ('y', '<i8'), ('t', '<i8'), ('p', '<i8')]", 3, &data);
+    let npz_bytes = zip(&[("x.npy", plain("<i8", &XS, 8)), ("y.npy", plain("<i8", &YS, 8)), ("t.npy", plain("<i8", &TS, 8)), ("p.npy", plain("<i8", &PS, 8))], true);
+    let mut rng = Rng::new(5);
+    for (name, bytes) in [("f.aedat", aedat), ("f.npy", npy_bytes), ("f.npz", npz_bytes)] {
+        let path = dir.join(name);
+        let read = |b: &[u8]| {
+            std::fs::write(&path, b).unwrap();
+            match name {
+                "f.aedat" => read_aedat(&path, 128, 128).map(|e| e.len()),
+                _ => read_event_file(&path, 128, 128).map(|e| e.len()),
+            }
+        };
+        assert!(read(&bytes).is_ok(), "{name} reads whole");
+        for cut in 0..bytes.len() {
+            let _ = read(&bytes[..cut]);
+        }
+        for _ in 0..200 {
+            let mut b = bytes.clone();
+            let i = rng.below(b.len());
+            b[i] ^= 1 << rng.below(8);
+            let _ = read(&b);
+        }
+    }
+}
