@@ -108,12 +108,20 @@ enum TaskData {
     Adding,
     /// A classification task: its samples (images or event frames) and how many of each split
     /// are used.
-    Images { train: Samples, test: Samples, n_train: usize, n_test: usize },
+    Images {
+        train: Samples,
+        test: Samples,
+        n_train: usize,
+        n_test: usize,
+    },
 }
 
 /// The samples of one split of a classification task.
 enum Samples {
-    Images { ds: ImageDataset, view: SequenceView },
+    Images {
+        ds: ImageDataset,
+        view: SequenceView,
+    },
     /// Event frames `[T, 2, H', W']` per sample (event tasks).
     Frames(FrameSet),
 }

@@ -612,7 +612,15 @@ fn every_truncation_and_byte_flip_is_an_error_or_events_never_a_panic() {
         }
     }
     let npy_bytes = npy("[('x', '<i8'), ('y', '<i8'), ('t', '<i8'), ('p', '<i8')]", 3, &data);
-    let npz_bytes = zip(&[("x.npy", plain("<i8", &XS, 8)), ("y.npy", plain("<i8", &YS, 8)), ("t.npy", plain("<i8", &TS, 8)), ("p.npy", plain("<i8", &PS, 8))], true);
+    let npz_bytes = zip(
+        &[
+            ("x.npy", plain("<i8", &XS, 8)),
+            ("y.npy", plain("<i8", &YS, 8)),
+            ("t.npy", plain("<i8", &TS, 8)),
+            ("p.npy", plain("<i8", &PS, 8)),
+        ],
+        true,
+    );
     let mut rng = Rng::new(5);
     for (name, bytes) in [("f.aedat", aedat), ("f.npy", npy_bytes), ("f.npz", npz_bytes)] {
         let path = dir.join(name);

@@ -455,7 +455,11 @@ fn parse_data(mut d: Section, seed: u64) -> Result<DataSection> {
         PathBuf::from(d.string("cache_dir", &Kind::Path.expected())?.unwrap_or_else(|| "runs/cache".into()))
     } else {
         if d.table.contains_key("cache_dir") {
-            return Err(not_here(&d, "cache_dir", "applies to nmnist-synth only (the generated event streams are cached)"));
+            return Err(not_here(
+                &d,
+                "cache_dir",
+                "applies to nmnist-synth only (the generated event streams are cached)",
+            ));
         }
         PathBuf::from("runs/cache")
     };

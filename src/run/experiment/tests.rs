@@ -227,17 +227,41 @@ fn event_keys_are_refused_with_file_key_and_expectation() {
     let err = |text: &str| Experiment::parse(text, "x.toml", "x", &[]).unwrap_err().to_string();
     let cases = [
         ("[data]\ntask = \"nmnist-synth\"\nframes = 0\n", "x.toml: data.frames: expected an integer ≥ 1, found 0"),
-        ("[data]\ntask = \"nmnist-synth\"\nsplit_by = \"count\"\n", "x.toml: data.split_by: expected one of number, time, found \"count\""),
-        ("[data]\ntask = \"nmnist-synth\"\ndownsample = 0\n", "x.toml: data.downsample: expected an integer ≥ 1, found 0"),
-        ("[data]\ntask = \"nmnist-synth\"\ndownsample = 35\n", "x.toml: data.downsample: expected an integer from 1 to 34"),
+        (
+            "[data]\ntask = \"nmnist-synth\"\nsplit_by = \"count\"\n",
+            "x.toml: data.split_by: expected one of number, time, found \"count\"",
+        ),
+        (
+            "[data]\ntask = \"nmnist-synth\"\ndownsample = 0\n",
+            "x.toml: data.downsample: expected an integer ≥ 1, found 0",
+        ),
+        (
+            "[data]\ntask = \"nmnist-synth\"\ndownsample = 35\n",
+            "x.toml: data.downsample: expected an integer from 1 to 34",
+        ),
         ("[data]\ntask = \"nmnist-synth\"\nframes = 10\nsteps = 12\n", "x.toml: data.steps: expected data.frames = 10"),
-        ("[data]\ntask = \"nmnist-synth\"\npixels_per_step = 4\n", "x.toml: data.pixels_per_step: applies to image tasks only"),
+        (
+            "[data]\ntask = \"nmnist-synth\"\npixels_per_step = 4\n",
+            "x.toml: data.pixels_per_step: applies to image tasks only",
+        ),
         ("[data]\ntask = \"smnist\"\nframes = 10\n", "x.toml: data.frames: applies to event tasks only"),
         ("[data]\ntask = \"adding\"\ndownsample = 2\n", "x.toml: data.downsample: applies to event tasks only"),
-        ("[data]\ntask = \"dvs-gesture\"\ndir = \"d\"\ncache_dir = \"c\"\n", "x.toml: data.cache_dir: applies to nmnist-synth only"),
-        ("[data]\ntask = \"dvs-gesture\"\n", "x.toml: data.dir: missing; dvs-gesture needs the directory where DvsGesture.tar.gz"),
-        ("[data]\ntask = \"nmnist-synth\"\nframe = 10\n", "x.toml: data.frame: unknown key; did you mean `data.frames`?"),
-        ("[data]\ntask = \"nmnist-synth\"\ncache_dir = 3\n", "x.toml: data.cache_dir: expected a directory path, found 3"),
+        (
+            "[data]\ntask = \"dvs-gesture\"\ndir = \"d\"\ncache_dir = \"c\"\n",
+            "x.toml: data.cache_dir: applies to nmnist-synth only",
+        ),
+        (
+            "[data]\ntask = \"dvs-gesture\"\n",
+            "x.toml: data.dir: missing; dvs-gesture needs the directory where DvsGesture.tar.gz",
+        ),
+        (
+            "[data]\ntask = \"nmnist-synth\"\nframe = 10\n",
+            "x.toml: data.frame: unknown key; did you mean `data.frames`?",
+        ),
+        (
+            "[data]\ntask = \"nmnist-synth\"\ncache_dir = 3\n",
+            "x.toml: data.cache_dir: expected a directory path, found 3",
+        ),
     ];
     for (text, want) in cases {
         let got = err(text);
