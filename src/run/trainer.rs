@@ -109,8 +109,8 @@ enum TaskData {
     /// A classification task: its samples (images or event frames) and how many of each split
     /// are used.
     Images {
-        train: Samples,
-        test: Samples,
+        train: Box<Samples>,
+        test: Box<Samples>,
         n_train: usize,
         n_test: usize,
     },
@@ -154,7 +154,12 @@ fn load_data(exp: &Experiment) -> Result<TaskData, RunError> {
             }
         }
         let (n_train, n_test) = (train.len(), test.len());
-        return Ok(TaskData::Images { train: Samples::Frames(train), test: Samples::Frames(test), n_train, n_test });
+        return Ok(TaskData::Images {
+            train: Box::new(Samples::Frames(train)),
+            test: Box::new(Samples::Frames(test)),
+            n_train,
+            n_test,
+        });
     }
     let train = ImageDataset::load(&d.dir, Split::Train)?;
     let test = ImageDataset::load(&d.dir, Split::Test)?;
@@ -184,8 +189,8 @@ fn load_data(exp: &Experiment) -> Result<TaskData, RunError> {
     let n_train = cap(train.len(), d.max_train_samples);
     let n_test = cap(test.len(), d.max_test_samples);
     Ok(TaskData::Images {
-        train: Samples::Images { ds: train, view: view.clone() },
-        test: Samples::Images { ds: test, view },
+        train: Box::new(Samples::Images { ds: train, view: view.clone() }),
+        test: Box::new(Samples::Images { ds: test, view }),
         n_train,
         n_test,
     })

@@ -71,7 +71,7 @@ pub fn frame_of_each_event(events: &Events, frames: usize, split_by: SplitBy) ->
     match split_by {
         SplitBy::Number => {
             let per = n / frames.max(1);
-            (0..n).map(|i| if per == 0 { last } else { (i / per).min(last) }).collect()
+            (0..n).map(|i| i.checked_div(per).map_or(last, |j| j.min(last))).collect()
         }
         SplitBy::Time => {
             let (Some(&lo), Some(&hi)) = (events.t.iter().min(), events.t.iter().max()) else { return Vec::new() };

@@ -232,14 +232,9 @@ impl NmnistSynth {
         cache_dir: Option<&Path>,
         mut f: impl FnMut(&Events, u32) -> Result<(), EventError>,
     ) -> Result<CacheOutcome, DataError> {
-        let cache = match cache_dir {
-            Some(dir) => Some(dir.join(format!(
-                "nmnist-synth-{}-{:016x}.bin",
-                split.prefix(),
-                self.cache_key(mnist_dir, split, max)
-            ))),
-            None => None,
-        };
+        let cache = cache_dir.map(|dir| {
+            dir.join(format!("nmnist-synth-{}-{:016x}.bin", split.prefix(), self.cache_key(mnist_dir, split, max)))
+        });
         let mut failed = None;
         if let Some(path) = &cache {
             if path.is_file() {
