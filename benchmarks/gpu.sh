@@ -9,12 +9,13 @@
 #      per-kernel times: hidden 64, 256, 1024 x batch 1, 64, 512, 1024, then hidden 4096 x batch
 #      512 on its own limit (its CPU-side orthogonal initialisation alone takes minutes), and two
 #      layers at hidden 256, 1024 x batch 64, 512;
-#   3. where python3 has torch: the PyTorch peer on the same GPU: the weight check after the same
+#   3. replicas: 1, 4 and 16 models of N = 256, B = 64 stepped in one set of dispatches;
+#   4. where python3 has torch: the PyTorch peer on the same GPU: the weight check after the same
 #      FPTT steps, the vendor library's f32 matrix-product rate (cuBLAS, 4096^3, TF32 off), its
 #      time per step, and a side-by-side table with the engine step's GFLOP/s against that rate.
 #
 # Writes to OUTDIR: gpu.log (everything printed), tests.log, bench-gpu.csv, bench-gpu-kernels.csv,
-# bench-gpu-2layers.csv, bench-pytorch-gpu.csv, side-by-side.csv (and parts/, the one-layer grid's
+# bench-gpu-2layers.csv, bench-gpu-replicas.csv, bench-pytorch-gpu.csv, side-by-side.csv (and parts/, the one-layer grid's
 # per-stage CSVs that bench-gpu*.csv join). A failed test does not stop the benchmarks (their
 # figures are still worth having), but the script then exits with 1.
 #
@@ -35,7 +36,7 @@ if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nv_icd" ] && ! compgen -G '/usr/share
     export VK_DRIVER_FILES=$nv_icd
 fi
 
-gpu_tests=(--test gpu_vs_reference --test gpu_fixtures --test gpu_checkpoint --test gpu_profile --test gpu_matmul --test gpu_split --test gpu_reductions)
+gpu_tests=(--test gpu_vs_reference --test gpu_fixtures --test gpu_checkpoint --test gpu_profile --test gpu_matmul --test gpu_split --test gpu_reductions --test gpu_replicas)
 if [ -n "${FPTT_PREBUILT:-}" ]; then
     fptt="$FPTT_PREBUILT/fptt"
     tests=("$FPTT_PREBUILT"/gpu_*)
@@ -51,7 +52,7 @@ step() { printf '\n== %s (%s, %d s in)\n' "$1" "$(date -u +%H:%M:%S)" $((SECONDS
 # after TERM before KILL.
 limit() { local secs=$1; shift; timeout -k 1 "$secs" "$@" || echo "STOPPED OR FAILED (limit ${secs} s): $*"; }
 # BUDGET (seconds; measured on an H200 in brackets where known). Limits: 15 + 40 + 15 + 65 + 60 +
-# 160 + 60 + 40 = 455, plus at most 1 s of KILL grace for each of 13 commands = 468 < 480 = 8
+# 160 + 60 + 30 + 20 = 465, plus at most 1 s of KILL grace for each of 14 commands = 479 < 480 = 8
 # minutes (what is left covers the CSV joins and the side-by-side table, well under a second).
 #   adapters                      5 + 10    (1)
 #   GPU tests, all together       40        (12)
@@ -66,7 +67,8 @@ limit() { local secs=$1; shift; timeout -k 1 "$secs" "$@" || echo "STOPPED OR FA
 #                                            host's core should be faster. If it is not, this stage
 #                                            stops with no row: see its message)
 #   peer: vendor matmul + timing  60        (32 for 16 shapes before the matmul was added)
-#   grid, two layers              40        (4 shapes fitted in 45)
+#   grid, two layers              30        (4 shapes fitted in 45 with the old kernels)
+#   replicas 1, 4, 16 at N = 256  20        (unmeasured: 3 x 4 sequences of 16 steps)
 start=$SECONDS
 dev=${FPTT_DEVICE:-gpu}
 
@@ -128,8 +130,13 @@ if [ $has_torch -eq 1 ]; then
 fi
 
 step "benchmark grid, two layers"
-limit 40 "$fptt" bench --device "$dev" --hidden 256,1024 --batch 64,512 --layers 2 --steps 16 \
+limit 30 "$fptt" bench --device "$dev" --hidden 256,1024 --batch 64,512 --layers 2 --steps 16 \
     --reps 3 --copy-mib 1024 --matmul 4096 --out "$out/bench-gpu-2layers.csv"
+
+# Issue #16's target: 16 replicas of N = 256, B = 64 in at most 2x the step time of one.
+step "replicas in one set of dispatches"
+limit 20 "$fptt" bench --device "$dev" --hidden 256 --batch 64 --replicas 1,4,16 --steps 16 --reps 3 \
+    --copy-mib 64 --matmul 512 --out "$out/bench-gpu-replicas.csv"
 
 step "done: $out ($((SECONDS - start)) s after the build; budget 480 s)"
 [ $tests_ok -eq 1 ]

@@ -7,6 +7,7 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    enter_replica(gid.z);
     let j = flat_index(gid, nwg);
     let f = args.features;
     if j >= f {
@@ -17,20 +18,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var sum_gx = 0.0;
     for (var b = 0u; b < nb; b++) {
         let i = b * f + j;
-        let g = work[args.g_y + i];
+        let g = work[rw + args.g_y + i];
         sum_g += g;
-        sum_gx += g * work[args.xhat + i];
+        sum_gx += g * work[rw + args.xhat + i];
     }
     if args.accumulate != 0u {
-        grad[args.gamma + j] += sum_gx;
-        grad[args.beta + j] += sum_g;
+        grad[rp + args.gamma + j] += sum_gx;
+        grad[rp + args.beta + j] += sum_g;
     } else {
-        grad[args.gamma + j] = sum_gx;
-        grad[args.beta + j] = sum_g;
+        grad[rp + args.gamma + j] = sum_gx;
+        grad[rp + args.beta + j] = sum_g;
     }
-    let k = params[args.gamma + j] * work[args.invstd + j] / f32(nb);
+    let k = params[rp + args.gamma + j] * work[rw + args.invstd + j] / f32(nb);
     for (var b = 0u; b < nb; b++) {
         let i = b * f + j;
-        work[args.g_x + i] = k * (f32(nb) * work[args.g_y + i] - sum_g - work[args.xhat + i] * sum_gx);
+        work[rw + args.g_x + i] = k * (f32(nb) * work[rw + args.g_y + i] - sum_g - work[rw + args.xhat + i] * sum_gx);
     }
 }

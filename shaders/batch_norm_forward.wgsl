@@ -12,23 +12,24 @@ const MOMENTUM: f32 = 0.1;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    enter_replica(gid.z);
     let j = flat_index(gid, nwg);
     let f = args.features;
     if j >= f {
         return;
     }
     let nb = args.batch;
-    let gamma = params[args.gamma + j];
-    let beta = params[args.beta + j];
+    let gamma = params[rp + args.gamma + j];
+    let beta = params[rp + args.beta + j];
     let rm = args.running + step.t * f + j;
     let rv = args.running + (step.steps + step.t) * f + j;
     let training = step.training != 0u;
     if !training && step.eval_batch_stats == 0u {
-        let inv = 1.0 / sqrt(work[rv] + EPS);
-        let mean = work[rm];
+        let inv = 1.0 / sqrt(work[rw + rv] + EPS);
+        let mean = work[rw + rm];
         for (var b = 0u; b < nb; b++) {
             let i = args.x + b * f + j;
-            work[i] = gamma * (work[i] - mean) * inv + beta;
+            work[rw + i] = gamma * (work[rw + i] - mean) * inv + beta;
         }
         return;
     }
@@ -41,7 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var mean = 0.0;
     var var_sum = 0.0;
     for (var b = 0u; b < counted; b++) {
-        let x = work[args.x + b * f + j];
+        let x = work[rw + args.x + b * f + j];
         let delta = x - mean;
         mean += delta / f32(b + 1u);
         var_sum += delta * (x - mean);
@@ -50,15 +51,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let inv = 1.0 / sqrt(variance + EPS);
     for (var b = 0u; b < nb; b++) {
         let i = b * f + j;
-        let xhat = (work[args.x + i] - mean) * inv;
-        work[args.x + i] = gamma * xhat + beta;
+        let xhat = (work[rw + args.x + i] - mean) * inv;
+        work[rw + args.x + i] = gamma * xhat + beta;
         if training {
-            work[args.xhat + i] = xhat;
+            work[rw + args.xhat + i] = xhat;
         }
     }
     if training {
-        work[args.invstd + j] = inv;
-        work[rm] = (1.0 - MOMENTUM) * work[rm] + MOMENTUM * mean;
-        work[rv] = (1.0 - MOMENTUM) * work[rv] + MOMENTUM * var_sum / f32(nb - 1u);
+        work[rw + args.invstd + j] = inv;
+        work[rw + rm] = (1.0 - MOMENTUM) * work[rw + rm] + MOMENTUM * mean;
+        work[rw + rv] = (1.0 - MOMENTUM) * work[rw + rv] + MOMENTUM * var_sum / f32(nb - 1u);
     }
 }

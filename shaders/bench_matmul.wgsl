@@ -11,15 +11,16 @@ const MM_A_K_FAST: bool = true;
 const MM_B_K_FAST: bool = true;
 
 fn mm_a(p: u32, row: u32, k: u32) -> f32 {
-    return work[args.g1 + row * args.k1 + k];
+    return work[rw + args.g1 + row * args.k1 + k];
 }
 
 fn mm_b(p: u32, k: u32, col: u32) -> f32 {
-    return params[args.w1 + col * args.k1 + k];
+    return params[rp + args.w1 + col * args.k1 + k];
 }
 
 @compute @workgroup_size(MM_INVOCATIONS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    enter_replica(wid.z);
     let blk = mm_block(wid, nwg, lid, args.batch, args.cols, 1u);
     if !blk.live {
         return;
@@ -29,7 +30,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var r = 0u; r < MM_RM; r++) {
         for (var c = 0u; c < 4u; c++) {
             if mm_row_ok(blk, r) && mm_col_ok(blk, c) {
-                work[args.out + (blk.r0 + r) * args.cols + blk.c0 + c] = acc[r][c];
+                work[rw + args.out + (blk.r0 + r) * args.cols + blk.c0 + c] = acc[r][c];
             }
         }
     }

@@ -6,8 +6,9 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    enter_replica(gid.z);
     let i = flat_index(gid, nwg);
     if i < args.len {
-        work[args.dst + i] = work[args.src + i];
+        work[rw + args.dst + i] = work[rw + args.src + i];
     }
 }

@@ -9,6 +9,7 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    enter_replica(gid.z);
     let col = flat_index(gid, nwg);
     let p_len = args.p_len;
     if col >= p_len {
@@ -25,7 +26,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var old: array<f32, EPROP_MAX_OUTPUTS>;
     for (var b = 0u; b < args.batch; b++) {
         for (var k = 0u; k < c; k++) {
-            old[k] = work[args.jacobian + (b * c + k) * p_len + col];
+            old[k] = work[rw + args.jacobian + (b * c + k) * p_len + col];
         }
         for (var k = 0u; k < c; k++) {
             let i = b * c + k;
@@ -34,7 +35,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             if col < off_co {
                 // W_o[kk, m] moves z_kk by s_m.
                 let kk = col / n;
-                local = readout_d(b, k, kk, gain) * work[args.s_top + b * n + col % n];
+                local = readout_d(b, k, kk, gain) * work[rw + args.s_top + b * n + col % n];
             } else if col < off_wom {
                 local = readout_d(b, k, col - off_co, gain);
             } else if col < off_com {
@@ -44,9 +45,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                     let cc = r % (2u * c);
                     var zo = 0.0;
                     if cc < c {
-                        zo = work[args.z + b * c + cc];
+                        zo = work[rw + args.z + b * c + cc];
                     } else {
-                        zo = work[args.o_prev + b * c + cc - c];
+                        zo = work[rw + args.o_prev + b * c + cc - c];
                     }
                     local = gain * zo;
                 }
@@ -55,12 +56,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                     local = gain;
                 }
             } else {
-                let tau = work[args.tau_o + i];
-                local = (work[args.z + i] - work[args.o_prev + i]) * tau * (1.0 - tau) * work[args.zo + i];
+                let tau = work[rw + args.tau_o + i];
+                local = (work[rw + args.z + i] - work[rw + args.o_prev + i]) * tau * (1.0 - tau) * work[rw + args.zo + i];
             }
             let value = readout_carry(b, k, &old) + local;
-            work[args.jacobian + i * p_len + col] = value;
-            total += work[args.g_o + i] * value;
+            work[rw + args.jacobian + i * p_len + col] = value;
+            total += work[rw + args.g_o + i] * value;
         }
     }
     var at = args.a_o;

@@ -11,6 +11,7 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    enter_replica(gid.z);
     let idx = flat_index(gid, nwg);
     let n = args.n;
     let c = args.c;
@@ -21,9 +22,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let j = idx % n;
     var theta = args.threshold;
     if (args.flags & EPROP_ALIF) != 0u {
-        theta = B0 + BETA_ADAPT * work[args.b_next + idx];
+        theta = B0 + BETA_ADAPT * work[rw + args.b_next + idx];
     }
-    work[args.psi + idx] = surrogate(work[args.u + idx] - theta);
+    work[rw + args.psi + idx] = surrogate(work[rw + args.u + idx] - theta);
     var signal = 0.0;
     for (var k = 0u; k < c; k++) {
         let gain = readout_gain(b, k);
@@ -31,13 +32,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         for (var kk = 0u; kk < c; kk++) {
             v += readout_d(b, k, kk, gain) * feedback(kk, j);
         }
-        work[args.v + (b * c + k) * n + j] = v;
+        work[rw + args.v + (b * c + k) * n + j] = v;
         if j == 0u {
             for (var kk = 0u; kk < c; kk++) {
-                work[args.readout_a + (b * c + k) * c + kk] = readout_a(b, k, kk, gain);
+                work[rw + args.readout_a + (b * c + k) * c + kk] = readout_a(b, k, kk, gain);
             }
         }
-        signal += work[args.g_o + b * c + k] * v;
+        signal += work[rw + args.g_o + b * c + k] * v;
     }
-    work[args.signal + idx] = signal;
+    work[rw + args.signal + idx] = signal;
 }

@@ -15,6 +15,7 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    enter_replica(gid.z);
     let idx = flat_index(gid, nwg);
     let n = args.n;
     let n_in = args.n_in;
@@ -49,50 +50,50 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var old: array<f32, EPROP_MAX_OUTPUTS>;
     for (var b = 0u; b < args.batch; b++) {
         let i = b * n + j;
-        let tau_m = work[args.tau_m + i];
-        let u = work[args.u + i];
-        let psi = work[args.psi + i];
-        let s_prev = work[args.s_prev + i];
-        let rho_m_term = (work[args.d + i] - work[args.m_prev + i]) * tau_m * (1.0 - tau_m);
-        let input = select(1.0, work[source + b * stride], is_synapse);
+        let tau_m = work[rw + args.tau_m + i];
+        let u = work[rw + args.u + i];
+        let psi = work[rw + args.psi + i];
+        let s_prev = work[rw + args.s_prev + i];
+        let rho_m_term = (work[rw + args.d + i] - work[rw + args.m_prev + i]) * tau_m * (1.0 - tau_m);
+        let input = select(1.0, work[rw + source + b * stride], is_synapse);
         let inj_u = select(select(tau_m * input, rho_m_term, is_rho_m), 0.0, is_rho_a);
         var tau_a = 0.0;
         var inj_b = 0.0;
         if alif {
-            tau_a = work[args.tau_a + i];
-            inj_b = select(0.0, (work[args.b_prev + i] - s_prev) * tau_a * (1.0 - tau_a), is_rho_a);
+            tau_a = work[rw + args.tau_a + i];
+            inj_b = select(0.0, (work[rw + args.b_prev + i] - s_prev) * tau_a * (1.0 - tau_a), is_rho_a);
         }
         let t = i * cols + col;
-        let eps_u = (1.0 - tau_m) * work[args.membrane + t] + inj_u;
+        let eps_u = (1.0 - tau_m) * work[rw + args.membrane + t] + inj_u;
         var e = psi * eps_u;
         if alif {
-            let eps_b = work[args.adaptation + t] + inj_b;
+            let eps_b = work[rw + args.adaptation + t] + inj_b;
             e = psi * (eps_u - BETA_ADAPT * eps_b);
-            work[args.adaptation + t] = tau_a * eps_b + (1.0 - tau_a) * e;
+            work[rw + args.adaptation + t] = tau_a * eps_b + (1.0 - tau_a) * e;
         }
         var reset = 0.0;
         if keep_reset {
             reset = u * e;
         }
-        work[args.membrane + t] = (1.0 - work[args.s_next + i]) * eps_u - reset;
+        work[rw + args.membrane + t] = (1.0 - work[rw + args.s_next + i]) * eps_u - reset;
         if filtered && c == 1u {
             // One output (regression): no mixing, no private array.
             let at = args.filtered + i * cols + col;
-            let phi = work[args.readout_a + b] * work[at] + work[args.v + i] * e;
-            work[at] = phi;
-            total += work[args.g_o + b] * phi;
+            let phi = work[rw + args.readout_a + b] * work[rw + at] + work[rw + args.v + i] * e;
+            work[rw + at] = phi;
+            total += work[rw + args.g_o + b] * phi;
         } else if filtered {
             // φ of every output before any is overwritten: A mixes them.
             for (var k = 0u; k < c; k++) {
-                old[k] = work[args.filtered + ((b * c + k) * n + j) * cols + col];
+                old[k] = work[rw + args.filtered + ((b * c + k) * n + j) * cols + col];
             }
             for (var k = 0u; k < c; k++) {
-                let phi = readout_carry(b, k, &old) + work[args.v + (b * c + k) * n + j] * e;
-                work[args.filtered + ((b * c + k) * n + j) * cols + col] = phi;
-                total += work[args.g_o + b * c + k] * phi;
+                let phi = readout_carry(b, k, &old) + work[rw + args.v + (b * c + k) * n + j] * e;
+                work[rw + args.filtered + ((b * c + k) * n + j) * cols + col] = phi;
+                total += work[rw + args.g_o + b * c + k] * phi;
             }
         } else {
-            total += work[args.signal + i] * e;
+            total += work[rw + args.signal + i] * e;
         }
     }
     let fused = (args.flags & EPROP_FUSED) != 0u;

@@ -28,17 +28,18 @@ fn loss_gradient(i: u32) -> f32 {
             let cols = reg.width + 1u;
             var sum = 0.0;
             for (var s = 0u; s < reg.split; s++) {
-                sum += work[reg.partials + (s * reg.rows + o) * cols + col];
+                sum += work[rw + reg.partials + (s * reg.rows + o) * cols + col];
             }
-            grad[i] = sum;
+            grad[rp + i] = sum;
             return sum;
         }
     }
-    return grad[i];
+    return grad[rp + i];
 }
 
 @compute @workgroup_size(REDUCE_WIDTH)
 fn main(inv: ReduceInvocation, @builtin(workgroup_id) wid: vec3<u32>) {
+    enter_replica(wid.z);
     let lid = inv.local.x;
     let n = args.len;
     var acc = 0.0;
@@ -49,15 +50,15 @@ fn main(inv: ReduceInvocation, @builtin(workgroup_id) wid: vec3<u32>) {
         if gather {
             g = loss_gradient(i);
         } else {
-            g = grad[i];
+            g = grad[rp + i];
         }
         if (args.optimizer & OPTIM_PLAIN) == 0u {
-            g = g - opt[n + i] + args.alpha * (params[i] - opt[i]);
+            g = g - opt[ro + n + i] + work[rw + args.hyper + HYPER_ALPHA] * (params[rp + i] - opt[ro + i]);
         }
         acc += g * g;
     }
     let total = workgroup_sum(inv, acc);
     if lid == 0u {
-        work[args.partials + wid.x] = total;
+        work[rw + args.partials + wid.x] = total;
     }
 }

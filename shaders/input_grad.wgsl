@@ -12,20 +12,21 @@ const MM_B_K_FAST: bool = false;
 
 fn mm_a(p: u32, row: u32, k: u32) -> f32 {
     if p == 0u {
-        return work[args.g1 + row * args.k1 + k];
+        return work[rw + args.g1 + row * args.k1 + k];
     }
-    return work[args.g2 + row * args.k2 + k];
+    return work[rw + args.g2 + row * args.k2 + k];
 }
 
 fn mm_b(p: u32, k: u32, col: u32) -> f32 {
     if p == 0u {
-        return params[args.w1 + k * args.ld1 + args.col1 + col];
+        return params[rp + args.w1 + k * args.ld1 + args.col1 + col];
     }
-    return params[args.w2 + k * args.ld2 + args.col2 + col];
+    return params[rp + args.w2 + k * args.ld2 + args.col2 + col];
 }
 
 @compute @workgroup_size(MM_INVOCATIONS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    enter_replica(wid.z);
     let blk = mm_block(wid, nwg, lid, args.batch, args.cols, 1u);
     if !blk.live {
         return;
@@ -41,9 +42,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 let i = (blk.r0 + r) * args.cols + blk.c0 + c;
                 var v = acc[r][c];
                 if args.add != NONE {
-                    v = work[args.add + i] + v;
+                    v = work[rw + args.add + i] + v;
                 }
-                work[args.out + i] = v;
+                work[rw + args.out + i] = v;
             }
         }
     }

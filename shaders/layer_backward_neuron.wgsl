@@ -20,14 +20,14 @@ fn slope(offset: u32) -> f32 {
     if (args.flags & LAYER_CONSTANT_TAU) != 0u {
         return 1.0;
     }
-    return params[offset];
+    return params[rp + offset];
 }
 
 fn carried(offset: u32, idx: u32) -> f32 {
     if offset == NONE {
         return 0.0;
     }
-    return work[offset + idx];
+    return work[rw + offset + idx];
 }
 
 // ḡ_s[b, j] from the readout's ḡ_z [B, C] and W_o [C, N] (plus what the next step carried).
@@ -36,15 +36,16 @@ fn spikes_grad_from_readout(idx: u32) -> f32 {
     let j = idx % args.n;
     var acc = 0.0;
     for (var o = 0u; o < args.top_c; o++) {
-        acc += work[args.top_g_z + b * args.top_c + o] * params[args.top_w_o + o * args.n + j];
+        acc += work[rw + args.top_g_z + b * args.top_c + o] * params[rp + args.top_w_o + o * args.n + j];
     }
     let g_s = carried(args.top_g_s_add, idx) + acc;
-    work[args.g_s + idx] = g_s;
+    work[rw + args.g_s + idx] = g_s;
     return g_s;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    enter_replica(gid.z);
     let idx = flat_index(gid, nwg);
     if idx >= args.batch * args.n {
         return;
@@ -52,42 +53,42 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let adaptive = (args.flags & LAYER_ADAPTIVE) != 0u;
     var theta = args.threshold;
     if adaptive {
-        theta = B0 + BETA_ADAPT * work[args.b_next + idx];
+        theta = B0 + BETA_ADAPT * work[rw + args.b_next + idx];
     }
-    let u = work[args.u + idx];
+    let u = work[rw + args.u + idx];
     let g_m = carried(args.g_m_next, idx);
     let psi = surrogate(u - theta);
     var g_s = 0.0;
     if args.top_g_z != NONE {
         g_s = spikes_grad_from_readout(idx);
     } else {
-        g_s = work[args.g_s + idx];
+        g_s = work[rw + args.g_s + idx];
     }
     let e = g_s - g_m * u;
-    let g_u = g_m * (1.0 - work[args.s_next + idx]) + e * psi;
-    let tau_m = work[args.tau_m + idx];
-    let g_tau_m = g_u * (work[args.d + idx] - work[args.m_prev + idx]);
+    let g_u = g_m * (1.0 - work[rw + args.s_next + idx]) + e * psi;
+    let tau_m = work[rw + args.tau_m + idx];
+    let g_tau_m = g_u * (work[rw + args.d + idx] - work[rw + args.m_prev + idx]);
     let r_m = g_tau_m * tau_m * (1.0 - tau_m);
-    work[args.r_m + idx] = r_m;
-    work[args.g_zm + idx] = r_m * slope(args.a_m);
-    work[args.g_direct + idx] = g_u * tau_m;
+    work[rw + args.r_m + idx] = r_m;
+    work[rw + args.g_zm + idx] = r_m * slope(args.a_m);
+    work[rw + args.g_direct + idx] = g_u * tau_m;
     if args.g_m_prev != NONE {
-        work[args.g_m_prev + idx] = g_u * (1.0 - tau_m);
+        work[rw + args.g_m_prev + idx] = g_u * (1.0 - tau_m);
     }
     var g_s_prev = 0.0;
     if adaptive {
         let g_b = carried(args.g_b_next, idx) - BETA_ADAPT * e * psi;
-        let tau_a = work[args.tau_a + idx];
-        let g_tau_a = g_b * (work[args.b_prev + idx] - work[args.s_prev + idx]);
+        let tau_a = work[rw + args.tau_a + idx];
+        let g_tau_a = g_b * (work[rw + args.b_prev + idx] - work[rw + args.s_prev + idx]);
         let r_a = g_tau_a * tau_a * (1.0 - tau_a);
-        work[args.r_a + idx] = r_a;
-        work[args.g_za + idx] = r_a * slope(args.a_a);
+        work[rw + args.r_a + idx] = r_a;
+        work[rw + args.g_za + idx] = r_a * slope(args.a_a);
         if args.g_b_prev != NONE {
-            work[args.g_b_prev + idx] = g_b * tau_a;
+            work[rw + args.g_b_prev + idx] = g_b * tau_a;
         }
         g_s_prev = g_b * (1.0 - tau_a);
     }
     if args.g_s_prev != NONE {
-        work[args.g_s_prev + idx] = g_s_prev;
+        work[rw + args.g_s_prev + idx] = g_s_prev;
     }
 }

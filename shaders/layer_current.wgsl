@@ -28,22 +28,22 @@ fn fused() -> bool {
 //   1: s[b, k]·W_r[j, k]   (not fused)      2: s[b, k]·W_x[j, n_in + k]   (fused)
 fn mm_a(p: u32, row: u32, k: u32) -> f32 {
     if p == 0u {
-        return work[x_offset() + row * args.n_in + k];
+        return work[rw + x_offset() + row * args.n_in + k];
     }
-    return work[args.s_prev + row * args.n + k];
+    return work[rw + args.s_prev + row * args.n + k];
 }
 
 fn mm_b(p: u32, k: u32, col: u32) -> f32 {
     switch p {
         case 0u: {
             let row_len = select(args.n_in, args.n_in + args.n, fused());
-            return params[args.w_x + col * row_len + k];
+            return params[rp + args.w_x + col * row_len + k];
         }
         case 1u: {
-            return params[args.w_r + col * args.n + k];
+            return params[rp + args.w_r + col * args.n + k];
         }
         default: {
-            return params[args.w_x + col * (args.n_in + args.n) + args.n_in + k];
+            return params[rp + args.w_x + col * (args.n_in + args.n) + args.n_in + k];
         }
     }
 }
@@ -53,7 +53,7 @@ fn store(acc: ptr<function, MmAcc>, blk: MmBlock, out: u32, bias: u32) {
         for (var c = 0u; c < 4u; c++) {
             if mm_row_ok(blk, r) && mm_col_ok(blk, c) {
                 let j = blk.c0 + c;
-                work[out + (blk.r0 + r) * args.n + j] = (*acc)[r][c] + params[bias + j];
+                work[rw + out + (blk.r0 + r) * args.n + j] = (*acc)[r][c] + params[rp + bias + j];
             }
         }
     }
@@ -61,6 +61,7 @@ fn store(acc: ptr<function, MmAcc>, blk: MmBlock, out: u32, bias: u32) {
 
 @compute @workgroup_size(MM_INVOCATIONS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    enter_replica(wid.z);
     let blk = mm_block(wid, nwg, lid, args.batch, args.n, 1u);
     if !blk.live {
         return;
@@ -77,7 +78,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             if mm_row_ok(blk, r) {
                 let b = blk.r0 + r;
                 for (var i = 0u; i < args.n_in; i++) {
-                    work[args.x_tape + b * args.n_in + i] = work[x_off + b * args.n_in + i];
+                    work[rw + args.x_tape + b * args.n_in + i] = work[rw + x_off + b * args.n_in + i];
                 }
             }
         }

@@ -19,9 +19,9 @@ const MM_B_K_FAST: bool = true;
 
 fn current(i: u32) -> f32 {
     if (args.flags & LAYER_FUSED) != 0u {
-        return work[args.cur_x + i];
+        return work[rw + args.cur_x + i];
     }
-    return work[args.cur_x + i] + work[args.cur_r + i];
+    return work[rw + args.cur_x + i] + work[rw + args.cur_r + i];
 }
 
 // Each gate product runs as two K segments, so that mm_a and mm_b never branch on k (the
@@ -33,16 +33,16 @@ fn mm_a(p: u32, row: u32, k: u32) -> f32 {
     let i = row * args.n + k;
     switch p {
         case 0u, 4u: {
-            return work[args.cur_x + i];
+            return work[rw + args.cur_x + i];
         }
         case 1u, 5u: {
-            return work[args.cur_x + i] + work[args.cur_r + i];
+            return work[rw + args.cur_x + i] + work[rw + args.cur_r + i];
         }
         case 2u: {
-            return work[args.m_prev + i];
+            return work[rw + args.m_prev + i];
         }
         default: {
-            return work[args.b_prev + i];
+            return work[rw + args.b_prev + i];
         }
     }
 }
@@ -51,16 +51,16 @@ fn mm_b(p: u32, k: u32, col: u32) -> f32 {
     let row = col * 2u * args.n;
     switch p {
         case 0u, 1u: {
-            return params[args.w_m + row + k];
+            return params[rp + args.w_m + row + k];
         }
         case 2u: {
-            return params[args.w_m + row + args.n + k];
+            return params[rp + args.w_m + row + args.n + k];
         }
         case 3u: {
-            return params[args.w_a + row + args.n + k];
+            return params[rp + args.w_a + row + args.n + k];
         }
         default: {
-            return params[args.w_a + row + k];
+            return params[rp + args.w_a + row + k];
         }
     }
 }
@@ -87,6 +87,7 @@ fn gate(acc: ptr<function, MmAcc>, blk: MmBlock, state_p: u32) {
 
 @compute @workgroup_size(MM_INVOCATIONS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    enter_replica(wid.z);
     let n = args.n;
     let blk = mm_block(wid, nwg, lid, args.batch, n, 1u);
     if !blk.live {
@@ -100,10 +101,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var slope_a = 1.0;
     if gated {
         gate(&zm, blk, 2u);
-        slope_m = params[args.a_m];
+        slope_m = params[rp + args.a_m];
         if adaptive {
             gate(&za, blk, 3u);
-            slope_a = params[args.a_a];
+            slope_a = params[rp + args.a_a];
         }
     }
     for (var r = 0u; r < MM_RM; r++) {
@@ -117,34 +118,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
             let j = blk.c0 + c;
             let idx = b * n + j;
-            var z_m = params[args.w_m + j];
+            var z_m = params[rp + args.w_m + j];
             if gated {
-                z_m = zm[r][c] + params[args.c_m + j];
+                z_m = zm[r][c] + params[rp + args.c_m + j];
             }
             let tau_m = sigmoid(slope_m * z_m);
             let d = current(idx);
-            let m = work[args.m_prev + idx];
+            let m = work[rw + args.m_prev + idx];
             var theta = args.threshold;
             if adaptive {
-                var z_a = params[args.w_a + j];
+                var z_a = params[rp + args.w_a + j];
                 if gated {
-                    z_a = za[r][c] + params[args.c_a + j];
+                    z_a = za[r][c] + params[rp + args.c_a + j];
                 }
                 let tau_a = sigmoid(slope_a * z_a);
-                let b_new = tau_a * work[args.b_prev + idx] + (1.0 - tau_a) * work[args.s_prev + idx];
+                let b_new = tau_a * work[rw + args.b_prev + idx] + (1.0 - tau_a) * work[rw + args.s_prev + idx];
                 theta = B0 + BETA_ADAPT * b_new;
-                work[args.za + idx] = z_a;
-                work[args.tau_a + idx] = tau_a;
-                work[args.b_next + idx] = b_new;
+                work[rw + args.za + idx] = z_a;
+                work[rw + args.tau_a + idx] = tau_a;
+                work[rw + args.b_next + idx] = b_new;
             }
             let u = m + tau_m * (d - m);
             let spike = select(0.0, 1.0, u - theta > 0.0);
-            work[args.m_next + idx] = (1.0 - spike) * u;
-            work[args.s_next + idx] = spike;
-            work[args.d + idx] = d;
-            work[args.tau_m + idx] = tau_m;
-            work[args.zm + idx] = z_m;
-            work[args.u + idx] = u;
+            work[rw + args.m_next + idx] = (1.0 - spike) * u;
+            work[rw + args.s_next + idx] = spike;
+            work[rw + args.d + idx] = d;
+            work[rw + args.tau_m + idx] = tau_m;
+            work[rw + args.zm + idx] = z_m;
+            work[rw + args.u + idx] = u;
         }
     }
 }

@@ -11,7 +11,7 @@
 fn strided_sum(inv: ReduceInvocation, base: u32, len: u32) -> f32 {
     var acc = 0.0;
     for (var i = inv.local.x; i < len; i += REDUCE_WIDTH) {
-        acc += work[base + i];
+        acc += work[rw + base + i];
     }
     return workgroup_sum(inv, acc);
 }
@@ -20,19 +20,19 @@ fn strided_sum(inv: ReduceInvocation, base: u32, len: u32) -> f32 {
 fn update_table(y: u32) {
     let c = args.c;
     for (var b = 0u; b < step.valid; b++) {
-        if bitcast<u32>(work[args.targets + step.target_offset + b]) == y && work[args.correct_b + b] == 0.0 {
+        if bitcast<u32>(work[rw + args.targets + step.target_offset + b]) == y && work[rw + args.correct_b + b] == 0.0 {
             let o = args.o_next + b * c;
-            var mx = work[o];
+            var mx = work[rw + o];
             for (var k = 1u; k < c; k++) {
-                mx = max(mx, work[o + k]);
+                mx = max(mx, work[rw + o + k]);
             }
             var sum_exp = 0.0;
             for (var k = 0u; k < c; k++) {
-                sum_exp += exp(work[o + k] - mx);
+                sum_exp += exp(work[rw + o + k] - mx);
             }
             let row = args.q + (y * step.steps + step.t) * c;
             for (var k = 0u; k < c; k++) {
-                work[row + k] = exp(work[o + k] - mx) / sum_exp;
+                work[rw + row + k] = exp(work[rw + o + k] - mx) / sum_exp;
             }
             return;
         }
@@ -40,7 +40,8 @@ fn update_table(y: u32) {
 }
 
 @compute @workgroup_size(REDUCE_WIDTH)
-fn main(inv: ReduceInvocation) {
+fn main(inv: ReduceInvocation, @builtin(workgroup_id) replica_group: vec3<u32>) {
+    enter_replica(replica_group.z);
     let lid = inv.local.x;
     if step.update_q != 0u {
         for (var y = lid; y < args.c; y += REDUCE_WIDTH) {
@@ -53,16 +54,16 @@ fn main(inv: ReduceInvocation) {
     // Spikes of the valid samples only (an evaluation's padding rows are not counted).
     var spikes = 0.0;
     for (var k = 0u; k < args.layers; k++) {
-        let start = bitcast<u32>(work[args.spike_layers + 2u * k]);
-        let n = bitcast<u32>(work[args.spike_layers + 2u * k + 1u]);
+        let start = bitcast<u32>(work[rw + args.spike_layers + 2u * k]);
+        let n = bitcast<u32>(work[rw + args.spike_layers + 2u * k + 1u]);
         spikes += strided_sum(inv, args.spikes + start, step.valid * n);
     }
     if lid == 0u {
         let t = step.t;
         let steps = step.steps;
-        work[args.metrics + t] = loss;
-        work[args.metrics + steps + t] = correct;
-        work[args.metrics + 2u * steps + t] = sqerr;
-        work[args.metrics + 3u * steps + t] = spikes;
+        work[rw + args.metrics + t] = loss;
+        work[rw + args.metrics + steps + t] = correct;
+        work[rw + args.metrics + 2u * steps + t] = sqerr;
+        work[rw + args.metrics + 3u * steps + t] = spikes;
     }
 }

@@ -9,6 +9,7 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    enter_replica(gid.z);
     let b = flat_index(gid, nwg);
     if b >= args.batch {
         return;

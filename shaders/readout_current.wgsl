@@ -8,6 +8,7 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    enter_replica(gid.z);
     let idx = flat_index(gid, nwg);
     if idx >= args.batch * args.c {
         return;

@@ -15,6 +15,7 @@ const READOUT_LANES: u32 = 64u;
 
 @compute @workgroup_size(READOUT_LANES)
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    enter_replica(wid.z);
     let c = args.c;
     let per_group = READOUT_LANES / c;
     let lane = lid3.x;

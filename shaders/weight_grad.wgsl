@@ -23,7 +23,7 @@ const MM_A_K_FAST: bool = false;
 const MM_B_K_FAST: bool = false;
 
 fn mm_a(p: u32, row: u32, k: u32) -> f32 {
-    return work[job.g + k * job.rows + row];
+    return work[rw + job.g + k * job.rows + row];
 }
 
 // Branch-free in the column (a per-invocation value, so a branch would run every path): one
@@ -34,7 +34,7 @@ fn mm_b(p: u32, k: u32, col: u32) -> f32 {
     let is_bias = col >= job.p_width + job.q_width;
     let base = select(select(job.p + col, job.q + (col - job.p_width), in_q), job.g, is_bias);
     let stride = select(select(job.p_width, job.q_width, in_q), 0u, is_bias);
-    return select(work[base + k * stride], 1.0, is_bias);
+    return select(work[rw + base + k * stride], 1.0, is_bias);
 }
 
 // Workgroups a job owns (twin: the planner's `job_groups` in src/learn/planner/mod.rs).
@@ -50,7 +50,7 @@ fn dot_job(group: u32, lid: u32) {
     var acc = 0.0;
     if group == 0u {
         for (var i = lid; i < job.batch; i += MM_INVOCATIONS) {
-            acc += work[job.g + i] * work[job.p + i];
+            acc += work[rw + job.g + i] * work[rw + job.p + i];
         }
     }
     dot_lanes[lid] = acc;
@@ -61,15 +61,16 @@ fn dot_job(group: u32, lid: u32) {
             total += dot_lanes[l];
         }
         if job.accumulate != 0u {
-            grad[job.out] += total;
+            grad[rp + job.out] += total;
         } else {
-            grad[job.out] = total;
+            grad[rp + job.out] = total;
         }
     }
 }
 
 @compute @workgroup_size(MM_INVOCATIONS)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    enter_replica(wid.z);
     // Find this workgroup's job: jobs own consecutive ranges of workgroups, in order.
     var group = wid.y * nwg.x + wid.x;
     var j = 0u;
@@ -109,7 +110,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let o = blk.r0 + r;
             let i = blk.c0 + c;
             if split > 1u {
-                work[job.partials + (blk.slice * job.rows + o) * cols + i] = acc[r][c];
+                work[rw + job.partials + (blk.slice * job.rows + o) * cols + i] = acc[r][c];
                 continue;
             }
             var at = job.out + o * width + i;
@@ -120,9 +121,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 at = job.bias + o;
             }
             if job.accumulate != 0u {
-                grad[at] += acc[r][c];
+                grad[rp + at] += acc[r][c];
             } else {
-                grad[at] = acc[r][c];
+                grad[rp + at] = acc[r][c];
             }
         }
     }

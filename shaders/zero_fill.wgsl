@@ -6,11 +6,12 @@
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    enter_replica(gid.z);
     let i = flat_index(gid, nwg);
     if i < args.len {
-        work[args.dst + i] = 0.0;
+        work[rw + args.dst + i] = 0.0;
     }
     if i < args.grad_len {
-        grad[i] = 0.0;
+        grad[rp + i] = 0.0;
     }
 }

@@ -223,6 +223,10 @@ struct GridArgs {
     /// Hidden-layer counts to measure (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1")]
     layers: Vec<usize>,
+    /// Models stepped together in one set of dispatches (comma-separated): a row per count, its
+    /// rates over all of them (sample-steps/s = replicas × batch / step time).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    replicas: Vec<usize>,
     /// Time steps per timed sequence.
     #[arg(long, default_value_t = 8)]
     steps: usize,
@@ -303,6 +307,11 @@ struct SweepArgs {
     /// Progress display on stderr: auto, bar, log, quiet.
     #[arg(long, default_value = "auto", value_parser = parse_progress)]
     progress: ProgressMode,
+    /// Train up to N runs that differ only in seed, lr, alpha, beta and clip together, as
+    /// replicas of one engine (one set of dispatches for all; each run's results are exactly
+    /// those it gets alone). Fewer where the adapter's buffers cannot hold N; 1: one run at a time.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    max_replicas: u32,
 }
 
 #[derive(clap::Args)]
@@ -574,7 +583,14 @@ fn print_sweep(
 
 /// `sweep --jobs K`: K child processes of this executable, one slice each, waited for; a stop
 /// request is passed on to them (they checkpoint and stop as after Ctrl-C).
-fn sweep_jobs(out: &std::path::Path, k: u32, devices: &[String], progress: &str, stop: &AtomicBool) -> Result<bool> {
+fn sweep_jobs(
+    out: &std::path::Path,
+    k: u32,
+    devices: &[String],
+    progress: &str,
+    max_replicas: u32,
+    stop: &AtomicBool,
+) -> Result<bool> {
     let exe = std::env::current_exe().context("finding this executable for --jobs")?;
     let mut children = Vec::new();
     for i in 0..k {
@@ -585,6 +601,7 @@ fn sweep_jobs(out: &std::path::Path, k: u32, devices: &[String], progress: &str,
             .args(["sweep", "--resume"])
             .arg(out)
             .args(["--slice", &format!("{i}/{k}"), "--device", device, "--progress", progress])
+            .args(["--max-replicas", &max_replicas.to_string()])
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -662,7 +679,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         let exe = std::env::current_exe().context("finding this executable for the Slurm script")?;
         let exe = exe.canonicalize().unwrap_or(exe);
         let path = out.join(SLURM_FILE);
-        let text = sweep::slurm_script(&grid, &out, n as usize, &exe);
+        let text = sweep::slurm_script(&grid, &out, n as usize, args.max_replicas as usize, &exe);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         println!("slurm script: {}", path.display());
         println!("edit its #SBATCH --time, then submit from this directory:  sbatch {}", path.display());
@@ -676,7 +693,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
             ProgressMode::Quiet => "quiet",
             _ => "log",
         };
-        let ok = sweep_jobs(&out, k, &args.device, progress, &stop)?;
+        let ok = sweep_jobs(&out, k, &args.device, progress, args.max_replicas, &stop)?;
         let rows = sweep::merged_index(&grid, &out)?;
         // The children are done: this process is the index's only writer now.
         sweep::write_index(&grid, &out.join(INDEX_FILE), &rows)?;
@@ -697,6 +714,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         stop,
         context: None,
         command_line: run::command_line(),
+        max_replicas: args.max_replicas as usize,
     };
     let report = sweep::run_sweep(&grid, &opts)?;
     print_sweep(&grid, &out, &report.rows)?;
@@ -745,6 +763,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
                 hidden: a.hidden,
                 batch: a.batch,
                 layers: a.layers,
+                replicas: a.replicas,
                 steps: a.steps,
                 reps: a.reps,
                 device: a.device,

@@ -73,7 +73,7 @@ fn launch_groups<T: bytemuck::Pod>(
         let mut pass = encoder
             .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("matmul test"), timestamp_writes: None });
         pass.set_bind_group(0, &storage, &[]);
-        kernels.record(&mut pass, &arguments, &[dispatch], 0, None);
+        kernels.record(&mut pass, &arguments, &[dispatch], 0, 1, None);
     }
     ctx.queue.submit([encoder.finish()]);
     (g.read(ctx, 0, grad.len()).unwrap(), w.read(ctx, 0, work.len()).unwrap())

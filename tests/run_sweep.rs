@@ -1,8 +1,9 @@
 //! `fptt sweep` end to end on tiny adding runs: an invalid axis value refused before anything is
-//! written; a sweep's run directories the same as `fptt train --set` of their points; a sweep
-//! stopped by SIGTERM continued with `--resume` to exactly where an uninterrupted run ends; the
-//! Slurm script's array task running its slice; `--jobs 2` sharing one sweep directory; a diverged
-//! run recorded while the sweep goes on.
+//! written; a sweep's run directories (its runs packed as replicas of one engine) the same as
+//! `fptt train --set` of their points; a packed sweep stopped by SIGTERM continued with `--resume`
+//! to exactly where uninterrupted runs end; the Slurm script's array task running its slice;
+//! `--jobs 2` sharing one sweep directory; a diverged replica recorded while the others go on,
+//! unaffected.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -90,28 +91,50 @@ fn the_shipped_grids_check_and_are_named_after_their_files() {
     assert!(seen >= 1);
 }
 
-#[test]
-fn a_sweep_writes_each_point_as_fptt_train_would_and_indexes_it() {
-    let dir = scratch("sweep-two");
-    let g = grid(&dir, "[set]\n\"train.epochs\" = 1\n[axes]\nseed = [1, 2]\n");
-    let out = dir.join("out");
-    let o = fptt(&["sweep", s(&g), "--out", s(&out), "--progress", "quiet"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("| all seeds | 8 ltc | fptt | 6 | 8 | 2 |"), "the seed summary: {stdout}");
-    assert_eq!(index(&out.join("index.csv")), [("seed1".into(), "done".into()), ("seed2".into(), "done".into())]);
-    let reference = dir.join("reference");
-    train_point(&dir.join("base.toml"), &reference, &["train.epochs=1", "seed=2"]);
-    assert_eq!(config(&out.join("seed2")), config(&reference));
-    assert_eq!(metrics(&out.join("seed2")), metrics(&reference));
-    // A fresh sweep into the same directory is refused; --status reads it.
-    assert_refused(&fptt(&["sweep", s(&g), "--out", s(&out)]), &["already holds a sweep", "--resume"]);
-    let o = fptt(&["sweep", "--status", s(&out)]);
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("(2 done)"), "{}", stderr(&o));
+/// A run's checkpoint tensors equal another's, bit for bit.
+fn same_checkpoints(a: &Path, b: &Path) {
+    let (a, _) = fptt::checkpoint::load(&a.join("checkpoint.safetensors")).unwrap();
+    let (b, _) = fptt::checkpoint::load(&b.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, x) in &a {
+        assert!(x.data.iter().zip(&b[name].data).all(|(p, q)| p.to_bits() == q.to_bits()), "tensor {name}");
+    }
 }
 
 #[test]
-fn a_stopped_sweep_resumes_and_its_interrupted_run_continues_exactly() {
+fn a_sweep_writes_each_point_as_fptt_train_would_and_indexes_it() {
+    let dir = scratch("sweep-two");
+    let g = grid(&dir, "[set]\n\"train.epochs\" = 1\n[axes]\nseed = [1, 2]\n\"train.lr\" = [0.01, 0.003]\n");
+    let out = dir.join("out");
+    let o = fptt(&["sweep", s(&g), "--out", s(&out), "--progress", "quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("replica 4 of 4"), "the four runs train as replicas of one engine: {}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("| train.lr0.01 | 8 ltc | fptt | 6 | 8 | 2 |"), "the seed summary: {stdout}");
+    let runs = ["seed1-train.lr0.01", "seed1-train.lr0.003", "seed2-train.lr0.01", "seed2-train.lr0.003"];
+    let done: Vec<(String, String)> = runs.iter().map(|r| (r.to_string(), "done".to_string())).collect();
+    assert_eq!(index(&out.join("index.csv")), done);
+    // Every replica's directory is exactly what `fptt train` of its point writes alone.
+    for (run, sets) in runs.iter().zip([
+        ["seed=1", "train.lr=0.01"],
+        ["seed=1", "train.lr=0.003"],
+        ["seed=2", "train.lr=0.01"],
+        ["seed=2", "train.lr=0.003"],
+    ]) {
+        let reference = dir.join(format!("reference-{run}"));
+        train_point(&dir.join("base.toml"), &reference, &["train.epochs=1", sets[0], sets[1]]);
+        assert_eq!(config(&out.join(run)), config(&reference), "{run}");
+        assert_eq!(metrics(&out.join(run)), metrics(&reference), "{run}");
+        same_checkpoints(&out.join(run), &reference);
+    }
+    // A fresh sweep into the same directory is refused; --status reads it.
+    assert_refused(&fptt(&["sweep", s(&g), "--out", s(&out)]), &["already holds a sweep", "--resume"]);
+    let o = fptt(&["sweep", "--status", s(&out)]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("(4 done)"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_stopped_packed_sweep_resumes_and_its_interrupted_runs_continue_exactly() {
     let dir = scratch("sweep-resume");
     let body = "[set]\n\"train.epochs\" = 30\n\"output.report_every\" = 1\n[axes]\nseed = [1, 2]\n";
     let g = grid(&dir, body);
@@ -132,22 +155,24 @@ fn a_stopped_sweep_resumes_and_its_interrupted_run_continues_exactly() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(stderr(&o).contains("fptt sweep --resume"), "{}", stderr(&o));
+    // Both seeds train as replicas of one engine: both stop, each with its checkpoint.
     assert_eq!(
         index(&out.join("index.csv")),
-        [("seed1".into(), "interrupted".into()), ("seed2".into(), "pending".into())]
+        [("seed1".into(), "interrupted".into()), ("seed2".into(), "interrupted".into())]
     );
-    assert!(out.join("seed1/checkpoint.safetensors").is_file() && !out.join("seed2").exists());
+    assert!(out.join("seed1/checkpoint.safetensors").is_file() && out.join("seed2/checkpoint.safetensors").is_file());
 
     let o = fptt(&["sweep", "--resume", s(&out), "--progress", "quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming, replica 2 of 2"), "they resume as one pack: {}", stderr(&o));
     assert_eq!(index(&out.join("index.csv")), [("seed1".into(), "done".into()), ("seed2".into(), "done".into())]);
-    let reference = dir.join("reference");
-    train_point(&dir.join("base.toml"), &reference, &["train.epochs=30", "output.report_every=1", "seed=1"]);
-    assert_eq!(metrics(&out.join("seed1")), metrics(&reference), "the resumed run's rows");
-    let (a, _) = fptt::checkpoint::load(&out.join("seed1/checkpoint.safetensors")).unwrap();
-    let (b, _) = fptt::checkpoint::load(&reference.join("checkpoint.safetensors")).unwrap();
-    for (name, x) in &a {
-        assert!(x.data.iter().zip(&b[name].data).all(|(p, q)| p.to_bits() == q.to_bits()), "tensor {name}");
+    for seed in ["1", "2"] {
+        let reference = dir.join(format!("reference{seed}"));
+        let set = format!("seed={seed}");
+        train_point(&dir.join("base.toml"), &reference, &["train.epochs=30", "output.report_every=1", &set]);
+        let run = out.join(format!("seed{seed}"));
+        assert_eq!(metrics(&run), metrics(&reference), "the resumed run {seed}'s rows");
+        same_checkpoints(&run, &reference);
     }
     // Everything is done: a further resume trains nothing.
     let o = fptt(&["sweep", "--resume", s(&out), "--progress", "quiet"]);
@@ -212,8 +237,14 @@ fn a_diverged_run_is_recorded_and_the_sweep_goes_on() {
     assert!(o.status.success(), "divergence is a result, not a failure: {}", stderr(&o));
     let rows = index(&out.join("index.csv"));
     assert_eq!((rows[0].1.as_str(), rows[1].1.as_str()), ("diverged", "done"), "{rows:?}");
+    assert!(stderr(&o).contains("replica 2 of 2"), "they train as replicas of one engine: {}", stderr(&o));
     let text = std::fs::read_to_string(out.join("index.csv")).unwrap();
     assert!(text.contains("training diverged at update"), "the note says why: {text}");
+    // The diverged replica stopped alone: the other trained exactly as it does alone.
+    let reference = dir.join("reference");
+    train_point(&dir.join("base.toml"), &reference, &["train.epochs=1", "train.lr=0.01"]);
+    assert_eq!(metrics(&out.join(&rows[1].0)), metrics(&reference));
+    same_checkpoints(&out.join(&rows[1].0), &reference);
     // A resume does not run it again (it would diverge again).
     let o = fptt(&["sweep", "--resume", s(&out), "--progress", "quiet"]);
     assert!(o.status.success() && stderr(&o).contains("0 runs trained"), "{}", stderr(&o));

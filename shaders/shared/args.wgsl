@@ -226,9 +226,11 @@ struct OptimArgs {
     // bit 0: Adamax (else Adam); bit 1: a plain optimizer step with the loss gradient only
     // (BPTT: no −λ + α(W − W̄) term, λ and W̄ untouched)
     optimizer: u32,
-    alpha: f32,
-    beta: f32,
-    clip: f32,
+    // work offset of the replica's own hyperparameters: [α, β, clip, frozen, step sizes]
+    // (HYPER_* below), so that replicas stepped together can differ in them.
+    hyper: u32,
+    _pad3: u32,
+    _pad4: u32,
     beta1: f32,
     beta2: f32,
     eps: f32,
@@ -245,6 +247,15 @@ struct OptimArgs {
 }
 
 const OPTIM_ADAMAX: u32 = 1u;
+// The replica's hyperparameters at work[hyper + HYPER_*]: α, β, the clipping norm, 1 when it
+// diverged and is frozen (no update touches its W, W̄, λ or moments again), then per time step t
+// of the sequence the Adam/Adamax step size lr/(1 − β1ⁿ) of the update made at step t (its own
+// lr, computed on the host in f64, so that a replica steps exactly as its run alone).
+const HYPER_ALPHA: u32 = 0u;
+const HYPER_BETA: u32 = 1u;
+const HYPER_CLIP: u32 = 2u;
+const HYPER_FROZEN: u32 = 3u;
+const HYPER_STEP_SIZES: u32 = 4u;
 const OPTIM_PLAIN: u32 = 2u;
 
 // Twin: `EpropArgs`. e-prop (method §7) for one hidden LIF/ALIF layer and the readout at one state

@@ -26,8 +26,8 @@ struct StepInfo {
     aux_mode: u32,
     // 1 when this step writes into q (training a classifier, t < T−1).
     update_q: u32,
-    // Adam/Adamax: lr/(1 − β1ⁿ) and √(1 − β2ⁿ) for this update's n, computed on the host in f64.
-    step_size: f32,
+    // Adam/Adamax: √(1 − β2ⁿ) for this update's n, computed on the host in f64 (the step size
+    // lr/(1 − β1ⁿ) is per replica: HYPER_STEP_SIZES in args.wgsl).
     bc2_sqrt: f32,
     // Where this step's targets start in the targets region: 0 when a sequence has one target
     // per sample (read at every step), t·B·C (labels: t·B) when every step has its own (streams).
@@ -35,8 +35,29 @@ struct StepInfo {
     // Evaluation only: 1 normalises with the batch's own statistics (over the `valid` samples)
     // instead of the running ones; nothing is written back.
     eval_batch_stats: u32,
+    // Replicas (R models of one shape stepped together, the replica index in the dispatch's z):
+    // replica r's params and grad start at r·params_stride, its opt at r·opt_stride, its work at
+    // r·work_stride. One replica: all three are unused (r = 0).
+    params_stride: u32,
+    opt_stride: u32,
+    work_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 @group(1) @binding(1) var<storage, read> step: StepInfo;
+
+// Where this invocation's replica starts in params and grad (rp), opt (ro) and work (rw): every
+// index into the storage buffers adds one of them. Set by `enter_replica` first thing in every
+// entry point, from the z of its workgroup.
+var<private> rp: u32;
+var<private> ro: u32;
+var<private> rw: u32;
+
+fn enter_replica(z: u32) {
+    rp = z * step.params_stride;
+    ro = z * step.opt_stride;
+    rw = z * step.work_stride;
+}
 
 const NONE: u32 = 0xffffffffu;
 const WORKGROUP: u32 = 64u;

@@ -11,9 +11,9 @@ fn readout_current_at(b: u32, k: u32) {
     let s_base = args.s_top + b * args.n_top;
     var acc = 0.0;
     for (var i = 0u; i < args.n_top; i++) {
-        acc += params[row + i] * work[s_base + i];
+        acc += params[rp + row + i] * work[rw + s_base + i];
     }
-    work[args.z + b * args.c + k] = acc + params[args.c_o + k];
+    work[rw + args.z + b * args.c + k] = acc + params[rp + args.c_o + k];
 }
 
 // τo = σ(a_o·(W_om[k, :]·[z ; o] + c_om[k])), o'[b, k] = (1 − τo)·o + τo·z. Reads z[b, :] whole.
@@ -23,17 +23,17 @@ fn readout_gate_at(b: u32, k: u32) {
     let row = args.w_om + k * 2u * c;
     var zo = 0.0;
     for (var i = 0u; i < c; i++) {
-        zo += params[row + i] * work[args.z + b * c + i];
+        zo += params[rp + row + i] * work[rw + args.z + b * c + i];
     }
     for (var i = 0u; i < c; i++) {
-        zo += params[row + c + i] * work[args.o_prev + b * c + i];
+        zo += params[rp + row + c + i] * work[rw + args.o_prev + b * c + i];
     }
-    zo += params[args.c_om + k];
-    let tau_o = sigmoid(params[args.a_o] * zo);
-    let o = work[args.o_prev + idx];
-    work[args.o_next + idx] = (1.0 - tau_o) * o + tau_o * work[args.z + idx];
-    work[args.tau_o + idx] = tau_o;
-    work[args.zo + idx] = zo;
+    zo += params[rp + args.c_om + k];
+    let tau_o = sigmoid(params[rp + args.a_o] * zo);
+    let o = work[rw + args.o_prev + idx];
+    work[rw + args.o_next + idx] = (1.0 - tau_o) * o + tau_o * work[rw + args.z + idx];
+    work[rw + args.tau_o + idx] = tau_o;
+    work[rw + args.zo + idx] = zo;
 }
 
 // The step's loss and its gradient on o'[b, :] for sample b (method §4). Reads o'[b, :] whole.
@@ -46,11 +46,11 @@ fn loss_grad_at(b: u32) {
     let base = b * c;
     if b >= step.valid {
         for (var k = 0u; k < c; k++) {
-            work[args.g_o + base + k] = 0.0;
+            work[rw + args.g_o + base + k] = 0.0;
         }
-        work[args.loss_b + b] = 0.0;
-        work[args.correct_b + b] = 0.0;
-        work[args.sqerr_b + b] = 0.0;
+        work[rw + args.loss_b + b] = 0.0;
+        work[rw + args.correct_b + b] = 0.0;
+        work[rw + args.sqerr_b + b] = 0.0;
         return;
     }
     let inv_b = 1.0 / f32(step.valid);
@@ -59,36 +59,36 @@ fn loss_grad_at(b: u32) {
         // Streams keep every step's o' so that the host can read a window's predictions at once.
         let row = args.predictions + (step.t * args.batch + b) * c;
         for (var k = 0u; k < c; k++) {
-            work[row + k] = work[o + k];
+            work[rw + row + k] = work[rw + o + k];
         }
     }
     if (args.flags & READOUT_REGRESSION) != 0u {
         var se = 0.0;
         for (var k = 0u; k < c; k++) {
-            let diff = work[o + k] - work[args.targets + step.target_offset + base + k];
+            let diff = work[rw + o + k] - work[rw + args.targets + step.target_offset + base + k];
             se += diff * diff;
-            work[args.g_o + base + k] = step.w_task * 2.0 * diff * inv_b / f32(c);
+            work[rw + args.g_o + base + k] = step.w_task * 2.0 * diff * inv_b / f32(c);
         }
-        work[args.loss_b + b] = step.w_task * se * inv_b / f32(c);
-        work[args.sqerr_b + b] = se;
-        work[args.correct_b + b] = 0.0;
+        work[rw + args.loss_b + b] = step.w_task * se * inv_b / f32(c);
+        work[rw + args.sqerr_b + b] = se;
+        work[rw + args.correct_b + b] = 0.0;
         return;
     }
-    let y = bitcast<u32>(work[args.targets + step.target_offset + b]);
+    let y = bitcast<u32>(work[rw + args.targets + step.target_offset + b]);
     var best = 0u;
-    var mx = work[o];
+    var mx = work[rw + o];
     for (var k = 1u; k < c; k++) {
-        if work[o + k] > mx {
-            mx = work[o + k];
+        if work[rw + o + k] > mx {
+            mx = work[rw + o + k];
             best = k;
         }
     }
     var sum_exp = 0.0;
     for (var k = 0u; k < c; k++) {
-        sum_exp += exp(work[o + k] - mx);
+        sum_exp += exp(work[rw + o + k] - mx);
     }
     let lse = mx + log(sum_exp);
-    var loss = step.w_task * (lse - work[o + y]) * inv_b;
+    var loss = step.w_task * (lse - work[rw + o + y]) * inv_b;
     let use_aux = step.aux_mode != 0u && step.w_aux != 0.0;
     let q_row = args.q + (y * step.steps + step.t) * c;
     var q_sum = 0.0;
@@ -97,28 +97,28 @@ fn loss_grad_at(b: u32) {
         for (var k = 0u; k < c; k++) {
             var qk = 1.0 / f32(c);
             if step.aux_mode == 1u {
-                qk = work[q_row + k];
+                qk = work[rw + q_row + k];
             }
             q_sum += qk;
-            cross -= qk * (work[o + k] - lse);
+            cross -= qk * (work[rw + o + k] - lse);
         }
         loss += step.w_aux * inv_b / f32(c) * cross;
     }
     for (var k = 0u; k < c; k++) {
-        let p = exp(work[o + k] - lse);
+        let p = exp(work[rw + o + k] - lse);
         var g = step.w_task * inv_b * (p - select(0.0, 1.0, k == y));
         if use_aux {
             var qk = 1.0 / f32(c);
             if step.aux_mode == 1u {
-                qk = work[q_row + k];
+                qk = work[rw + q_row + k];
             }
             g += step.w_aux * inv_b / f32(c) * (q_sum * p - qk);
         }
-        work[args.g_o + base + k] = g;
+        work[rw + args.g_o + base + k] = g;
     }
-    work[args.loss_b + b] = loss;
-    work[args.correct_b + b] = select(0.0, 1.0, best == y);
-    work[args.sqerr_b + b] = 0.0;
+    work[rw + args.loss_b + b] = loss;
+    work[rw + args.correct_b + b] = select(0.0, 1.0, best == y);
+    work[rw + args.sqerr_b + b] = 0.0;
 }
 
 // Backward through the readout gate at (b, k) (method §3, readout):
@@ -127,12 +127,12 @@ fn loss_grad_at(b: u32) {
 // adds ḡ_zo·W_om[:, C:]); that step's backward runs next.
 fn readout_backward_gate_at(b: u32, k: u32) {
     let i = b * args.c + k;
-    let tau_o = work[args.tau_o + i];
-    let r = work[args.g_o + i] * (work[args.z + i] - work[args.o_prev + i]) * tau_o * (1.0 - tau_o);
-    work[args.r_o + i] = r;
-    work[args.g_zo + i] = r * params[args.a_o];
+    let tau_o = work[rw + args.tau_o + i];
+    let r = work[rw + args.g_o + i] * (work[rw + args.z + i] - work[rw + args.o_prev + i]) * tau_o * (1.0 - tau_o);
+    work[rw + args.r_o + i] = r;
+    work[rw + args.g_zo + i] = r * params[rp + args.a_o];
     if args.g_o_prev != NONE {
-        work[args.g_o_prev + i] += work[args.g_o + i] * (1.0 - tau_o);
+        work[rw + args.g_o_prev + i] += work[rw + args.g_o + i] * (1.0 - tau_o);
     }
 }
 
@@ -140,9 +140,9 @@ fn readout_backward_gate_at(b: u32, k: u32) {
 fn readout_backward_input_at(b: u32, k: u32) {
     let c = args.c;
     let base = b * c;
-    var acc = work[args.g_o + base + k] * work[args.tau_o + base + k];
+    var acc = work[rw + args.g_o + base + k] * work[rw + args.tau_o + base + k];
     for (var i = 0u; i < c; i++) {
-        acc += work[args.g_zo + base + i] * params[args.w_om + i * 2u * c + k];
+        acc += work[rw + args.g_zo + base + i] * params[rp + args.w_om + i * 2u * c + k];
     }
-    work[args.g_z + base + k] = acc;
+    work[rw + args.g_z + base + k] = acc;
 }

@@ -45,6 +45,8 @@ pub struct GridSweep {
     pub hidden: Vec<usize>,
     pub batch: Vec<usize>,
     pub layers: Vec<usize>,
+    /// Models stepped together in one set of dispatches.
+    pub replicas: Vec<usize>,
     pub steps: usize,
     pub reps: usize,
     pub device: DeviceChoice,
@@ -159,10 +161,11 @@ pub fn run_grid(args: &GridSweep) -> Result<()> {
         || args.reps == 0
         || args.copy_mib == 0
         || args.matmul == 0
-        || [&args.hidden, &args.batch, &args.layers].iter().any(|v| v.contains(&0))
+        || [&args.hidden, &args.batch, &args.layers, &args.replicas].iter().any(|v| v.contains(&0))
     {
         return Err(BenchError::Arguments(
-            "--hidden, --batch, --layers, --steps, --reps, --copy-mib and --matmul must all be at least 1".into(),
+            "--hidden, --batch, --layers, --replicas, --steps, --reps, --copy-mib and --matmul must all be at least 1"
+                .into(),
         ));
     }
     let ctx = Rc::new(GpuContext::new(args.device)?);
@@ -190,10 +193,11 @@ pub fn run_grid(args: &GridSweep) -> Result<()> {
         n = ceilings.matmul_size
     );
     println!(
-        "{:>7} {:>6} {:>6} {:>12} {:>16} {:>10} {:>12} {:>10} {:>10} {:>8} {:>8}",
+        "{:>7} {:>6} {:>6} {:>8} {:>12} {:>16} {:>10} {:>12} {:>10} {:>10} {:>8} {:>8}",
         "hidden",
         "layers",
         "batch",
+        "replicas",
         "ms/step",
         "sample-steps/s",
         "dispatches",
@@ -206,31 +210,35 @@ pub fn run_grid(args: &GridSweep) -> Result<()> {
     for &layers in &args.layers {
         for &hidden in &args.hidden {
             for &batch in &args.batch {
-                let row =
-                    measure(&ctx, hidden, layers, batch, args.steps, args.reps, args.profile).map_err(|source| {
-                        BenchError::Row { what: format!("hidden {hidden}, layers {layers}, batch {batch}"), source }
-                    })?;
-                println!(
-                    "{:>7} {:>6} {:>6} {:>12.3} {:>16.0} {:>10} {:>12.1} {:>10.3} {:>9.0}% {:>8.2} {:>7.0}%",
-                    hidden,
-                    layers,
-                    batch,
-                    row.ms_per_step,
-                    row.sample_steps_per_s,
-                    row.dispatches_per_step,
-                    row.gpu_bytes as f64 / (1 << 20) as f64,
-                    row.gflop_per_s,
-                    100.0 * row.gflop_per_s / ceilings.matmul_gflop_per_s,
-                    row.gb_per_s,
-                    100.0 * row.gb_per_s / ceilings.copy_gb_per_s
-                );
-                csv.write_record(row.csv_record(&ctx, &ceilings))?;
-                csv.flush()?;
-                if let Some(kcsv) = kernels_csv.as_mut() {
-                    for record in row.kernel_records(&ctx) {
-                        kcsv.write_record(record)?;
+                for &replicas in &args.replicas {
+                    let row = measure(&ctx, hidden, layers, batch, replicas, args.steps, args.reps, args.profile)
+                        .map_err(|source| BenchError::Row {
+                            what: format!("hidden {hidden}, layers {layers}, batch {batch}, replicas {replicas}"),
+                            source,
+                        })?;
+                    println!(
+                        "{:>7} {:>6} {:>6} {:>8} {:>12.3} {:>16.0} {:>10} {:>12.1} {:>10.3} {:>9.0}% {:>8.2} {:>7.0}%",
+                        hidden,
+                        layers,
+                        batch,
+                        replicas,
+                        row.ms_per_step,
+                        row.sample_steps_per_s,
+                        row.dispatches_per_step,
+                        row.gpu_bytes as f64 / (1 << 20) as f64,
+                        row.gflop_per_s,
+                        100.0 * row.gflop_per_s / ceilings.matmul_gflop_per_s,
+                        row.gb_per_s,
+                        100.0 * row.gb_per_s / ceilings.copy_gb_per_s
+                    );
+                    csv.write_record(row.csv_record(&ctx, &ceilings))?;
+                    csv.flush()?;
+                    if let Some(kcsv) = kernels_csv.as_mut() {
+                        for record in row.kernel_records(&ctx) {
+                            kcsv.write_record(record)?;
+                        }
+                        kcsv.flush()?;
                     }
-                    kcsv.flush()?;
                 }
             }
         }

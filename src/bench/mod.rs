@@ -87,6 +87,8 @@ pub struct BenchRow {
     pub hidden: usize,
     pub layers: usize,
     pub batch: usize,
+    /// Models stepped together; the rates below count all of them.
+    pub replicas: usize,
     pub steps: usize,
     pub ms_per_step: f64,
     pub sample_steps_per_s: f64,
@@ -129,43 +131,59 @@ pub fn bench_data(cfg: &ModelConfig, batch: usize) -> (SequenceBatch, InitialSta
     (data, init)
 }
 
-/// Time `reps` sequences of `steps` FPTT steps (after one warm-up sequence) of [`bench_network`].
+/// Time `reps` sequences of `steps` FPTT steps (after one warm-up sequence) of [`bench_network`],
+/// `replicas` models stepped together (each from its own initial weights, on the same data).
 /// With `profile`, one more sequence then runs with a timestamp around every dispatch, and its
 /// per-kernel times come back in [`BenchRow::kernels`] (the timed sequences run unprofiled).
+/// Rates count every replica's work: sample-steps, FLOP and bytes are R times one model's.
+#[allow(clippy::too_many_arguments)]
 pub fn measure(
     ctx: &Rc<GpuContext>,
     hidden: usize,
     layers: usize,
     batch: usize,
+    replicas: usize,
     steps: usize,
     reps: usize,
     profile: bool,
 ) -> Result<BenchRow, EngineError> {
     let (cfg, settings) = bench_network(hidden, layers, steps);
-    check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch)?;
-    let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))?;
+    check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch, replicas)?;
+    let inits: Vec<_> = (0..replicas).map(|r| init_params(&cfg, 1 + r as u64)).collect();
+    let hyper = crate::learn::ReplicaHyper::of(&settings);
+    let packed: Vec<_> = inits.iter().map(|init| (init, hyper)).collect();
+    let mut engine = Engine::with_replicas(ctx.clone(), &cfg, &settings, batch, &packed)?;
     let (data, init) = bench_data(&cfg, batch);
-    engine.train_sequence(&data, &init)?;
+    let (batches, states) = (vec![&data; replicas], vec![&init; replicas]);
+    let train = |engine: &mut Engine| -> Result<(), EngineError> {
+        for outcome in engine.train_replicas(&batches, &states)? {
+            outcome?;
+        }
+        Ok(())
+    };
+    train(&mut engine)?;
     let start = Instant::now();
     for _ in 0..reps {
-        engine.train_sequence(&data, &init)?;
+        train(&mut engine)?;
     }
     let seconds = start.elapsed().as_secs_f64() / (reps * steps) as f64;
     let mut kernels = Vec::new();
     if profile && engine.enable_profiling() {
-        engine.train_sequence(&data, &init)?;
+        train(&mut engine)?;
         kernels = engine.kernel_times().0;
     }
-    let gflop = 2.0 * step_macs(&cfg, batch) as f64 / 1e9;
-    let gb = 4.0 * step_traffic_floats(&cfg, batch) as f64 / 1e9;
+    let r = replicas as f64;
+    let gflop = r * 2.0 * step_macs(&cfg, batch) as f64 / 1e9;
+    let gb = r * 4.0 * step_traffic_floats(&cfg, batch) as f64 / 1e9;
     Ok(BenchRow {
         kernels,
         hidden,
         layers,
         batch,
+        replicas,
         steps,
         ms_per_step: seconds * 1e3,
-        sample_steps_per_s: batch as f64 / seconds,
+        sample_steps_per_s: r * batch as f64 / seconds,
         dispatches_per_step: engine.dispatches_per_step(),
         matmul_tiling: engine.matmul_tiling().code(),
         subgroup_reductions: engine.subgroup_reductions(),
@@ -192,7 +210,7 @@ pub fn export_peer_check(
     use crate::checkpoint::save;
     use crate::tensor::{Tensor, TensorMap};
     let (cfg, settings) = bench_network(hidden, 1, steps);
-    check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch)?;
+    check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch, 1)?;
     let params = init_params(&cfg, 1);
     let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &params)?;
     let (data, init) = bench_data(&cfg, batch);
@@ -241,7 +259,7 @@ pub enum PeerCheckError {
     Io { path: std::path::PathBuf, source: std::io::Error },
 }
 
-pub const CSV_HEADER: [&str; 21] = [
+pub const CSV_HEADER: [&str; 22] = [
     "hidden",
     "layers",
     "batch",
@@ -263,6 +281,8 @@ pub const CSV_HEADER: [&str; 21] = [
     "device_type",
     "matmul_tiling",
     "subgroup_reductions",
+    // Last, so that files from before replicas keep their column positions.
+    "replicas",
 ];
 
 pub const KERNELS_CSV_HEADER: [&str; 11] = [
@@ -325,6 +345,7 @@ impl BenchRow {
             ctx.device_type_name().to_string(),
             self.matmul_tiling.clone(),
             self.subgroup_reductions.to_string(),
+            self.replicas.to_string(),
         ]
     }
 }
@@ -423,7 +444,7 @@ pub fn ceilings(ctx: &Rc<GpuContext>, copy_mib: usize, size: usize) -> Result<Ce
             });
             pass.set_bind_group(0, &storage, &[]);
             for _ in 0..n_products {
-                kernels.record(&mut pass, &arguments, &[dispatch], 0, None);
+                kernels.record(&mut pass, &arguments, &[dispatch], 0, 1, None);
             }
         }
         let start = Instant::now();
@@ -514,7 +535,7 @@ pub fn memory_row(
         learning_bytes: None,
         note: String::new(),
     };
-    let fits = check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch);
+    let fits = check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch, 1);
     match fits.and_then(|_| Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))) {
         Ok(engine) => {
             row.gpu_bytes = Some(engine.gpu_bytes());

@@ -64,20 +64,34 @@ impl GpuBuffer {
     /// Read `len` f32s from `offset`: waits for the queue, then reports any GPU error raised by
     /// the work before it, so that an error never comes back as a buffer of zeros.
     pub fn read(&self, ctx: &GpuContext, offset: usize, len: usize) -> Result<Vec<f32>, GpuError> {
-        assert!(offset + len <= self.len, "read past the end of a GPU buffer");
-        if len == 0 {
-            return Ok(Vec::new());
+        Ok(self.read_ranges(ctx, &[(offset, len)])?.pop().unwrap_or_default())
+    }
+
+    /// Read several `(offset, len)` ranges with one submission and one wait (the metrics of every
+    /// replica, strided through the buffer).
+    pub fn read_ranges(&self, ctx: &GpuContext, ranges: &[(usize, usize)]) -> Result<Vec<Vec<f32>>, GpuError> {
+        let total: usize = ranges.iter().map(|&(_, len)| len).sum();
+        for &(offset, len) in ranges {
+            assert!(offset + len <= self.len, "read past the end of a GPU buffer");
         }
-        let size = (len * 4) as u64;
+        if total == 0 {
+            return Ok(ranges.iter().map(|_| Vec::new()).collect());
+        }
         let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback staging"),
-            size,
+            size: (total * 4) as u64,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let mut encoder =
             ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-        encoder.copy_buffer_to_buffer(&self.buffer, (offset * 4) as u64, &staging, 0, size);
+        let mut at = 0u64;
+        for &(offset, len) in ranges {
+            if len > 0 {
+                encoder.copy_buffer_to_buffer(&self.buffer, (offset * 4) as u64, &staging, at, (len * 4) as u64);
+            }
+            at += (len * 4) as u64;
+        }
         ctx.queue.submit([encoder.finish()]);
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -87,7 +101,13 @@ impl GpuBuffer {
         ctx.wait()?;
         rx.recv().map_err(|e| GpuError::Readback(e.to_string()))?.map_err(|e| GpuError::Readback(e.to_string()))?;
         let view = slice.get_mapped_range().map_err(|e| GpuError::Readback(format!("{e:?}")))?;
-        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        let all = bytemuck::cast_slice::<u8, f32>(&view);
+        let mut out = Vec::with_capacity(ranges.len());
+        let mut at = 0;
+        for &(_, len) in ranges {
+            out.push(all[at..at + len].to_vec());
+            at += len;
+        }
         drop(view);
         staging.unmap();
         Ok(out)

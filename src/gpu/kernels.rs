@@ -226,13 +226,15 @@ impl KernelTable {
     }
 
     /// Record `dispatches` for one time step whose `StepInfo` sits at `step_offset`, each between
-    /// two timestamps when a profiler is given.
+    /// two timestamps when a profiler is given; each launch covers `replicas` copies of its grid
+    /// (the z dimension: the replica index, `enter_replica` in shaders/shared/bindings.wgsl).
     pub fn record(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
         arguments: &wgpu::BindGroup,
         dispatches: &[Dispatch],
         step_offset: u32,
+        replicas: u32,
         mut profiler: Option<&mut KernelProfiler>,
     ) {
         for d in dispatches {
@@ -241,8 +243,8 @@ impl KernelTable {
             let x = d.workgroups.min(MAX_GROUPS_X);
             let y = d.workgroups.div_ceil(x);
             match profiler.as_deref_mut() {
-                Some(p) => p.measure(pass, d.kernel, |pass| pass.dispatch_workgroups(x, y, 1)),
-                None => pass.dispatch_workgroups(x, y, 1),
+                Some(p) => p.measure(pass, d.kernel, |pass| pass.dispatch_workgroups(x, y, replicas)),
+                None => pass.dispatch_workgroups(x, y, replicas),
             }
         }
     }

@@ -27,6 +27,14 @@ pub const EPROP_RESET_IN_TRACE: u32 = 8;
 pub const EPROP_ACCUMULATE: u32 = 16;
 /// Outputs an e-prop kernel mixes in private memory (`EPROP_MAX_OUTPUTS` in WGSL).
 pub const EPROP_MAX_OUTPUTS: u32 = 32;
+/// A replica's hyperparameters at `work[hyper + HYPER_*]` (`HYPER_*` in args.wgsl): α, β, clip,
+/// frozen, then T step sizes.
+pub const HYPER_ALPHA: usize = 0;
+pub const HYPER_BETA: usize = 1;
+pub const HYPER_CLIP: usize = 2;
+pub const HYPER_FROZEN: usize = 3;
+/// Then one step size per time step of the sequence.
+pub const HYPER_STEP_SIZES: usize = 4;
 /// `OptimArgs::optimizer` bits.
 pub const OPTIM_ADAMAX: u32 = 1;
 pub const OPTIM_PLAIN: u32 = 2;
@@ -43,11 +51,16 @@ pub struct StepInfo {
     pub w_aux: f32,
     pub aux_mode: u32,
     pub update_q: u32,
-    pub step_size: f32,
     pub bc2_sqrt: f32,
     /// Where this step's targets start in the targets region (0: one target per sequence).
     pub target_offset: u32,
     pub eval_batch_stats: u32,
+    /// Replicas: where replica r's params/grad, opt and work start (× r); see `enter_replica`.
+    pub params_stride: u32,
+    pub opt_stride: u32,
+    pub work_stride: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
 }
 
 /// Twin of WGSL `LayerArgs`.
@@ -249,9 +262,10 @@ pub struct OptimArgs {
     pub parts: u32,
     pub partials: u32,
     pub optimizer: u32,
-    pub alpha: f32,
-    pub beta: f32,
-    pub clip: f32,
+    /// Work offset of the replica's hyperparameters (`HYPER_*`: α, β, clip, frozen, step sizes).
+    pub hyper: u32,
+    pub _pad3: u32,
+    pub _pad4: u32,
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
@@ -394,10 +408,14 @@ mod tests {
                 w_aux,
                 aux_mode,
                 update_q,
-                step_size,
                 bc2_sqrt,
                 target_offset,
-                eval_batch_stats
+                eval_batch_stats,
+                params_stride,
+                opt_stride,
+                work_stride,
+                _pad0,
+                _pad1
             ]
         );
         check_twin!(
@@ -512,9 +530,9 @@ mod tests {
                 parts,
                 partials,
                 optimizer,
-                alpha,
-                beta,
-                clip,
+                hyper,
+                _pad3,
+                _pad4,
                 beta1,
                 beta2,
                 eps,

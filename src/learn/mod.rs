@@ -11,4 +11,7 @@ pub mod plan;
 mod planner;
 mod schedule;
 
-pub use engine::{check_fits, host_available_bytes, Engine, EngineError, SequenceMetrics, SizeLimits};
+pub use engine::{
+    check_fits, host_available_bytes, Divergence, Engine, EngineError, ReplicaHyper, ReplicaOutcome, SequenceMetrics,
+    SizeLimits,
+};

@@ -11,7 +11,7 @@
 //!
 //! e-prop runs one-step schedules and adds its traces (sized by the network, never by T).
 
-use super::kernel_args::NONE;
+use super::kernel_args::{HYPER_STEP_SIZES, NONE};
 use crate::model::{LayerNames, ModelConfig, StatLayout};
 use crate::settings::{EpropSettings, Feedback};
 
@@ -163,6 +163,9 @@ pub struct WorkPlan {
     pub split_len: usize,
     /// Per hidden layer, (offset of its block in a state vector, N) as u32 bit patterns.
     pub spike_layers: u32,
+    /// This replica's hyperparameters (`HYPER_*`: α, β, clip, frozen, a step size per step),
+    /// written by the engine; the update reads them instead of engine-wide constants.
+    pub hyper: u32,
     pub total_hidden: usize,
     /// Tape slots: per slot, every layer's regions (slot 0's are `layers`) and the readout's.
     pub slot_layers: Vec<Vec<LayerRegion>>,
@@ -364,6 +367,7 @@ impl WorkPlan {
         // Constant for the engine's life, with e-prop's random feedback after it: keep them last
         // (poison_scratch stops before them).
         let spike_layers = a.alloc("spike_layers", 2 * cfg.layers());
+        let hyper = a.alloc("hyper", HYPER_STEP_SIZES + cfg.steps);
         if let (Some(region), Some(settings)) = (eprop_region.as_mut(), eprop) {
             if let Feedback::Random { .. } = settings.feedback {
                 region.feedback = a.alloc("eprop.feedback", c * cfg.hidden[0]);
@@ -384,6 +388,7 @@ impl WorkPlan {
             split_partials,
             split_len,
             spike_layers,
+            hyper,
             total_hidden,
             slot_layers,
             slot_readout,
@@ -394,13 +399,15 @@ impl WorkPlan {
     }
 
     /// Floats of the regions whose size follows the sequence length by the task's definition
-    /// (the inputs of every step, `q`, per-step running statistics, per-step metrics), not by
+    /// (the inputs of every step, `q`, per-step running statistics, per-step metrics, the step
+    /// sizes), not by
     /// the learning rule: what stays when comparing the rules' memory.
     pub fn sequence_data_len(&self) -> usize {
         self.arena
             .regions()
             .iter()
-            .filter(|(name, _, _)| matches!(name.as_str(), "inputs" | "q" | "running_stats" | "metrics"))
+            // `hyper` holds a step size per step (and four scalars): per-step data like the step infos.
+            .filter(|(name, _, _)| matches!(name.as_str(), "inputs" | "q" | "running_stats" | "metrics" | "hyper"))
             .map(|(_, _, len)| len)
             .sum()
     }

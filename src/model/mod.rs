@@ -3,10 +3,12 @@
 //! initialised. Knows nothing of GPUs or learning rules.
 
 mod config;
+pub mod conv;
 mod init;
 mod layout;
 
 pub use config::{ModelConfig, ModelError, NeuronKind, ThresholdMode};
+pub use conv::{ConvCell, ConvNetSpec};
 pub use init::{init_params, TAU_A_RANGE, TAU_M_RANGE};
 pub use layout::{LayerNames, ParamLayout, StatLayout, TensorSlot};
 

@@ -10,6 +10,9 @@
 //!   the running statistics (method §1).
 //! - [`neuron`]: one spiking layer (LTC, ALIF or LIF neurons), one step forward (method §1, §7) and
 //!   one step backward (method §3).
+//! - [`conv`]: convolutional LTC cells (method §9): the 2-D convolution, 2×2 max-pool and 2-D
+//!   batch norm with their backwards, and one conv cell's step forward and backward (NCHW
+//!   `[B, C, H, W]` activations, `[out, in, k, k]` weights).
 //! - [`readout`]: the leaky-integrator readout, forward and backward (method §1, §3).
 //! - [`network`]: a stack of layers plus readout for one step, and the full one-step gradient of
 //!   `ℓ_t` with respect to every parameter (the finite-difference target).
@@ -34,6 +37,7 @@
 
 pub mod batchnorm;
 pub mod bptt;
+pub mod conv;
 pub mod eprop;
 pub mod loss;
 pub mod network;

@@ -33,7 +33,9 @@ pub use metrics::{MetricsWriter, Row, SplitKind, COLUMNS};
 pub use progress::ProgressMode;
 pub use resume::resume_experiment;
 pub use run_dir::command_line;
-pub use trainer::{train, RunSummary, TrainOptions, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, NORMS_FILE};
+pub use trainer::{
+    pack_key, train, train_pack, RunSummary, TrainOptions, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, NORMS_FILE,
+};
 
 use crate::checkpoint::CheckpointError;
 use crate::data::DataError;

@@ -23,8 +23,9 @@ use toml::{Table, Value};
 
 use super::experiment::{Experiment, ExperimentError};
 use super::summary::{self, GroupRow};
-use super::{resume_experiment, train, ProgressMode, RunError, TrainOptions, CONFIG_FILE};
+use super::{pack_key, resume_experiment, train, train_pack, ProgressMode, RunError, TrainOptions, CONFIG_FILE};
 use crate::gpu::{DeviceChoice, GpuContext};
+use crate::learn::{check_fits, SizeLimits};
 
 /// The grid as the sweep directory keeps it (a valid grid file itself).
 pub const SWEEP_FILE: &str = "sweep.toml";
@@ -634,6 +635,10 @@ pub struct SweepOptions {
     pub context: Option<Rc<GpuContext>>,
     /// This process's command line, recorded in each run's `config.toml`.
     pub command_line: String,
+    /// Runs that differ only in seed, lr, α, β and clip train together as replicas of one engine,
+    /// up to this many at once (fewer where the adapter's buffers cannot hold them); 1 runs every
+    /// run alone.
+    pub max_replicas: usize,
 }
 
 /// What a sweep process did.
@@ -660,8 +665,58 @@ fn record_outcome(row: &mut IndexRow, dir: &Path) {
     }
 }
 
-/// Run the points of `opts.slice` one after another (skipping finished ones, resuming
-/// interrupted ones), rewriting this slice's index file after every change.
+/// Where a run's checkpoint stands (its iteration), or `None` for a run that starts afresh.
+fn checkpoint_iteration(dir: &Path) -> Option<u64> {
+    let path = dir.join(super::CHECKPOINT_FILE);
+    if !path.is_file() {
+        return None;
+    }
+    let (_, meta) = crate::checkpoint::load(&path).ok()?;
+    meta.get("fptt.iteration")?.parse().ok()
+}
+
+/// A run of this slice ready to train: its row, point, directory and experiment.
+struct Pending {
+    k: usize,
+    dir: PathBuf,
+    resume: bool,
+    exp: Experiment,
+    /// Where its checkpoint stands: runs pack only with runs at the same point.
+    at: Option<u64>,
+}
+
+/// Split the pending runs into packs: runs with the same [`pack_key`] and the same checkpoint
+/// position, in slice order, at most `max` to a pack, and no more than the adapter's buffers
+/// hold.
+fn packs(pending: Vec<Pending>, max: usize, ctx: &GpuContext) -> Vec<Vec<Pending>> {
+    let mut groups: Vec<(super::Experiment, Option<u64>, Vec<Pending>)> = Vec::new();
+    for p in pending {
+        let key = pack_key(&p.exp);
+        match groups.iter_mut().find(|(k, at, _)| *k == key && *at == p.at) {
+            Some((_, _, members)) => members.push(p),
+            None => groups.push((key, p.at, vec![p])),
+        }
+    }
+    let mut out = Vec::new();
+    for (_, _, members) in groups {
+        let exp = &members[0].exp;
+        let limits = SizeLimits { host_available: None, ..SizeLimits::of(ctx) };
+        let fits = |r: usize| check_fits(&limits, &exp.model_config(), &exp.settings(), exp.train.batch, r).is_ok();
+        let mut size = max.max(1).min(members.len());
+        while size > 1 && !fits(size) {
+            size /= 2;
+        }
+        let mut members = members.into_iter().peekable();
+        while members.peek().is_some() {
+            out.push(members.by_ref().take(size).collect());
+        }
+    }
+    out
+}
+
+/// Run the points of `opts.slice` (skipping finished ones, resuming interrupted ones), packing
+/// runs that differ only in seed and scalar hyperparameters as replicas of one engine
+/// (`opts.max_replicas`), rewriting this slice's index file after every change.
 pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
     let started = Instant::now();
     let points = grid.check()?;
@@ -675,16 +730,11 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
         }
     }
     write_index(grid, &index_path, &mine)?;
-    let total = mine.len();
-    let mut context = opts.context.clone();
     let (mut ran, mut failed, mut interrupted) = (0, 0, false);
+    let mut pending = Vec::new();
     for k in 0..mine.len() {
         if mine[k].status.is_final() {
             continue;
-        }
-        if opts.stop.load(Ordering::SeqCst) {
-            interrupted = true;
-            break;
         }
         let point = &points[mine[k].index];
         let dir = opts.out.join(&point.name);
@@ -705,67 +755,112 @@ pub fn run_sweep(grid: &Grid, opts: &SweepOptions) -> Result<SweepReport> {
         } else {
             grid.experiment(point)?
         };
-        let ctx = match &context {
-            Some(c) => c.clone(),
-            None => {
-                let c = Rc::new(GpuContext::new(opts.device).map_err(RunError::from)?);
-                context = Some(c.clone());
-                c
-            }
-        };
-        eprintln!(
-            "sweep: run {} of {} in this slice: #{} {} ({}){}",
-            k + 1,
-            total,
-            point.index,
-            point.name,
-            grid.sets(point).join(" "),
-            if resume { ", resuming" } else { "" }
-        );
-        mine[k].status = Status::Running;
-        mine[k].note.clear();
-        mine[k].updated_unix = now_unix();
-        write_index(grid, &index_path, &mine)?;
-        let train_opts = TrainOptions {
-            out: Some(dir.clone()),
-            resume,
-            device: opts.device,
-            init: None,
-            command_line: format!(
-                "{} (run {}: --set {})",
-                opts.command_line,
-                point.index,
-                grid.sets(point).join(" --set ")
-            ),
-            progress: opts.progress,
-            stop: opts.stop.clone(),
-            context: Some(ctx),
-            profile: false,
-            deadline: None,
-        };
-        ran += 1;
-        let result = train(&exp, &train_opts);
-        let row = &mut mine[k];
-        match result {
-            Ok(s) if s.interrupted => {
-                row.status = Status::Interrupted;
-                interrupted = true;
-            }
-            Ok(_) => row.status = Status::Done,
-            Err(e @ RunError::Diverged { .. }) => {
-                row.status = Status::Diverged;
-                row.note = e.to_string();
-                eprintln!("sweep: run {} ({}) diverged: {e}", point.index, point.name);
-            }
-            Err(e) => {
-                failed += 1;
-                row.status = Status::Failed;
-                row.note = e.to_string();
-                eprintln!("sweep: run {} ({}) failed: {e}", point.index, point.name);
-            }
+        let at = if resume { checkpoint_iteration(&dir) } else { None };
+        pending.push(Pending { k, dir, resume, exp, at });
+    }
+    if pending.is_empty() {
+        return Ok(SweepReport {
+            rows: merged_index(grid, &opts.out)?,
+            ran,
+            failed,
+            interrupted,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        });
+    }
+    if opts.stop.load(Ordering::SeqCst) {
+        return Ok(SweepReport {
+            rows: merged_index(grid, &opts.out)?,
+            ran,
+            failed,
+            interrupted: true,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        });
+    }
+    let ctx = match &opts.context {
+        Some(c) => c.clone(),
+        None => Rc::new(GpuContext::new(opts.device).map_err(RunError::from)?),
+    };
+    let total = pending.len();
+    let mut done_so_far = 0;
+    for pack in packs(pending, opts.max_replicas, &ctx) {
+        if opts.stop.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
         }
-        record_outcome(row, &dir);
-        row.updated_unix = now_unix();
+        for (j, p) in pack.iter().enumerate() {
+            let point = &points[mine[p.k].index];
+            eprintln!(
+                "sweep: run {} of {} in this slice: #{} {} ({}){}{}",
+                done_so_far + j + 1,
+                total,
+                point.index,
+                point.name,
+                grid.sets(point).join(" "),
+                if p.resume { ", resuming" } else { "" },
+                if pack.len() > 1 { format!(", replica {} of {}", j + 1, pack.len()) } else { String::new() }
+            );
+            mine[p.k].status = Status::Running;
+            mine[p.k].note.clear();
+            mine[p.k].updated_unix = now_unix();
+        }
+        done_so_far += pack.len();
+        write_index(grid, &index_path, &mine)?;
+        let train_opts: Vec<TrainOptions> = pack
+            .iter()
+            .map(|p| {
+                let point = &points[mine[p.k].index];
+                TrainOptions {
+                    out: Some(p.dir.clone()),
+                    resume: p.resume,
+                    device: opts.device,
+                    init: None,
+                    command_line: format!(
+                        "{} (run {}: --set {})",
+                        opts.command_line,
+                        point.index,
+                        grid.sets(point).join(" --set ")
+                    ),
+                    progress: opts.progress,
+                    stop: opts.stop.clone(),
+                    context: Some(ctx.clone()),
+                    profile: false,
+                    deadline: None,
+                }
+            })
+            .collect();
+        ran += pack.len();
+        let runs: Vec<(&Experiment, &TrainOptions)> = pack.iter().map(|p| &p.exp).zip(&train_opts).collect();
+        let results = match train_pack(&runs) {
+            Ok(results) => results,
+            // One failure that ends a pack (a run's setup, a file): each of its runs alone, so
+            // that the failure is its own run's.
+            Err(_) if runs.len() > 1 => runs.iter().map(|(exp, o)| train(exp, o)).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        for (p, result) in pack.iter().zip(results) {
+            let point = &points[mine[p.k].index];
+            let row = &mut mine[p.k];
+            match result {
+                Ok(s) if s.interrupted => {
+                    row.status = Status::Interrupted;
+                    interrupted = true;
+                }
+                Ok(_) => row.status = Status::Done,
+                Err(e @ RunError::Diverged { .. }) => {
+                    row.status = Status::Diverged;
+                    row.note = e.to_string();
+                    eprintln!("sweep: run {} ({}) diverged: {e}", point.index, point.name);
+                }
+                Err(e) => {
+                    failed += 1;
+                    row.status = Status::Failed;
+                    row.note = e.to_string();
+                    eprintln!("sweep: run {} ({}) failed: {e}", point.index, point.name);
+                }
+            }
+            record_outcome(row, &p.dir);
+            row.updated_unix = now_unix();
+        }
         write_index(grid, &index_path, &mine)?;
         if interrupted {
             break;
@@ -812,7 +907,7 @@ pub fn seed_summary_markdown(groups: &[(String, GroupRow)]) -> String {
 
 /// The Slurm job-array script: task `i` runs slice `i/n` of the sweep in `out`, resumable when
 /// requeued. `exe` is the `fptt` binary to run.
-pub fn slurm_script(grid: &Grid, out: &Path, n: usize, exe: &Path) -> String {
+pub fn slurm_script(grid: &Grid, out: &Path, n: usize, max_replicas: usize, exe: &Path) -> String {
     let q = |p: &Path| super::run_dir::quote_path(p);
     format!(
         "#!/bin/bash\n\
@@ -831,7 +926,7 @@ pub fn slurm_script(grid: &Grid, out: &Path, n: usize, exe: &Path) -> String {
          # SIGTERM two minutes before the time limit: the current run checkpoints and stops.\n\
          #SBATCH --signal=B:TERM@120\n\n\
          cd \"$SLURM_SUBMIT_DIR\" || exit 1\n\
-         exec {exe} sweep --resume {out_q} --slice \"${{SLURM_ARRAY_TASK_ID}}/{n}\" --progress log\n",
+         exec {exe} sweep --resume {out_q} --slice \"${{SLURM_ARRAY_TASK_ID}}/{n}\" --max-replicas {max_replicas} --progress log\n",
         name = grid.name,
         runs = grid.points().len(),
         script = q(&out.join(SLURM_FILE)),
@@ -951,7 +1046,10 @@ mod tests {
         assert_eq!((again.axes.clone(), again.base_text.clone()), (g.axes.clone(), g.base_text.clone()));
         let other = Grid { axes: vec![Axis { key: "seed".into(), values: vec![Value::Integer(9)] }], ..g };
         assert!(prepare(&other, &out).unwrap_err().to_string().contains("already holds another sweep"));
-        let script = slurm_script(&again, &out, 4, Path::new("/opt/fptt"));
-        assert!(script.contains("#SBATCH --array=0-3") && script.contains("--slice \"${SLURM_ARRAY_TASK_ID}/4\""));
+        let script = slurm_script(&again, &out, 4, 8, Path::new("/opt/fptt"));
+        assert!(
+            script.contains("#SBATCH --array=0-3")
+                && script.contains("--slice \"${SLURM_ARRAY_TASK_ID}/4\" --max-replicas 8")
+        );
     }
 }

@@ -27,7 +27,7 @@ use crate::checkpoint;
 use crate::data::events::{CacheOutcome, DvsGesture, Events, FrameSet, NmnistSynth, SynthParams};
 use crate::data::{adding_batch, epoch_order, DataError, ImageDataset, SequenceView, Split};
 use crate::gpu::{DeviceChoice, GpuContext};
-use crate::learn::{check_fits, Engine, EngineError, SizeLimits};
+use crate::learn::{check_fits, Engine, ReplicaHyper, SequenceMetrics, SizeLimits};
 use crate::model::{init_params, ModelConfig, ParamLayout, StatLayout};
 use crate::rng::Rng;
 use crate::settings::{InitialState, LearningRule, SequenceBatch};
@@ -235,10 +235,14 @@ fn load_frames(exp: &Experiment, split: Split, max: usize) -> Result<FrameSet, R
     Ok(set)
 }
 
-struct Loop<'a> {
+/// One run of a pack: its experiment, data, files and position. The engine is the pack's; this
+/// run is replica `replica` of it.
+struct RunLoop<'a> {
     exp: &'a Experiment,
     opts: &'a TrainOptions,
-    engine: Engine,
+    replica: usize,
+    /// Set in packs of several runs: console lines start with it.
+    label: Option<String>,
     data: TaskData,
     dir: PathBuf,
     csv: MetricsWriter,
@@ -254,11 +258,17 @@ struct Loop<'a> {
     started: Instant,
     last_checkpoint: Option<u64>,
     last_test: Option<Row>,
+    /// Where this run diverged (its replica is frozen; the pack's others go on).
+    failed: Option<RunError>,
 }
 
-impl Loop<'_> {
+impl RunLoop<'_> {
     fn elapsed(&self) -> f64 {
         self.pos.elapsed_before + self.started.elapsed().as_secs_f64()
+    }
+
+    fn live(&self) -> bool {
+        self.failed.is_none()
     }
 
     fn classification(&self) -> bool {
@@ -276,17 +286,17 @@ impl Loop<'_> {
         self.dir.join(CHECKPOINT_FILE)
     }
 
-    fn save_checkpoint(&mut self) -> Result<(), RunError> {
-        let state = self.engine.state()?;
-        let m = self.pos.to_meta(&self.exp.name, self.engine.updates(), self.lr(), self.elapsed());
+    fn save_checkpoint(&mut self, engine: &Engine) -> Result<(), RunError> {
+        let state = engine.replica_state(self.replica)?;
+        let m = self.pos.to_meta(&self.exp.name, engine.updates(), self.lr(), self.elapsed());
         checkpoint::save(&self.checkpoint_path(), &state, &m)?;
         self.last_checkpoint = Some(self.pos.iteration);
-        self.write_kernel_times()
+        self.write_kernel_times(engine)
     }
 
     /// `kernels.csv`: GPU time per kernel so far (only when profiling), rewritten whole.
-    fn write_kernel_times(&self) -> Result<(), RunError> {
-        let (rows, _) = self.engine.kernel_times();
+    fn write_kernel_times(&self, engine: &Engine) -> Result<(), RunError> {
+        let (rows, _) = engine.kernel_times();
         if rows.is_empty() {
             return Ok(());
         }
@@ -295,7 +305,7 @@ impl Loop<'_> {
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(["kernel", "dispatches", "total_ms", "mean_us", "share", "adapter", "backend", "device_type"])
             .map_err(|e| fail(&e))?;
-        let ctx = self.engine.context();
+        let ctx = engine.context();
         for r in rows {
             w.write_record([
                 r.kernel,
@@ -318,7 +328,7 @@ impl Loop<'_> {
         self.exp.lr_at_epoch(self.pos.epochs_done.min(self.exp.train.epochs.saturating_sub(1)))
     }
 
-    /// A row of `weights`' metrics (norms left empty: [`Loop::evaluate_both`] adds them).
+    /// A row of `weights`' metrics (norms left empty: [`Pack::evaluate_both`] adds them).
     fn row(&self, split: SplitKind, weights: WeightSet, epoch: usize, tally: &Tally, seconds: f64) -> Row {
         let samples = tally.samples.max(1) as f64;
         Row {
@@ -354,7 +364,8 @@ impl Loop<'_> {
             _ => String::new(),
         };
         format!(
-            "{}{weights} epoch {} it {}: loss {:.4} · {score} · rate {:.3} · {:.0} samples/s{norms}",
+            "{}{}{weights} epoch {} it {}: loss {:.4} · {score} · rate {:.3} · {:.0} samples/s{norms}",
+            self.label.as_ref().map(|l| format!("[{l}] ")).unwrap_or_default(),
             row.split.name(),
             row.epoch,
             row.iteration,
@@ -381,14 +392,52 @@ impl Loop<'_> {
         }
     }
 
-    /// The test split (classification) or `eval_batches` fresh adding batches from a fixed
-    /// stream, or (`split = TrainFrozen`) the first `eval_train_samples` training samples;
-    /// initial membranes from a fixed stream too, so evaluations are deterministic.
-    fn evaluate(&mut self, split: SplitKind) -> Result<Option<(Tally, f64)>, RunError> {
-        let started = Instant::now();
+    /// This epoch's order of the training samples (image tasks), drawn from the data stream as it
+    /// stood at the epoch's start.
+    fn epoch_order(&mut self) -> Vec<usize> {
+        if self.pos.batch_in_epoch == 0 {
+            self.pos.epoch_start = self.pos.data_rng.clone();
+        }
+        match &self.data {
+            TaskData::Adding => Vec::new(),
+            TaskData::Images { n_train, .. } => {
+                let mut r = self.pos.epoch_start.clone();
+                let order = epoch_order(*n_train, self.exp.data.shuffle, &mut r);
+                self.pos.data_rng = r;
+                order
+            }
+        }
+    }
+
+    /// The next training sequence and its initial state.
+    fn next_sequence(&mut self, order: &[usize]) -> (SequenceBatch, InitialState) {
+        let batch = self.train_batch(order, self.pos.batch_in_epoch);
+        let mut membrane_rng = self.pos.membrane_rng.clone();
+        let init = self.initial_state(self.exp.train.batch, &mut membrane_rng);
+        self.pos.membrane_rng = membrane_rng;
+        (batch, init)
+    }
+
+    /// One trained sequence's metrics into the report window (a row every `report_every`).
+    fn trained(&mut self, epoch: usize, metrics: &SequenceMetrics, window_start: Instant) -> Result<(), RunError> {
+        self.pos.iteration += 1;
+        self.pos.batch_in_epoch += 1;
+        self.pos.window.add(metrics);
+        self.progress.tick(self.pos.iteration);
+        if self.pos.iteration.is_multiple_of(self.exp.output.report_every) {
+            let window = std::mem::take(&mut self.pos.window);
+            let row = self.train_row(epoch, &window, window_start);
+            self.csv.write(&row)?;
+            let text = self.describe(&row);
+            let short = self.describe_short(&row);
+            self.progress.report(self.pos.iteration, &text, &short);
+        }
+        Ok(())
+    }
+
+    /// What evaluating `split` runs through: how many batches, and the samples in their order.
+    fn evaluation_plan(&self, split: SplitKind) -> (usize, Vec<usize>) {
         let seed = self.exp.seed;
-        let mut membrane = Rng::derive(seed, "eval-membrane");
-        let mut tally = Tally::default();
         let bsz = self.exp.train.batch;
         let frozen = split == SplitKind::TrainFrozen;
         let n_eval = match &self.data {
@@ -400,7 +449,6 @@ impl Loop<'_> {
             TaskData::Adding => self.exp.train.eval_batches,
             TaskData::Images { .. } => n_eval.div_ceil(bsz),
         };
-        let mut adding_rng = Rng::derive(seed, "eval-data");
         // Batch statistics need batches that mix the classes (test files are often sorted):
         // then the samples go in a fixed order shuffled from the seed.
         let order: Vec<usize> = if self.exp.train.eval_batch_stats {
@@ -408,81 +456,23 @@ impl Loop<'_> {
         } else {
             (0..n_eval).collect()
         };
-        for i in 0..count {
-            if self.opts.stop.load(Ordering::SeqCst) {
-                return Ok(None);
+        (count, order)
+    }
+
+    /// Evaluation batch `i` of `split` (the adding task draws it from `adding_rng`).
+    fn evaluation_batch(&self, split: SplitKind, i: usize, order: &[usize], adding_rng: &mut Rng) -> SequenceBatch {
+        let bsz = self.exp.train.batch;
+        match &self.data {
+            TaskData::Adding => adding_batch(adding_rng, bsz, self.exp.data.steps),
+            TaskData::Images { test, train, .. } => {
+                let frozen = split == SplitKind::TrainFrozen;
+                (if frozen { train } else { test }).batch(&order[i * bsz..((i + 1) * bsz).min(order.len())])
             }
-            let batch = match &self.data {
-                TaskData::Adding => adding_batch(&mut adding_rng, bsz, self.exp.data.steps),
-                TaskData::Images { test, train, .. } => {
-                    (if frozen { train } else { test }).batch(&order[i * bsz..((i + 1) * bsz).min(n_eval)])
-                }
-            };
-            let init = self.initial_state(batch.batch, &mut membrane);
-            let m = self.engine.evaluate_sequence(&batch, &init)?;
-            tally.add(&m);
         }
-        Ok(Some((tally, started.elapsed().as_secs_f64())))
     }
 
     fn train_row(&self, epoch: usize, window: &Tally, window_start: Instant) -> Row {
         self.row(SplitKind::Train, WeightSet::Current, epoch + 1, window, window_start.elapsed().as_secs_f64())
-    }
-
-    /// The evaluation of an epoch's end: the current weights W and (FPTT) the running mean W̄,
-    /// each a `test` row with the network's `‖W − W̄‖` and `‖λ‖` (and a `train_frozen` row when
-    /// `eval_train_samples` asks), and `norms.csv` per layer. Neither weight set changes.
-    /// Returns false when a stop request cut it short.
-    fn evaluate_both(&mut self, epoch: usize) -> Result<bool, RunError> {
-        let norms = match self.norms {
-            Some(_) => layer_norms(&self.engine.state()?, self.exp.model.hidden.len()),
-            None => None,
-        };
-        let total = norms.as_deref().map(LayerNorms::total);
-        // BPTT and e-prop keep no W̄ (and so no norms).
-        let sets: &[WeightSet] =
-            if self.norms.is_some() { &[WeightSet::Current, WeightSet::RunningMean] } else { &[WeightSet::Current] };
-        let mut rows = Vec::new();
-        for &weights in sets {
-            if weights == WeightSet::RunningMean {
-                self.engine.load_running_mean_for_evaluation()?;
-            }
-            let measured = self.evaluate_splits(weights, epoch);
-            // W goes back whatever happened (a no-op when W was evaluated).
-            self.engine.restore_current_weights()?;
-            let Some(measured) = measured? else { return Ok(false) };
-            for mut row in measured {
-                row.w_minus_wbar_norm = total.as_ref().map(|n| n.w_minus_wbar);
-                row.lambda_norm = total.as_ref().map(|n| n.lambda);
-                rows.push(row);
-            }
-        }
-        for row in &rows {
-            self.csv.write(row)?;
-            let text = self.describe(row);
-            self.progress.line(&text);
-        }
-        if let (Some(writer), Some(norms)) = (&mut self.norms, &norms) {
-            writer.write(epoch, self.pos.iteration, norms)?;
-        }
-        let report = self.exp.train.report_weights;
-        self.last_test = rows.into_iter().find(|r| r.split == SplitKind::Test && r.weights == report);
-        Ok(true)
-    }
-
-    /// The test split and (`eval_train_samples`) the frozen training samples through the weights
-    /// the engine holds; `None` when a stop request cut it short.
-    fn evaluate_splits(&mut self, weights: WeightSet, epoch: usize) -> Result<Option<Vec<Row>>, RunError> {
-        let mut splits = vec![SplitKind::Test];
-        if self.exp.train.eval_train_samples > 0 {
-            splits.push(SplitKind::TrainFrozen);
-        }
-        let mut rows = Vec::new();
-        for split in splits {
-            let Some((tally, seconds)) = self.evaluate(split)? else { return Ok(None) };
-            rows.push(self.row(split, weights, epoch, &tally, seconds));
-        }
-        Ok(Some(rows))
     }
 
     fn diverged(&self, update: u64, step: usize, loss: f32) -> RunError {
@@ -495,117 +485,268 @@ impl Loop<'_> {
         };
         RunError::Diverged { update, iteration: self.pos.iteration + 1, step, loss, kept }
     }
+}
 
-    /// Stop on request (or at the deadline, when `more` work is left): checkpoint at the current
-    /// position, and say so.
+/// Runs that step together as replicas of one engine (one run: an ordinary `fptt train`). They
+/// share every setting that shapes the loop (the packing key of `fptt sweep`): model, data,
+/// batch, epochs, schedule shape, evaluation; they differ in seed and scalar hyperparameters.
+/// All of them start at the same position and move in lockstep: the same iteration, the same
+/// epoch ends, the same checkpoints and stops.
+struct Pack<'a> {
+    engine: Engine,
+    runs: Vec<RunLoop<'a>>,
+}
+
+impl Pack<'_> {
+    fn live(&self) -> impl Iterator<Item = &RunLoop<'_>> {
+        self.runs.iter().filter(|r| r.live())
+    }
+
+    /// The first live run: its position is every live run's.
+    fn lead(&self) -> Option<&RunLoop<'_>> {
+        self.live().next()
+    }
+
+    fn save_checkpoints(&mut self) -> Result<(), RunError> {
+        for run in self.runs.iter_mut().filter(|r| r.live()) {
+            run.save_checkpoint(&self.engine)?;
+        }
+        Ok(())
+    }
+
+    /// Evaluate `split` on every live run in lockstep: each its own batches and initial states
+    /// (from fixed streams of its seed, so evaluations are deterministic). `None` when a stop
+    /// request cut it short.
+    fn evaluate(&mut self, split: SplitKind) -> Result<Option<Vec<(Tally, f64)>>, RunError> {
+        let started = Instant::now();
+        let plans: Vec<_> = self.runs.iter().map(|r| r.evaluation_plan(split)).collect();
+        let count = plans[0].0;
+        let mut membranes: Vec<Rng> = self.runs.iter().map(|r| Rng::derive(r.exp.seed, "eval-membrane")).collect();
+        let mut adding: Vec<Rng> = self.runs.iter().map(|r| Rng::derive(r.exp.seed, "eval-data")).collect();
+        let mut tallies: Vec<Tally> = self.runs.iter().map(|_| Tally::default()).collect();
+        let stop = self.runs[0].opts.stop.clone();
+        for i in 0..count {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            let mut batches = Vec::with_capacity(self.runs.len());
+            let mut inits = Vec::with_capacity(self.runs.len());
+            for (r, run) in self.runs.iter().enumerate() {
+                let batch = run.evaluation_batch(split, i, &plans[r].1, &mut adding[r]);
+                inits.push(run.initial_state(batch.batch, &mut membranes[r]));
+                batches.push(batch);
+            }
+            let outcomes = self
+                .engine
+                .evaluate_replicas(&batches.iter().collect::<Vec<_>>(), &inits.iter().collect::<Vec<_>>())?;
+            for (r, outcome) in outcomes.into_iter().enumerate() {
+                if let Ok(m) = outcome {
+                    tallies[r].add(&m);
+                }
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(Some(tallies.into_iter().map(|t| (t, seconds)).collect()))
+    }
+
+    /// The evaluation of an epoch's end: the current weights W and (FPTT) the running mean W̄,
+    /// each a `test` row with the network's `‖W − W̄‖` and `‖λ‖` (and a `train_frozen` row when
+    /// `eval_train_samples` asks), and `norms.csv` per layer, for every live run. Neither weight
+    /// set changes. Returns false when a stop request cut it short.
+    fn evaluate_both(&mut self, epoch: usize) -> Result<bool, RunError> {
+        let fptt = self.runs[0].norms.is_some();
+        let mut norms = Vec::with_capacity(self.runs.len());
+        for run in &self.runs {
+            norms.push(match (fptt, run.live()) {
+                (true, true) => layer_norms(&self.engine.replica_state(run.replica)?, run.exp.model.hidden.len()),
+                _ => None,
+            });
+        }
+        let totals: Vec<_> = norms.iter().map(|n| n.as_deref().map(LayerNorms::total)).collect();
+        // BPTT and e-prop keep no W̄ (and so no norms).
+        let sets: &[WeightSet] =
+            if fptt { &[WeightSet::Current, WeightSet::RunningMean] } else { &[WeightSet::Current] };
+        let mut rows: Vec<Vec<Row>> = self.runs.iter().map(|_| Vec::new()).collect();
+        for &weights in sets {
+            if weights == WeightSet::RunningMean {
+                self.engine.load_running_mean_for_evaluation()?;
+            }
+            let measured = self.evaluate_splits(weights, epoch);
+            // W goes back whatever happened (a no-op when W was evaluated).
+            self.engine.restore_current_weights()?;
+            let Some(measured) = measured? else { return Ok(false) };
+            for (r, run_rows) in measured.into_iter().enumerate() {
+                for mut row in run_rows {
+                    row.w_minus_wbar_norm = totals[r].as_ref().map(|n| n.w_minus_wbar);
+                    row.lambda_norm = totals[r].as_ref().map(|n| n.lambda);
+                    rows[r].push(row);
+                }
+            }
+        }
+        for ((run, run_rows), norms) in self.runs.iter_mut().zip(rows).zip(&norms) {
+            if !run.live() {
+                continue;
+            }
+            for row in &run_rows {
+                run.csv.write(row)?;
+                let text = run.describe(row);
+                run.progress.line(&text);
+            }
+            if let (Some(writer), Some(norms)) = (&mut run.norms, norms) {
+                writer.write(epoch, run.pos.iteration, norms)?;
+            }
+            let report = run.exp.train.report_weights;
+            run.last_test = run_rows.into_iter().find(|r| r.split == SplitKind::Test && r.weights == report);
+        }
+        Ok(true)
+    }
+
+    /// The test split and (`eval_train_samples`) the frozen training samples through the weights
+    /// the engine holds, per run; `None` when a stop request cut it short.
+    fn evaluate_splits(&mut self, weights: WeightSet, epoch: usize) -> Result<Option<Vec<Vec<Row>>>, RunError> {
+        let mut splits = vec![SplitKind::Test];
+        if self.runs[0].exp.train.eval_train_samples > 0 {
+            splits.push(SplitKind::TrainFrozen);
+        }
+        let mut rows: Vec<Vec<Row>> = self.runs.iter().map(|_| Vec::new()).collect();
+        for split in splits {
+            let Some(measured) = self.evaluate(split)? else { return Ok(None) };
+            for (r, (tally, seconds)) in measured.into_iter().enumerate() {
+                rows[r].push(self.runs[r].row(split, weights, epoch, &tally, seconds));
+            }
+        }
+        Ok(Some(rows))
+    }
+
+    /// Stop on request (or at the deadline, when `more` work is left): checkpoint every live run
+    /// at the current position, and say so.
     fn interrupted(&mut self, more: bool) -> Result<Option<Stop>, RunError> {
-        let stop = if self.opts.stop.load(Ordering::SeqCst) {
+        let opts = self.runs[0].opts;
+        let stop = if opts.stop.load(Ordering::SeqCst) {
             Stop::Signal
-        } else if more && self.opts.deadline.is_some_and(|d| Instant::now() >= d) {
+        } else if more && opts.deadline.is_some_and(|d| Instant::now() >= d) {
             Stop::TimeLimit
         } else {
             return Ok(None);
         };
-        self.save_checkpoint()?;
+        self.save_checkpoints()?;
         let why = match stop {
             Stop::Signal => "interrupted",
             Stop::TimeLimit => "time limit reached",
         };
-        self.progress.line(&format!(
-            "{why} at iteration {}: checkpoint written to {}; continue with --resume {}",
-            self.pos.iteration,
-            self.checkpoint_path().display(),
-            self.dir.display()
-        ));
+        for run in self.runs.iter_mut().filter(|r| r.live()) {
+            let text = format!(
+                "{why} at iteration {}: checkpoint written to {}; continue with --resume {}",
+                run.pos.iteration,
+                run.checkpoint_path().display(),
+                run.dir.display()
+            );
+            run.progress.line(&text);
+        }
         Ok(Some(stop))
     }
 
-    /// Returns why the run stopped early, if it did.
+    /// Returns why the pack stopped early, if it did. A run that diverges leaves the pack (its
+    /// error in `RunLoop::failed`); the others go on.
     fn run(&mut self) -> Result<Option<Stop>, RunError> {
-        let t = &self.exp.train;
+        let t = &self.runs[0].exp.train;
         let cap = if t.max_iterations == 0 { u64::MAX } else { t.max_iterations };
-        let bsz = t.batch;
-        let report_every = self.exp.output.report_every;
+        let (epochs, reset) = (t.epochs, t.reset);
+        let checkpoint_every = t.checkpoint_every;
         let mut window_start = Instant::now();
         // An epoch stopped after its last sequence (at the cap, say) still owes its end: the reset,
         // evaluation and checkpoint an uninterrupted run makes there.
-        while self.pos.epochs_done < t.epochs && (self.pos.iteration < cap || self.pos.batch_in_epoch > 0) {
-            let epoch = self.pos.epochs_done;
-            self.engine.set_lr(self.exp.lr_at_epoch(epoch) as f32);
-            self.engine.set_aux_targets(self.exp.aux_at_epoch(epoch));
-            if self.pos.batch_in_epoch == 0 {
-                self.pos.epoch_start = self.pos.data_rng.clone();
+        loop {
+            let Some(lead) = self.lead() else { return Ok(None) };
+            let (epoch, batches_per_epoch) = (lead.pos.epochs_done, lead.batches_per_epoch);
+            if !(epoch < epochs && (lead.pos.iteration < cap || lead.pos.batch_in_epoch > 0)) {
+                return Ok(None);
             }
-            let order = match &self.data {
-                TaskData::Adding => Vec::new(),
-                TaskData::Images { n_train, .. } => {
-                    let mut r = self.pos.epoch_start.clone();
-                    let order = epoch_order(*n_train, self.exp.data.shuffle, &mut r);
-                    self.pos.data_rng = r;
-                    order
+            for run in &self.runs {
+                self.engine.set_replica_lr(run.replica, run.exp.lr_at_epoch(epoch) as f32);
+            }
+            self.engine.set_aux_targets(self.runs[0].exp.aux_at_epoch(epoch));
+            let orders: Vec<Vec<usize>> =
+                self.runs.iter_mut().map(|r| if r.live() { r.epoch_order() } else { Vec::new() }).collect();
+            loop {
+                let Some(lead) = self.lead() else { return Ok(None) };
+                if !(lead.pos.batch_in_epoch < batches_per_epoch && lead.pos.iteration < cap) {
+                    break;
                 }
-            };
-            while self.pos.batch_in_epoch < self.batches_per_epoch && self.pos.iteration < cap {
-                let batch = self.train_batch(&order, self.pos.batch_in_epoch);
-                let mut membrane_rng = self.pos.membrane_rng.clone();
-                let init = self.initial_state(bsz, &mut membrane_rng);
-                self.pos.membrane_rng = membrane_rng;
-                let metrics = match self.engine.train_sequence(&batch, &init) {
-                    Ok(m) => m,
-                    Err(EngineError::Diverged { update, step, loss }) => return Err(self.diverged(update, step, loss)),
-                    Err(e) => return Err(e.into()),
-                };
-                self.pos.iteration += 1;
-                self.pos.batch_in_epoch += 1;
-                if t.reset == ResetPolicy::Sequence {
+                let mut sequences: Vec<Option<(SequenceBatch, InitialState)>> = Vec::with_capacity(self.runs.len());
+                for (run, order) in self.runs.iter_mut().zip(&orders) {
+                    sequences.push(run.live().then(|| run.next_sequence(order)));
+                }
+                // A diverged (frozen) replica still takes part in the dispatches: any live run's
+                // sequence will do for it.
+                let stand_in = sequences.iter().flatten().next().expect("a live run").clone();
+                let batches: Vec<&SequenceBatch> =
+                    sequences.iter().map(|s| &s.as_ref().unwrap_or(&stand_in).0).collect();
+                let inits: Vec<&InitialState> = sequences.iter().map(|s| &s.as_ref().unwrap_or(&stand_in).1).collect();
+                let outcomes = self.engine.train_replicas(&batches, &inits)?;
+                for (run, outcome) in self.runs.iter_mut().zip(outcomes) {
+                    if !run.live() {
+                        continue;
+                    }
+                    match outcome {
+                        Ok(metrics) => run.trained(epoch, &metrics, window_start)?,
+                        Err(d) => {
+                            let error = run.diverged(d.update, d.step, d.loss);
+                            run.progress.line(&format!(
+                                "{}diverged: {error}",
+                                run.label.as_ref().map(|l| format!("[{l}] ")).unwrap_or_default()
+                            ));
+                            run.failed = Some(error);
+                        }
+                    }
+                }
+                if reset == ResetPolicy::Sequence {
                     self.engine.reset_to_running_mean()?;
                 }
-                self.pos.window.add(&metrics);
-                self.progress.tick(self.pos.iteration);
-                if self.pos.iteration.is_multiple_of(report_every) {
-                    let window = std::mem::take(&mut self.pos.window);
-                    let row = self.train_row(epoch, &window, window_start);
-                    self.csv.write(&row)?;
-                    let text = self.describe(&row);
-                    let short = self.describe_short(&row);
-                    self.progress.report(self.pos.iteration, &text, &short);
+                let Some(lead) = self.lead() else { return Ok(None) };
+                let (iteration, batch_in_epoch) = (lead.pos.iteration, lead.pos.batch_in_epoch);
+                if iteration.is_multiple_of(self.runs[0].exp.output.report_every) {
                     window_start = Instant::now();
                 }
                 // The epoch's end (evaluation, checkpoint) is still to come.
                 if let Some(stop) = self.interrupted(true)? {
                     return Ok(Some(stop));
                 }
-                if t.checkpoint_every > 0
-                    && self.pos.iteration.is_multiple_of(t.checkpoint_every)
-                    && self.pos.batch_in_epoch < self.batches_per_epoch
+                if checkpoint_every > 0
+                    && iteration.is_multiple_of(checkpoint_every)
+                    && batch_in_epoch < batches_per_epoch
                 {
-                    self.save_checkpoint()?;
+                    self.save_checkpoints()?;
                 }
             }
             // Epoch end: the rest of the report window, evaluation, the reset, checkpoint.
-            if self.pos.window.sequences > 0 {
-                let window = std::mem::take(&mut self.pos.window);
-                let row = self.train_row(epoch, &window, window_start);
-                self.csv.write(&row)?;
+            for run in self.runs.iter_mut().filter(|r| r.live()) {
+                if run.pos.window.sequences > 0 {
+                    let window = std::mem::take(&mut run.pos.window);
+                    let row = run.train_row(epoch, &window, window_start);
+                    run.csv.write(&row)?;
+                }
             }
             // Both weight sets are measured before the reset replaces W.
             if !self.evaluate_both(epoch + 1)? {
                 self.interrupted(true)?;
                 return Ok(Some(Stop::Signal));
             }
-            if t.reset == ResetPolicy::Epoch {
+            if reset == ResetPolicy::Epoch {
                 self.engine.reset_to_running_mean()?;
             }
-            self.pos.epochs_done += 1;
-            self.pos.batch_in_epoch = 0;
-            self.save_checkpoint()?;
+            for run in self.runs.iter_mut().filter(|r| r.live()) {
+                run.pos.epochs_done += 1;
+                run.pos.batch_in_epoch = 0;
+            }
+            self.save_checkpoints()?;
             window_start = Instant::now();
-            let more = self.pos.epochs_done < t.epochs && self.pos.iteration < cap;
+            let Some(lead) = self.lead() else { return Ok(None) };
+            let more = lead.pos.epochs_done < epochs && lead.pos.iteration < cap;
             if let Some(stop) = self.interrupted(more)? {
                 return Ok(Some(stop));
             }
         }
-        Ok(None)
     }
 }
 
@@ -689,130 +830,232 @@ fn fresh_run_record(
 
 /// Train `exp` (or continue the run in `opts.out` when `opts.resume`).
 pub fn train(exp: &Experiment, opts: &TrainOptions) -> Result<RunSummary, RunError> {
+    train_pack(&[(exp, opts)])?.pop().expect("one result per run")
+}
+
+/// One run's set-up before the engine exists: its directory, data and starting tensors.
+struct Prepared {
+    dir: PathBuf,
+    numbered: bool,
+    restore: bool,
+    data: TaskData,
+    batches_per_epoch: usize,
+    init: TensorMap,
+    resumed: Option<BTreeMap<String, String>>,
+}
+
+fn prepare(exp: &Experiment, opts: &TrainOptions, ctx: &GpuContext, replicas: usize) -> Result<Prepared, RunError> {
     if let Some(warning) = evaluation_warning(exp) {
         eprintln!("warning: {warning}");
     }
-    let (mut dir, numbered) = run_dir(exp, opts);
+    let (dir, numbered) = run_dir(exp, opts);
     check_run_dir(&dir, opts)?;
     // A resume of a run stopped before its first checkpoint starts it again from the beginning,
     // with its recorded configuration, in its directory.
     let restore = opts.resume && dir.join(CHECKPOINT_FILE).is_file();
-
     // Data before the GPU: a missing file fails fast.
     let data = load_data(exp)?;
     let cfg = exp.model_config();
     let batches_per_epoch = batches_per_epoch(exp, &data)?;
-
-    let ctx = match &opts.context {
-        Some(c) => c.clone(),
-        None => Rc::new(GpuContext::new(opts.device)?),
-    };
     // Sizes from the shapes, before anything is initialised or allocated.
-    check_fits(&SizeLimits::of(&ctx), &cfg, &exp.settings(), exp.train.batch)?;
+    check_fits(&SizeLimits::of(ctx), &cfg, &exp.settings(), exp.train.batch, replicas)?;
     let layout = ParamLayout::new(&cfg);
     let (init, resumed) = starting_tensors(exp, opts, &cfg, &layout, &dir.join(CHECKPOINT_FILE), restore)?;
-    let mut engine = Engine::new(ctx.clone(), &cfg, &exp.settings(), exp.train.batch, &init)?;
-    engine.set_evaluation_batch_statistics(exp.train.eval_batch_stats);
-    if opts.profile && !engine.enable_profiling() {
+    Ok(Prepared { dir, numbered, restore, data, batches_per_epoch, init, resumed })
+}
+
+/// Train several runs as replicas of one engine, in lockstep (`fptt sweep` packs runs that
+/// differ only in seed, learning rate, α, β and clip; see [`pack_key`]). Every run keeps its own
+/// directory, metrics, checkpoints and data order exactly as `fptt train` alone would write
+/// them, and trains bit for bit as it would alone. A run that diverges stops alone (its `Err`);
+/// the outer error is one that ends them all (the GPU, a file that cannot be written).
+pub fn train_pack(runs: &[(&Experiment, &TrainOptions)]) -> Result<Vec<Result<RunSummary, RunError>>, RunError> {
+    let (exp0, opts0) = runs[0];
+    let ctx = match &opts0.context {
+        Some(c) => c.clone(),
+        None => Rc::new(GpuContext::new(opts0.device)?),
+    };
+    let key = pack_key(exp0);
+    if let Some((exp, _)) = runs.iter().find(|(e, _)| pack_key(e) != key) {
+        return Err(RunError::Setup(format!(
+            "runs `{}` and `{}` differ in more than seed, lr, α, β and clip: they cannot share an engine",
+            exp0.name, exp.name
+        )));
+    }
+    let replicas = runs.len();
+    let mut prepared = Vec::with_capacity(replicas);
+    for (exp, opts) in runs {
+        prepared.push(prepare(exp, opts, &ctx, replicas)?);
+    }
+    let cfg = exp0.model_config();
+    let layout = ParamLayout::new(&cfg);
+    let settings = exp0.settings();
+    let inits: Vec<(&TensorMap, ReplicaHyper)> =
+        prepared.iter().zip(runs).map(|(p, (exp, _))| (&p.init, ReplicaHyper::of(&exp.settings()))).collect();
+    let mut engine = Engine::with_replicas(ctx.clone(), &cfg, &settings, exp0.train.batch, &inits)?;
+    engine.set_evaluation_batch_statistics(exp0.train.eval_batch_stats);
+    if opts0.profile && !engine.enable_profiling() {
         eprintln!(
             "warning: {} cannot write timestamps inside compute passes; --profile is off for this run",
             ctx.adapter_name()
         );
     }
-    let pos = match &resumed {
-        Some(meta) => {
-            let (pos, updates) = Position::from_meta(&dir, meta, batches_per_epoch)?;
-            engine.set_updates(updates);
-            pos
+    let mut loops = Vec::with_capacity(replicas);
+    let mut updates = None;
+    for (r, (p, (exp, opts))) in prepared.into_iter().zip(runs).enumerate() {
+        let Prepared { mut dir, numbered, restore, data, batches_per_epoch, init: _, resumed } = p;
+        let pos = match &resumed {
+            Some(meta) => {
+                let (pos, n) = Position::from_meta(&dir, meta, batches_per_epoch)?;
+                if updates.is_some_and(|u| u != n) {
+                    return Err(RunError::Setup(format!(
+                        "{}: its checkpoint stands at update {n}, the pack's other runs elsewhere; \
+                         packed runs must resume from the same point",
+                        dir.display()
+                    )));
+                }
+                updates = Some(n);
+                pos
+            }
+            None => {
+                if updates.is_some_and(|u| u != 0) {
+                    return Err(RunError::Setup(format!(
+                        "{}: a fresh run cannot join a pack of resumed runs",
+                        dir.display()
+                    )));
+                }
+                updates = Some(0);
+                Position::fresh(exp.seed)
+            }
+        };
+        let iteration = pos.iteration;
+
+        // The run directory (a fresh one created exclusively), config.toml, metrics.csv.
+        if !opts.resume {
+            dir = create_run_dir(&dir, numbered)?;
         }
-        None => Position::fresh(exp.seed),
-    };
-    let iteration = pos.iteration;
+        // What a kill between a write and its rename left behind.
+        crate::files::remove_stale_temporaries(
+            &dir,
+            &[CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE, KERNELS_FILE, NORMS_FILE],
+        );
+        let metrics_path = dir.join(METRICS_FILE);
+        let config_path = dir.join(CONFIG_FILE);
+        if opts.resume {
+            let run = resume::resumed_run_record(&config_path, &opts.command_line, iteration, ctx.adapter_name());
+            write_file(&config_path, &config_toml(exp, &dir, run), "config")?;
+        } else {
+            let mut run = fresh_run_record(&cfg, &layout, &engine, &data, &opts.command_line);
+            if replicas > 1 {
+                // The engine's bytes are the pack's: a run's share is what it would need alone.
+                run.insert("gpu_bytes".into(), Value::Integer(engine.gpu_bytes_per_replica() as i64));
+                run.insert("packed_replicas".into(), Value::Integer(replicas as i64));
+                run.insert("replica".into(), Value::Integer(r as i64));
+            }
+            claim_config(&dir, &config_toml(exp, &dir, run))?;
+        }
+        let row_ctx = RowContext {
+            run: exp.name.clone(),
+            gpu_bytes: engine.gpu_bytes_per_replica(),
+            adapter: ctx.adapter_name().to_string(),
+            backend: ctx.backend_name(),
+            device_type: ctx.device_type_name().to_string(),
+        };
+        let norms_path = dir.join(NORMS_FILE);
+        let fptt = matches!(exp.train.rule, LearningRule::Fptt { .. });
+        let norms = match (fptt, opts.resume) {
+            (false, _) => None,
+            (true, true) => Some(NormsWriter::resume(&norms_path, iteration, row_ctx.clone())?),
+            (true, false) => Some(NormsWriter::create(&norms_path, row_ctx.clone())?),
+        };
+        let csv = if opts.resume {
+            MetricsWriter::resume(&metrics_path, iteration, row_ctx)?
+        } else {
+            MetricsWriter::create(&metrics_path, row_ctx)?
+        };
+        let planned = (exp.train.epochs as u64 * batches_per_epoch as u64).min(if exp.train.max_iterations == 0 {
+            u64::MAX
+        } else {
+            exp.train.max_iterations
+        });
+        // One bar at most: the other runs of a pack log lines.
+        let mode = if r > 0 && opts.progress != ProgressMode::Quiet { ProgressMode::Log } else { opts.progress };
+        let mut progress = Progress::new(mode, planned, iteration);
+        if opts.resume && !restore {
+            progress.line(&format!(
+                "restarting {} from the beginning: it stopped before its first checkpoint",
+                dir.display()
+            ));
+        } else if opts.resume {
+            progress.line(&format!(
+                "resuming {} at epoch {}, iteration {} of {planned}",
+                dir.display(),
+                pos.epochs_done + 1,
+                iteration
+            ));
+        }
+        loops.push(RunLoop {
+            exp,
+            opts,
+            replica: r,
+            // The run directories of a sweep tell its points apart; the experiment names do not.
+            label: (replicas > 1)
+                .then(|| dir.file_name().map_or(exp.name.clone(), |n| n.to_string_lossy().into_owned())),
+            data,
+            dir,
+            csv,
+            norms,
+            progress,
+            neuron_steps: (cfg.hidden.iter().sum::<usize>() * cfg.steps) as f64,
+            batches_per_epoch,
+            pos,
+            started: Instant::now(),
+            last_checkpoint: restore.then_some(iteration),
+            last_test: None,
+            failed: None,
+        });
+    }
+    engine.set_updates(updates.unwrap_or(0));
+    let mut pack = Pack { engine, runs: loops };
+    let stopped = pack.run()?;
+    Ok(pack
+        .runs
+        .into_iter()
+        .map(|mut run| {
+            run.progress.finish();
+            if let Some(error) = run.failed.take() {
+                return Err(error);
+            }
+            Ok(RunSummary {
+                metrics: run.dir.join(METRICS_FILE),
+                checkpoint: run.checkpoint_path(),
+                iterations: run.pos.iteration,
+                epochs_done: run.pos.epochs_done,
+                last_test: run.last_test.clone(),
+                interrupted: stopped == Some(Stop::Signal),
+                time_limited: stopped == Some(Stop::TimeLimit),
+                elapsed_s: run.elapsed(),
+                adapter: ctx.adapter_name().to_string(),
+                dir: run.dir,
+            })
+        })
+        .collect())
+}
 
-    // The run directory (a fresh one created exclusively), config.toml, metrics.csv.
-    if !opts.resume {
-        dir = create_run_dir(&dir, numbered)?;
-    }
-    // What a kill between a write and its rename left behind.
-    crate::files::remove_stale_temporaries(
-        &dir,
-        &[CHECKPOINT_FILE, METRICS_FILE, CONFIG_FILE, KERNELS_FILE, NORMS_FILE],
-    );
-    let checkpoint_path = dir.join(CHECKPOINT_FILE);
-    let metrics_path = dir.join(METRICS_FILE);
-    let config_path = dir.join(CONFIG_FILE);
-    if opts.resume {
-        let run = resume::resumed_run_record(&config_path, &opts.command_line, iteration, ctx.adapter_name());
-        write_file(&config_path, &config_toml(exp, &dir, run), "config")?;
-    } else {
-        let run = fresh_run_record(&cfg, &layout, &engine, &data, &opts.command_line);
-        claim_config(&dir, &config_toml(exp, &dir, run))?;
-    }
-    let row_ctx = RowContext {
-        run: exp.name.clone(),
-        gpu_bytes: engine.gpu_bytes(),
-        adapter: ctx.adapter_name().to_string(),
-        backend: ctx.backend_name(),
-        device_type: ctx.device_type_name().to_string(),
-    };
-    let norms_path = dir.join(NORMS_FILE);
-    let fptt = matches!(exp.train.rule, LearningRule::Fptt { .. });
-    let norms = match (fptt, opts.resume) {
-        (false, _) => None,
-        (true, true) => Some(NormsWriter::resume(&norms_path, iteration, row_ctx.clone())?),
-        (true, false) => Some(NormsWriter::create(&norms_path, row_ctx.clone())?),
-    };
-    let csv = if opts.resume {
-        MetricsWriter::resume(&metrics_path, iteration, row_ctx)?
-    } else {
-        MetricsWriter::create(&metrics_path, row_ctx)?
-    };
-
-    let planned = (exp.train.epochs as u64 * batches_per_epoch as u64).min(if exp.train.max_iterations == 0 {
-        u64::MAX
-    } else {
-        exp.train.max_iterations
-    });
-    let progress = Progress::new(opts.progress, planned, iteration);
-    let mut lp = Loop {
-        exp,
-        opts,
-        engine,
-        data,
-        dir: dir.clone(),
-        csv,
-        norms,
-        progress,
-        neuron_steps: (cfg.hidden.iter().sum::<usize>() * cfg.steps) as f64,
-        batches_per_epoch,
-        pos,
-        started: Instant::now(),
-        last_checkpoint: restore.then_some(iteration),
-        last_test: None,
-    };
-    if opts.resume && !restore {
-        lp.progress
-            .line(&format!("restarting {} from the beginning: it stopped before its first checkpoint", dir.display()));
-    } else if opts.resume {
-        lp.progress.line(&format!(
-            "resuming {} at epoch {}, iteration {} of {planned}",
-            dir.display(),
-            lp.pos.epochs_done + 1,
-            iteration
-        ));
-    }
-    let stopped = lp.run()?;
-    lp.progress.finish();
-    Ok(RunSummary {
-        dir: dir.clone(),
-        metrics: metrics_path,
-        checkpoint: checkpoint_path,
-        iterations: lp.pos.iteration,
-        epochs_done: lp.pos.epochs_done,
-        last_test: lp.last_test.clone(),
-        interrupted: stopped == Some(Stop::Signal),
-        time_limited: stopped == Some(Stop::TimeLimit),
-        elapsed_s: lp.elapsed(),
-        adapter: ctx.adapter_name().to_string(),
-    })
+/// What runs packed as replicas must share: the experiment with its seed, learning rate, α, β,
+/// clip, name and output directory set aside (everything that shapes the training loop, the
+/// data and the network stays). Two runs with equal keys step together bit for bit as alone.
+pub fn pack_key(exp: &Experiment) -> Experiment {
+    let mut e = exp.clone();
+    e.seed = 0;
+    e.name = String::new();
+    e.output.dir = None;
+    e.train.lr = 0.0;
+    e.train.alpha = 0.0;
+    e.train.beta = 0.0;
+    e.train.clip = 0.0;
+    // A run's own seed draws its data (adding batches, image order, permutation): a different
+    // permutation of PS-MNIST is a different input, but the same shapes, so it may pack.
+    e.data.permutation_seed = 0;
+    e
 }

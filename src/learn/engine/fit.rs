@@ -56,6 +56,7 @@ pub fn engine_buffers(
     cfg: &ModelConfig,
     settings: &TrainingSettings,
     batch: usize,
+    replicas: usize,
 ) -> Result<Vec<(&'static str, u128)>, EngineError> {
     cfg.validate()?;
     if batch == 0 {
@@ -95,6 +96,10 @@ pub fn engine_buffers(
     if matches!(settings.rule, LearningRule::Fptt { .. }) {
         buffers.push(("W while W̄ is evaluated", layout.trainable_len as u128));
     }
+    // Replicas: every buffer holds R copies side by side.
+    for (_, len) in &mut buffers {
+        *len *= replicas.max(1) as u128;
+    }
     Ok(buffers)
 }
 
@@ -109,14 +114,15 @@ pub fn host_bytes(cfg: &ModelConfig) -> u128 {
 
 /// Refuse shapes that cannot fit, before anything is allocated: every storage buffer against the
 /// adapter's binding and buffer limits, and the host memory initialisation needs against what is
-/// free. Returns the GPU bytes of the storage buffers.
+/// free. Returns the GPU bytes of the storage buffers (of `replicas` models stepped together).
 pub fn check_fits(
     limits: &SizeLimits,
     cfg: &ModelConfig,
     settings: &TrainingSettings,
     batch: usize,
+    replicas: usize,
 ) -> Result<u64, EngineError> {
-    let buffers = engine_buffers(cfg, settings, batch)?;
+    let buffers = engine_buffers(cfg, settings, batch, replicas)?;
     let limit = limits.max_binding.min(limits.max_buffer) as u128;
     let mut total = 0u128;
     for (label, len) in &buffers {
@@ -161,11 +167,11 @@ mod tests {
         let started = Instant::now();
         for hidden in [20_000usize, 1_000_000, 1 << 40] {
             let cfg = ModelConfig::classifier(2, hidden, 1, 200);
-            let err = check_fits(&limits(), &cfg, &settings, 256).unwrap_err().to_string();
+            let err = check_fits(&limits(), &cfg, &settings, 256, 1).unwrap_err().to_string();
             assert!(err.contains("MiB"), "hidden {hidden}: {err}");
         }
         assert!(started.elapsed().as_millis() < 500, "took {:?}", started.elapsed());
-        let ok = check_fits(&limits(), &ModelConfig::classifier(2, 64, 1, 20), &settings, 8).unwrap();
+        let ok = check_fits(&limits(), &ModelConfig::classifier(2, 64, 1, 20), &settings, 8, 1).unwrap();
         assert!(ok > 0);
     }
 
@@ -173,7 +179,8 @@ mod tests {
     fn host_memory_is_checked() {
         let settings = TrainingSettings::regression(Optimizer::Adam, 1e-3);
         let small = SizeLimits { host_available: Some(1 << 20), ..limits() };
-        let err = check_fits(&small, &ModelConfig::classifier(2, 1024, 1, 20), &settings, 1).unwrap_err().to_string();
+        let err =
+            check_fits(&small, &ModelConfig::classifier(2, 1024, 1, 20), &settings, 1, 1).unwrap_err().to_string();
         assert!(err.contains("host memory"), "{err}");
     }
 }

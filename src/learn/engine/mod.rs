@@ -38,6 +38,41 @@ pub enum EngineError {
     Diverged { update: u64, step: usize, loss: f32 },
 }
 
+/// Where a replica's training diverged: the update whose step gave a non-finite loss. The
+/// replica is frozen from then on (no update touches it) while the others go on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Divergence {
+    pub update: u64,
+    pub step: usize,
+    pub loss: f32,
+}
+
+impl From<Divergence> for EngineError {
+    fn from(d: Divergence) -> Self {
+        EngineError::Diverged { update: d.update, step: d.step, loss: d.loss }
+    }
+}
+
+/// The scalar hyperparameters in which replicas stepped together may differ (everything else,
+/// shapes, rule, optimizer and its betas, schedule, is the engine's).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplicaHyper {
+    pub lr: f32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub clip: f32,
+}
+
+impl ReplicaHyper {
+    /// The settings' own values.
+    pub fn of(settings: &TrainingSettings) -> Self {
+        ReplicaHyper { lr: settings.lr, alpha: settings.alpha, beta: settings.beta, clip: settings.clip }
+    }
+}
+
+/// What one sequence gave each replica: its metrics, or where it diverged (now or earlier).
+pub type ReplicaOutcome = Result<SequenceMetrics, Divergence>;
+
 /// What one sequence produced, per time step (read once, at the sequence's end).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SequenceMetrics {
@@ -98,7 +133,6 @@ pub struct Engine {
     /// The state the last sequence ended in.
     last_state: usize,
     updates: u64,
-    lr: f32,
     /// Steps run by the last sequence.
     last_run: usize,
     profiler: Option<KernelProfiler>,
@@ -115,6 +149,12 @@ pub struct Engine {
     /// Per state slot p, the dispatch that copies state p to state 0 (empty for p = 0): where a
     /// stream window continues from the slot the last one ended in.
     carry: Vec<Vec<Dispatch>>,
+    /// Models stepped together (the z of every dispatch); replica r's params and grad start at
+    /// `r·layout.total_len`, its opt at `r·4·trainable_len`, its work at `r·plan.arena.len()`.
+    replicas: usize,
+    hypers: Vec<ReplicaHyper>,
+    /// Per replica, where it diverged (it is frozen on the GPU since).
+    divergence: Vec<Option<Divergence>>,
 }
 
 impl Engine {
@@ -127,7 +167,24 @@ impl Engine {
         batch: usize,
         init: &TensorMap,
     ) -> Result<Self, EngineError> {
-        Self::build(ctx, cfg, settings, batch, init, false)
+        Self::build(ctx, cfg, settings, batch, &[(init, ReplicaHyper::of(settings))], false)
+    }
+
+    /// `inits.len()` models of one shape stepped together in one set of dispatches (the replica
+    /// index in each dispatch's z), each from its own initial state and with its own scalar
+    /// hyperparameters (`settings`' own lr, α, β and clip are not used). Each replica trains
+    /// exactly, bit for bit, as an engine of its own with its hyperparameters would.
+    pub fn with_replicas(
+        ctx: Rc<GpuContext>,
+        cfg: &ModelConfig,
+        settings: &TrainingSettings,
+        batch: usize,
+        inits: &[(&TensorMap, ReplicaHyper)],
+    ) -> Result<Self, EngineError> {
+        if inits.is_empty() {
+            return Err(EngineError::Shape("an engine needs at least one replica".into()));
+        }
+        Self::build(ctx, cfg, settings, batch, inits, false)
     }
 
     /// An engine for endless streams cut into windows of `cfg.steps` steps
@@ -142,6 +199,7 @@ impl Engine {
         batch: usize,
         init: &TensorMap,
     ) -> Result<Self, EngineError> {
+        let init = &[(init, ReplicaHyper::of(settings))];
         if !matches!(settings.rule, LearningRule::Fptt { .. }) {
             return Err(EngineError::Shape(
                 "a stream trains with FPTT (train.rule = \"fptt\"): BPTT and e-prop restart with every sequence".into(),
@@ -160,16 +218,17 @@ impl Engine {
         cfg: &ModelConfig,
         settings: &TrainingSettings,
         batch: usize,
-        init: &TensorMap,
+        inits: &[(&TensorMap, ReplicaHyper)],
         per_step_targets: bool,
     ) -> Result<Self, EngineError> {
         cfg.validate()?;
         if batch == 0 {
             return Err(EngineError::Shape("batch size must be at least 1".into()));
         }
+        let replicas = inits.len();
         // Every buffer against the adapter's limits, before any is allocated (callers that build
         // `init` themselves check earlier, before initialising; this is cheap).
-        check_fits(&SizeLimits { host_available: None, ..SizeLimits::of(&ctx) }, cfg, settings, batch)?;
+        check_fits(&SizeLimits { host_available: None, ..SizeLimits::of(&ctx) }, cfg, settings, batch, replicas)?;
         if cfg.batch_norm && batch < 2 {
             return Err(EngineError::Shape(
                 "batch norm needs a batch of at least 2 (it normalises over the batch)".into(),
@@ -197,14 +256,14 @@ impl Engine {
             plan = plan_with(split_len);
         }
         let ledger = MemoryLedger::default();
-        let params = GpuBuffer::storage(&ctx, &ledger, "params", layout.total_len)?;
-        let grad = GpuBuffer::storage(&ctx, &ledger, "grad", layout.total_len)?;
-        let opt = GpuBuffer::storage(&ctx, &ledger, "opt: wbar, lambda, moments", 4 * layout.trainable_len)?;
-        let work = GpuBuffer::storage(&ctx, &ledger, "work", plan.arena.len())?;
+        let params = GpuBuffer::storage(&ctx, &ledger, "params", replicas * layout.total_len)?;
+        let grad = GpuBuffer::storage(&ctx, &ledger, "grad", replicas * layout.total_len)?;
+        let opt = GpuBuffer::storage(&ctx, &ledger, "opt: wbar, lambda, moments", replicas * 4 * layout.trainable_len)?;
+        let work = GpuBuffer::storage(&ctx, &ledger, "work", replicas * plan.arena.len())?;
         // Streams are never evaluated, so they keep no stash.
         let stash = match settings.rule {
             LearningRule::Fptt { .. } if !per_step_targets => {
-                Some(GpuBuffer::storage(&ctx, &ledger, "W while W̄ is evaluated", layout.trainable_len)?)
+                Some(GpuBuffer::storage(&ctx, &ledger, "W while W̄ is evaluated", replicas * layout.trainable_len)?)
             }
             _ => None,
         };
@@ -256,7 +315,6 @@ impl Engine {
             eval_schedule,
             last_state: 0,
             updates: 0,
-            lr: settings.lr,
             last_run: 0,
             profiler: None,
             stash,
@@ -264,6 +322,9 @@ impl Engine {
             eval_batch_stats: false,
             per_step_targets,
             carry,
+            replicas,
+            hypers: inits.iter().map(|(_, h)| *h).collect(),
+            divergence: vec![None; replicas],
         };
         let table: Vec<f32> = engine
             .plan
@@ -272,14 +333,20 @@ impl Engine {
             .zip(&engine.cfg.hidden)
             .flat_map(|(l, &n)| [f32::from_bits(l.state_offset), f32::from_bits(n as u32)])
             .collect();
-        engine.work.write(&engine.ctx, engine.plan.spike_layers as usize, &table);
-        if let (Some(region), Some(EpropSettings { feedback: Feedback::Random { seed }, .. })) =
-            (engine.plan.eprop.as_ref(), eprop)
-        {
-            let b: Vec<f32> = random_feedback(seed, cfg.outputs, cfg.hidden[0]).into_iter().map(|v| v as f32).collect();
-            engine.work.write(&engine.ctx, region.feedback as usize, &b);
+        for r in 0..replicas {
+            let base = engine.work_base(r);
+            engine.work.write(&engine.ctx, base + engine.plan.spike_layers as usize, &table);
+            if let (Some(region), Some(EpropSettings { feedback: Feedback::Random { seed }, .. })) =
+                (engine.plan.eprop.as_ref(), eprop)
+            {
+                let b: Vec<f32> =
+                    random_feedback(seed, cfg.outputs, cfg.hidden[0]).into_iter().map(|v| v as f32).collect();
+                engine.work.write(&engine.ctx, base + region.feedback as usize, &b);
+            }
         }
-        engine.load_state(init)?;
+        for (r, (init, _)) in inits.iter().enumerate() {
+            engine.load_replica_state(r, init)?;
+        }
         Ok(engine)
     }
 
@@ -299,9 +366,16 @@ impl Engine {
         &self.ctx
     }
 
-    /// Bytes of every GPU buffer this engine holds.
+    /// Bytes of every GPU buffer this engine holds (all replicas).
     pub fn gpu_bytes(&self) -> u64 {
         self.ledger.bytes()
+    }
+
+    /// The bytes one replica would hold as an engine of its own: its share of the storage
+    /// buffers (R copies each) plus the dispatch arguments and step infos the replicas share.
+    pub fn gpu_bytes_per_replica(&self) -> u64 {
+        let shared = self._args_buffer.buffer.size() + self.steps_buffer.buffer.size();
+        (self.ledger.bytes() - shared) / self.replicas as u64 + shared
     }
 
     /// The matrix-product tile shape the kernels were built with (chosen per adapter).
@@ -331,7 +405,7 @@ impl Engine {
     /// every rule holds alike.
     pub fn learning_bytes(&self) -> u64 {
         let step_infos = (2 * self.cfg.steps * ARG_SLOT) as u64;
-        self.ledger.bytes() - step_infos - 4 * self.plan.sequence_data_len() as u64
+        self.ledger.bytes() - step_infos - 4 * (self.replicas * self.plan.sequence_data_len()) as u64
     }
 
     /// Names of the kernels of one training step, in launch order, for rules that repeat one
@@ -367,12 +441,19 @@ impl Engine {
         self.updates = n;
     }
 
+    /// The learning rate of replica 0 (the engine's, with one replica).
     pub fn lr(&self) -> f32 {
-        self.lr
+        self.hypers[0].lr
     }
 
+    /// Set every replica's learning rate to `lr` (a schedule's value for the next sequences).
     pub fn set_lr(&mut self, lr: f32) {
-        self.lr = lr;
+        self.hypers.iter_mut().for_each(|h| h.lr = lr);
+    }
+
+    /// Set replica r's learning rate (its own schedule's value).
+    pub fn set_replica_lr(&mut self, r: usize, lr: f32) {
+        self.hypers[r].lr = lr;
     }
 
     pub fn settings(&self) -> &TrainingSettings {
@@ -392,23 +473,86 @@ impl Engine {
             self.settings.loss = LossKind::Classification { aux };
         }
     }
-    /// One sequence (or stream window) from `init`, or, with `None`, from the state the last one
-    /// ended in.
+    /// Models stepped together by every dispatch.
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// Replica r's scalar hyperparameters.
+    pub fn replica_hyper(&self, r: usize) -> ReplicaHyper {
+        self.hypers[r]
+    }
+
+    /// Where replica r diverged, if it did (it is frozen since).
+    pub fn divergence(&self, r: usize) -> Option<Divergence> {
+        self.divergence[r]
+    }
+
+    /// Where replica r's work arena starts in the work buffer.
+    fn work_base(&self, r: usize) -> usize {
+        r * self.plan.arena.len()
+    }
+
+    fn params_base(&self, r: usize) -> usize {
+        r * self.layout.total_len
+    }
+
+    fn opt_base(&self, r: usize) -> usize {
+        r * 4 * self.layout.trainable_len
+    }
+
+    /// Write replica r's hyperparameters where the update reads them: α, β, clip, whether it is
+    /// frozen (diverged), and the step size of every step of the next sequence from its own
+    /// learning rate, so that it steps exactly as it would alone.
+    fn write_hyper(&self, r: usize) {
+        let h = &self.hypers[r];
+        let mut v = vec![0.0f32; HYPER_STEP_SIZES];
+        v[HYPER_ALPHA] = h.alpha;
+        v[HYPER_BETA] = h.beta;
+        v[HYPER_CLIP] = h.clip;
+        v[HYPER_FROZEN] = if self.divergence[r].is_some() { 1.0 } else { 0.0 };
+        v.extend(self.step_sizes(h.lr));
+        self.work.write(&self.ctx, self.work_base(r) + self.plan.hyper as usize, &v);
+    }
+
+    /// One sequence (or stream window) per replica from `inits`, or, with `None`, from the state
+    /// the last one ended in. Every replica gets its own batch (the same one may be passed for
+    /// all); the per-step metrics of all of them come back in one read.
     fn run_sequence(
         &mut self,
-        batch: &SequenceBatch,
-        init: Option<&InitialState>,
+        batches: &[&SequenceBatch],
+        inits: Option<&[&InitialState]>,
         training: bool,
         limit: usize,
-    ) -> Result<SequenceMetrics, EngineError> {
-        self.check_batch(batch, training)?;
+    ) -> Result<Vec<ReplicaOutcome>, EngineError> {
+        if batches.len() != self.replicas || inits.is_some_and(|i| i.len() != self.replicas) {
+            return Err(EngineError::Shape(format!(
+                "{} batches and {} initial states for an engine of {} replicas",
+                batches.len(),
+                inits.map_or(0, |i| i.len()),
+                self.replicas
+            )));
+        }
+        let valid = batches[0].batch;
+        for batch in batches {
+            self.check_batch(batch, training)?;
+            if batch.batch != valid {
+                return Err(EngineError::Shape(format!(
+                    "replicas run batches of one size: {} and {} sequences",
+                    valid, batch.batch
+                )));
+            }
+        }
         if training {
             self.refuse_while_running_mean_loaded("training")?;
         }
-        self.upload_sequence(batch, init)?;
+        for (r, batch) in batches.iter().enumerate() {
+            self.upload_sequence(r, batch, inits.map(|i| i[r]))?;
+            self.write_hyper(r);
+        }
         let t_len = self.cfg.steps;
         let run = limit.min(t_len);
-        let infos = self.step_infos(batch.batch, training);
+        let infos = self.step_infos(valid, training);
         let base_slot = if training { 0 } else { t_len };
         let mut bytes = Vec::with_capacity(t_len * ARG_SLOT);
         for info in &infos {
@@ -429,9 +573,11 @@ impl Engine {
             pass.set_bind_group(0, &self.storage_group, &[]);
             let at = |t: usize| ((base_slot + t) * ARG_SLOT) as u32;
             let (kernels, group, profiler) = (&self.kernels, &self.argument_group, &mut self.profiler);
-            let mut record =
-                |list: &[Dispatch], step: usize| kernels.record(&mut pass, group, list, at(step), profiler.as_mut());
-            if init.is_none() && self.last_state != 0 {
+            let replicas = self.replicas as u32;
+            let mut record = |list: &[Dispatch], step: usize| {
+                kernels.record(&mut pass, group, list, at(step), replicas, profiler.as_mut())
+            };
+            if inits.is_none() && self.last_state != 0 {
                 // Continue a stream: the last window's final state becomes state 0, on the GPU
                 // (copy_range: wgpu copies no buffer onto itself), with no trip through the host.
                 record(&self.carry[self.last_state], 0);
@@ -452,27 +598,80 @@ impl Engine {
         if let Some(p) = &mut self.profiler {
             p.collect(&self.ctx)?;
         }
-        let raw = self.work.read(&self.ctx, self.plan.metrics as usize, 4 * t_len)?;
+        let ranges: Vec<(usize, usize)> =
+            (0..self.replicas).map(|r| (self.work_base(r) + self.plan.metrics as usize, 4 * t_len)).collect();
+        let raws = self.work.read_ranges(&self.ctx, &ranges)?;
         self.last_run = run;
-        let metrics = SequenceMetrics {
-            step_loss: raw[..run].to_vec(),
-            step_correct: raw[t_len..t_len + run].to_vec(),
-            step_sqerr: raw[2 * t_len..2 * t_len + run].to_vec(),
-            step_spikes: raw[3 * t_len..3 * t_len + run].to_vec(),
-            samples: batch.batch,
-        };
-        if training {
-            let per_update = self.steps_per_update();
-            if let Some((step, &loss)) = metrics.step_loss.iter().enumerate().find(|(_, l)| !l.is_finite()) {
-                return Err(EngineError::Diverged {
-                    update: self.updates + (step / per_update) as u64 + 1,
-                    step,
-                    loss,
-                });
+        let per_update = self.steps_per_update();
+        let mut outcomes = Vec::with_capacity(self.replicas);
+        for (r, raw) in raws.into_iter().enumerate() {
+            let metrics = SequenceMetrics {
+                step_loss: raw[..run].to_vec(),
+                step_correct: raw[t_len..t_len + run].to_vec(),
+                step_sqerr: raw[2 * t_len..2 * t_len + run].to_vec(),
+                step_spikes: raw[3 * t_len..3 * t_len + run].to_vec(),
+                samples: valid,
+            };
+            if let Some(d) = self.divergence[r] {
+                outcomes.push(Err(d));
+                continue;
             }
+            if training {
+                if let Some((step, &loss)) = metrics.step_loss.iter().enumerate().find(|(_, l)| !l.is_finite()) {
+                    let d = Divergence { update: self.updates + (step / per_update) as u64 + 1, step, loss };
+                    // Frozen from the next update on: its W, W̄, λ and moments stay as they are.
+                    self.divergence[r] = Some(d);
+                    self.write_hyper(r);
+                    outcomes.push(Err(d));
+                    continue;
+                }
+            }
+            outcomes.push(Ok(metrics));
+        }
+        if training {
             self.updates += run.div_ceil(per_update) as u64;
         }
-        Ok(metrics)
+        Ok(outcomes)
+    }
+
+    /// The one-replica case: its metrics, or its divergence as an error.
+    fn run_single(
+        &mut self,
+        batch: &SequenceBatch,
+        init: Option<&InitialState>,
+        training: bool,
+        limit: usize,
+    ) -> Result<SequenceMetrics, EngineError> {
+        if self.replicas != 1 {
+            return Err(EngineError::Shape(format!(
+                "this engine steps {} replicas: use train_replicas / evaluate_replicas",
+                self.replicas
+            )));
+        }
+        let inits = init.map(|i| [i]);
+        let mut out = self.run_sequence(&[batch], inits.as_ref().map(|i| &i[..]), training, limit)?;
+        Ok(out.pop().expect("one outcome per replica")?)
+    }
+
+    /// One sequence per replica (batch r and initial state r for replica r), each with its
+    /// updates; one host read at the end. A replica whose loss turns non-finite is frozen and
+    /// reported as diverged, then and at every later call; the others go on.
+    pub fn train_replicas(
+        &mut self,
+        batches: &[&SequenceBatch],
+        inits: &[&InitialState],
+    ) -> Result<Vec<ReplicaOutcome>, EngineError> {
+        self.run_sequence(batches, Some(inits), true, usize::MAX)
+    }
+
+    /// Forward only, every replica on its own batch (pass one batch R times to evaluate all on
+    /// the same data).
+    pub fn evaluate_replicas(
+        &mut self,
+        batches: &[&SequenceBatch],
+        inits: &[&InitialState],
+    ) -> Result<Vec<ReplicaOutcome>, EngineError> {
+        self.run_sequence(batches, Some(inits), false, usize::MAX)
     }
 
     /// One sequence of T steps with an FPTT update after every step; one host read at the end.
@@ -481,7 +680,7 @@ impl Engine {
         batch: &SequenceBatch,
         init: &InitialState,
     ) -> Result<SequenceMetrics, EngineError> {
-        self.run_sequence(batch, Some(init), true, usize::MAX)
+        self.run_single(batch, Some(init), true, usize::MAX)
     }
 
     /// The first `steps` steps of a sequence only, each with its update (tests compare the
@@ -492,7 +691,7 @@ impl Engine {
         init: &InitialState,
         steps: usize,
     ) -> Result<SequenceMetrics, EngineError> {
-        self.run_sequence(batch, Some(init), true, steps)
+        self.run_single(batch, Some(init), true, steps)
     }
 
     /// Forward only (batch norm on running statistics, no update, q untouched). A batch smaller
@@ -502,7 +701,7 @@ impl Engine {
         batch: &SequenceBatch,
         init: &InitialState,
     ) -> Result<SequenceMetrics, EngineError> {
-        self.run_sequence(batch, Some(init), false, usize::MAX)
+        self.run_single(batch, Some(init), false, usize::MAX)
     }
 
     /// One window of a stream (an engine from [`Engine::new_stream`]): `cfg.steps` steps with
@@ -517,7 +716,7 @@ impl Engine {
         if !self.per_step_targets {
             return Err(EngineError::Shape("train_window needs an engine built with Engine::new_stream".into()));
         }
-        self.run_sequence(batch, init, true, usize::MAX)
+        self.run_single(batch, init, true, usize::MAX)
     }
 
     /// The readout `o'` of every step of the last stream window, `[T, B, C]` (one read).
@@ -597,18 +796,32 @@ impl Engine {
         Ok(())
     }
 
-    /// Copy the trainable range `[0, trainable_len)` between buffers, in order, in one submission.
+    /// Copy every replica's trainable range `[0, trainable_len)` between buffers, in order, in
+    /// one submission.
     fn copy_trainable<const N: usize>(
         &self,
         copies: [(&GpuBuffer, &GpuBuffer); N],
         label: &str,
     ) -> Result<(), EngineError> {
+        // Each buffer's per-replica stride, told apart by identity.
+        let stride = |b: &GpuBuffer| -> u64 {
+            let floats = if std::ptr::eq(b, &self.params) {
+                self.layout.total_len
+            } else if std::ptr::eq(b, &self.opt) {
+                4 * self.layout.trainable_len
+            } else {
+                self.layout.trainable_len
+            };
+            (floats * 4) as u64
+        };
         let mut encoder =
             self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
         let bytes = (self.layout.trainable_len * 4) as u64;
         if bytes > 0 {
             for (from, to) in copies {
-                encoder.copy_buffer_to_buffer(&from.buffer, 0, &to.buffer, 0, bytes);
+                for r in 0..self.replicas as u64 {
+                    encoder.copy_buffer_to_buffer(&from.buffer, r * stride(from), &to.buffer, r * stride(to), bytes);
+                }
             }
         }
         self.ctx.queue.submit([encoder.finish()]);

@@ -17,10 +17,17 @@ impl Engine {
     /// trained) `NAME.wbar`, `NAME.lambda` and the optimizer moments in PyTorch's names; the
     /// running statistics; `q`. One read per buffer.
     pub fn state(&self) -> Result<TensorMap, EngineError> {
+        self.refuse_with_replicas("state")?;
+        self.replica_state(0)
+    }
+
+    /// [`Engine::state`] of replica r.
+    pub fn replica_state(&self, r: usize) -> Result<TensorMap, EngineError> {
         self.refuse_while_running_mean_loaded("reading the state")?;
-        let params = self.params.read(&self.ctx, 0, self.layout.total_len)?;
-        let opt = self.opt.read(&self.ctx, 0, 4 * self.layout.trainable_len)?;
-        let work = self.work.read(&self.ctx, 0, self.plan.arena.len())?;
+        self.check_replica(r)?;
+        let params = self.params.read(&self.ctx, self.params_base(r), self.layout.total_len)?;
+        let opt = self.opt.read(&self.ctx, self.opt_base(r), 4 * self.layout.trainable_len)?;
+        let work = self.work.read(&self.ctx, self.work_base(r), self.plan.arena.len())?;
         let len = self.layout.trainable_len;
         let (m1, m2) = self.moment_names();
         let mut map = TensorMap::new();
@@ -52,7 +59,15 @@ impl Engine {
     /// `q`. Absent extras start fresh: `W̄ = W`, `λ = 0`, moments 0, statistics (0, 1), `q = 0`.
     /// Shapes are checked against the layout; a mismatch names the tensor.
     pub fn load_state(&mut self, map: &TensorMap) -> Result<(), EngineError> {
+        self.refuse_with_replicas("load_state")?;
+        self.load_replica_state(0, map)
+    }
+
+    /// [`Engine::load_state`] into replica r. A diverged replica is thawed: it trains again from
+    /// this state.
+    pub fn load_replica_state(&mut self, r: usize, map: &TensorMap) -> Result<(), EngineError> {
         self.refuse_while_running_mean_loaded("loading a state")?;
+        self.check_replica(r)?;
         let len = self.layout.trainable_len;
         let mut params = vec![0.0f32; self.layout.total_len];
         let mut opt = vec![0.0f32; 4 * len];
@@ -82,8 +97,9 @@ impl Engine {
                 }
             }
         }
-        self.params.write(&self.ctx, 0, &params);
-        self.opt.write(&self.ctx, 0, &opt);
+        let (pb, ob, wb) = (self.params_base(r), self.opt_base(r), self.work_base(r));
+        self.params.write(&self.ctx, pb, &params);
+        self.opt.write(&self.ctx, ob, &opt);
         let mut running = vec![0.0f32; self.stats.total_len];
         for slot in &self.stats.slots {
             let r = slot.range();
@@ -93,12 +109,31 @@ impl Engine {
                 None => {}
             }
         }
-        self.work.write(&self.ctx, self.plan.running as usize, &running);
+        self.work.write(&self.ctx, wb + self.plan.running as usize, &running);
         let c = self.cfg.outputs;
         let q_shape = [c, self.cfg.steps, c];
         let q = fetch("q", &q_shape)?.map(|t| t.data.clone()).unwrap_or_else(|| vec![0.0; c * self.cfg.steps * c]);
-        self.work.write(&self.ctx, self.plan.q as usize, &q);
+        self.work.write(&self.ctx, wb + self.plan.q as usize, &q);
+        self.divergence[r] = None;
+        self.write_hyper(r);
         self.ctx.wait()?;
+        Ok(())
+    }
+
+    fn check_replica(&self, r: usize) -> Result<(), EngineError> {
+        if r >= self.replicas {
+            return Err(EngineError::Shape(format!("replica {r} of an engine of {} replicas", self.replicas)));
+        }
+        Ok(())
+    }
+
+    fn refuse_with_replicas(&self, what: &str) -> Result<(), EngineError> {
+        if self.replicas != 1 {
+            return Err(EngineError::Shape(format!(
+                "{what} is for one model; this engine steps {} replicas (use the replica_ methods)",
+                self.replicas
+            )));
+        }
         Ok(())
     }
 
@@ -107,16 +142,19 @@ impl Engine {
     /// state, q, running statistics) is left alone.
     pub fn poison_scratch(&self) -> Result<(), EngineError> {
         let q = self.plan.q as usize;
-        self.work.write(&self.ctx, 0, &vec![f32::NAN; q]);
         let metrics = self.plan.metrics as usize;
         let end = self.plan.spike_layers as usize;
-        self.work.write(&self.ctx, metrics, &vec![f32::NAN; end - metrics]);
-        self.grad.write(&self.ctx, 0, &vec![f32::NAN; self.layout.total_len]);
+        for r in 0..self.replicas {
+            let base = self.work_base(r);
+            self.work.write(&self.ctx, base, &vec![f32::NAN; q]);
+            self.work.write(&self.ctx, base + metrics, &vec![f32::NAN; end - metrics]);
+        }
+        self.grad.write(&self.ctx, 0, &vec![f32::NAN; self.replicas * self.layout.total_len]);
         self.ctx.wait()?;
         Ok(())
     }
 
-    /// The raw contents of the work arena and the gradient buffer, for kernel tests.
+    /// The raw contents of the work arena and the gradient buffer (replica 0), for kernel tests.
     pub fn debug_read(&self) -> Result<(Vec<f32>, Vec<f32>), EngineError> {
         Ok((self.work.read(&self.ctx, 0, self.plan.arena.len())?, self.grad.read(&self.ctx, 0, self.layout.total_len)?))
     }

@@ -76,20 +76,22 @@ impl Engine {
     /// always fill the batch (`check_batch` with `exact`).
     pub(super) fn upload_sequence(
         &self,
+        replica: usize,
         batch: &SequenceBatch,
         init: Option<&InitialState>,
     ) -> Result<(), EngineError> {
         let (bsz, valid, i, t) = (self.batch, batch.batch, batch.inputs_per_step, batch.steps);
+        let base = self.work_base(replica);
         let ctx = &self.ctx;
         let plan = &self.plan;
         if valid == bsz {
-            self.work.write(ctx, plan.inputs as usize, &batch.inputs);
+            self.work.write(ctx, base + plan.inputs as usize, &batch.inputs);
         } else {
             let mut padded = vec![0.0f32; t * bsz * i];
             for step in 0..t {
                 padded[step * bsz * i..step * bsz * i + valid * i].copy_from_slice(batch.step(step));
             }
-            self.work.write(ctx, plan.inputs as usize, &padded);
+            self.work.write(ctx, base + plan.inputs as usize, &padded);
         }
         let targets: Vec<f32> = match &batch.targets {
             Targets::Labels(l) => {
@@ -105,7 +107,7 @@ impl Engine {
             Targets::StepLabels(l) => l.iter().map(|&y| f32::from_bits(y)).collect(),
             Targets::StepValues(v) => v.clone(),
         };
-        self.work.write(ctx, plan.targets as usize, &targets);
+        self.work.write(ctx, base + plan.targets as usize, &targets);
         let Some(init) = init else { return Ok(()) };
         if init.membrane.len() != self.cfg.layers() {
             return Err(EngineError::Shape(format!(
@@ -129,11 +131,22 @@ impl Engine {
             m[start..start + layer.len()].copy_from_slice(layer);
         }
         let s0 = &plan.state[0];
-        self.work.write(ctx, s0.m as usize, &m);
-        self.work.write(ctx, s0.s as usize, &vec![0.0; total]);
-        self.work.write(ctx, s0.b as usize, &vec![B0; total]);
-        self.work.write(ctx, s0.o as usize, &vec![0.0; bsz * self.cfg.outputs]);
+        self.work.write(ctx, base + s0.m as usize, &m);
+        self.work.write(ctx, base + s0.s as usize, &vec![0.0; total]);
+        self.work.write(ctx, base + s0.b as usize, &vec![B0; total]);
+        self.work.write(ctx, base + s0.o as usize, &vec![0.0; bsz * self.cfg.outputs]);
         Ok(())
+    }
+
+    /// Adam/Adamax's step size lr/(1 − β1ⁿ) of the update made at each step of the next
+    /// sequence (n counts updates), in f64 like PyTorch.
+    pub(super) fn step_sizes(&self, lr: f32) -> Vec<f32> {
+        (0..self.cfg.steps)
+            .map(|t| {
+                let n = (self.updates + (t / self.steps_per_update()) as u64 + 1) as i32;
+                (lr as f64 / (1.0 - ADAM_BETA1.powi(n))) as f32
+            })
+            .collect()
     }
 
     pub(super) fn step_infos(&self, valid: usize, training: bool) -> Vec<StepInfo> {
@@ -163,9 +176,13 @@ impl Engine {
                     // The table is kept up to date whatever the loss reads (as the authors' code).
                     update_q: u32::from(!stream && training && classification && t + 1 < t_len),
                     target_offset: if stream { (t * per_step_len) as u32 } else { 0 },
-                    step_size: (self.lr as f64 / (1.0 - ADAM_BETA1.powi(n))) as f32,
                     bc2_sqrt: (1.0 - ADAM_BETA2.powi(n)).sqrt() as f32,
                     eval_batch_stats: u32::from(!training && self.eval_batch_stats),
+                    params_stride: self.layout.total_len as u32,
+                    opt_stride: (4 * self.layout.trainable_len) as u32,
+                    work_stride: self.plan.arena.len() as u32,
+                    _pad0: 0,
+                    _pad1: 0,
                 }
             })
             .collect()

@@ -536,7 +536,7 @@ pub fn stream(exp: &StreamExperiment, opts: &StreamOptions) -> Result<StreamSumm
         Some(c) => c.clone(),
         None => Rc::new(GpuContext::new(opts.device)?),
     };
-    check_fits(&SizeLimits::of(&ctx), &cfg, &settings, exp.batch)?;
+    check_fits(&SizeLimits::of(&ctx), &cfg, &settings, exp.batch, 1)?;
     let layout = ParamLayout::new(&cfg);
     let (mut tensors, meta) = if restore {
         let (t, m) = checkpoint::load(&checkpoint_path)?;
