@@ -1,6 +1,7 @@
 //! The `fptt` binary: `devices`, user mistakes (exit 1 with a message naming the file, never a
 //! panic), missing and truncated IDX files, the metrics CSV (exact header, typed columns),
-//! config.toml, divergence (the last good checkpoint kept), Ctrl-C (checkpoint, exit 130) and
+//! config.toml, event tasks (nmnist-synth and its cache, a tiny DVS Gesture directory), divergence
+//! (the last good checkpoint kept), Ctrl-C (checkpoint, exit 130) and
 //! `--init`.
 
 use std::path::Path;
@@ -581,4 +582,78 @@ fn training_samples_evaluated_with_frozen_weights() {
         assert_eq!(num(frozen, 6), num(0, 6), "accuracy of the same samples, frozen and in training");
         assert!((num(frozen, 5) - num(0, 5)).abs() <= 1e-4 * num(0, 5), "loss {} vs {}", num(frozen, 5), num(0, 5));
     }
+}
+
+/// An AEDAT 3.1 file of `n` polarity events, one every 1000 µs, spread over the 128×128 sensor.
+fn aedat_file(n: u32) -> Vec<u8> {
+    let mut b = b"#!AER-DAT3.1\r\n#Source 1: DVS128\r\n#!END-HEADER\r\n".to_vec();
+    for v in [1u16, 1] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [8u32, 4, 0, n, n, n] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for i in 0..n {
+        let (x, y, p) = ((i * 37) % 128, (i * 11) % 128, i % 2);
+        b.extend_from_slice(&((x << 17) | (y << 2) | (p << 1) | 1).to_le_bytes());
+        b.extend_from_slice(&(1000 * i).to_le_bytes());
+    }
+    b
+}
+
+#[test]
+fn event_tasks_train_from_experiment_files_and_cache_or_refuse_their_data() {
+    let dir = scratch("cli-events");
+    let run = |exp: &Path, out: &Path| {
+        let o = fptt(&["train", exp.to_str().unwrap(), "--out", out.to_str().unwrap(), "--progress", "quiet"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        check_metrics(&out.join("metrics.csv"), &exp.file_stem().unwrap().to_string_lossy(), true);
+        stderr(&o)
+    };
+    // nmnist-synth: generated into the cache on the first run, read from it on the second.
+    let synth = write(
+        &dir,
+        "tiny-synth.toml",
+        &format!(
+            "name = \"tiny-synth\"\n[data]\ntask = \"nmnist-synth\"\nframes = 4\ndownsample = 4\nmax_train_samples = 16\n\
+             max_test_samples = 8\ncache_dir = \"{}\"\n[model]\nhidden = [8]\n[train]\nbatch = 8\n[output]\nreport_every = 1\n",
+            dir.join("cache").display()
+        ),
+    );
+    assert!(run(&synth, &dir.join("synth-1")).contains("nmnist-synth train split: generated, cached in"));
+    assert!(run(&synth, &dir.join("synth-2")).contains("nmnist-synth train split: read from"));
+    let config = std::fs::read_to_string(dir.join("synth-1/config.toml")).unwrap();
+    assert!(config.contains("frames = 4") && config.contains("steps = 4"), "{config}");
+
+    // dvs-gesture: a directory laid out as DvsGesture.tar.gz unpacks, with one short recording
+    // per split cut into labelled gestures.
+    let gesture = dir.join("DvsGesture");
+    std::fs::create_dir_all(&gesture).unwrap();
+    for (split, name) in [("train", "user01_led"), ("test", "user24_led")] {
+        std::fs::write(gesture.join(format!("{name}.aedat")), aedat_file(400)).unwrap();
+        let mut labels = "class,startTime_usec,endTime_usec\n".to_string();
+        for k in 0..8 {
+            labels += &format!("{},{},{}\n", k % 11 + 1, 50_000 * k, 50_000 * (k + 1));
+        }
+        std::fs::write(gesture.join(format!("{name}_labels.csv")), labels).unwrap();
+        std::fs::write(gesture.join(format!("trials_to_{split}.txt")), format!("{name}.aedat\n")).unwrap();
+    }
+    let text = format!(
+        "name = \"tiny-gesture\"\n[data]\ntask = \"dvs-gesture\"\ndir = \"{}\"\nframes = 3\nsplit_by = \"time\"\n\
+         downsample = 16\n[model]\nhidden = [8]\n[train]\nbatch = 4\n[output]\nreport_every = 1\n",
+        dir.display()
+    );
+    let gesture_exp = write(&dir, "tiny-gesture.toml", &text);
+    run(&gesture_exp, &dir.join("gesture"));
+    // No DVS Gesture files: the message says which file and where they come from.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = fptt(&["train", gesture_exp.to_str().unwrap(), "--set", &format!("data.dir={}", empty.display())]);
+    assert_refused(&o, &["trials_to_train.txt", "DvsGesture.tar.gz"]);
+    // A damaged recording names the file.
+    let rec = gesture.join("user01_led.aedat");
+    let bytes = std::fs::read(&rec).unwrap();
+    std::fs::write(&rec, &bytes[..bytes.len() - 5]).unwrap();
+    let o = fptt(&["train", gesture_exp.to_str().unwrap(), "--out", dir.join("gesture-bad").to_str().unwrap()]);
+    assert_refused(&o, &["user01_led.aedat", "truncated packet"]);
 }

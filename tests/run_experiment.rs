@@ -119,9 +119,17 @@ fn every_documented_key_round_trips_through_the_resolved_toml() {
     };
     assert_eq!((ep.train.rule, ep.train.reset), (LearningRule::Eprop(settings), ResetPolicy::Never));
 
+    // An event task with every event key (they apply to event tasks only).
+    let ev = parse(
+        "[data]\ntask = \"nmnist-synth\"\nframes = 7\nsplit_by = \"time\"\ndownsample = 3\ncache_dir = \"c\"\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(parse(&ev.to_toml(), &[]).unwrap(), ev);
+
     // The resolved forms hold every key of the schema (`chunk` with FPTT, the `eprop_*` keys with
-    // e-prop) and parse back to the same experiment.
-    let tables = [e.to_table(), ep.to_table()];
+    // e-prop, the frame keys with event tasks) and parse back to the same experiment.
+    let tables = [e.to_table(), ep.to_table(), ev.to_table()];
     for (section, keys) in SCHEMA {
         for key in *keys {
             let present = tables.iter().any(|table| {
@@ -138,7 +146,7 @@ fn every_documented_key_round_trips_through_the_resolved_toml() {
     assert_eq!(parse(&ep.to_toml(), &[]).unwrap(), ep);
 
     // Defaults round-trip too (the resolved file of a minimal experiment).
-    for task in ["adding", "smnist", "psmnist", "fashion-mnist"] {
+    for task in ["adding", "smnist", "psmnist", "fashion-mnist", "nmnist-synth", "dvs-gesture\"\ndir = \"d"] {
         let minimal = parse(&format!("[data]\ntask = \"{task}\"\n"), &[]).unwrap();
         assert_eq!(parse(&minimal.to_toml(), &[]).unwrap(), minimal, "{task}");
     }

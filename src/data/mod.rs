@@ -5,8 +5,11 @@
 //! - `idx`: reading and validating IDX image and label files ([`read_images`], [`read_labels`]).
 //! - `images`: a split of an image dataset on disk ([`ImageDataset`]), [`SequenceView`], [`epoch_order`].
 //! - `adding`: fresh batches of the adding problem ([`adding_batch`], method §8).
+//! - [`events`]: event-camera data: AEDAT 3.1 (DVS128 Gesture), NumPy event arrays, binning into
+//!   `[T, 2, H, W]` frames, and the synthetic `nmnist-synth` task generated from MNIST digits.
 
 mod adding;
+pub mod events;
 mod idx;
 mod images;
 
@@ -65,4 +68,7 @@ pub enum DataError {
     CountMismatch { images_path: PathBuf, labels_path: PathBuf, images: usize, labels: usize },
     #[error("sequence view: {0}")]
     View(String),
+    /// An event file or event parameters refused (the message names the file and the fault).
+    #[error(transparent)]
+    Events(#[from] events::EventError),
 }

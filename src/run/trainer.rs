@@ -24,7 +24,8 @@ use super::run_dir::{
 };
 use super::RunError;
 use crate::checkpoint;
-use crate::data::{adding_batch, epoch_order, ImageDataset, SequenceView, Split};
+use crate::data::events::{CacheOutcome, DvsGesture, Events, FrameSet, NmnistSynth, SynthParams};
+use crate::data::{adding_batch, epoch_order, DataError, ImageDataset, SequenceView, Split};
 use crate::gpu::{DeviceChoice, GpuContext};
 use crate::learn::{check_fits, Engine, ReplicaHyper, SequenceMetrics, SizeLimits};
 use crate::model::{init_params, ModelConfig, ParamLayout, StatLayout};
@@ -105,13 +106,60 @@ enum Stop {
 
 enum TaskData {
     Adding,
-    Images { train: ImageDataset, test: ImageDataset, view: SequenceView, n_train: usize, n_test: usize },
+    /// A classification task: its samples (images or event frames) and how many of each split
+    /// are used.
+    Images {
+        train: Box<Samples>,
+        test: Box<Samples>,
+        n_train: usize,
+        n_test: usize,
+    },
+}
+
+/// The samples of one split of a classification task.
+enum Samples {
+    Images {
+        ds: ImageDataset,
+        view: SequenceView,
+    },
+    /// Event frames `[T, 2, H', W']` per sample (event tasks).
+    Frames(FrameSet),
+}
+
+impl Samples {
+    fn batch(&self, indices: &[usize]) -> SequenceBatch {
+        match self {
+            Samples::Images { ds, view } => view.batch(ds, indices),
+            Samples::Frames(set) => set.batch(indices),
+        }
+    }
 }
 
 fn load_data(exp: &Experiment) -> Result<TaskData, RunError> {
     let d = &exp.data;
     if d.task == Task::Adding {
         return Ok(TaskData::Adding);
+    }
+    if d.task.is_events() {
+        let train = load_frames(exp, Split::Train, d.max_train_samples)?;
+        let test = load_frames(exp, Split::Test, d.max_test_samples)?;
+        for (set, split) in [(&train, Split::Train), (&test, Split::Test)] {
+            if set.is_empty() {
+                return Err(RunError::Setup(format!(
+                    "{}: the {} split of {} holds no samples",
+                    d.dir.display(),
+                    split.prefix(),
+                    d.task.name()
+                )));
+            }
+        }
+        let (n_train, n_test) = (train.len(), test.len());
+        return Ok(TaskData::Images {
+            train: Box::new(Samples::Frames(train)),
+            test: Box::new(Samples::Frames(test)),
+            n_train,
+            n_test,
+        });
     }
     let train = ImageDataset::load(&d.dir, Split::Train)?;
     let test = ImageDataset::load(&d.dir, Split::Test)?;
@@ -140,7 +188,51 @@ fn load_data(exp: &Experiment) -> Result<TaskData, RunError> {
     let cap = |n: usize, max: usize| if max == 0 { n } else { n.min(max) };
     let n_train = cap(train.len(), d.max_train_samples);
     let n_test = cap(test.len(), d.max_test_samples);
-    Ok(TaskData::Images { train, test, view, n_train, n_test })
+    Ok(TaskData::Images {
+        train: Box::new(Samples::Images { ds: train, view: view.clone() }),
+        test: Box::new(Samples::Images { ds: test, view }),
+        n_train,
+        n_test,
+    })
+}
+
+/// One split of an event task binned into frames: only the first `max` samples (0 = all) are
+/// generated or read. nmnist-synth says on stderr whether it read its cache.
+fn load_frames(exp: &Experiment, split: Split, max: usize) -> Result<FrameSet, RunError> {
+    let d = &exp.data;
+    let Some(((w, h), classes)) = d.task.sensor_and_classes() else {
+        return Err(RunError::Setup(format!("{} is not an event task", d.task.name())));
+    };
+    let mut set = FrameSet::new(d.frame_spec(), w, h).map_err(DataError::from)?;
+    let started = Instant::now();
+    let mut push = |ev: &Events, label: u32| set.push(ev, label);
+    match d.task {
+        Task::NmnistSynth => {
+            let gen = NmnistSynth::new(SynthParams::default(), exp.seed).map_err(DataError::from)?;
+            let outcome = gen.for_each_sample(&d.dir, split, max, Some(&d.cache_dir), &mut push)?;
+            let what = match outcome {
+                CacheOutcome::Hit(p) => format!("read from {}", p.display()),
+                CacheOutcome::Generated(p) => {
+                    format!("generated{}", p.map(|p| format!(", cached in {}", p.display())).unwrap_or_default())
+                }
+                CacheOutcome::Regenerated(p, why) => format!("regenerated ({}: {why})", p.display()),
+            };
+            eprintln!("nmnist-synth {} split: {what} ({:.1} s)", split.prefix(), started.elapsed().as_secs_f64());
+        }
+        _ => {
+            let ds = DvsGesture::open(&d.dir, split == Split::Train).map_err(DataError::from)?;
+            ds.for_each_sample(max, &mut push).map_err(DataError::from)?;
+        }
+    }
+    if set.classes() > classes {
+        return Err(RunError::Setup(format!(
+            "{}: label {} out of range for the {classes} classes of {}",
+            d.dir.display(),
+            set.classes() - 1,
+            d.task.name()
+        )));
+    }
+    Ok(set)
 }
 
 /// One run of a pack: its experiment, data, files and position. The engine is the pack's; this
@@ -296,7 +388,7 @@ impl RunLoop<'_> {
         let bsz = self.exp.train.batch;
         match &self.data {
             TaskData::Adding => adding_batch(&mut self.pos.data_rng, bsz, self.exp.data.steps),
-            TaskData::Images { train, view, .. } => view.batch(train, &order[b * bsz..(b + 1) * bsz]),
+            TaskData::Images { train, .. } => train.batch(&order[b * bsz..(b + 1) * bsz]),
         }
     }
 
@@ -372,9 +464,9 @@ impl RunLoop<'_> {
         let bsz = self.exp.train.batch;
         match &self.data {
             TaskData::Adding => adding_batch(adding_rng, bsz, self.exp.data.steps),
-            TaskData::Images { test, train, view, .. } => {
+            TaskData::Images { test, train, .. } => {
                 let frozen = split == SplitKind::TrainFrozen;
-                view.batch(if frozen { train } else { test }, &order[i * bsz..((i + 1) * bsz).min(order.len())])
+                (if frozen { train } else { test }).batch(&order[i * bsz..((i + 1) * bsz).min(order.len())])
             }
         }
     }

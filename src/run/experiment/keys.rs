@@ -232,13 +232,14 @@ key_table! {
             "the seed of every random stream: initialisation, data order and adding batches, initial membranes, evaluation data";
     ]
     "data" => [
-        "task": Keyword(&["adding", "smnist", "psmnist", "fashion-mnist"]), Required,
-            "`adding`, `smnist`, `psmnist`, `fashion-mnist`", "the task (docs/method.md §8)";
-        "dir": Path, Derived("`data/mnist-subset` (`data/fashion-mnist` for fashion-mnist)"), "a directory",
-            "where the IDX files are (image tasks); relative to the working directory";
-        "steps": Custom, Derived("200 (adding); 784 / `pixels_per_step` (images)"),
-            "integer ≥ 2 (adding); must equal 784 / `pixels_per_step` if given for images", "sequence length T";
-        "pixels_per_step": Custom, Same("1"), "a divisor of 784",
+        "task": Keyword(&["adding", "smnist", "psmnist", "fashion-mnist", "nmnist-synth", "dvs-gesture"]), Required,
+            "`adding`, `smnist`, `psmnist`, `fashion-mnist`, `nmnist-synth`, `dvs-gesture`",
+            "the task (docs/method.md §8); `nmnist-synth` and `dvs-gesture` are event-camera tasks (README, \"Event-camera data\"): one frame of 2·H'·W' event counts per step";
+        "dir": Path, Derived("`data/mnist-subset` (`data/fashion-mnist` for fashion-mnist; required for dvs-gesture)"), "a directory",
+            "where the IDX files are (image tasks and nmnist-synth, which turns the digits into events), or where DvsGesture.tar.gz was unpacked (dvs-gesture); relative to the working directory";
+        "steps": Custom, Derived("200 (adding); 784 / `pixels_per_step` (images); `frames` (events)"),
+            "integer ≥ 2 (adding); must equal 784 / `pixels_per_step` (images) or `frames` (events) if given", "sequence length T";
+        "pixels_per_step": Custom, Same("1"), "a divisor of 784 (image tasks only)",
             "k pixels per step (image tasks): T = 784 / k inputs of k pixels";
         "permutation_seed": Int { min: 0 }, Derived("`seed`"), "integer ≥ 0",
             "seed of the fixed PS-MNIST permutation (used by psmnist; recorded for every task)";
@@ -249,6 +250,14 @@ key_table! {
             "evaluate on the first N test samples only";
         "initial_membrane": Keyword(&["uniform", "zero"]), ByTask { adding: "\"zero\"", images: "\"uniform\"" },
             "`uniform`, `zero`", "initial membrane per sequence: U[0,1) from a seeded stream (docs/method.md §1), or 0";
+        "frames": Int { min: 1 }, Same("20"), "integer ≥ 1 (event tasks only)",
+            "event tasks: frames per sample, one per time step (T = frames)";
+        "split_by": Keyword(&["number", "time"]), Same("\"number\""), "`number`, `time` (event tasks only)",
+            "event tasks: equal event counts per frame (SpikingJelly's default; the remainder goes to the last frame) or equal time spans";
+        "downsample": Int { min: 1 }, Same("1"), "integer ≥ 1 (event tasks only)",
+            "event tasks: sum-pool d×d pixel blocks: frames of 2·⌈H/d⌉·⌈W/d⌉ inputs (nmnist-synth 34×34, dvs-gesture 128×128)";
+        "cache_dir": Path, Derived("`runs/cache`"), "a directory (nmnist-synth only)",
+            "where nmnist-synth keeps its generated splits (one checksummed file per seed, parameters and split; a damaged one is regenerated); the seed is the run's `seed`";
     ]
     "model" => [
         "hidden": IntArray { min: 1, non_empty: true }, Same("[128]"), "non-empty array of integers ≥ 1",

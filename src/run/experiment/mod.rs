@@ -22,6 +22,7 @@ use toml::{Table, Value};
 
 pub use keys::{KEYS, SCHEMA};
 
+use crate::data::events::{FrameSpec, SplitBy, DVS128_SIZE, GESTURE_CLASSES, NMNIST_SIZE};
 use crate::model::{ModelConfig, NeuronKind, ThresholdMode};
 use crate::settings::{AuxTargets, Feedback, LearningRule, LossKind, Optimizer, TrainingSettings};
 
@@ -51,14 +52,20 @@ pub enum Task {
     Smnist,
     Psmnist,
     FashionMnist,
+    /// MNIST digits as synthetic event streams (`data::events`, nmnist-synth), one frame per step.
+    NmnistSynth,
+    /// DVS128 Gesture as distributed, one frame per step.
+    DvsGesture,
 }
 
 impl Task {
-    pub const ALL: [(&'static str, Task); 4] = [
+    pub const ALL: [(&'static str, Task); 6] = [
         ("adding", Task::Adding),
         ("smnist", Task::Smnist),
         ("psmnist", Task::Psmnist),
         ("fashion-mnist", Task::FashionMnist),
+        ("nmnist-synth", Task::NmnistSynth),
+        ("dvs-gesture", Task::DvsGesture),
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +74,20 @@ impl Task {
 
     pub fn is_classification(self) -> bool {
         self != Task::Adding
+    }
+
+    /// Event-camera tasks: inputs are frames of `2·H'·W'` event counts, `data.frames` steps.
+    pub fn is_events(self) -> bool {
+        matches!(self, Task::NmnistSynth | Task::DvsGesture)
+    }
+
+    /// An event task's sensor `(width, height)` and classes.
+    pub fn sensor_and_classes(self) -> Option<((u16, u16), usize)> {
+        match self {
+            Task::NmnistSynth => Some((NMNIST_SIZE, IMAGE_CLASSES)),
+            Task::DvsGesture => Some((DVS128_SIZE, GESTURE_CLASSES)),
+            _ => None,
+        }
     }
 }
 
@@ -132,6 +153,19 @@ pub struct DataSection {
     pub max_train_samples: usize,
     pub max_test_samples: usize,
     pub initial_membrane: Membrane,
+    /// Event tasks: frames per sample (= `steps`), how events are split into them, the spatial
+    /// down-sampling factor, and (nmnist-synth) where generated splits are cached.
+    pub frames: usize,
+    pub split_by: SplitBy,
+    pub downsample: usize,
+    pub cache_dir: PathBuf,
+}
+
+impl DataSection {
+    /// The frame binning of an event task.
+    pub fn frame_spec(&self) -> FrameSpec {
+        FrameSpec { frames: self.frames, split_by: self.split_by, downsample: self.downsample }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -203,9 +237,11 @@ pub const RUN_SECTION: &str = "run";
 impl Experiment {
     /// The network this experiment trains.
     pub fn model_config(&self) -> ModelConfig {
-        let (inputs, outputs) = match self.data.task {
-            Task::Adding => (2, 1),
-            _ => (self.data.pixels_per_step, IMAGE_CLASSES),
+        let (inputs, outputs) = match self.data.task.sensor_and_classes() {
+            // One frame per step, flattened: 2·H'·W' inputs.
+            Some(((w, h), classes)) => (self.data.frame_spec().frame_len(w, h), classes),
+            None if self.data.task == Task::Adding => (2, 1),
+            None => (self.data.pixels_per_step, IMAGE_CLASSES),
         };
         ModelConfig {
             inputs,
@@ -277,7 +313,14 @@ impl Experiment {
             ("data", "task") => s(d.task.name()),
             ("data", "dir") => s(&d.dir.to_string_lossy()),
             ("data", "steps") => int(d.steps as u64),
-            ("data", "pixels_per_step") => int(d.pixels_per_step as u64),
+            ("data", "pixels_per_step") if !d.task.is_events() => int(d.pixels_per_step as u64),
+            ("data", "frames" | "split_by" | "downsample") if !d.task.is_events() => return None,
+            ("data", "pixels_per_step") => return None,
+            ("data", "frames") => int(d.frames as u64),
+            ("data", "split_by") => s(keys::name_of(&SplitBy::ALL, d.split_by)),
+            ("data", "downsample") => int(d.downsample as u64),
+            ("data", "cache_dir") if d.task == Task::NmnistSynth => s(&d.cache_dir.to_string_lossy()),
+            ("data", "cache_dir") => return None,
             ("data", "permutation_seed") => int(d.permutation_seed),
             ("data", "shuffle") => Value::Boolean(d.shuffle),
             ("data", "max_train_samples") => int(d.max_train_samples as u64),

@@ -13,6 +13,7 @@ use super::{
     DataSection, Experiment, ExperimentError, Membrane, ModelSection, OutputSection, Result, Task, TrainSection,
     IMAGE_PIXELS, RUN_SECTION,
 };
+use crate::data::events::SplitBy;
 use crate::model::NeuronKind;
 use crate::settings::{EpropSettings, Feedback, LearningRule};
 
@@ -414,11 +415,65 @@ fn parse_data(mut d: Section, seed: u64) -> Result<DataSection> {
     let task = d.keyword("task", &Task::ALL, None)?;
     d.task = Some(task);
     let default_dir = match task {
-        Task::FashionMnist => "data/fashion-mnist",
-        _ => "data/mnist-subset",
+        Task::FashionMnist => Some("data/fashion-mnist"),
+        Task::DvsGesture => None,
+        _ => Some("data/mnist-subset"),
     };
-    let dir = PathBuf::from(d.string("dir", &Kind::Path.expected())?.unwrap_or_else(|| default_dir.to_string()));
-    let pixels_per_step = d.int_at_least("pixels_per_step", 1, None)? as usize;
+    let dir = match (d.string("dir", &Kind::Path.expected())?, default_dir) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(dir)) => PathBuf::from(dir),
+        (None, None) => {
+            return Err(d.origins.key_err(
+                "data.dir",
+                "missing; dvs-gesture needs the directory where DvsGesture.tar.gz was unpacked (the one holding \
+                 trials_to_train.txt)"
+                    .into(),
+            ))
+        }
+    };
+    let events = task.is_events();
+    // Keys of the other kind of task are refused rather than silently ignored.
+    let not_here = |d: &Section, k: &str, why: &str| d.origins.key_err(&d.key(k), why.to_string());
+    let (frames, split_by, downsample) = if events {
+        if d.table.contains_key("pixels_per_step") {
+            return Err(not_here(
+                &d,
+                "pixels_per_step",
+                "applies to image tasks only; an event task feeds one frame of 2·H'·W' inputs per step (data.frames, data.downsample)",
+            ));
+        }
+        (d.usize("frames")?, d.keyword("split_by", &SplitBy::ALL, None)?, d.usize("downsample")?)
+    } else {
+        for k in ["frames", "split_by", "downsample"] {
+            if d.table.contains_key(k) {
+                return Err(not_here(&d, k, "applies to event tasks only (nmnist-synth, dvs-gesture)"));
+            }
+        }
+        (20, SplitBy::Number, 1)
+    };
+    let cache_dir = if task == Task::NmnistSynth {
+        PathBuf::from(d.string("cache_dir", &Kind::Path.expected())?.unwrap_or_else(|| "runs/cache".into()))
+    } else {
+        if d.table.contains_key("cache_dir") {
+            return Err(not_here(
+                &d,
+                "cache_dir",
+                "applies to nmnist-synth only (the generated event streams are cached)",
+            ));
+        }
+        PathBuf::from("runs/cache")
+    };
+    if let Some(((w, h), _)) = task.sensor_and_classes() {
+        let largest = w.max(h) as usize;
+        if downsample > largest {
+            return Err(d.expected(
+                "downsample",
+                &format!("an integer from 1 to {largest} (the {w}×{h} sensor of {})", task.name()),
+                &Value::Integer(downsample as i64),
+            ));
+        }
+    }
+    let pixels_per_step = if events { 1 } else { d.int_at_least("pixels_per_step", 1, None)? as usize };
     if !IMAGE_PIXELS.is_multiple_of(pixels_per_step) {
         return Err(d.expected(
             "pixels_per_step",
@@ -427,14 +482,15 @@ fn parse_data(mut d: Section, seed: u64) -> Result<DataSection> {
         ));
     }
     let steps = if task.is_classification() {
-        let t = IMAGE_PIXELS / pixels_per_step;
+        let (t, what) = if events {
+            (frames, format!("data.frames = {frames} for an event task (or leave it out)"))
+        } else {
+            let t = IMAGE_PIXELS / pixels_per_step;
+            (t, format!("784 / pixels_per_step = {t} for an image task (or leave it out)"))
+        };
         if let Some(v) = d.take("steps") {
             if v != Value::Integer(t as i64) {
-                return Err(d.expected(
-                    "steps",
-                    &format!("784 / pixels_per_step = {t} for an image task (or leave it out)"),
-                    &v,
-                ));
+                return Err(d.expected("steps", &what, &v));
             }
         }
         t
@@ -456,6 +512,10 @@ fn parse_data(mut d: Section, seed: u64) -> Result<DataSection> {
         max_train_samples,
         max_test_samples,
         initial_membrane,
+        frames,
+        split_by,
+        downsample,
+        cache_dir,
     })
 }
 

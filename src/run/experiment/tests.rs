@@ -200,3 +200,75 @@ fn step_and_cosine_schedules() {
     assert_eq!(e.lr_at_epoch(0), 1.0);
     assert!((e.lr_at_epoch(2) - 0.5).abs() < 1e-12);
 }
+
+#[test]
+fn event_tasks_parse_with_their_frame_keys_and_round_trip() {
+    use crate::data::events::SplitBy;
+    let parse = |text: &str| Experiment::parse(text, "x.toml", "x", &[]);
+    let e = parse("[data]\ntask = \"nmnist-synth\"\nframes = 10\ndownsample = 2\n").unwrap();
+    assert_eq!((e.data.steps, e.data.frames, e.data.split_by, e.data.downsample), (10, 10, SplitBy::Number, 2));
+    assert_eq!(e.data.cache_dir, std::path::PathBuf::from("runs/cache"));
+    let m = e.model_config();
+    // One frame of 2 × 17 × 17 counts per step, 10 classes.
+    assert_eq!((m.inputs, m.outputs, m.steps), (578, 10, 10));
+    assert_eq!(parse(&e.to_toml()).unwrap(), e, "config.toml parses back");
+    assert!(!e.to_toml().contains("pixels_per_step"));
+    let g = parse("[data]\ntask = \"dvs-gesture\"\ndir = \"d\"\nsplit_by = \"time\"\ndownsample = 4\n").unwrap();
+    assert_eq!((g.model_config().inputs, g.model_config().outputs, g.data.steps), (2 * 32 * 32, 11, 20));
+    assert_eq!(g.data.split_by, SplitBy::Time);
+    assert!(!g.to_toml().contains("cache_dir"));
+    assert_eq!(parse(&g.to_toml()).unwrap(), g);
+    // Image tasks write no event keys.
+    assert!(!parse("[data]\ntask = \"smnist\"\n").unwrap().to_toml().contains("frames"));
+}
+
+#[test]
+fn event_keys_are_refused_with_file_key_and_expectation() {
+    let err = |text: &str| Experiment::parse(text, "x.toml", "x", &[]).unwrap_err().to_string();
+    let cases = [
+        ("[data]\ntask = \"nmnist-synth\"\nframes = 0\n", "x.toml: data.frames: expected an integer ≥ 1, found 0"),
+        (
+            "[data]\ntask = \"nmnist-synth\"\nsplit_by = \"count\"\n",
+            "x.toml: data.split_by: expected one of number, time, found \"count\"",
+        ),
+        (
+            "[data]\ntask = \"nmnist-synth\"\ndownsample = 0\n",
+            "x.toml: data.downsample: expected an integer ≥ 1, found 0",
+        ),
+        (
+            "[data]\ntask = \"nmnist-synth\"\ndownsample = 35\n",
+            "x.toml: data.downsample: expected an integer from 1 to 34",
+        ),
+        ("[data]\ntask = \"nmnist-synth\"\nframes = 10\nsteps = 12\n", "x.toml: data.steps: expected data.frames = 10"),
+        (
+            "[data]\ntask = \"nmnist-synth\"\npixels_per_step = 4\n",
+            "x.toml: data.pixels_per_step: applies to image tasks only",
+        ),
+        ("[data]\ntask = \"smnist\"\nframes = 10\n", "x.toml: data.frames: applies to event tasks only"),
+        ("[data]\ntask = \"adding\"\ndownsample = 2\n", "x.toml: data.downsample: applies to event tasks only"),
+        (
+            "[data]\ntask = \"dvs-gesture\"\ndir = \"d\"\ncache_dir = \"c\"\n",
+            "x.toml: data.cache_dir: applies to nmnist-synth only",
+        ),
+        (
+            "[data]\ntask = \"dvs-gesture\"\n",
+            "x.toml: data.dir: missing; dvs-gesture needs the directory where DvsGesture.tar.gz",
+        ),
+        (
+            "[data]\ntask = \"nmnist-synth\"\nframe = 10\n",
+            "x.toml: data.frame: unknown key; did you mean `data.frames`?",
+        ),
+        (
+            "[data]\ntask = \"nmnist-synth\"\ncache_dir = 3\n",
+            "x.toml: data.cache_dir: expected a directory path, found 3",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = err(text);
+        assert!(got.starts_with(want), "{text:?}:\n got  {got}\n want {want}…");
+    }
+    // --set names its argument.
+    let sets = vec!["data.frames=0".to_string()];
+    let got = Experiment::parse("[data]\ntask = \"nmnist-synth\"\n", "x.toml", "x", &sets).unwrap_err().to_string();
+    assert!(got.starts_with("x.toml (--set data.frames=0): data.frames: expected an integer ≥ 1"), "{got}");
+}

@@ -1,0 +1,645 @@
+//! Event readers on files written here byte by byte (AEDAT 3.1 packets, `.npy` headers, zip
+//! archives as numpy writes them), binning against hand-computed frames, and the nmnist-synth
+//! generator against bounds derived independently from its pixel model.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::*;
+use crate::data::{DataError, ImageDataset, Split};
+use crate::rng::Rng;
+use crate::settings::Targets;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "fptt-events-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn mnist_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-subset")
+}
+
+/// The error's message, which must name the file.
+fn message_naming(e: impl std::fmt::Display, path: &Path) -> String {
+    let m = e.to_string();
+    let name = path.file_name().unwrap().to_string_lossy();
+    assert!(m.contains(&*name), "{m:?} does not name {name}");
+    m
+}
+
+// ---------------------------------------------------------------- AEDAT 3.1
+
+const AEDAT_HEADER: &[u8] = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#!END-HEADER\r\n";
+
+/// One packet: header then `events` (data, timestamp) pairs of 8 bytes.
+fn packet(kind: u16, size: u32, overflow: u32, events: &[(u32, u32)]) -> Vec<u8> {
+    let n = events.len() as u32;
+    let mut b = Vec::new();
+    for v in [kind, 1] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [size, 4, overflow, n, n, n] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for &(d, t) in events {
+        b.extend_from_slice(&d.to_le_bytes());
+        b.extend_from_slice(&t.to_le_bytes());
+    }
+    b
+}
+
+fn polarity(x: u32, y: u32, p: u32, valid: bool) -> u32 {
+    (x << 17) | (y << 2) | (p << 1) | valid as u32
+}
+
+#[test]
+fn aedat_round_trip_with_overflow_invalid_events_and_other_packets() {
+    let dir = temp_dir("aedat");
+    let path = dir.join("user01_led.aedat");
+    let mut b = AEDAT_HEADER.to_vec();
+    b.extend(packet(
+        1,
+        8,
+        0,
+        &[(polarity(3, 5, 1, true), 10), (polarity(127, 0, 0, true), 20), (polarity(9, 9, 1, false), 25)],
+    ));
+    // A special-event packet (type 0) is skipped whole.
+    b.extend(packet(0, 8, 0, &[(0xdead, 30)]));
+    b.extend(packet(1, 8, 1, &[(polarity(0, 127, 0, true), 7)]));
+    std::fs::write(&path, &b).unwrap();
+    let ev = read_aedat(&path, 128, 128).unwrap();
+    assert_eq!(ev.x, vec![3, 127, 0]);
+    assert_eq!(ev.y, vec![5, 0, 127]);
+    assert_eq!(ev.p, vec![1, 0, 0]);
+    assert_eq!(ev.t, vec![10, 20, (1i64 << 31) | 7]);
+}
+
+#[test]
+fn aedat_faults_are_refused_naming_the_file() {
+    let dir = temp_dir("aedat-bad");
+    let good_packet = packet(1, 8, 0, &[(polarity(1, 1, 1, true), 1), (polarity(2, 2, 0, true), 2)]);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("magic.aedat", b"#!AER-DAT2.0\r\n#!END-HEADER\r\n".to_vec(), "not an AEDAT 3"),
+        ("noend.aedat", b"#!AER-DAT3.1\r\n#Format: RAW\r\n".to_vec(), "never ends"),
+        ("short-header.aedat", [AEDAT_HEADER, &good_packet[..20]].concat(), "truncated packet header"),
+        ("short-body.aedat", [AEDAT_HEADER, &good_packet[..good_packet.len() - 3]].concat(), "truncated packet"),
+        ("size.aedat", [AEDAT_HEADER, &packet(1, 12, 0, &[])[..]].concat(), "eventSize 12"),
+        (
+            "offsensor.aedat",
+            [AEDAT_HEADER, &packet(1, 8, 0, &[(polarity(200, 1, 1, true), 1)])[..]].concat(),
+            "outside",
+        ),
+    ];
+    for (name, bytes, fault) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let m = message_naming(read_aedat(&path, 128, 128).unwrap_err(), &path);
+        assert!(m.contains(fault), "{name}: {m:?} lacks {fault:?}");
+    }
+    let missing = dir.join("absent.aedat");
+    assert!(matches!(read_aedat(&missing, 128, 128), Err(EventError::Missing { .. })));
+}
+
+#[test]
+fn labels_csv_maps_classes_and_names_malformed_lines() {
+    let dir = temp_dir("labels");
+    let path = dir.join("user01_led_labels.csv");
+    std::fs::write(&path, "class,startTime_usec,endTime_usec\n1,100,200\r\n11,300,400\n\n").unwrap();
+    let spans = read_labels_csv(&path, GESTURE_CLASSES).unwrap();
+    assert_eq!(
+        spans,
+        vec![LabelledSpan { label: 0, start: 100, end: 200 }, LabelledSpan { label: 10, start: 300, end: 400 }]
+    );
+    for (text, fault) in [
+        ("class,startTime_usec,endTime_usec\n1,100,200\n2,300\n", "line 3"),
+        ("class,startTime_usec,endTime_usec\n12,100,200\n", "class 12"),
+        ("class,startTime_usec,endTime_usec\n0,100,200\n", "class 0"),
+        ("class,startTime_usec,endTime_usec\n1,x,200\n", "line 2"),
+        ("class,startTime_usec,endTime_usec\n1,300,200\n", "not after"),
+        ("1,100,200\n", "header"),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let m = message_naming(read_labels_csv(&path, GESTURE_CLASSES).unwrap_err(), &path);
+        assert!(m.contains(fault), "{text:?}: {m:?} lacks {fault:?}");
+    }
+}
+
+#[test]
+fn dvs_gesture_directory_yields_labelled_slices() {
+    let root = temp_dir("gesture");
+    let dir = root.join("DvsGesture");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut b = AEDAT_HEADER.to_vec();
+    let events: Vec<(u32, u32)> = (0..10).map(|i| (polarity(i, i, i % 2, true), 100 * i)).collect();
+    b.extend(packet(1, 8, 0, &events));
+    std::fs::write(dir.join("user02_led.aedat"), b).unwrap();
+    std::fs::write(dir.join("user02_led_labels.csv"), "class,startTime_usec,endTime_usec\n3,100,400\n5,500,900\n")
+        .unwrap();
+    std::fs::write(dir.join("trials_to_train.txt"), "user02_led.aedat\n\n").unwrap();
+    // The parent directory (where the archive was unpacked) works too.
+    let ds = DvsGesture::open(&root, true).unwrap();
+    assert_eq!(ds.len(), 2);
+    let mut seen = Vec::new();
+    ds.for_each_sample(0, |ev, label| {
+        seen.push((label, ev.t.clone()));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, vec![(2, vec![100, 200, 300]), (4, vec![500, 600, 700, 800])]);
+    let mut first = 0;
+    ds.for_each_sample(1, |_, _| {
+        first += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(first, 1);
+    // No test list: the message says where the files go.
+    let m = DvsGesture::open(&root, false).unwrap_err().to_string();
+    assert!(m.contains("trials_to_test.txt") && m.contains("DvsGesture.tar.gz"), "{m}");
+    std::fs::write(dir.join("trials_to_test.txt"), "user09_led.aedat\n").unwrap();
+    let m = DvsGesture::open(&dir, false).unwrap_err().to_string();
+    assert!(m.contains("user09_led.aedat") && m.contains("trials_to_test.txt"), "{m}");
+}
+
+// ---------------------------------------------------------------- NumPy
+
+/// A `.npy` v1.0 file as numpy writes it: magic, version, header length, the dict literal padded
+/// with spaces to a multiple of 64 bytes and ended by a newline, then the data.
+fn npy(descr: &str, n: usize, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': ({n},), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    b.extend_from_slice(header.as_bytes());
+    b.extend_from_slice(data);
+    b
+}
+
+const XS: [i64; 3] = [0, 33, 7];
+const YS: [i64; 3] = [1, 2, 33];
+const TS: [i64; 3] = [5, 1_000_000, 3_000_000_000];
+const PS: [i64; 3] = [1, 0, 1];
+
+fn check_events(ev: &Events) {
+    assert_eq!(ev.x, vec![0, 33, 7]);
+    assert_eq!(ev.y, vec![1, 2, 33]);
+    assert_eq!(ev.t, TS.to_vec());
+    assert_eq!(ev.p, vec![1, 0, 1]);
+}
+
+#[test]
+fn npy_structured_arrays_as_tonic_saves_them() {
+    let dir = temp_dir("npy");
+    // tonic's default: four little-endian int64 fields.
+    let mut data = Vec::new();
+    for i in 0..3 {
+        for v in [XS[i], YS[i], TS[i], PS[i]] {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let path = dir.join("i8.npy");
+    std::fs::write(&path, npy("[('x', '<i8'), ('y', '<i8'), ('t', '<i8'), ('p', '<i8')]", 3, &data)).unwrap();
+    check_events(&read_event_file(&path, 34, 34).unwrap());
+    // Small unsigned coordinates, a big-endian time, a bool polarity, another field and padding.
+    let mut data = Vec::new();
+    for i in 0..3 {
+        data.extend_from_slice(&(TS[i]).to_be_bytes());
+        data.extend_from_slice(&(XS[i] as u16).to_le_bytes());
+        data.extend_from_slice(&(YS[i] as u16).to_le_bytes());
+        data.push(PS[i] as u8);
+        data.extend_from_slice(&[9, 9, 9]); // `extra` (u1) and two padding bytes
+    }
+    let path = dir.join("mixed.npy");
+    let descr = "[('t', '>i8'), ('x', '<u2'), ('y', '<u2'), ('p', '|b1'), ('extra', '|u1'), ('', '|V2')]";
+    std::fs::write(&path, npy(descr, 3, &data)).unwrap();
+    check_events(&read_npy(&path, 34, 34).unwrap());
+
+    // Faults, each naming the file.
+    let faults = [
+        ("dtype.npy", npy("[('x', '<c16'), ('y', '<i8'), ('t', '<i8'), ('p', '<i8')]", 0, &[]), "unknown dtype"),
+        ("field.npy", npy("[('x', '<i8'), ('y', '<i8'), ('t', '<i8')]", 0, &[]), "missing field \"p\""),
+        ("short.npy", npy("[('x', '<i8'), ('y', '<i8'), ('t', '<i8'), ('p', '<i8')]", 4, &[0; 40]), "truncated"),
+        ("magic.npy", b"PK\x03\x04 not numpy".to_vec(), "magic"),
+        (
+            "offsensor.npy",
+            npy(
+                "[('x', '<i8'), ('y', '<i8'), ('t', '<i8'), ('p', '<i8')]",
+                1,
+                &[[40i64.to_le_bytes(), [0; 8], [0; 8], [0; 8]].concat()].concat(),
+            ),
+            "outside",
+        ),
+        (
+            "polarity.npy",
+            npy(
+                "[('x', '<i8'), ('y', '<i8'), ('t', '<i8'), ('p', '<i8')]",
+                1,
+                &[[0; 8], [0; 8], [0; 8], 2i64.to_le_bytes()].concat(),
+            ),
+            "outside",
+        ),
+        ("literal.npy", npy("[('x', '<i8'", 0, &[]), "header literal"),
+    ];
+    for (name, bytes, fault) in faults {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let m = message_naming(read_npy(&path, 34, 34).unwrap_err(), &path);
+        assert!(m.contains(fault), "{name}: {m:?} lacks {fault:?}");
+    }
+}
+
+/// CRC-32 (IEEE), bit by bit: what zip stores for each member.
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// A zip archive of `members` (name, content), stored (method 0) or deflated (method 8), with local
+/// headers, a central directory and its end record, as Python's zipfile writes for `np.savez` and
+/// `np.savez_compressed`.
+fn zip(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in members {
+        let body = if deflate {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        } else {
+            data.clone()
+        };
+        let method: u16 = if deflate { 8 } else { 0 };
+        let offset = out.len() as u32;
+        let common = |b: &mut Vec<u8>| {
+            for v in [20u16, 0, method, 0, 0x21] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            for v in [crc32(data), body.len() as u32, data.len() as u32] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            b.extend_from_slice(&0u16.to_le_bytes());
+        };
+        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        common(&mut out);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&body);
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes());
+        common(&mut central);
+        for v in [0u16, 0, 0] {
+            central.extend_from_slice(&v.to_le_bytes());
+        }
+        central.extend_from_slice(&0u32.to_le_bytes());
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let cd_offset = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    for v in [0u16, 0, members.len() as u16, members.len() as u16] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+fn plain(descr: &str, values: &[i64], size: usize) -> Vec<u8> {
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()[..size].to_vec()).collect();
+    npy(&format!("'{descr}'"), values.len(), &data)
+}
+
+#[test]
+fn npz_stored_and_deflated_as_spikingjelly_saves_them() {
+    let dir = temp_dir("npz");
+    let members = vec![
+        ("t.npy", plain("<i8", &TS, 8)),
+        ("x.npy", plain("<u2", &XS, 2)),
+        ("y.npy", plain("<i4", &YS, 4)),
+        ("p.npy", plain("|u1", &PS, 1)),
+    ];
+    for deflate in [false, true] {
+        let path = dir.join(format!("sample-{deflate}.npz"));
+        std::fs::write(&path, zip(&members, deflate)).unwrap();
+        check_events(&read_event_file(&path, 34, 34).unwrap());
+    }
+    let path = dir.join("no-p.npz");
+    std::fs::write(&path, zip(&members[..3], true)).unwrap();
+    let m = message_naming(read_npz(&path, 34, 34).unwrap_err(), &path);
+    assert!(m.contains("missing array \"p\""), "{m}");
+    let path = dir.join("lengths.npz");
+    let mut short = members.clone();
+    short[1] = ("x.npy", plain("<u2", &XS[..2], 2));
+    std::fs::write(&path, zip(&short, false)).unwrap();
+    let m = message_naming(read_npz(&path, 34, 34).unwrap_err(), &path);
+    assert!(m.contains("different lengths"), "{m}");
+    let path = dir.join("garbage.npz");
+    std::fs::write(&path, b"not a zip at all").unwrap();
+    message_naming(read_npz(&path, 34, 34).unwrap_err(), &path);
+}
+
+// ---------------------------------------------------------------- binning
+
+fn events(width: u16, height: u16, list: &[(u16, u16, i64, u8)]) -> Events {
+    let mut ev = Events::empty(width, height);
+    for &(x, y, t, p) in list {
+        ev.push(x, y, t, p);
+    }
+    ev
+}
+
+#[test]
+fn binning_by_number_and_time_matches_the_hand_computation() {
+    // 7 events on a 2×2 sensor; 3 frames.
+    let ev = events(
+        2,
+        2,
+        &[(0, 0, 0, 1), (1, 0, 1, 0), (0, 1, 2, 1), (1, 1, 3, 1), (0, 0, 40, 0), (1, 0, 80, 1), (0, 0, 90, 1)],
+    );
+    // By number: ⌊7/3⌋ = 2 per frame, the remainder (3 events) in the last.
+    assert_eq!(frame_of_each_event(&ev, 3, SplitBy::Number), vec![0, 0, 1, 1, 2, 2, 2]);
+    // By time: dt = ⌊90/3⌋ = 30: [0, 30), [30, 60), [60, ...].
+    assert_eq!(frame_of_each_event(&ev, 3, SplitBy::Time), vec![0, 0, 0, 0, 1, 2, 2]);
+    let spec = FrameSpec { frames: 3, split_by: SplitBy::Number, downsample: 1 };
+    let f = bin_events(&ev, &spec).unwrap();
+    // [T, 2, H, W]: index ((t·2 + p)·2 + y)·2 + x.
+    let mut want = vec![0.0f32; 3 * 8];
+    for (t, x, y, p) in
+        [(0, 0, 0, 1), (0, 1, 0, 0), (1, 0, 1, 1), (1, 1, 1, 1), (2, 0, 0, 0), (2, 1, 0, 1), (2, 0, 0, 1)]
+    {
+        want[((t * 2 + p) * 2 + y) * 2 + x] += 1.0;
+    }
+    assert_eq!(f, want);
+}
+
+#[test]
+fn few_or_no_events_make_empty_frames_not_panics() {
+    let spec = |split_by| FrameSpec { frames: 5, split_by, downsample: 2 };
+    let two = events(3, 3, &[(2, 2, 7, 1), (0, 0, 7, 0)]);
+    for split_by in [SplitBy::Number, SplitBy::Time] {
+        let f = bin_events(&two, &spec(split_by)).unwrap();
+        assert_eq!(f.len(), 5 * 2 * 2 * 2);
+        assert_eq!(f.iter().sum::<f32>(), 2.0);
+        let none = bin_events(&Events::empty(3, 3), &spec(split_by)).unwrap();
+        assert!(none.len() == 40 && none.iter().all(|&v| v == 0.0));
+    }
+    // Fewer events than frames by number: all in the last frame (SpikingJelly's rule).
+    assert_eq!(frame_of_each_event(&two, 5, SplitBy::Number), vec![4, 4]);
+    // One instant (span 0) by time: everything in the first frame.
+    assert_eq!(frame_of_each_event(&two, 5, SplitBy::Time), vec![0, 0]);
+    assert!(matches!(
+        bin_events(&two, &FrameSpec { frames: 0, split_by: SplitBy::Number, downsample: 1 }),
+        Err(EventError::Params(_))
+    ));
+    assert!(matches!(
+        bin_events(&two, &FrameSpec { frames: 1, split_by: SplitBy::Number, downsample: 0 }),
+        Err(EventError::Params(_))
+    ));
+}
+
+#[test]
+fn downsampling_sums_blocks_and_preserves_the_total() {
+    let mut rng = Rng::new(3);
+    let mut ev = Events::empty(34, 34);
+    for i in 0..500 {
+        ev.push(rng.below(34) as u16, rng.below(34) as u16, i, rng.below(2) as u8);
+    }
+    let full = bin_events(&ev, &FrameSpec { frames: 4, split_by: SplitBy::Time, downsample: 1 }).unwrap();
+    for d in [2, 3, 4, 34, 100] {
+        let spec = FrameSpec { frames: 4, split_by: SplitBy::Time, downsample: d };
+        let pooled = bin_events(&ev, &spec).unwrap();
+        let (h, w) = spec.pooled(34, 34);
+        assert_eq!((h, w), (34usize.div_ceil(d), 34usize.div_ceil(d)));
+        assert_eq!(pooled.iter().sum::<f32>(), 500.0);
+        // Every pooled cell is the sum of its block of the full frames.
+        for t in 0..4 {
+            for p in 0..2 {
+                for by in 0..h {
+                    for bx in 0..w {
+                        let mut s = 0.0;
+                        for y in by * d..((by + 1) * d).min(34) {
+                            for x in bx * d..((bx + 1) * d).min(34) {
+                                s += full[((t * 2 + p) * 34 + y) * 34 + x];
+                            }
+                        }
+                        assert_eq!(pooled[((t * 2 + p) * h + by) * w + bx], s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn frame_sets_make_time_major_batches() {
+    let spec = FrameSpec { frames: 2, split_by: SplitBy::Number, downsample: 1 };
+    let mut set = FrameSet::new(spec, 2, 1).unwrap();
+    set.push(&events(2, 1, &[(0, 0, 0, 1), (1, 0, 1, 0)]), 3).unwrap();
+    set.push(&events(2, 1, &[(1, 0, 0, 1)]), 5).unwrap();
+    assert!(set.push(&events(3, 1, &[]), 0).is_err());
+    assert_eq!((set.len(), set.classes()), (2, 6));
+    let b = set.batch(&[1, 0]);
+    assert_eq!((b.steps, b.batch, b.inputs_per_step), (2, 2, 4));
+    // Step 0: sample 1 (empty first frame), sample 0 (ON at x 0); step 1: sample 1 (ON at x 1),
+    // sample 0 (OFF at x 1). Per sample the frame is [p][y][x] = OFF x0, OFF x1, ON x0, ON x1.
+    assert_eq!(b.inputs, vec![0., 0., 0., 0., 0., 0., 1., 0., 0., 0., 0., 1., 0., 1., 0., 0.]);
+    assert_eq!(b.targets, Targets::Labels(vec![5, 3]));
+    assert_eq!(set.frames(0), bin_events(&events(2, 1, &[(0, 0, 0, 1), (1, 0, 1, 0)]), &spec).unwrap());
+}
+
+// ---------------------------------------------------------------- nmnist-synth
+
+fn first_digit() -> (Vec<u8>, usize, usize, u8) {
+    let ds = ImageDataset::load(&mnist_dir(), Split::Test).unwrap();
+    (ds.images.image(0).to_vec(), ds.images.rows, ds.images.cols, ds.labels[0])
+}
+
+#[test]
+fn synthetic_events_follow_the_pixel_model_on_a_known_digit() {
+    let (img, rows, cols, _) = first_digit();
+    let params = SynthParams { threshold_mismatch: 0.0, ..SynthParams::default() };
+    let gen = NmnistSynth::new(params, 1).unwrap();
+    let ev = gen.events(&img, rows, cols, &mut Rng::new(0));
+    let (on, off) = ev.polarity_counts();
+    // The saccades close the triangle, so every pixel ends at its starting intensity: within one
+    // threshold of its last event's level means it made as many ON as OFF events.
+    assert_eq!(on, off, "ON {on} / OFF {off}");
+    assert!(on > 500, "only {on} ON events for a digit");
+    assert!(ev.t.windows(2).all(|w| w[0] <= w[1]), "events out of time order");
+    assert!(*ev.t.last().unwrap() <= 300_000);
+
+    // Independently per pixel, from the sampled log-intensity path L_0..L_K (bilinear sampling
+    // written out again here): count·θ ≤ Σ|ΔL| (each event spends θ of the path), and the level
+    // must rise to within θ of max L and fall to within θ of min L and return:
+    // count ≥ 2·⌊(max L − L_0)/θ⌋ + 2·⌊(L_0 − min L)/θ⌋.
+    let thr = params.threshold;
+    let steps = 3 * params.steps_per_saccade;
+    let sample = |x: usize, y: usize, (ox, oy): (f64, f64)| {
+        let (sx, sy) = (x as f64 - ox, y as f64 - oy);
+        let px = |r: f64, c: f64| {
+            if r < 0.0 || c < 0.0 || r >= rows as f64 || c >= cols as f64 {
+                0.0
+            } else {
+                img[r as usize * cols + c as usize] as f64 / 255.0
+            }
+        };
+        let (r0, c0) = (sy.floor(), sx.floor());
+        let (fy, fx) = (sy - r0, sx - c0);
+        let i = px(r0, c0) * (1.0 - fy) * (1.0 - fx)
+            + px(r0, c0 + 1.0) * (1.0 - fy) * fx
+            + px(r0 + 1.0, c0) * fy * (1.0 - fx)
+            + px(r0 + 1.0, c0 + 1.0) * fy * fx;
+        (i + params.log_eps).ln()
+    };
+    let mut counts = vec![0usize; 34 * 34];
+    for i in 0..ev.len() {
+        counts[ev.y[i] as usize * 34 + ev.x[i] as usize] += 1;
+    }
+    let (mut lower_total, mut upper_total) = (0usize, 0.0f64);
+    for y in 0..34 {
+        for x in 0..34 {
+            let path: Vec<f64> = (0..=steps)
+                .map(|k| sample(x, y, gen.offset(k as i64 * params.saccade_us / params.steps_per_saccade as i64)))
+                .collect();
+            let (l0, hi, lo) =
+                (path[0], path.iter().cloned().fold(f64::MIN, f64::max), path.iter().cloned().fold(f64::MAX, f64::min));
+            let tv: f64 = path.windows(2).map(|w| (w[1] - w[0]).abs()).sum();
+            let lower = 2 * ((hi - l0) / thr - 1e-9).floor().max(0.0) as usize
+                + 2 * ((l0 - lo) / thr - 1e-9).floor().max(0.0) as usize;
+            let c = counts[y * 34 + x];
+            assert!(c >= lower, "pixel ({x}, {y}): {c} events, the path needs {lower}");
+            assert!(c as f64 * thr <= tv + 1e-9, "pixel ({x}, {y}): {c} events exceed the path's variation {tv}");
+            lower_total += lower;
+            upper_total += tv / thr;
+        }
+    }
+    assert!(ev.len() >= lower_total && (ev.len() as f64) <= upper_total);
+    // A digit that does not move makes no events.
+    let still = NmnistSynth::new(SynthParams { amplitude: 0.0, ..params }, 1).unwrap();
+    assert!(still.events(&img, rows, cols, &mut Rng::new(0)).is_empty());
+}
+
+#[test]
+fn synthetic_events_are_deterministic_from_the_seed() {
+    let (img, rows, cols, _) = first_digit();
+    let params = SynthParams { noise_hz: 5.0, ..SynthParams::default() };
+    let a = NmnistSynth::new(params, 7).unwrap().events(&img, rows, cols, &mut Rng::new(11));
+    let b = NmnistSynth::new(params, 7).unwrap().events(&img, rows, cols, &mut Rng::new(11));
+    assert_eq!(a, b);
+    let c = NmnistSynth::new(params, 8).unwrap().events(&img, rows, cols, &mut Rng::new(11));
+    assert_ne!(a, c, "another seed gives another sensor");
+    let d = NmnistSynth::new(params, 7).unwrap().events(&img, rows, cols, &mut Rng::new(12));
+    assert_ne!(a, d, "another noise stream gives other noise");
+    assert!(NmnistSynth::new(SynthParams { threshold: 0.0, ..params }, 1).is_err());
+}
+
+#[test]
+fn the_cache_replays_generation_and_a_corrupt_cache_is_regenerated() {
+    let cache = temp_dir("cache");
+    let gen = NmnistSynth::new(SynthParams::default(), 3).unwrap();
+    let collect = |cache_dir: Option<&Path>| {
+        let mut got = Vec::new();
+        let outcome = gen
+            .for_each_sample(&mnist_dir(), Split::Test, 4, cache_dir, |ev, label| {
+                got.push((ev.clone(), label));
+                Ok(())
+            })
+            .unwrap();
+        (got, outcome)
+    };
+    let (fresh, outcome) = collect(None);
+    assert_eq!(outcome, CacheOutcome::Generated(None));
+    assert_eq!(fresh.len(), 4);
+    let (first, outcome) = collect(Some(&cache));
+    let CacheOutcome::Generated(Some(file)) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(first, fresh);
+    let (hit, outcome) = collect(Some(&cache));
+    assert_eq!(outcome, CacheOutcome::Hit(file.clone()));
+    assert_eq!(hit, fresh);
+    // Flip one byte in the middle: the checksum catches it and the split is generated again.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    let (again, outcome) = collect(Some(&cache));
+    assert!(
+        matches!(&outcome, CacheOutcome::Regenerated(p, why) if *p == file && why.contains("checksum")),
+        "{outcome:?}"
+    );
+    assert_eq!(again, fresh);
+    // Truncated to a stub: regenerated too, and the rewritten file is a hit again.
+    std::fs::write(&file, &bytes[..5]).unwrap();
+    assert!(matches!(collect(Some(&cache)).1, CacheOutcome::Regenerated(..)));
+    assert_eq!(collect(Some(&cache)).1, CacheOutcome::Hit(file));
+    // Another seed is another file.
+    let other = NmnistSynth::new(SynthParams::default(), 4).unwrap();
+    let outcome = other.for_each_sample(&mnist_dir(), Split::Test, 4, Some(&cache), |_, _| Ok(())).unwrap();
+    assert!(matches!(outcome, CacheOutcome::Generated(Some(_))));
+    // Missing MNIST files are the data error that says how to get them.
+    let err = gen.for_each_sample(&cache.join("nowhere"), Split::Test, 1, None, |_, _| Ok(())).unwrap_err();
+    assert!(matches!(err, DataError::Missing { .. }), "{err}");
+}
+
+#[test]
+fn every_truncation_and_byte_flip_is_an_error_or_events_never_a_panic() {
+    let dir = temp_dir("fuzz");
+    let mut aedat = AEDAT_HEADER.to_vec();
+    aedat.extend(packet(1, 8, 3, &[(polarity(3, 5, 1, true), 10), (polarity(127, 0, 0, true), 20)]));
+    aedat.extend(packet(2, 12, 0, &[]));
+    let mut data = Vec::new();
+    for i in 0..3 {
+        for v in [XS[i], YS[i], TS[i], PS[i]] {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let npy_bytes = npy("[('x', '<i8'), ('y', '<i8'), ('t', '<i8'), ('p', '<i8')]", 3, &data);
+    let npz_bytes = zip(
+        &[
+            ("x.npy", plain("<i8", &XS, 8)),
+            ("y.npy", plain("<i8", &YS, 8)),
+            ("t.npy", plain("<i8", &TS, 8)),
+            ("p.npy", plain("<i8", &PS, 8)),
+        ],
+        true,
+    );
+    let mut rng = Rng::new(5);
+    for (name, bytes) in [("f.aedat", aedat), ("f.npy", npy_bytes), ("f.npz", npz_bytes)] {
+        let path = dir.join(name);
+        let read = |b: &[u8]| {
+            std::fs::write(&path, b).unwrap();
+            match name {
+                "f.aedat" => read_aedat(&path, 128, 128).map(|e| e.len()),
+                _ => read_event_file(&path, 128, 128).map(|e| e.len()),
+            }
+        };
+        assert!(read(&bytes).is_ok(), "{name} reads whole");
+        for cut in 0..bytes.len() {
+            let _ = read(&bytes[..cut]);
+        }
+        for _ in 0..200 {
+            let mut b = bytes.clone();
+            let i = rng.below(b.len());
+            b[i] ^= 1 << rng.below(8);
+            let _ = read(&b);
+        }
+    }
+}
