@@ -67,7 +67,8 @@ enum Command {
     /// stdout, CSV written after every row).
     #[command(after_help = "Examples:\n  \
         fptt bench --hidden 64,256,1024 --batch 1,64,512 --out results/bench.csv\n  \
-        fptt bench peer-check --hidden 256 --batch 64 --out /tmp/peer   (then benchmarks/pytorch_reference.py)")]
+        fptt bench peer-check --hidden 256 --batch 64 --out /tmp/peer   (then benchmarks/pytorch_reference.py)\n  \
+        fptt bench conv --cells 2,4 --batch 16 --out results/bench-conv.csv")]
     Bench(BenchArgs),
     /// One line per run directory (from its config.toml and metrics.csv): rule, neuron, length,
     /// iterations, final and best test metric, wall time, GPU bytes, adapter. Markdown table on
@@ -170,6 +171,28 @@ enum BenchCommand {
     /// FPTT with a fixed number of chunks per sequence, BPTT, e-prop) at a fixed adding-task
     /// network and batch: table on stdout, CSV written after every row.
     Memory(MemoryArgs),
+    /// The convolution kernels (forward, input gradient, weight gradient) alone on the DVS Gesture
+    /// network's layer shapes (each cell's input and gate convolutions): time and GFLOP/s per
+    /// kernel, table on stdout, CSV written after every row.
+    Conv(ConvBenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ConvBenchArgs {
+    /// Cells of the DVS network to measure, 1-based (comma-separated; 2: 64→128 7×7 at 64×64,
+    /// 4: 128→256 3×3 at 16×16).
+    #[arg(long, value_delimiter = ',', default_value = "2,4")]
+    cells: Vec<usize>,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Timed dispatches per kernel (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// The adapter: auto, gpu, cpu, or an index from `fptt devices`.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    #[arg(long, value_name = "FILE", default_value = "results/bench-conv.csv")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -745,6 +768,13 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
             hidden: a.hidden,
             batch: a.batch,
             steps: a.steps,
+            device: a.device,
+            out: a.out,
+        })?,
+        Some(BenchCommand::Conv(a)) => bench::run_conv(&bench::ConvSweep {
+            cells: a.cells,
+            batch: a.batch,
+            reps: a.reps,
             device: a.device,
             out: a.out,
         })?,

@@ -328,3 +328,76 @@ const EPROP_RESET_IN_TRACE: u32 = 8u;
 const EPROP_ACCUMULATE: u32 = 16u;
 // The readout's outputs a trace or Jacobian element mixes privately (the engine refuses more).
 const EPROP_MAX_OUTPUTS: u32 = 32u;
+
+// Twin: `ConvArgs`. One stride-1 convolution with zero padding (method §9), NCHW activations in
+// work, weight [out_c, in_c, k, k] and bias [out_c] in params (conv_forward, conv_input_grad) or
+// their gradients in grad (conv_weight_grad); oh = h + 2·pad − k + 1, ow likewise (set by the host).
+//   conv_forward:     out[b, o, i, j] (+)= bias[o] + Σ_{c,u,v} W[o, c, u, v]·X[b, c, i+u−pad, j+v−pad]
+//   conv_input_grad:  out[b, c, y, x] (+)= Σ_{o,u,v} g[b, o, y−u+pad, x−v+pad]·W[o, c, u, v]
+//   conv_weight_grad: ∇W[o, c, u, v] (+)= Σ_{b,i,j} g[b, o, i, j]·X[b, c, i+u−pad, j+v−pad],
+//                     ∇bias[o] (+)= Σ_{b,i,j} g[b, o, i, j]
+// with X = x + x2 (x2 NONE: X = x; the gates convolve a sum, x̂ + m, without storing it). bias NONE:
+// no bias. accumulate = 1 adds to out (or grad) instead of writing. conv_weight_grad with split
+// S > 1: S copies of the grid each reduce ⌈B·oh·ow/S⌉ (sample, pixel) terms into
+// work[partials + s·out_c·(in_c·k·k + 1) + o·(in_c·k·k + 1) + col] (bias column last, the layout
+// of SplitRegion) instead of grad.
+struct ConvArgs {
+    batch: u32,
+    in_c: u32,
+    out_c: u32,
+    h: u32,
+    w: u32,
+    k: u32,
+    pad: u32,
+    oh: u32,
+    ow: u32,
+    x: u32,
+    x2: u32,
+    g: u32,
+    weight: u32,
+    bias: u32,
+    out: u32,
+    accumulate: u32,
+    split: u32,
+    partials: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+// Twin: `PoolArgs`. 2×2 max-pool, stride 2, no padding (floor: an odd last row or column is
+// dropped) over `planes` = B·C planes of h × w in work: y [planes, h/2, w/2]; arg keeps, per output,
+// the position 0..3 of the element it took in its window (row-major, first maximum on ties) as an
+// f32. maxpool_backward: g_x [planes, h, w] = g_y at the taken element, 0 elsewhere (written, or
+// added when accumulate = 1).
+struct PoolArgs {
+    planes: u32,
+    h: u32,
+    w: u32,
+    x: u32,
+    y: u32,
+    arg: u32,
+    g_y: u32,
+    g_x: u32,
+    accumulate: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// Twin: `Bn2dArgs`. Per-channel batch normalisation (BatchNorm2d) of an NCHW [B, C, hw] region in
+// place: the statistics of channel c over its B·hw values. Fields as BnArgs (running: mean of step
+// t at + t·C, variance at + (T + t)·C; xhat NCHW like x; invstd [C]).
+struct Bn2dArgs {
+    batch: u32,
+    channels: u32,
+    hw: u32,
+    x: u32,
+    xhat: u32,
+    invstd: u32,
+    gamma: u32,
+    beta: u32,
+    running: u32,
+    g_y: u32,
+    g_x: u32,
+    accumulate: u32,
+}

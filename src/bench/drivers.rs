@@ -1,14 +1,17 @@
 //! The `fptt bench` commands end to end: open the adapter, sweep, print each row of the table on
 //! stdout and append it to the CSV (flushed per row, so an interrupted sweep keeps what it
-//! measured). The command line only fills in [`GridSweep`], [`MemorySweep`] or [`PeerCheck`].
+//! measured). The command line only fills in [`GridSweep`], [`MemorySweep`], [`ConvSweep`] or
+//! [`PeerCheck`].
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use super::conv::{network_layers, time_layer, CONV_CSV_HEADER};
 use super::{ceilings, export_peer_check, measure, memory_row, PeerCheckError};
 use super::{CSV_HEADER, KERNELS_CSV_HEADER, MEMORY_CSV_HEADER};
-use crate::gpu::{DeviceChoice, GpuContext, GpuError};
+use crate::gpu::{DeviceChoice, GpuContext, GpuError, KernelTable};
 use crate::learn::EngineError;
+use crate::model::ConvNetSpec;
 use crate::model::NeuronKind;
 use crate::settings::LearningRule;
 
@@ -64,6 +67,17 @@ pub struct MemorySweep {
     pub steps: Vec<usize>,
     pub chunks: usize,
     pub neuron: NeuronKind,
+    pub device: DeviceChoice,
+    pub out: PathBuf,
+}
+
+/// `fptt bench conv`: the convolution kernels alone on the DVS network's layer shapes.
+#[derive(Debug, Clone)]
+pub struct ConvSweep {
+    /// 1-based cells of the DVS Gesture network.
+    pub cells: Vec<usize>,
+    pub batch: usize,
+    pub reps: usize,
     pub device: DeviceChoice,
     pub out: PathBuf,
 }
@@ -247,5 +261,45 @@ pub fn run_grid(args: &GridSweep) -> Result<()> {
     if args.profile {
         println!("kernels: {}", kernels_path.display());
     }
+    Ok(())
+}
+
+pub fn run_conv(args: &ConvSweep) -> Result<()> {
+    let spec = ConvNetSpec::dvs_gesture();
+    if args.batch == 0 || args.reps == 0 || args.cells.iter().any(|&c| c == 0 || c > spec.cells.len()) {
+        return Err(BenchError::Arguments(format!(
+            "--batch and --reps must be at least 1 and every --cells one of 1..={}",
+            spec.cells.len()
+        )));
+    }
+    let ctx = open_adapter(args.device)?;
+    let kernels = KernelTable::new(&ctx);
+    let mut csv = create_csv(&args.out, &CONV_CSV_HEADER)?;
+    println!("DVS Gesture convolutions, B = {}, tiling {}", args.batch, kernels.tiling());
+    println!(
+        "{:>4} {:>4} {:>9} {:>9} {:>3} {:>17} {:>5} {:>10} {:>10}",
+        "cell", "conv", "channels", "image", "k", "kernel", "split", "ms", "GFLOP/s"
+    );
+    for layer in network_layers(&spec, &args.cells, args.batch) {
+        let rows = time_layer(&ctx, &kernels, &layer, args.reps)
+            .map_err(|source| BenchError::Row { what: format!("cell {} conv {}", layer.cell, layer.conv), source })?;
+        for t in rows {
+            println!(
+                "{:>4} {:>4} {:>9} {:>9} {:>3} {:>17} {:>5} {:>10.3} {:>10.2}",
+                layer.cell,
+                layer.conv,
+                format!("{}→{}", layer.in_c, layer.out_c),
+                format!("{}×{}", layer.h, layer.w),
+                layer.k,
+                t.kernel,
+                t.split,
+                t.ms,
+                t.gflop_per_s
+            );
+            csv.write_record(t.csv_record(&ctx, &kernels))?;
+            csv.flush()?;
+        }
+    }
+    println!("csv: {}", args.out.display());
     Ok(())
 }

@@ -38,9 +38,12 @@
 //! This module owns the measurements and their CSV records; [`drivers`] runs the `fptt bench`
 //! commands (adapter, sweep, table on stdout, CSV files).
 
+pub mod conv;
 mod drivers;
 
-pub use drivers::{run_grid, run_memory, run_peer_check, BenchError, GridSweep, MemorySweep, PeerCheck};
+pub use drivers::{
+    run_conv, run_grid, run_memory, run_peer_check, BenchError, ConvSweep, GridSweep, MemorySweep, PeerCheck,
+};
 
 use crate::gpu::GpuContext;
 use crate::learn::{check_fits, Engine, EngineError, SizeLimits};

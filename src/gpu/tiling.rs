@@ -228,6 +228,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(kernels, 5, "layer_current, layer_neuron, input_grad, weight_grad, bench_matmul");
+        assert_eq!(
+            kernels, 8,
+            "layer_current, layer_neuron, input_grad, weight_grad, bench_matmul, conv_forward, conv_input_grad, conv_weight_grad"
+        );
     }
 }

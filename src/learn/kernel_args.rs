@@ -244,6 +244,72 @@ pub struct InputGradArgs {
     pub _pad1: u32,
 }
 
+/// Twin of WGSL `ConvArgs`: one stride-1 zero-padded convolution (`conv_forward`,
+/// `conv_input_grad`, `conv_weight_grad`; see args.wgsl).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct ConvArgs {
+    pub batch: u32,
+    pub in_c: u32,
+    pub out_c: u32,
+    pub h: u32,
+    pub w: u32,
+    pub k: u32,
+    pub pad: u32,
+    /// `h + 2·pad − k + 1` and `w + 2·pad − k + 1`.
+    pub oh: u32,
+    pub ow: u32,
+    pub x: u32,
+    /// A second input added to `x` (NONE: none).
+    pub x2: u32,
+    pub g: u32,
+    pub weight: u32,
+    pub bias: u32,
+    pub out: u32,
+    pub accumulate: u32,
+    /// `conv_weight_grad` only: S > 1 writes S partial sums at work offset `partials`.
+    pub split: u32,
+    pub partials: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// Twin of WGSL `PoolArgs`: the 2×2 max-pool and its backward.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct PoolArgs {
+    pub planes: u32,
+    pub h: u32,
+    pub w: u32,
+    pub x: u32,
+    pub y: u32,
+    pub arg: u32,
+    pub g_y: u32,
+    pub g_x: u32,
+    pub accumulate: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// Twin of WGSL `Bn2dArgs`: per-channel batch norm of an NCHW region.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct Bn2dArgs {
+    pub batch: u32,
+    pub channels: u32,
+    pub hw: u32,
+    pub x: u32,
+    pub xhat: u32,
+    pub invstd: u32,
+    pub gamma: u32,
+    pub beta: u32,
+    pub running: u32,
+    pub g_y: u32,
+    pub g_x: u32,
+    pub accumulate: u32,
+}
+
 /// Twin of WGSL `RangeArgs`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
@@ -521,6 +587,16 @@ mod tests {
             InputGradArgs,
             [batch, cols, add, out, k1, g1, w1, ld1, col1, k2, g2, w2, ld2, col2, _pad0, _pad1]
         );
+        check_twin!(
+            m,
+            ConvArgs,
+            [
+                batch, in_c, out_c, h, w, k, pad, oh, ow, x, x2, g, weight, bias, out, accumulate, split, partials,
+                _pad0, _pad1
+            ]
+        );
+        check_twin!(m, PoolArgs, [planes, h, w, x, y, arg, g_y, g_x, accumulate, _pad0, _pad1, _pad2]);
+        check_twin!(m, Bn2dArgs, [batch, channels, hw, x, xhat, invstd, gamma, beta, running, g_y, g_x, accumulate]);
         check_twin!(m, RangeArgs, [len, src, dst, grad_len]);
         check_twin!(
             m,
