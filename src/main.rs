@@ -369,6 +369,11 @@ struct TrainArgs {
     /// never stopped). An evaluation in progress finishes first.
     #[arg(long, value_name = "SECONDS", value_parser = parse_time_limit)]
     time_limit: Option<f64>,
+    /// Print the network (layer by layer, with its parameters), the learning rule and the GPU
+    /// memory at the experiment's batch, from the shapes alone, and exit: no GPU, no data, no
+    /// run directory.
+    #[arg(long, conflicts_with_all = ["resume", "init", "out"])]
+    dry_run: bool,
 }
 
 /// Signals this close to the first interrupt are the same interrupt delivered twice.
@@ -522,6 +527,10 @@ fn train(args: TrainArgs, started: Instant) -> Result<ExitCode> {
         (None, Some(path)) => (fptt::run::Experiment::load(path, &args.set)?, args.out.clone(), false),
         (None, None) => anyhow::bail!("name an experiment file, or --resume DIR"),
     };
+    if args.dry_run {
+        print!("{}", run::dry_run::describe(&experiment)?);
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let stop = stop_flag("sequence")?;
 

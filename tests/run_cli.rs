@@ -657,3 +657,41 @@ fn event_tasks_train_from_experiment_files_and_cache_or_refuse_their_data() {
     let o = fptt(&["train", gesture_exp.to_str().unwrap(), "--out", dir.join("gesture-bad").to_str().unwrap()]);
     assert_refused(&o, &["user01_led.aedat", "truncated packet"]);
 }
+
+/// `--dry-run` describes without training: the authors' DVS network with its 14,116,051
+/// parameters and memory per rule; a dense network with the engine's own buffer sizes; nothing
+/// written. Training the convolutional file is refused with a message, not a panic.
+#[test]
+fn dry_run_prints_the_network_its_parameters_and_memory_without_training() {
+    let dir = scratch("dry-run");
+    let out = dir.join("never");
+    let o = fptt(&["train", "experiments/dvs-gesture.toml", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for wanted in [
+        "conv cell 1: 2→64 7×7, 2×2 max-pool → 64×64×64: 408,256 parameters",
+        "conv cell 6: 256→512 3×3, 2×2 max-pool → 512×2×2: 5,902,848 parameters",
+        "flatten: 2048 features",
+        "parameters: 14,116,051",
+        "GPU memory at batch 16",
+        "one-step FPTT",
+        "BPTT through all 20 steps",
+    ] {
+        assert!(text.contains(wanted), "lacks {wanted:?}:\n{text}");
+    }
+    // A longer sequence grows BPTT's memory, not one-step FPTT's tape.
+    let o = fptt(&["train", "experiments/dvs-gesture.toml", "--dry-run", "--set", "data.frames=100"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("BPTT through all 100 steps"));
+
+    let o = fptt(&["train", "experiments/quick.toml", "--dry-run", "--set", &format!("output.dir={}", out.display())]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("parameters: ") && text.contains("GPU memory at batch") && text.contains("work"), "{text}");
+    assert!(!out.exists(), "a dry run writes nothing");
+
+    assert_refused(
+        &fptt(&["train", "experiments/dvs-gesture.toml", "--out", out.to_str().unwrap()]),
+        &["convolutional cells", "does not run them yet", "--dry-run"],
+    );
+    assert!(!out.exists(), "the refusal comes before the run directory");
+}

@@ -12,6 +12,6 @@ mod planner;
 mod schedule;
 
 pub use engine::{
-    check_fits, host_available_bytes, Divergence, Engine, EngineError, ReplicaHyper, ReplicaOutcome, SequenceMetrics,
-    SizeLimits,
+    check_fits, engine_buffers, host_available_bytes, Divergence, Engine, EngineError, ReplicaHyper, ReplicaOutcome,
+    SequenceMetrics, SizeLimits,
 };

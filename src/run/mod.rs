@@ -7,15 +7,18 @@
 //! - [`metrics`]: the CSV writers: `metrics.csv` (columns [`metrics::COLUMNS`]) and `norms.csv`.
 //! - [`diagnostics`]: per-layer norms of `W`, `W̄`, `W − W̄` and `λ` at an evaluation.
 //! - [`progress`]: the progress bar or log lines on stderr.
-//! - `trainer`: [`train`], the loop itself.
+//! - `trainer`: [`train`], the loop itself; [`train_pack`], several runs as replicas of one engine.
 //! - `resume`: continuing a run: its `config.toml`, `[run]` record and checkpoint position.
 //! - `run_dir`: the run's directory: its name, exclusive creation, `config.toml`, atomic rewrites.
 //! - [`stream`]: `fptt stream`, online training on an endless stream (its own experiment file).
 //! - [`summary`]: `fptt summarize`, one line per run directory.
 //! - [`sweep`]: `fptt sweep`, a grid of runs (points of `--set` overrides) with an index, resume
-//!   and slices.
+//!   and slices; runs that differ only in seed and scalar hyperparameters train as replicas.
+//! - [`dry_run`]: `fptt train --dry-run`, the network, its parameters and GPU memory from the
+//!   shapes alone.
 
 pub mod diagnostics;
+pub mod dry_run;
 pub mod experiment;
 pub mod metrics;
 pub mod progress;

@@ -845,6 +845,15 @@ struct Prepared {
 }
 
 fn prepare(exp: &Experiment, opts: &TrainOptions, ctx: &GpuContext, replicas: usize) -> Result<Prepared, RunError> {
+    if exp.conv_net().is_some() {
+        return Err(RunError::Setup(format!(
+            "experiment `{}` has convolutional cells (model.conv_channels): they are in the CPU reference and \
+             have GPU kernels, but the training engine does not run them yet (issue #18). `fptt train --dry-run` \
+             shows the network, its parameters and its GPU memory; a dense network trains on the same frames \
+             (leave out model.conv_channels)",
+            exp.name
+        )));
+    }
     if let Some(warning) = evaluation_warning(exp) {
         eprintln!("warning: {warning}");
     }

@@ -7,7 +7,7 @@ mod fit;
 mod snapshot;
 mod upload;
 
-pub use fit::{check_fits, host_available_bytes, SizeLimits};
+pub use fit::{check_fits, engine_buffers, host_available_bytes, SizeLimits};
 
 use super::kernel_args::*;
 use super::plan::WorkPlan;

@@ -178,6 +178,10 @@ pub struct ModelSection {
     pub fused_recurrent: bool,
     pub trainable_slopes: bool,
     pub batch_norm: bool,
+    /// Convolutional cells before the dense layer (event tasks; empty: none).
+    pub conv: Vec<crate::model::conv::ConvCell>,
+    pub conv_pool: bool,
+    pub dropout: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -260,6 +264,30 @@ impl Experiment {
         }
     }
 
+    /// The convolutional network of an experiment with conv cells (event tasks): input frames of
+    /// 2 × H' × W', the cells, the dense layer `hidden[0]`, the task's classes. The readout
+    /// carries the authors' `tau_m_o` so that checkpoints move both ways (docs/method.md §9).
+    pub fn conv_net(&self) -> Option<crate::model::conv::ConvNetSpec> {
+        if self.model.conv.is_empty() {
+            return None;
+        }
+        let ((w, h), classes) = self.data.task.sensor_and_classes()?;
+        let (height, width) = self.data.frame_spec().pooled(w, h);
+        Some(crate::model::conv::ConvNetSpec {
+            in_channels: 2,
+            height,
+            width,
+            cells: self.model.conv.clone(),
+            pool: self.model.conv_pool,
+            dropout: self.model.dropout as f32,
+            hidden: self.model.hidden[0],
+            dense_recurrent: false,
+            classes,
+            tau_m_o: true,
+            steps: self.data.steps,
+        })
+    }
+
     /// The engine's settings for this experiment (the loss starts with epoch 0's auxiliary
     /// targets; the training loop changes them and the learning rate per epoch).
     pub fn settings(&self) -> TrainingSettings {
@@ -333,6 +361,11 @@ impl Experiment {
             ("model", "fused_recurrent") => Value::Boolean(m.fused_recurrent),
             ("model", "trainable_slopes") => Value::Boolean(m.trainable_slopes),
             ("model", "batch_norm") => Value::Boolean(m.batch_norm),
+            ("model", "conv_channels" | "conv_kernels" | "conv_pool" | "dropout") if m.conv.is_empty() => return None,
+            ("model", "conv_channels") => Value::Array(m.conv.iter().map(|c| int(c.out_channels as u64)).collect()),
+            ("model", "conv_kernels") => Value::Array(m.conv.iter().map(|c| int(c.kernel as u64)).collect()),
+            ("model", "conv_pool") => Value::Boolean(m.conv_pool),
+            ("model", "dropout") => Value::Float(m.dropout),
             ("train", "rule") => s(match t.rule {
                 LearningRule::Fptt { .. } => "fptt",
                 LearningRule::Bptt => "bptt",

@@ -14,6 +14,7 @@ use super::{
     IMAGE_PIXELS, RUN_SECTION,
 };
 use crate::data::events::SplitBy;
+use crate::model::conv::ConvCell;
 use crate::model::NeuronKind;
 use crate::settings::{EpropSettings, Feedback, LearningRule};
 
@@ -390,6 +391,15 @@ impl Experiment {
 
         let exp = Experiment { name, seed, data, model, train, output };
         exp.model_config().validate().map_err(|e| o.key_err("model", e.to_string()))?;
+        if let Some(net) = exp.conv_net() {
+            if exp.model.hidden.len() != 1 {
+                return Err(o.key_err(
+                    "model.hidden",
+                    "with convolutional cells, hidden is the one dense LTC layer after the flatten: [N]".into(),
+                ));
+            }
+            net.validate().map_err(|e| o.key_err("model.conv_channels", e.to_string()))?;
+        }
         if let LearningRule::Eprop(_) = exp.train.rule {
             // The model key to blame, in the order `check_model` tests them, and its fix.
             let m = &exp.model;
@@ -548,6 +558,7 @@ fn parse_model(mut m: Section) -> Result<ModelSection> {
     let fused_recurrent = m.bool("fused_recurrent", None)?;
     let trainable_slopes = m.bool("trainable_slopes", None)?;
     let batch_norm = m.bool("batch_norm", None)?;
+    let (conv, conv_pool, dropout) = parse_conv(&mut m)?;
     if fused_recurrent && batch_norm {
         return Err(o.key_err(
             "model.batch_norm",
@@ -562,7 +573,51 @@ fn parse_model(mut m: Section) -> Result<ModelSection> {
         fused_recurrent,
         trainable_slopes,
         batch_norm,
+        conv,
+        conv_pool,
+        dropout,
     })
+}
+
+/// The convolutional cells (`conv_channels`, `conv_kernels`, `conv_pool`, `dropout`): event tasks
+/// only, one odd kernel per cell, the other keys only with cells.
+fn parse_conv(m: &mut Section) -> Result<(Vec<ConvCell>, bool, f64)> {
+    let o = m.origins;
+    let channels = m.int_array("conv_channels")?;
+    if channels.is_empty() {
+        if let Some(k) = ["conv_kernels", "conv_pool", "dropout"].into_iter().find(|k| m.table.contains_key(*k)) {
+            return Err(o.key_err(&m.key(k), "applies to convolutional cells only: set model.conv_channels".into()));
+        }
+        return Ok((Vec::new(), true, 0.0));
+    }
+    if !m.task.is_some_and(Task::is_events) {
+        return Err(o.key_err(
+            "model.conv_channels",
+            "convolutional cells read frames: they need an event task (data.task = \"nmnist-synth\" or \"dvs-gesture\")"
+                .into(),
+        ));
+    }
+    let kernels = match m.take("conv_kernels") {
+        None => vec![3; channels.len()],
+        Some(v) => {
+            m.table.insert("conv_kernels".into(), v);
+            m.int_array("conv_kernels")?
+        }
+    };
+    if kernels.len() != channels.len() || kernels.iter().any(|k| k % 2 == 0) {
+        let what = format!("{} odd integers ≥ 1 (one per cell of conv_channels)", channels.len());
+        let found = Value::Array(kernels.iter().map(|&k| Value::Integer(k as i64)).collect());
+        return Err(m.expected("conv_kernels", &what, &found));
+    }
+    let conv_pool = m.bool("conv_pool", None)?;
+    let dropout = match m.value("dropout", None) {
+        Value::Float(x) if (0.0..1.0).contains(&x) => x,
+        Value::Integer(0) => 0.0,
+        v => return Err(m.expected("dropout", "a number in [0, 1)", &v)),
+    };
+    let cells =
+        channels.into_iter().zip(kernels).map(|(out_channels, kernel)| ConvCell { out_channels, kernel }).collect();
+    Ok((cells, conv_pool, dropout))
 }
 
 /// `train.rule` with its options: `chunk` for FPTT, the `eprop_*` keys for e-prop.

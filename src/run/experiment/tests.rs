@@ -272,3 +272,65 @@ fn event_keys_are_refused_with_file_key_and_expectation() {
     let got = Experiment::parse("[data]\ntask = \"nmnist-synth\"\n", "x.toml", "x", &sets).unwrap_err().to_string();
     assert!(got.starts_with("x.toml (--set data.frames=0): data.frames: expected an integer ≥ 1"), "{got}");
 }
+
+#[test]
+fn conv_cells_parse_count_the_authors_network_and_round_trip() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/dvs-gesture.toml");
+    let exp = Experiment::load(&path, &[]).unwrap();
+    let net = exp.conv_net().expect("the file has conv cells");
+    assert_eq!(net.param_count(), 14_116_051, "the authors' logged count");
+    assert_eq!((net.in_channels, net.height, net.width, net.steps), (2, 128, 128, 20));
+    // The resolved TOML reads back to the same experiment.
+    let text = toml::to_string(&exp.to_table()).unwrap();
+    let again = Experiment::parse(&text, "config.toml", "x", &[]).unwrap();
+    assert_eq!(again.model, exp.model);
+    // Without cells the keys are not written, and the network is dense.
+    let dense = Experiment::parse("[data]\ntask = \"nmnist-synth\"\n", "x.toml", "x", &[]).unwrap();
+    assert!(dense.conv_net().is_none());
+    assert!(!toml::to_string(&dense.to_table()).unwrap().contains("conv_"));
+    // Kernels default to 3; down-sampling shrinks the frames the cells read.
+    let small = Experiment::parse(
+        "[data]\ntask = \"nmnist-synth\"\ndownsample = 2\n[model]\nconv_channels = [4, 8]\nhidden = [16]\n",
+        "x.toml",
+        "x",
+        &[],
+    )
+    .unwrap();
+    let net = small.conv_net().unwrap();
+    assert_eq!((net.height, net.width, net.cells[1].kernel, net.flat_features()), (17, 17, 3, 8 * 4 * 4));
+}
+
+#[test]
+fn conv_keys_are_refused_with_file_key_and_expectation() {
+    let err = |text: &str| Experiment::parse(text, "x.toml", "x", &[]).unwrap_err().to_string();
+    let events = "[data]\ntask = \"nmnist-synth\"\n[model]\nhidden = [16]\n";
+    let cases = [
+        (
+            "[data]\ntask = \"smnist\"\n[model]\nconv_channels = [4]\n".to_string(),
+            "x.toml: model.conv_channels: convolutional cells read frames: they need an event task",
+        ),
+        (
+            format!("{events}conv_channels = [4, 8]\nconv_kernels = [3]\n"),
+            "x.toml: model.conv_kernels: expected 2 odd integers",
+        ),
+        (
+            format!("{events}conv_channels = [4]\nconv_kernels = [4]\n"),
+            "x.toml: model.conv_kernels: expected 1 odd integers",
+        ),
+        (format!("{events}dropout = 0.1\n"), "x.toml: model.dropout: applies to convolutional cells only"),
+        (
+            format!("{events}conv_channels = [4]\ndropout = 1.0\n"),
+            "x.toml: model.dropout: expected a number in [0, 1), found 1.0",
+        ),
+        (format!("{events}conv_channels = [0]\n"), "x.toml: model.conv_channels: expected an array of integers ≥ 1"),
+        (
+            "[data]\ntask = \"nmnist-synth\"\n[model]\nconv_channels = [4]\nhidden = [16, 8]\n".to_string(),
+            "x.toml: model.hidden: with convolutional cells, hidden is the one dense LTC layer",
+        ),
+        (format!("{events}conv_channels = [4, 4, 4, 4, 4, 4]\n"), "x.toml: model.conv_channels:"),
+    ];
+    for (text, want) in cases {
+        let got = err(&text);
+        assert!(got.starts_with(want), "{text}\ngot:  {got}\nwant: {want}…");
+    }
+}
