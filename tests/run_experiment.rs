@@ -119,16 +119,20 @@ fn every_documented_key_round_trips_through_the_resolved_toml() {
     };
     assert_eq!((ep.train.rule, ep.train.reset), (LearningRule::Eprop(settings), ResetPolicy::Never));
 
-    // An event task with every event key (they apply to event tasks only).
+    // An event task with every event key (they apply to event tasks only) and convolutional cells
+    // with every conv key.
     let ev = parse(
-        "[data]\ntask = \"nmnist-synth\"\nframes = 7\nsplit_by = \"time\"\ndownsample = 3\ncache_dir = \"c\"\n",
+        "[data]\ntask = \"nmnist-synth\"\nframes = 7\nsplit_by = \"time\"\ndownsample = 3\ncache_dir = \"c\"\n\
+         [model]\nhidden = [12]\nconv_channels = [4, 6]\nconv_kernels = [5, 1]\nconv_pool = false\ndropout = 0.25\n",
         &[],
     )
     .unwrap();
+    let cells: Vec<(usize, usize)> = ev.model.conv.iter().map(|c| (c.out_channels, c.kernel)).collect();
+    assert_eq!((cells, ev.model.conv_pool, ev.model.dropout), (vec![(4, 5), (6, 1)], false, 0.25));
     assert_eq!(parse(&ev.to_toml(), &[]).unwrap(), ev);
 
     // The resolved forms hold every key of the schema (`chunk` with FPTT, the `eprop_*` keys with
-    // e-prop, the frame keys with event tasks) and parse back to the same experiment.
+    // e-prop, the frame and conv keys with event tasks) and parse back to the same experiment.
     let tables = [e.to_table(), ep.to_table(), ev.to_table()];
     for (section, keys) in SCHEMA {
         for key in *keys {
