@@ -91,7 +91,6 @@ impl LayerState {
     ///
     /// Method §1 (1.17).
     pub fn start(membrane: Vec<f64>) -> Self {
-        let n = membrane.len();
         Self::start_with(membrane, B0)
     }
 
