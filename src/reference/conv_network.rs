@@ -223,7 +223,7 @@ impl ConvNet {
     /// [`ConvNetSpec::tensors`] (`tau_m_o`, never read by the forward, gets 0), the previous state
     /// a constant.
     ///
-    /// Method §9 (9.24)–(9.26). GPU twins: those of [`readout::backward`], [`neuron::backward`], then
+    /// Method §9 (9.24), (9.18), (9.25)–(9.26). GPU twins: those of [`readout::backward`], [`neuron::backward`], then
     /// the conv cells' backward kernels (not chained yet).
     pub fn backward(&self, p: &Params, cache: &ConvStepCache, batch: usize, g_o: &[f64]) -> Grads {
         let (mut grads, g_s_dense) = readout::backward(&self.readout, p, &cache.readout, batch, g_o);
