@@ -187,7 +187,6 @@ impl ConvNet {
     /// Method §9 (9.21)–(9.23). GPU twins: `shaders/conv_*.wgsl`, `shaders/batch_norm2d_*.wgsl`,
     /// `shaders/maxpool_*.wgsl` per cell (not chained yet), then the dense kernels of
     /// [`neuron::forward`] and [`readout::forward`].
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         p: &Params,
