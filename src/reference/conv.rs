@@ -538,7 +538,7 @@ pub fn backward_through_state(
 /// The one-step FPTT backward: [`backward_through_state`] without the gradient on the previous
 /// state (a constant under truncation 1). Returns the parameter gradients and `ḡ_x`.
 ///
-/// Method §9 (9.12)–(9.18).
+/// Method §9 (9.12)–(9.17).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     spec: &ConvCellSpec,

@@ -13,6 +13,10 @@
 //! - [`conv`]: convolutional LTC cells (method §9): the 2-D convolution, 2×2 max-pool and 2-D
 //!   batch norm with their backwards, and one conv cell's step forward and backward (NCHW
 //!   `[B, C, H, W]` activations, `[out, in, k, k]` weights).
+//! - [`conv_network`]: a whole convolutional network for one step (method §9): cells 1..L, dropout,
+//!   flatten, the DVS model's dense LTC layer, readout and loss; the one-step FPTT gradient of `ℓ_t`
+//!   with respect to every tensor of [`crate::model::conv::ConvNetSpec::tensors`], chained back
+//!   through the readout, the dense layer, the mask and the cells; the dropout mask from a seed.
 //! - [`readout`]: the leaky-integrator readout, forward and backward (method §1, §3).
 //! - [`network`]: a stack of layers plus readout for one step, and the full one-step gradient of
 //!   `ℓ_t` with respect to every parameter (the finite-difference target).
@@ -38,6 +42,7 @@
 pub mod batchnorm;
 pub mod bptt;
 pub mod conv;
+pub mod conv_network;
 pub mod eprop;
 pub mod loss;
 pub mod network;
@@ -53,6 +58,7 @@ use crate::tensor::{Tensor, TensorMap};
 
 pub use batchnorm::Norm;
 pub use bptt::StateGrad;
+pub use conv_network::{ConvNet, ConvNetState, ConvStepCache};
 pub use eprop::{Eprop, EpropError};
 pub use loss::LossContext;
 pub use network::{Net, NetState, StepCache};

@@ -30,6 +30,16 @@ pub struct LayerSpec {
     pub batch_norm: bool,
     /// LTC gates, or the LIF/ALIF per-neuron constants.
     pub neuron: NeuronKind,
+    /// Whether the (non-fused) input current has the recurrent map `W_r·s + c_r` (1.1). Without
+    /// it (the conv network's dense layer, method §9) `d = W_x·x + c_x` (with batch norm
+    /// `BN_a(W_x·x + c_x)`) and the previous spikes enter only through `b'`.
+    pub recurrent: bool,
+    /// Whether the LTC gates carry the scalar slopes `a_m`, `a_a` (1.2)–(1.3). Without them
+    /// (the conv network's `nn.Sigmoid` gates, method §9) the slopes are 1, are not read from the
+    /// parameters and get no gradient.
+    pub slopes: bool,
+    /// The threshold's baseline `b0` of (1.5) (0.1; the conv network's dense layer 0.5).
+    pub b0: f64,
 }
 
 impl LayerSpec {
@@ -43,6 +53,18 @@ impl LayerSpec {
             fused: cfg.fused_recurrent,
             batch_norm: cfg.batch_norm,
             neuron: cfg.neuron,
+            recurrent: true,
+            slopes: true,
+            b0: B0,
+        }
+    }
+
+    /// A gate's slope: the parameter `name` with slopes, 1 without.
+    fn slope(&self, p: &Params, name: &str) -> f64 {
+        if self.slopes {
+            scalar(p, name)
+        } else {
+            1.0
         }
     }
 
@@ -69,8 +91,13 @@ impl LayerState {
     ///
     /// Method §1 (1.17).
     pub fn start(membrane: Vec<f64>) -> Self {
+        Self::start_with(membrane, B0)
+    }
+
+    /// The start of a sequence with threshold baseline `b0`: the given membrane, `s = 0`, `b = b0`.
+    pub fn start_with(membrane: Vec<f64>, b0: f64) -> Self {
         let n = membrane.len();
-        LayerState { m: membrane, s: vec![0.0; n], b: vec![B0; n] }
+        LayerState { m: membrane, s: vec![0.0; n], b: vec![b0; n] }
     }
 }
 
@@ -128,6 +155,19 @@ pub fn forward(
         bn_a = None;
         bn_b = None;
         d = cur_x.clone();
+    } else if !spec.recurrent {
+        // d = W_x·x + c_x   (with batch norm BN_a(W_x·x + c_x)): no recurrent map.
+        cur_x = linear(x, nb, ni, get(p, &spec.w(&names.x)), get(p, &spec.c(&names.x)), nn);
+        cur_r = Vec::new();
+        bn_b = None;
+        if spec.batch_norm {
+            let (ya, ca) = batchnorm::forward(&cur_x, nb, nn, p, &names.bn_a, norm);
+            d = ya;
+            bn_a = Some(ca);
+        } else {
+            d = cur_x.clone();
+            bn_a = None;
+        }
     } else {
         cur_x = linear(x, nb, ni, get(p, &spec.w(&names.x)), get(p, &spec.c(&names.x)), nn);
         cur_r = linear(&prev.s, nb, nn, get(p, &spec.w(&names.r)), get(p, &spec.c(&names.r)), nn);
@@ -155,7 +195,7 @@ pub fn forward(
     } else {
         per_neuron(get(p, &spec.w(&names.tau_m)), nb)
     };
-    let a_m = if spec.neuron.has_gates() { scalar(p, &names.slope_m) } else { 1.0 };
+    let a_m = if spec.neuron.has_gates() { spec.slope(p, &names.slope_m) } else { 1.0 };
     let tau_m: Vec<f64> = pre_m.iter().map(|&z| sigmoid(a_m * z)).collect();
 
     // τa = σ(a_a · (W_a·[d ; b] + c_a)) (ALIF: τa = σ(ρ_a)); b' = τa⊙b + (1 − τa)⊙s; θ = b0 + β_a·b'
@@ -167,14 +207,14 @@ pub fn forward(
                 let db = concat(&d, nn, &prev.b, nn, nb);
                 let (w_a, c_a) = (get(p, &spec.w(&names.tau_adp)), get(p, &spec.c(&names.tau_adp)));
                 pre_a = linear(&db, nb, 2 * nn, w_a, c_a, nn);
-                a_a = scalar(p, &names.slope_a);
+                a_a = spec.slope(p, &names.slope_a);
             } else {
                 pre_a = per_neuron(get(p, &spec.w(&names.tau_adp)), nb);
                 a_a = 1.0;
             }
             tau_a = pre_a.iter().map(|&z| sigmoid(a_a * z)).collect::<Vec<f64>>();
             b_new = (0..nb * nn).map(|i| tau_a[i] * prev.b[i] + (1.0 - tau_a[i]) * prev.s[i]).collect::<Vec<f64>>();
-            theta = b_new.iter().map(|&bb| B0 + BETA_ADAPT * bb).collect();
+            theta = b_new.iter().map(|&bb| spec.b0 + BETA_ADAPT * bb).collect();
         }
         ThresholdMode::Fixed(th) => {
             pre_a = Vec::new();
@@ -283,14 +323,16 @@ fn gate_backward(
     g_d: &mut [f64],
 ) -> Vec<f64> {
     let nn = spec.neurons;
-    let a = scalar(p, gate.slope);
+    let a = spec.slope(p, gate.slope);
     let g_z: Vec<f64> = r.iter().map(|g| g * a).collect();
     let input = concat(d, nn, gate.state, nn, nb);
     let (gw, gc, g_input) = linear_backward(&g_z, &input, nb, 2 * nn, get(p, &spec.w(gate.map)), nn);
     add_into(g_d, &first_columns(&g_input, nb, 2 * nn, nn));
     grads.insert(spec.w(gate.map), gw);
     grads.insert(spec.c(gate.map), gc);
-    grads.insert(gate.slope.to_string(), vec![r.iter().zip(gate.pre).map(|(r, z)| r * z).sum()]);
+    if spec.slopes {
+        grads.insert(gate.slope.to_string(), vec![r.iter().zip(gate.pre).map(|(r, z)| r * z).sum()]);
+    }
     last_columns(&g_input, nb, 2 * nn, nn)
 }
 
@@ -431,6 +473,20 @@ pub fn backward_through_state(
         g_x = first_columns(&g_xs, nb, ni + nn, ni);
         // Previous s through the fused map: the s columns of ḡ_d·W_x.
         add_into(&mut g_prev_s, &last_columns(&g_xs, nb, ni + nn, ni));
+    } else if !spec.recurrent {
+        // No recurrent map: ḡ_d goes (through BN_a's backward) to W_x and x only.
+        let g_cur_x = if spec.batch_norm {
+            let (gxa, gga, gda) = batchnorm::backward(&g_d, c.bn_a.as_ref().unwrap(), nb, nn, p, &names.bn_a);
+            grads.insert(format!("{}.weight", names.bn_a), gga);
+            grads.insert(format!("{}.bias", names.bn_a), gda);
+            gxa
+        } else {
+            g_d
+        };
+        let (gw, gc, gx) = linear_backward(&g_cur_x, &c.x, nb, ni, get(p, &spec.w(&names.x)), nn);
+        grads.insert(spec.w(&names.x), gw);
+        grads.insert(spec.c(&names.x), gc);
+        g_x = gx;
     } else {
         let (g_cur_x, g_cur_r) = if spec.batch_norm {
             let (gxa, gga, gda) = batchnorm::backward(&g_d, c.bn_a.as_ref().unwrap(), nb, nn, p, &names.bn_a);

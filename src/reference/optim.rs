@@ -7,8 +7,12 @@
 //! 4. [`fptt_after_step`]: `λ ← λ − α·(W − W̄)` with the old `W̄`, then `W̄ ← (1−β)·W̄ + β·W − (β/α)·λ`
 //!
 //! [`regulariser`] is `−⟨W, λ⟩ + (α/2)·‖W − W̄‖²`, the part of the total loss beyond `ℓ_t`.
+//!
+//! [`OptimState`] composes them over a parameter map by name (any map: the dense network's or the
+//! conv network's), the order of one update in one place.
 
-use crate::settings::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+use super::Params;
+use crate::settings::{Optimizer, TrainingSettings, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 
 /// `g = ∇ℓ_t − λ + α·(W − W̄)`.
 ///
@@ -76,6 +80,102 @@ pub fn fptt_after_step(w: &[f64], wbar: &mut [f64], lambda: &mut [f64], alpha: f
     for i in 0..w.len() {
         lambda[i] -= alpha * (w[i] - wbar[i]);
         wbar[i] = (1.0 - beta) * wbar[i] + beta * w[i] - (beta / alpha) * lambda[i];
+    }
+}
+
+/// What one update reads besides the tensors: the optimizer, the learning rate, the clip `c` and
+/// FPTT's `α`, `β`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UpdateSettings {
+    pub optimizer: Optimizer,
+    pub lr: f64,
+    pub clip: f64,
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+impl UpdateSettings {
+    /// The settings of `s` with learning rate `lr` (a schedule may have moved it from `s.lr`).
+    pub fn of(s: &TrainingSettings, lr: f64) -> Self {
+        UpdateSettings { optimizer: s.optimizer, lr, clip: s.clip as f64, alpha: s.alpha as f64, beta: s.beta as f64 }
+    }
+}
+
+/// The training state of the trainable tensors of a parameter map, by name: `W̄`, `λ`, the
+/// optimizer's two moments (`exp_avg`; `exp_avg_sq` for Adam, `exp_inf` for Adamax) and the number
+/// of updates so far. Tensors of the parameter map that are not here (frozen ones) are not touched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimState {
+    pub wbar: Params,
+    pub lambda: Params,
+    pub moment1: Params,
+    pub moment2: Params,
+    pub updates: u64,
+}
+
+impl OptimState {
+    /// The start of training for the tensors of `trainable` (their current values): `W̄ = W`,
+    /// `λ = 0`, moments 0, no updates.
+    pub fn new(trainable: Params) -> Self {
+        let zeros: Params = trainable.iter().map(|(k, v)| (k.clone(), vec![0.0; v.len()])).collect();
+        OptimState { wbar: trainable, lambda: zeros.clone(), moment1: zeros.clone(), moment2: zeros, updates: 0 }
+    }
+
+    /// `−Σ⟨W, λ⟩ + α/2·Σ‖W − W̄‖²` over the trainable tensors, with the current W, λ, W̄.
+    ///
+    /// Method §5 (5.1).
+    pub fn regulariser(&self, params: &Params, alpha: f64) -> f64 {
+        self.wbar.keys().map(|k| regulariser(&params[k], &self.wbar[k], &self.lambda[k], alpha)).sum()
+    }
+
+    /// Method §5: `g = ∇ℓ − λ + α(W − W̄)`; global-norm clip; optimizer step; λ and W̄ updates.
+    ///
+    /// Method §5 (5.2)–(5.6), with (5.12) for a chunk. GPU twins: `shaders/fptt_norm.wgsl`,
+    /// `shaders/fptt_update.wgsl`.
+    pub fn fptt_update(&mut self, params: &mut Params, grads: &Params, s: UpdateSettings) {
+        let g: Params = self
+            .wbar
+            .keys()
+            .map(|k| (k.clone(), fptt_gradient(&grads[k], &params[k], &self.wbar[k], &self.lambda[k], s.alpha)))
+            .collect();
+        self.clipped_optimizer_step(params, g, s);
+        // Each tensor's λ and W̄ read only its own new W: doing them after all optimizer steps gives
+        // the same numbers as interleaving them tensor by tensor.
+        for (k, w) in params.iter() {
+            if let (Some(wbar), Some(lambda)) = (self.wbar.get_mut(k), self.lambda.get_mut(k)) {
+                fptt_after_step(w, wbar, lambda, s.alpha, s.beta);
+            }
+        }
+    }
+
+    /// BPTT (method §5, last paragraph) and e-prop: the task gradient itself, clipped, one
+    /// optimizer step; W̄ and λ are not touched.
+    ///
+    /// Method §5 (5.13). GPU twins: the kernels of [`Self::fptt_update`] with `OPTIM_PLAIN`.
+    pub fn plain_update(&mut self, params: &mut Params, grads: &Params, s: UpdateSettings) {
+        let g: Params = self.wbar.keys().map(|k| (k.clone(), grads[k].clone())).collect();
+        self.clipped_optimizer_step(params, g, s);
+    }
+
+    /// `g ← g·min(1, c/(‖g‖₂ + 1e−6))` with the norm over all trainable tensors, then the optimizer
+    /// step (update number n + 1) on every trainable tensor.
+    fn clipped_optimizer_step(&mut self, params: &mut Params, mut g: Params, s: UpdateSettings) {
+        let norm = g.values().flat_map(|v| v.iter()).map(|x| x * x).sum::<f64>().sqrt();
+        let factor = clip_factor(norm, s.clip);
+        for v in g.values_mut() {
+            v.iter_mut().for_each(|x| *x *= factor);
+        }
+        self.updates += 1;
+        let n = self.updates;
+        for (k, g) in &g {
+            let w = params.get_mut(k).unwrap_or_else(|| panic!("reference: no parameter {k}"));
+            let m1 = self.moment1.get_mut(k).unwrap();
+            let m2 = self.moment2.get_mut(k).unwrap();
+            match s.optimizer {
+                Optimizer::Adam => adam_step(w, g, m1, m2, s.lr, n),
+                Optimizer::Adamax => adamax_step(w, g, m1, m2, s.lr, n),
+            }
+        }
     }
 }
 

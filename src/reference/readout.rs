@@ -26,12 +26,33 @@ pub struct ReadoutSpec {
     /// Outputs `C`.
     pub outputs: usize,
     pub batch_norm: bool,
+    /// Whether the gate carries the slope `a_o` (1.15). Without it (the conv network's
+    /// `nn.Sigmoid`, method §9) `a_o = 1`, not read from the parameters and without a gradient.
+    pub slopes: bool,
 }
 
 impl ReadoutSpec {
     pub fn of(cfg: &ModelConfig) -> Self {
         let (x, tau_m, bn, slope) = LayerNames::readout(cfg.layers());
-        ReadoutSpec { x, tau_m, bn, slope, inputs: cfg.top_hidden(), outputs: cfg.outputs, batch_norm: cfg.batch_norm }
+        ReadoutSpec {
+            x,
+            tau_m,
+            bn,
+            slope,
+            inputs: cfg.top_hidden(),
+            outputs: cfg.outputs,
+            batch_norm: cfg.batch_norm,
+            slopes: true,
+        }
+    }
+
+    /// The slope `a_o`: the parameter with slopes, 1 without.
+    pub fn a_o(&self, p: &Params) -> f64 {
+        if self.slopes {
+            scalar(p, &self.slope)
+        } else {
+            1.0
+        }
     }
 }
 
@@ -72,7 +93,7 @@ pub fn forward(
     } else {
         (cur.clone(), None)
     };
-    let a_o = scalar(p, &spec.slope);
+    let a_o = spec.a_o(p);
     let zo = concat(&z, nc, o_prev, nc, nb);
     let pre =
         linear(&zo, nb, 2 * nc, get(p, &format!("{}.weight", spec.tau_m)), get(p, &format!("{}.bias", spec.tau_m)), nc);
@@ -118,14 +139,16 @@ pub fn backward_through_state(
     let len = nb * nc;
     assert_eq!(g_o.len(), len, "ḡ_o' shape");
     let mut grads = Grads::new();
-    let a_o = scalar(p, &spec.slope);
+    let a_o = spec.a_o(p);
     let g_t_dsig: Vec<f64> = (0..len).map(|i| g_o[i] * (c.z[i] - c.o_prev[i]) * c.tau[i] * (1.0 - c.tau[i])).collect();
     let g_zo: Vec<f64> = g_t_dsig.iter().map(|g| g * a_o).collect();
     let zo = concat(&c.z, nc, &c.o_prev, nc, nb);
     let (gw, gc, g_zo_in) = linear_backward(&g_zo, &zo, nb, 2 * nc, get(p, &format!("{}.weight", spec.tau_m)), nc);
     grads.insert(format!("{}.weight", spec.tau_m), gw);
     grads.insert(format!("{}.bias", spec.tau_m), gc);
-    grads.insert(spec.slope.clone(), vec![(0..len).map(|i| g_t_dsig[i] * c.pre[i]).sum()]);
+    if spec.slopes {
+        grads.insert(spec.slope.clone(), vec![(0..len).map(|i| g_t_dsig[i] * c.pre[i]).sum()]);
+    }
     let mut g_z: Vec<f64> = (0..len).map(|i| g_o[i] * c.tau[i]).collect();
     add_into(&mut g_z, &first_columns(&g_zo_in, nb, 2 * nc, nc));
     // Previous o: the leak gives ḡ_o'⊙(1 − τo), the gate input [z ; o] gives (ḡ_zo·W_om)[:, C:].

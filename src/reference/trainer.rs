@@ -14,7 +14,7 @@ use super::batchnorm::{self, Norm};
 use super::eprop::Eprop;
 use super::loss::{task_loss, update_table, LossContext};
 use super::network::{Net, NetState, StepCache};
-use super::optim::{adam_step, adamax_step, clip_factor, fptt_after_step, fptt_gradient, regulariser};
+use super::optim::{OptimState, UpdateSettings};
 use super::{params_from_map, to_f32, to_f64, to_tensor, Params, SpikeFn};
 use crate::model::{ModelConfig, StatLayout};
 use crate::settings::{
@@ -33,17 +33,13 @@ pub struct ReferenceTrainer {
     stat_layout: StatLayout,
     /// W (all parameters, frozen ones included).
     params: Params,
-    /// W̄ and λ (trainable tensors only).
-    wbar: Params,
-    lambda: Params,
-    /// `exp_avg` (both optimizers) and `exp_avg_sq` (Adam) or `exp_inf` (Adamax).
-    moment1: Params,
-    moment2: Params,
+    /// W̄, λ, `exp_avg` (both optimizers) and `exp_avg_sq` (Adam) or `exp_inf` (Adamax) of the
+    /// trainable tensors, and the update count.
+    optim: OptimState,
     /// Batch-norm running statistics by name (`{bn}.running_mean_{t}` / `running_var_{t}`).
     stats: Params,
     /// The auxiliary table `[C, T, C]`.
     q: Vec<f64>,
-    updates: u64,
     /// The e-prop traces (with [`LearningRule::Eprop`] only).
     eprop: Option<Eprop>,
     /// The state the last FPTT/BPTT sequence ended in, where [`Self::train_window`] continues
@@ -68,7 +64,6 @@ impl ReferenceTrainer {
         };
         let params = params_from_map(&net.layout, init);
         let trainable: Params = net.layout.trainable().map(|s| (s.name.clone(), params[&s.name].clone())).collect();
-        let zeros: Params = trainable.iter().map(|(k, v)| (k.clone(), vec![0.0; v.len()])).collect();
         let stat_layout = StatLayout::new(cfg);
         let stats: Params = stat_layout
             .slots
@@ -91,13 +86,9 @@ impl ReferenceTrainer {
             batch,
             stat_layout,
             params,
-            wbar: trainable,
-            lambda: zeros.clone(),
-            moment1: zeros.clone(),
-            moment2: zeros,
+            optim: OptimState::new(trainable),
             stats,
             q: vec![0.0; c * cfg.steps * c],
-            updates: 0,
             net,
             eprop,
             carried: None,
@@ -124,7 +115,7 @@ impl ReferenceTrainer {
     }
 
     pub fn updates(&self) -> u64 {
-        self.updates
+        self.optim.updates
     }
 
     /// The e-prop state (traces, feedback) under [`LearningRule::Eprop`].
@@ -317,60 +308,17 @@ impl ReferenceTrainer {
     ///
     /// Method §5 (5.1).
     fn regulariser(&self) -> f64 {
-        let alpha = self.settings.alpha as f64;
-        self.wbar.keys().map(|k| regulariser(&self.params[k], &self.wbar[k], &self.lambda[k], alpha)).sum()
+        self.optim.regulariser(&self.params, self.settings.alpha as f64)
     }
 
-    /// Method §5: g = ∇ℓ − λ + α(W − W̄); global-norm clip; optimizer step; λ and W̄ updates.
-    ///
-    /// Method §5 (5.2)–(5.6), with (5.12) for a chunk. GPU twins: `shaders/fptt_norm.wgsl`,
-    /// `shaders/fptt_norm.wgsl`, `shaders/fptt_update.wgsl`.
+    /// Method §5 (5.2)–(5.6): [`OptimState::fptt_update`] with this trainer's settings and rate.
     fn fptt_update(&mut self, grads: &Params) {
-        let alpha = self.settings.alpha as f64;
-        let beta = self.settings.beta as f64;
-        let g: Params = self
-            .wbar
-            .keys()
-            .map(|k| (k.clone(), fptt_gradient(&grads[k], &self.params[k], &self.wbar[k], &self.lambda[k], alpha)))
-            .collect();
-        self.clipped_optimizer_step(g);
-        // Each tensor's λ and W̄ read only its own new W: doing them after all optimizer steps gives
-        // the same numbers as interleaving them tensor by tensor.
-        for (k, w) in &self.params {
-            if let (Some(wbar), Some(lambda)) = (self.wbar.get_mut(k), self.lambda.get_mut(k)) {
-                fptt_after_step(w, wbar, lambda, alpha, beta);
-            }
-        }
+        self.optim.fptt_update(&mut self.params, grads, UpdateSettings::of(&self.settings, self.lr));
     }
 
-    /// BPTT (method §5, last paragraph) and e-prop: the task gradient itself (e-prop's estimate of
-    /// it), clipped, one optimizer step; W̄ and λ are not touched.
-    ///
-    /// Method §5 (5.13). GPU twins: the kernels of [`Self::fptt_update`] with `OPTIM_PLAIN`.
+    /// Method §5 (5.13): [`OptimState::plain_update`] (BPTT, e-prop).
     fn plain_update(&mut self, grads: &Params) {
-        let g: Params = self.wbar.keys().map(|k| (k.clone(), grads[k].clone())).collect();
-        self.clipped_optimizer_step(g);
-    }
-
-    /// `g ← g·min(1, c/(‖g‖₂ + 1e−6))` with the norm over all trainable tensors, then the optimizer
-    /// step (update number n + 1) on every trainable tensor.
-    fn clipped_optimizer_step(&mut self, mut g: Params) {
-        let norm = g.values().flat_map(|v| v.iter()).map(|x| x * x).sum::<f64>().sqrt();
-        let factor = clip_factor(norm, self.settings.clip as f64);
-        for v in g.values_mut() {
-            v.iter_mut().for_each(|x| *x *= factor);
-        }
-        self.updates += 1;
-        let n = self.updates;
-        for (k, g) in &g {
-            let w = self.params.get_mut(k).unwrap();
-            let m1 = self.moment1.get_mut(k).unwrap();
-            let m2 = self.moment2.get_mut(k).unwrap();
-            match self.settings.optimizer {
-                Optimizer::Adam => adam_step(w, g, m1, m2, self.lr, n),
-                Optimizer::Adamax => adamax_step(w, g, m1, m2, self.lr, n),
-            }
-        }
+        self.optim.plain_update(&mut self.params, grads, UpdateSettings::of(&self.settings, self.lr));
     }
 
     /// Forward only, batch norm in evaluation mode (the running statistics of step t), no update,
@@ -410,7 +358,7 @@ impl ReferenceTrainer {
     ///
     /// Method §5 (5.9).
     pub fn reset_to_running_mean(&mut self) {
-        for (k, wbar) in &self.wbar {
+        for (k, wbar) in &self.optim.wbar {
             self.params.insert(k.clone(), wbar.clone());
         }
     }
@@ -428,10 +376,11 @@ impl ReferenceTrainer {
             let k = &slot.name;
             map.insert(k.clone(), to_tensor(&slot.shape, &self.params[k]));
             if self.net.layout.is_trainable(k) {
-                map.insert(format!("{k}.wbar"), to_tensor(&slot.shape, &self.wbar[k]));
-                map.insert(format!("{k}.lambda"), to_tensor(&slot.shape, &self.lambda[k]));
-                map.insert(format!("{k}.exp_avg"), to_tensor(&slot.shape, &self.moment1[k]));
-                map.insert(format!("{k}.{second}"), to_tensor(&slot.shape, &self.moment2[k]));
+                let o = &self.optim;
+                map.insert(format!("{k}.wbar"), to_tensor(&slot.shape, &o.wbar[k]));
+                map.insert(format!("{k}.lambda"), to_tensor(&slot.shape, &o.lambda[k]));
+                map.insert(format!("{k}.exp_avg"), to_tensor(&slot.shape, &o.moment1[k]));
+                map.insert(format!("{k}.{second}"), to_tensor(&slot.shape, &o.moment2[k]));
             }
         }
         for slot in &self.stat_layout.slots {
