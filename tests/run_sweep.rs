@@ -249,3 +249,28 @@ fn a_diverged_run_is_recorded_and_the_sweep_goes_on() {
     let o = fptt(&["sweep", "--resume", s(&out), "--progress", "quiet"]);
     assert!(o.status.success() && stderr(&o).contains("0 runs trained"), "{}", stderr(&o));
 }
+
+/// An image task packs too: its runs share the dataset in memory, each with its own order and
+/// initial state, and each writes exactly what `fptt train` of its point writes alone.
+#[test]
+fn a_packed_image_sweep_shares_its_data_and_matches_runs_alone() {
+    let dir = scratch("sweep-images");
+    let base = write(
+        &dir,
+        "base.toml",
+        "name = \"img\"\n[data]\ntask = \"smnist\"\npixels_per_step = 112\nmax_train_samples = 64\n\
+         max_test_samples = 24\n[model]\nhidden = [8]\n[train]\nbatch = 16\nepochs = 2\n",
+    );
+    let g = write(&dir, "grid.toml", "base = \"base.toml\"\n[axes]\nseed = [1, 2, 3]\n");
+    let out = dir.join("out");
+    let o = fptt(&["sweep", s(&g), "--out", s(&out), "--progress", "quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("replica 3 of 3"), "{}", stderr(&o));
+    for seed in ["2", "3"] {
+        let reference = dir.join(format!("reference{seed}"));
+        train_point(&base, &reference, &[&format!("seed={seed}")]);
+        let run = out.join(format!("seed{seed}"));
+        assert_eq!(metrics(&run), metrics(&reference), "seed {seed}");
+        same_checkpoints(&run, &reference);
+    }
+}

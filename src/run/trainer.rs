@@ -243,7 +243,8 @@ struct RunLoop<'a> {
     replica: usize,
     /// Set in packs of several runs: console lines start with it.
     label: Option<String>,
-    data: TaskData,
+    /// Shared by the runs of a pack that read the same data.
+    data: Rc<TaskData>,
     dir: PathBuf,
     csv: MetricsWriter,
     /// FPTT runs: per-layer `‖W − W̄‖`, `‖λ‖` at every evaluation.
@@ -386,7 +387,7 @@ impl RunLoop<'_> {
 
     fn train_batch(&mut self, order: &[usize], b: usize) -> SequenceBatch {
         let bsz = self.exp.train.batch;
-        match &self.data {
+        match &*self.data {
             TaskData::Adding => adding_batch(&mut self.pos.data_rng, bsz, self.exp.data.steps),
             TaskData::Images { train, .. } => train.batch(&order[b * bsz..(b + 1) * bsz]),
         }
@@ -398,7 +399,7 @@ impl RunLoop<'_> {
         if self.pos.batch_in_epoch == 0 {
             self.pos.epoch_start = self.pos.data_rng.clone();
         }
-        match &self.data {
+        match &*self.data {
             TaskData::Adding => Vec::new(),
             TaskData::Images { n_train, .. } => {
                 let mut r = self.pos.epoch_start.clone();
@@ -440,12 +441,12 @@ impl RunLoop<'_> {
         let seed = self.exp.seed;
         let bsz = self.exp.train.batch;
         let frozen = split == SplitKind::TrainFrozen;
-        let n_eval = match &self.data {
+        let n_eval = match &*self.data {
             TaskData::Images { n_train, .. } if frozen => self.exp.train.eval_train_samples.min(*n_train),
             TaskData::Images { n_test, .. } => *n_test,
             TaskData::Adding => 0,
         };
-        let count = match &self.data {
+        let count = match &*self.data {
             TaskData::Adding => self.exp.train.eval_batches,
             TaskData::Images { .. } => n_eval.div_ceil(bsz),
         };
@@ -462,7 +463,7 @@ impl RunLoop<'_> {
     /// Evaluation batch `i` of `split` (the adding task draws it from `adding_rng`).
     fn evaluation_batch(&self, split: SplitKind, i: usize, order: &[usize], adding_rng: &mut Rng) -> SequenceBatch {
         let bsz = self.exp.train.batch;
-        match &self.data {
+        match &*self.data {
             TaskData::Adding => adding_batch(adding_rng, bsz, self.exp.data.steps),
             TaskData::Images { test, train, .. } => {
                 let frozen = split == SplitKind::TrainFrozen;
@@ -838,13 +839,24 @@ struct Prepared {
     dir: PathBuf,
     numbered: bool,
     restore: bool,
-    data: TaskData,
+    data: Rc<TaskData>,
     batches_per_epoch: usize,
     init: TensorMap,
     resumed: Option<BTreeMap<String, String>>,
 }
 
-fn prepare(exp: &Experiment, opts: &TrainOptions, ctx: &GpuContext, replicas: usize) -> Result<Prepared, RunError> {
+/// The data a run reads, told apart so that the runs of a pack share what they read alike (a pack
+/// of 16 seeds holds its dataset once): the data section, and the seed where the data follow from it
+/// (nmnist-synth generates its events from the run's seed).
+type DataKey = (super::experiment::DataSection, Option<u64>);
+
+fn prepare(
+    exp: &Experiment,
+    opts: &TrainOptions,
+    ctx: &GpuContext,
+    replicas: usize,
+    loaded: &mut Vec<(DataKey, Rc<TaskData>)>,
+) -> Result<Prepared, RunError> {
     if exp.conv_net().is_some() {
         return Err(RunError::Setup(format!(
             "experiment `{}` has convolutional cells (model.conv_channels): they are in the CPU reference and \
@@ -863,7 +875,15 @@ fn prepare(exp: &Experiment, opts: &TrainOptions, ctx: &GpuContext, replicas: us
     // with its recorded configuration, in its directory.
     let restore = opts.resume && dir.join(CHECKPOINT_FILE).is_file();
     // Data before the GPU: a missing file fails fast.
-    let data = load_data(exp)?;
+    let key: DataKey = (exp.data.clone(), (exp.data.task == Task::NmnistSynth).then_some(exp.seed));
+    let data = match loaded.iter().find(|(k, _)| *k == key) {
+        Some((_, data)) => data.clone(),
+        None => {
+            let data = Rc::new(load_data(exp)?);
+            loaded.push((key, data.clone()));
+            data
+        }
+    };
     let cfg = exp.model_config();
     let batches_per_epoch = batches_per_epoch(exp, &data)?;
     // Sizes from the shapes, before anything is initialised or allocated.
@@ -893,8 +913,9 @@ pub fn train_pack(runs: &[(&Experiment, &TrainOptions)]) -> Result<Vec<Result<Ru
     }
     let replicas = runs.len();
     let mut prepared = Vec::with_capacity(replicas);
+    let mut loaded = Vec::new();
     for (exp, opts) in runs {
-        prepared.push(prepare(exp, opts, &ctx, replicas)?);
+        prepared.push(prepare(exp, opts, &ctx, replicas, &mut loaded)?);
     }
     let cfg = exp0.model_config();
     let layout = ParamLayout::new(&cfg);
