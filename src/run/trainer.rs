@@ -680,10 +680,10 @@ impl Pack<'_> {
                 }
                 // A diverged (frozen) replica still takes part in the dispatches: any live run's
                 // sequence will do for it.
-                let stand_in = sequences.iter().flatten().next().expect("a live run").clone();
+                let stand_in = sequences.iter().flatten().next().expect("a live run");
                 let batches: Vec<&SequenceBatch> =
-                    sequences.iter().map(|s| &s.as_ref().unwrap_or(&stand_in).0).collect();
-                let inits: Vec<&InitialState> = sequences.iter().map(|s| &s.as_ref().unwrap_or(&stand_in).1).collect();
+                    sequences.iter().map(|s| &s.as_ref().unwrap_or(stand_in).0).collect();
+                let inits: Vec<&InitialState> = sequences.iter().map(|s| &s.as_ref().unwrap_or(stand_in).1).collect();
                 let outcomes = self.engine.train_replicas(&batches, &inits)?;
                 for (run, outcome) in self.runs.iter_mut().zip(outcomes) {
                     if !run.live() {
