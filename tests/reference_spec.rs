@@ -291,6 +291,7 @@ fn shader_neuron_constants_are_the_references() {
     let wgsl = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/shared/neuron.wgsl")).unwrap();
     for (name, value) in [
         ("B0", B0),
+        ("CONV_B0", fptt::model::conv::CONV_B0 as f64),
         ("BETA_ADAPT", BETA_ADAPT),
         ("SURROGATE_GAMMA", SURROGATE_GAMMA),
         ("SURROGATE_WIDTH", SURROGATE_WIDTH),

@@ -401,3 +401,41 @@ struct Bn2dArgs {
     g_x: u32,
     accumulate: u32,
 }
+
+// Twin: `ConvNeuronArgs`. The element-wise part of a conv cell step (method §9 (9.4)–(9.9) after
+// the gates' batch norms, and its backward (9.14)–(9.15), (9.19)–(9.20)) over `len` = B·C·H'·W'
+// elements, every region `len` long in work.
+//   conv_neuron:          reads xhat, z_m, z_a (the gates' BN outputs), m_prev, s_prev, b_prev;
+//                         writes the tape tau_m, tau_a, theta, u and the next state m_next,
+//                         s_next, b_next.
+//   conv_neuron_backward: reads g_s (ḡ on s'), g_m_next, g_b_next (ḡ carried onto m', b' inside a
+//                         chunk; NONE: 0), the tape, s_next, xhat and the previous state; writes
+//                         g_xhat (the part through u), g_zm, g_za (ḡ on the gates' pre-activations)
+//                         and, unless NONE, the element-wise parts of the gradient on the previous
+//                         state g_m_prev, g_s_prev, g_b_prev.
+struct ConvNeuronArgs {
+    len: u32,
+    xhat: u32,
+    z_m: u32,
+    z_a: u32,
+    m_prev: u32,
+    s_prev: u32,
+    b_prev: u32,
+    tau_m: u32,
+    tau_a: u32,
+    theta: u32,
+    u: u32,
+    m_next: u32,
+    s_next: u32,
+    b_next: u32,
+    g_s: u32,
+    g_m_next: u32,
+    g_b_next: u32,
+    g_xhat: u32,
+    g_zm: u32,
+    g_za: u32,
+    g_m_prev: u32,
+    g_s_prev: u32,
+    g_b_prev: u32,
+    _pad0: u32,
+}

@@ -3,6 +3,8 @@
 
 const B0: f32 = 0.1;
 const BETA_ADAPT: f32 = 1.8;
+// The conv cells' threshold baseline (method §9 (9.7), the DVS script's b_j0). Twin: src/model/conv.rs.
+const CONV_B0: f32 = 0.5;
 
 // The surrogate's constants (method §2, (2.4)). Twins: src/reference/mod.rs.
 const SURROGATE_GAMMA: f32 = 0.5;

@@ -310,6 +310,37 @@ pub struct Bn2dArgs {
     pub accumulate: u32,
 }
 
+/// Twin of WGSL `ConvNeuronArgs`: the element-wise part of a conv cell step (`conv_neuron`) and its
+/// backward (`conv_neuron_backward`), every field but `len` a work offset (`NONE` where optional).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct ConvNeuronArgs {
+    pub len: u32,
+    pub xhat: u32,
+    pub z_m: u32,
+    pub z_a: u32,
+    pub m_prev: u32,
+    pub s_prev: u32,
+    pub b_prev: u32,
+    pub tau_m: u32,
+    pub tau_a: u32,
+    pub theta: u32,
+    pub u: u32,
+    pub m_next: u32,
+    pub s_next: u32,
+    pub b_next: u32,
+    pub g_s: u32,
+    pub g_m_next: u32,
+    pub g_b_next: u32,
+    pub g_xhat: u32,
+    pub g_zm: u32,
+    pub g_za: u32,
+    pub g_m_prev: u32,
+    pub g_s_prev: u32,
+    pub g_b_prev: u32,
+    pub _pad0: u32,
+}
+
 /// Twin of WGSL `RangeArgs`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
@@ -597,6 +628,14 @@ mod tests {
         );
         check_twin!(m, PoolArgs, [planes, h, w, x, y, arg, g_y, g_x, accumulate, _pad0, _pad1, _pad2]);
         check_twin!(m, Bn2dArgs, [batch, channels, hw, x, xhat, invstd, gamma, beta, running, g_y, g_x, accumulate]);
+        check_twin!(
+            m,
+            ConvNeuronArgs,
+            [
+                len, xhat, z_m, z_a, m_prev, s_prev, b_prev, tau_m, tau_a, theta, u, m_next, s_next, b_next, g_s,
+                g_m_next, g_b_next, g_xhat, g_zm, g_za, g_m_prev, g_s_prev, g_b_prev, _pad0
+            ]
+        );
         check_twin!(m, RangeArgs, [len, src, dst, grad_len]);
         check_twin!(
             m,

@@ -416,23 +416,17 @@ pub fn forward(
         (bn_x_out.clone(), (0..bn_x_out.len()).collect())
     };
 
-    // τm = σ(BN_m(Conv_m(x̂ + m))),  τa = σ(BN_a(Conv_a(x̂ + b)))
+    // τm = σ(BN_m(Conv_m(x̂ + m))),  τa = σ(BN_a(Conv_a(x̂ + b))): the gates' pre-activations here,
+    // their sigmoids in the element-wise part.
     let gate = |state: &[f64], map: &str, bn: &str| -> (Vec<f64>, BnCache, Vec<f64>) {
         let input: Vec<f64> = xhat.iter().zip(state).map(|(a, b)| a + b).collect();
         let z = conv2d(&input, &gs, get(p, &ConvCellSpec::w(map)), get(p, &ConvCellSpec::c(map)));
         let (y, cache) = bn2d_forward(&z, batch, c, ohw, p, bn, norm);
-        (input, cache, y.iter().map(|&v| sigmoid(v)).collect())
+        (input, cache, y)
     };
-    let (in_m, bn_m, tau_m) = gate(&prev.m, &names.tau_m, &names.bn_m);
-    let (in_a, bn_a, tau_a) = gate(&prev.b, &names.tau_adp, &names.bn_a);
-
-    // b' = τa⊙b + (1 − τa)⊙s;  θ = b0 + β_a·b'
-    let b_new: Vec<f64> = (0..len).map(|i| tau_a[i] * prev.b[i] + (1.0 - tau_a[i]) * prev.s[i]).collect();
-    let theta: Vec<f64> = b_new.iter().map(|&bb| spec.b0 + BETA_ADAPT * bb).collect();
-    // u = m + τm⊙(x̂ − m);  s' = H(u − θ);  m' = (1 − s')⊙u
-    let u: Vec<f64> = (0..len).map(|i| prev.m[i] + tau_m[i] * (xhat[i] - prev.m[i])).collect();
-    let s_new: Vec<f64> = (0..len).map(|i| spike.forward(u[i] - theta[i])).collect();
-    let m_new: Vec<f64> = (0..len).map(|i| (1.0 - s_new[i]) * u[i]).collect();
+    let (in_m, bn_m, z_m) = gate(&prev.m, &names.tau_m, &names.bn_m);
+    let (in_a, bn_a, z_a) = gate(&prev.b, &names.tau_adp, &names.bn_a);
+    let ConvNeuronForward { tau_m, tau_a, theta, u, next } = neuron_forward(spec.b0, &xhat, &z_m, &z_a, prev, spike);
 
     ConvCellCache {
         x: x.to_vec(),
@@ -449,7 +443,96 @@ pub fn forward(
         tau_a,
         theta,
         u,
-        next: LayerState { m: m_new, s: s_new, b: b_new },
+        next,
+    }
+}
+
+/// The element-wise part of one cell step forward: what [`neuron_forward`] returns.
+#[derive(Debug, Clone)]
+pub struct ConvNeuronForward {
+    pub tau_m: Vec<f64>,
+    pub tau_a: Vec<f64>,
+    pub theta: Vec<f64>,
+    pub u: Vec<f64>,
+    /// `m'`, `s'`, `b'`.
+    pub next: LayerState,
+}
+
+/// The element-wise part of one cell step (method (9.4)–(9.9) after the gates' batch norms), per
+/// element of `[B, C, H', W']`: from the input current `x̂`, the gates' pre-activations `z_m`, `z_a`
+/// (their batch norms' outputs) and the previous state, `τm = σ(z_m)`, `τa = σ(z_a)`,
+/// `b' = τa⊙b + (1 − τa)⊙s`, `θ = b0 + β_a·b'`, `u = m + τm⊙(x̂ − m)`, `s' = f(u − θ)`,
+/// `m' = (1 − s')⊙u`. GPU twin: `shaders/conv_neuron.wgsl`.
+pub fn neuron_forward(
+    b0: f64,
+    xhat: &[f64],
+    z_m: &[f64],
+    z_a: &[f64],
+    prev: &LayerState,
+    spike: SpikeFn,
+) -> ConvNeuronForward {
+    let len = xhat.len();
+    for v in [z_m, z_a, &prev.m, &prev.s, &prev.b] {
+        assert_eq!(v.len(), len, "conv neuron shape");
+    }
+    let tau_m: Vec<f64> = z_m.iter().map(|&z| sigmoid(z)).collect();
+    let tau_a: Vec<f64> = z_a.iter().map(|&z| sigmoid(z)).collect();
+    // b' = τa⊙b + (1 − τa)⊙s;  θ = b0 + β_a·b'
+    let b_new: Vec<f64> = (0..len).map(|i| tau_a[i] * prev.b[i] + (1.0 - tau_a[i]) * prev.s[i]).collect();
+    let theta: Vec<f64> = b_new.iter().map(|&bb| b0 + BETA_ADAPT * bb).collect();
+    // u = m + τm⊙(x̂ − m);  s' = H(u − θ);  m' = (1 − s')⊙u
+    let u: Vec<f64> = (0..len).map(|i| prev.m[i] + tau_m[i] * (xhat[i] - prev.m[i])).collect();
+    let s_new: Vec<f64> = (0..len).map(|i| spike.forward(u[i] - theta[i])).collect();
+    let m_new: Vec<f64> = (0..len).map(|i| (1.0 - s_new[i]) * u[i]).collect();
+    ConvNeuronForward { tau_m, tau_a, theta, u, next: LayerState { m: m_new, s: s_new, b: b_new } }
+}
+
+/// The element-wise part of one cell step backward: what [`neuron_backward`] returns.
+#[derive(Debug, Clone)]
+pub struct ConvNeuronBackward {
+    /// `ḡ_x̂` through `u` only (the gates' convolutions add theirs).
+    pub g_xhat: Vec<f64>,
+    /// The gradients on the gates' pre-activations `z_m`, `z_a`.
+    pub r_m: Vec<f64>,
+    pub r_a: Vec<f64>,
+    /// The element-wise parts of the gradient on the previous state (9.19)–(9.20) (the gates'
+    /// convolutions add theirs to `m` and `b`).
+    pub g_prev: LayerState,
+}
+
+/// The backward of [`neuron_forward`] (method (9.14)–(9.15) and the element-wise parts of
+/// (9.19)–(9.20)) from `g_s` on `s'`, `g_m` on `m'` and `g_b` on `b'`, with the tape `τm`, `τa`, `θ`,
+/// `u`, `s'`. GPU twin: `shaders/conv_neuron_backward.wgsl`.
+#[allow(clippy::too_many_arguments)]
+pub fn neuron_backward(
+    xhat: &[f64],
+    prev: &LayerState,
+    tau_m: &[f64],
+    tau_a: &[f64],
+    theta: &[f64],
+    u: &[f64],
+    s_next: &[f64],
+    spike: SpikeFn,
+    g_s: &[f64],
+    g_m: &[f64],
+    g_b: &[f64],
+) -> ConvNeuronBackward {
+    let len = xhat.len();
+    // The spike, reset and threshold as in the dense cell (method §3 (3.1)–(3.3)).
+    let (g_u, g_bn) = spike_backward(u, theta, s_next, spike, g_s, g_m, g_b);
+    // Through u = m + τm⊙(x̂ − m) and b' = τa⊙b + (1 − τa)⊙s:
+    // ḡ_x̂ = ḡ_u⊙τm,  r_m = ḡ_u⊙(x̂ − m)⊙τm(1 − τm),  r_a = ḡ_b'⊙(b − s)⊙τa(1 − τa),
+    // and on the previous state ḡ_u⊙(1 − τm) (m), ḡ_b'⊙τa (b), ḡ_b'⊙(1 − τa) (s).
+    let (tm, ta) = (tau_m, tau_a);
+    ConvNeuronBackward {
+        g_xhat: (0..len).map(|i| g_u[i] * tm[i]).collect(),
+        r_m: (0..len).map(|i| g_u[i] * (xhat[i] - prev.m[i]) * tm[i] * (1.0 - tm[i])).collect(),
+        r_a: (0..len).map(|i| g_bn[i] * (prev.b[i] - prev.s[i]) * ta[i] * (1.0 - ta[i])).collect(),
+        g_prev: LayerState {
+            m: (0..len).map(|i| g_u[i] * (1.0 - tm[i])).collect(),
+            s: (0..len).map(|i| g_bn[i] * (1.0 - ta[i])).collect(),
+            b: (0..len).map(|i| g_bn[i] * ta[i]).collect(),
+        },
     }
 }
 
@@ -494,19 +577,21 @@ pub fn backward_through_state(
     let prev = &cache.prev;
     let mut grads = Grads::new();
 
-    // The spike, reset and threshold as in the dense cell (method §3 (3.1)–(3.3)).
-    let (g_u, g_bn) = spike_backward(&cache.u, &cache.theta, &cache.next.s, spike, g_s, g_m, g_b);
-
-    // Through u = m + τm⊙(x̂ − m) and b' = τa⊙b + (1 − τa)⊙s:
-    // ḡ_x̂ = ḡ_u⊙τm,  r_m = ḡ_u⊙(x̂ − m)⊙τm(1 − τm),  r_a = ḡ_b'⊙(b − s)⊙τa(1 − τa),
-    // and on the previous state ḡ_u⊙(1 − τm) (m), ḡ_b'⊙τa (b), ḡ_b'⊙(1 − τa) (s).
-    let (tm, ta) = (&cache.tau_m, &cache.tau_a);
-    let mut g_xhat: Vec<f64> = (0..len).map(|i| g_u[i] * tm[i]).collect();
-    let r_m: Vec<f64> = (0..len).map(|i| g_u[i] * (cache.xhat[i] - prev.m[i]) * tm[i] * (1.0 - tm[i])).collect();
-    let r_a: Vec<f64> = (0..len).map(|i| g_bn[i] * (prev.b[i] - prev.s[i]) * ta[i] * (1.0 - ta[i])).collect();
-    let mut g_prev_m: Vec<f64> = (0..len).map(|i| g_u[i] * (1.0 - tm[i])).collect();
-    let mut g_prev_b: Vec<f64> = (0..len).map(|i| g_bn[i] * ta[i]).collect();
-    let g_prev_s: Vec<f64> = (0..len).map(|i| g_bn[i] * (1.0 - ta[i])).collect();
+    // The element-wise part: ḡ_x̂ through u, the gates' r_m, r_a, and the previous state's share.
+    let ConvNeuronBackward { mut g_xhat, r_m, r_a, g_prev } = neuron_backward(
+        &cache.xhat,
+        prev,
+        &cache.tau_m,
+        &cache.tau_a,
+        &cache.theta,
+        &cache.u,
+        &cache.next.s,
+        spike,
+        g_s,
+        g_m,
+        g_b,
+    );
+    let LayerState { m: mut g_prev_m, s: g_prev_s, b: mut g_prev_b } = g_prev;
 
     // Each gate: back through its batch norm and its convolution to the sum x̂ + state, whose
     // gradient goes to both x̂ and the previous state.
