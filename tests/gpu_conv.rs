@@ -10,7 +10,7 @@
 
 mod gpu_common;
 
-use fptt::gpu::{ArgArena, GpuBuffer, GpuContext, KernelTable, MatmulTiling, MemoryLedger};
+use fptt::gpu::{GpuContext, KernelTable, MatmulTiling};
 use fptt::learn::kernel_args::{Bn2dArgs, ConvArgs, PoolArgs, StepInfo};
 use fptt::reference::batchnorm::{stat_names, Norm};
 use fptt::reference::conv::{
@@ -18,10 +18,10 @@ use fptt::reference::conv::{
 };
 use fptt::reference::Params;
 use fptt::rng::Rng;
+use gpu_common::{assert_guard, Worst, SENTINEL};
 
 const NONE: u32 = u32::MAX;
 const GUARD: usize = 64;
-const SENTINEL: f32 = 12345.0;
 
 fn tables(ctx: &GpuContext) -> Vec<KernelTable> {
     let ragged = MatmulTiling { wg_rows: 3, wg_cols: 5, reg_rows: 3, k_slice: 5 };
@@ -61,62 +61,13 @@ fn launch<T: bytemuck::Pod>(
     grad: &[f32],
     work: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
-    let ledger = MemoryLedger::default();
-    let buffer = |label, data: &[f32]| {
-        let b = GpuBuffer::storage(ctx, &ledger, label, data.len()).unwrap();
-        b.write(ctx, 0, data);
-        b
-    };
-    let (p, g, o, w) = (buffer("params", params), buffer("grad", grad), buffer("opt", &[0.0]), buffer("work", work));
-    let mut arena = ArgArena::default();
-    let dispatch = kernels.groups(kernel, arena.push(args), workgroups);
-    let args_buffer = arena.upload(ctx, &ledger, "args");
-    let mut steps = ArgArena::default();
-    steps.push(step);
-    let steps_buffer = steps.upload(ctx, &ledger, "step");
-    let storage = kernels.storage_bind_group(ctx, "storage", [&p, &g, &o, &w]);
-    let arguments = kernels.argument_bind_group(ctx, "arguments", &args_buffer, &steps_buffer);
-    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("conv test") });
-    {
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("conv test"), timestamp_writes: None });
-        pass.set_bind_group(0, &storage, &[]);
-        kernels.record(&mut pass, &arguments, &[dispatch], 0, 1, None);
-    }
-    ctx.queue.submit([encoder.finish()]);
-    (g.read(ctx, 0, grad.len()).unwrap(), w.read(ctx, 0, work.len()).unwrap())
-}
-
-/// The worst error seen by a test: the largest |gpu − cpu| and the largest share of its tolerance.
-#[derive(Default)]
-struct Worst {
-    abs: f64,
-    ratio: f64,
-}
-
-impl Worst {
-    fn report(&self, test: &str) {
-        eprintln!("{test}: worst |gpu − cpu| = {:.3e}, {:.3} of the tolerance", self.abs, self.ratio);
-    }
+    gpu_common::launch(ctx, kernels, kernel, args, workgroups, 1, step, params, grad, work)
 }
 
 /// |gpu − cpu| ≤ rel·(1 + scale) elementwise (scale: Σ|terms| of the element's reduction), every
 /// element finite.
 fn assert_close(worst: &mut Worst, what: &str, gpu: &[f32], cpu: &[f64], scale: &[f64], rel: f64) {
-    assert_eq!(gpu.len(), cpu.len(), "{what}: length");
-    assert_eq!(scale.len(), cpu.len(), "{what}: scale length");
-    for (i, ((&g, &c), &s)) in gpu.iter().zip(cpu).zip(scale).enumerate() {
-        assert!(g.is_finite(), "{what}: element {i} not written (or not finite): {g}");
-        let tol = rel * (1.0 + s);
-        let err = (g as f64 - c).abs();
-        assert!(err <= tol, "{what}: element {i}: gpu {g} cpu {c} (tolerance {tol:e})");
-        worst.abs = worst.abs.max(err);
-        worst.ratio = worst.ratio.max(err / tol);
-    }
-}
-
-fn assert_guard(what: &str, guard: &[f32]) {
-    assert!(guard.iter().all(|&v| v == SENTINEL), "{what}: wrote past the output");
+    worst.check(what, gpu, cpu, scale, rel, None);
 }
 
 /// f32 against f64 over reductions of up to a few hundred terms (Σ|terms| as the scale).

@@ -12,17 +12,17 @@
 
 mod gpu_common;
 
-use fptt::gpu::{ArgArena, GpuBuffer, GpuContext, KernelTable, MemoryLedger};
+use fptt::gpu::{GpuContext, KernelTable};
 use fptt::learn::kernel_args::{ConvNeuronArgs, StepInfo};
 use fptt::model::conv::CONV_B0;
 use fptt::reference::conv::{neuron_backward, neuron_forward};
 use fptt::reference::neuron::LayerState;
 use fptt::reference::SpikeFn;
 use fptt::rng::Rng;
+use gpu_common::{assert_guard, Worst, SENTINEL};
 
 const NONE: u32 = u32::MAX;
 const GUARD: usize = 64;
-const SENTINEL: f32 = 12345.0;
 const REPLICAS: usize = 2;
 /// f32 against f64 through a sigmoid, the surrogate's exponentials and a few products, relative
 /// to the magnitudes that enter each output.
@@ -59,67 +59,9 @@ fn launch(
     work: &[f32],
 ) -> Vec<f32> {
     assert_eq!(work.len(), REPLICAS * stride);
-    let ledger = MemoryLedger::default();
-    let buffer = |label, data: &[f32]| {
-        let b = GpuBuffer::storage(ctx, &ledger, label, data.len()).unwrap();
-        b.write(ctx, 0, data);
-        b
-    };
-    let (p, g, o, w) = (buffer("params", &[0.0]), buffer("grad", &[0.0]), buffer("opt", &[0.0]), buffer("work", work));
-    let mut arena = ArgArena::default();
     let groups = (args.len as usize).div_ceil(64) as u32;
-    let dispatch = kernels.groups(kernel, arena.push(args), groups);
-    let args_buffer = arena.upload(ctx, &ledger, "args");
-    let mut steps = ArgArena::default();
-    steps.push(&StepInfo { work_stride: stride as u32, ..Default::default() });
-    let steps_buffer = steps.upload(ctx, &ledger, "step");
-    let storage = kernels.storage_bind_group(ctx, "storage", [&p, &g, &o, &w]);
-    let arguments = kernels.argument_bind_group(ctx, "arguments", &args_buffer, &steps_buffer);
-    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("conv neuron") });
-    {
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("conv neuron"), timestamp_writes: None });
-        pass.set_bind_group(0, &storage, &[]);
-        kernels.record(&mut pass, &arguments, &[dispatch], 0, REPLICAS as u32, None);
-    }
-    ctx.queue.submit([encoder.finish()]);
-    w.read(ctx, 0, work.len()).unwrap()
-}
-
-/// The worst error seen by a test: the largest |gpu − cpu| and the largest share of its tolerance.
-#[derive(Default)]
-struct Worst {
-    abs: f64,
-    ratio: f64,
-}
-
-impl Worst {
-    fn report(&self, test: &str, total: usize) {
-        eprintln!(
-            "{test}: worst |gpu − cpu| = {:.3e}, {:.3} of the tolerance, over {total} elements",
-            self.abs, self.ratio
-        );
-    }
-
-    /// |gpu − cpu| ≤ REL·(1 + scale[i]) for every element not in `skip`, every element finite.
-    fn check(&mut self, what: &str, gpu: &[f32], cpu: &[f64], scale: &[f64], skip: &[bool]) {
-        assert_eq!(gpu.len(), cpu.len(), "{what}: length");
-        for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
-            assert!(g.is_finite(), "{what}: element {i} not written (or not finite): {g}");
-            if skip[i] {
-                continue;
-            }
-            let tol = REL * (1.0 + scale[i]);
-            let err = (g as f64 - c).abs();
-            assert!(err <= tol, "{what}: element {i}: gpu {g} cpu {c} (tolerance {tol:e})");
-            self.abs = self.abs.max(err);
-            self.ratio = self.ratio.max(err / tol);
-        }
-    }
-}
-
-fn assert_guard(what: &str, guard: &[f32]) {
-    assert!(guard.iter().all(|&v| v == SENTINEL), "{what}: wrote past the outputs");
+    let step = StepInfo { work_stride: stride as u32, ..Default::default() };
+    gpu_common::launch(ctx, kernels, kernel, args, groups, REPLICAS as u32, &step, &[0.0], &[0.0], work).1
 }
 
 /// A random previous state in the reference's ranges.
@@ -203,12 +145,12 @@ fn conv_neuron_forward_matches_reference() {
             let u_scale: Vec<f64> = (0..n).map(|i| prev_state.m[i].abs() + (xhat[i] as f64).abs()).collect();
             let b_scale: Vec<f64> = (0..n).map(|i| prev_state.b[i].abs() + prev_state.s[i].abs()).collect();
             let theta_scale: Vec<f64> = b_scale.iter().map(|s| 1.8 * s).collect();
-            worst.check(&format!("{what}: τm"), region(6), &cpu.tau_m, &ones, &keep);
-            worst.check(&format!("{what}: τa"), region(7), &cpu.tau_a, &ones, &keep);
-            worst.check(&format!("{what}: θ"), region(8), &cpu.theta, &theta_scale, &keep);
-            worst.check(&format!("{what}: u"), region(9), &cpu.u, &u_scale, &keep);
-            worst.check(&format!("{what}: m'"), region(10), &cpu.next.m, &u_scale, &skip);
-            worst.check(&format!("{what}: b'"), region(12), &cpu.next.b, &b_scale, &keep);
+            worst.check(&format!("{what}: τm"), region(6), &cpu.tau_m, &ones, REL, Some(&keep));
+            worst.check(&format!("{what}: τa"), region(7), &cpu.tau_a, &ones, REL, Some(&keep));
+            worst.check(&format!("{what}: θ"), region(8), &cpu.theta, &theta_scale, REL, Some(&keep));
+            worst.check(&format!("{what}: u"), region(9), &cpu.u, &u_scale, REL, Some(&keep));
+            worst.check(&format!("{what}: m'"), region(10), &cpu.next.m, &u_scale, REL, Some(&skip));
+            worst.check(&format!("{what}: b'"), region(12), &cpu.next.b, &b_scale, REL, Some(&keep));
             for (i, &s) in region(11).iter().enumerate() {
                 assert!(s == 0.0 || s == 1.0, "{what}: s' element {i} is {s}");
                 if !skip[i] {
@@ -225,7 +167,7 @@ fn conv_neuron_forward_matches_reference() {
     }
     assert!(spiking > total / 10 && spiking < total * 9 / 10, "{spiking} of {total} elements spike: spread the inputs");
     assert!(near >= 2 * LENS.len(), "only {near} elements on the threshold: the exclusion is not exercised");
-    worst.report("conv_neuron_forward_matches_reference", total);
+    worst.report(&format!("conv_neuron_forward_matches_reference ({total} elements)"));
     eprintln!("conv_neuron_forward_matches_reference: {near} of {total} elements within {NEAR:e} of the threshold left out of the spike comparison");
 }
 
@@ -327,13 +269,13 @@ fn conv_neuron_backward_matches_reference_with_and_without_the_carried_gradients
                     })
                     .collect();
                 let keep = vec![false; n];
-                worst.check(&format!("{what}: ḡ_x̂"), region(12), &cpu.g_xhat, &scale, &keep);
-                worst.check(&format!("{what}: ḡ_zm"), region(13), &cpu.r_m, &scale, &keep);
-                worst.check(&format!("{what}: ḡ_za"), region(14), &cpu.r_a, &scale, &keep);
+                worst.check(&format!("{what}: ḡ_x̂"), region(12), &cpu.g_xhat, &scale, REL, Some(&keep));
+                worst.check(&format!("{what}: ḡ_zm"), region(13), &cpu.r_m, &scale, REL, Some(&keep));
+                worst.check(&format!("{what}: ḡ_za"), region(14), &cpu.r_a, &scale, REL, Some(&keep));
                 if to_prev {
-                    worst.check(&format!("{what}: ḡ_m"), region(15), &cpu.g_prev.m, &scale, &keep);
-                    worst.check(&format!("{what}: ḡ_s"), region(16), &cpu.g_prev.s, &scale, &keep);
-                    worst.check(&format!("{what}: ḡ_b"), region(17), &cpu.g_prev.b, &scale, &keep);
+                    worst.check(&format!("{what}: ḡ_m"), region(15), &cpu.g_prev.m, &scale, REL, Some(&keep));
+                    worst.check(&format!("{what}: ḡ_s"), region(16), &cpu.g_prev.s, &scale, REL, Some(&keep));
+                    worst.check(&format!("{what}: ḡ_b"), region(17), &cpu.g_prev.b, &scale, REL, Some(&keep));
                 } else {
                     assert_guard(&format!("{what}: no previous-state gradients"), &w[15 * n..18 * n]);
                 }
@@ -343,5 +285,7 @@ fn conv_neuron_backward_matches_reference_with_and_without_the_carried_gradients
             }
         }
     }
-    worst.report("conv_neuron_backward_matches_reference_with_and_without_the_carried_gradients", total);
+    worst.report(&format!(
+        "conv_neuron_backward_matches_reference_with_and_without_the_carried_gradients ({total} elements)"
+    ));
 }
