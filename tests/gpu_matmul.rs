@@ -7,13 +7,13 @@
 
 mod gpu_common;
 
-use fptt::gpu::{ArgArena, GpuBuffer, GpuContext, KernelTable, MatmulTiling, MemoryLedger};
+use fptt::gpu::{GpuContext, KernelTable, MatmulTiling};
 use fptt::learn::kernel_args::{InputGradArgs, StepInfo, WeightGradArgs, WeightGradJobs};
 use fptt::rng::Rng;
+use gpu_common::{assert_guard, SENTINEL};
 
 const NONE: u32 = u32::MAX;
 const GUARD: usize = 64;
-const SENTINEL: f32 = 12345.0;
 
 fn tables(ctx: &GpuContext) -> Vec<KernelTable> {
     let ragged = MatmulTiling { wg_rows: 3, wg_cols: 5, reg_rows: 3, k_slice: 5 };
@@ -53,44 +53,12 @@ fn launch_groups<T: bytemuck::Pod>(
     grad: &[f32],
     work: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
-    let ledger = MemoryLedger::default();
-    let buffer = |label, data: &[f32]| {
-        let b = GpuBuffer::storage(ctx, &ledger, label, data.len()).unwrap();
-        b.write(ctx, 0, data);
-        b
-    };
-    let (p, g, o, w) = (buffer("params", params), buffer("grad", grad), buffer("opt", &[0.0]), buffer("work", work));
-    let mut arena = ArgArena::default();
-    let dispatch = kernels.groups(kernel, arena.push(args), workgroups);
-    let args_buffer = arena.upload(ctx, &ledger, "args");
-    let mut steps = ArgArena::default();
-    steps.push(&StepInfo::default());
-    let steps_buffer = steps.upload(ctx, &ledger, "step");
-    let storage = kernels.storage_bind_group(ctx, "storage", [&p, &g, &o, &w]);
-    let arguments = kernels.argument_bind_group(ctx, "arguments", &args_buffer, &steps_buffer);
-    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("matmul test") });
-    {
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("matmul test"), timestamp_writes: None });
-        pass.set_bind_group(0, &storage, &[]);
-        kernels.record(&mut pass, &arguments, &[dispatch], 0, 1, None);
-    }
-    ctx.queue.submit([encoder.finish()]);
-    (g.read(ctx, 0, grad.len()).unwrap(), w.read(ctx, 0, work.len()).unwrap())
+    gpu_common::launch(ctx, kernels, kernel, args, workgroups, 1, &StepInfo::default(), params, grad, work)
 }
 
 /// |gpu − cpu| ≤ 1e-5·(1 + Σ|terms|) elementwise, every element finite.
 fn assert_close(what: &str, gpu: &[f32], cpu: &[f64], scale: &[f64]) {
-    assert_eq!(gpu.len(), cpu.len());
-    for (i, ((&g, &c), &s)) in gpu.iter().zip(cpu).zip(scale).enumerate() {
-        assert!(g.is_finite(), "{what}: element {i} not written (or not finite): {g}");
-        let tol = 1e-5 * (1.0 + s);
-        assert!((g as f64 - c).abs() <= tol, "{what}: element {i}: gpu {g} cpu {c} (tolerance {tol:e})");
-    }
-}
-
-fn assert_guard(what: &str, guard: &[f32]) {
-    assert!(guard.iter().all(|&v| v == SENTINEL), "{what}: wrote past the output");
+    gpu_common::Worst::default().check(what, gpu, cpu, scale, 1e-5, None);
 }
 
 #[test]
