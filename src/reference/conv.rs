@@ -378,12 +378,8 @@ pub struct ConvCellCache {
     pub in_a: Vec<f64>,
     pub bn_m: BnCache,
     pub bn_a: BnCache,
-    pub tau_m: Vec<f64>,
-    pub tau_a: Vec<f64>,
-    pub theta: Vec<f64>,
-    pub u: Vec<f64>,
-    /// `m'`, `s'`, `b'`.
-    pub next: LayerState,
+    /// The element-wise part: `τm`, `τa`, `θ`, `u` and the new state `m'`, `s'`, `b'`.
+    pub neuron: ConvNeuronForward,
 }
 
 /// One cell step forward (method §9 (9.1)–(9.9)) for `batch` samples: `x` is `[B, in_c, H, W]`
@@ -426,25 +422,9 @@ pub fn forward(
     };
     let (in_m, bn_m, z_m) = gate(&prev.m, &names.tau_m, &names.bn_m);
     let (in_a, bn_a, z_a) = gate(&prev.b, &names.tau_adp, &names.bn_a);
-    let ConvNeuronForward { tau_m, tau_a, theta, u, next } = neuron_forward(spec.b0, &xhat, &z_m, &z_a, prev, spike);
+    let neuron = neuron_forward(spec.b0, &xhat, &z_m, &z_a, prev, spike);
 
-    ConvCellCache {
-        x: x.to_vec(),
-        prev: prev.clone(),
-        bn_x_out,
-        bn_x,
-        pool_arg,
-        xhat,
-        in_m,
-        in_a,
-        bn_m,
-        bn_a,
-        tau_m,
-        tau_a,
-        theta,
-        u,
-        next,
-    }
+    ConvCellCache { x: x.to_vec(), prev: prev.clone(), bn_x_out, bn_x, pool_arg, xhat, in_m, in_a, bn_m, bn_a, neuron }
 }
 
 /// The element-wise part of one cell step forward: what [`neuron_forward`] returns.
@@ -581,11 +561,11 @@ pub fn backward_through_state(
     let ConvNeuronBackward { mut g_xhat, r_m, r_a, g_prev } = neuron_backward(
         &cache.xhat,
         prev,
-        &cache.tau_m,
-        &cache.tau_a,
-        &cache.theta,
-        &cache.u,
-        &cache.next.s,
+        &cache.neuron.tau_m,
+        &cache.neuron.tau_a,
+        &cache.neuron.theta,
+        &cache.neuron.u,
+        &cache.neuron.next.s,
         spike,
         g_s,
         g_m,
@@ -898,7 +878,7 @@ mod tests {
                 randoms(&mut rng, len, -1.0, 1.0),
             );
             let loss = |p: &Params, x: &[f64], prev: &LayerState| -> f64 {
-                let n = forward(spec, p, x, prev, nb, Norm::Batch, spike).next;
+                let n = forward(spec, p, x, prev, nb, Norm::Batch, spike).neuron.next;
                 dot(&ws, &n.s) + dot(&wm, &n.m) + dot(&wb, &n.b)
             };
             let cache = forward(spec, &c.p, &c.x, &c.prev, nb, Norm::Batch, spike);
@@ -951,11 +931,11 @@ mod tests {
             let (ws, wb) = (randoms(&mut rng, len, -1.0, 1.0), randoms(&mut rng, len, -1.0, 1.0));
             let cache = forward(spec, &c.p, &c.x, &c.prev, nb, Norm::Batch, spike);
             let weight: Vec<f64> =
-                (0..len).map(|i| ws[i] * super::super::surrogate(cache.u[i] - cache.theta[i])).collect();
+                (0..len).map(|i| ws[i] * super::super::surrogate(cache.neuron.u[i] - cache.neuron.theta[i])).collect();
             let loss = |p: &Params, x: &[f64]| -> f64 {
                 let f = forward(spec, p, x, &c.prev, nb, Norm::Batch, spike);
-                let v: Vec<f64> = f.u.iter().zip(&f.theta).map(|(u, t)| u - t).collect();
-                dot(&weight, &v) + dot(&wb, &f.next.b)
+                let v: Vec<f64> = f.neuron.u.iter().zip(&f.neuron.theta).map(|(u, t)| u - t).collect();
+                dot(&weight, &v) + dot(&wb, &f.neuron.next.b)
             };
             let (grads, g_x) = backward(spec, &c.p, &cache, nb, spike, &ws, None, Some(&wb));
             for (name, _) in spec.tensors() {
@@ -985,7 +965,7 @@ mod tests {
         let z = conv2d(&c.x, &c.spec.x_conv(2), &c.p["conv_snn1.conv1_x.weight"], &c.p["conv_snn1.conv1_x.bias"]);
         let (y, _) = bn2d_forward(&z, 2, 2, 20, &c.p, "conv_snn1.BN", Norm::Batch);
         assert_eq!(f.xhat, maxpool2(&y, 4, 4, 5).0);
-        for i in 0..f.u.len() {
+        for i in 0..f.neuron.u.len() {
             let ch = (i / 4) % 2;
             let tm = sigmoid([0.4, -0.2][ch]);
             let ta = sigmoid([1.0, 0.3][ch]);
@@ -994,12 +974,12 @@ mod tests {
             let theta = 0.5 + 1.8 * b_new;
             let u = m + tm * (f.xhat[i] - m);
             let spike = if u > theta { 1.0 } else { 0.0 };
-            assert!((f.tau_m[i] - tm).abs() < 1e-15 && (f.tau_a[i] - ta).abs() < 1e-15);
-            assert!((f.next.b[i] - b_new).abs() < 1e-15);
-            assert!((f.theta[i] - theta).abs() < 1e-14);
-            assert!((f.u[i] - u).abs() < 1e-15);
-            assert_eq!(f.next.s[i], spike);
-            assert!((f.next.m[i] - (1.0 - spike) * u).abs() < 1e-15);
+            assert!((f.neuron.tau_m[i] - tm).abs() < 1e-15 && (f.neuron.tau_a[i] - ta).abs() < 1e-15);
+            assert!((f.neuron.next.b[i] - b_new).abs() < 1e-15);
+            assert!((f.neuron.theta[i] - theta).abs() < 1e-14);
+            assert!((f.neuron.u[i] - u).abs() < 1e-15);
+            assert_eq!(f.neuron.next.s[i], spike);
+            assert!((f.neuron.next.m[i] - (1.0 - spike) * u).abs() < 1e-15);
         }
         // The start state: s = 0, b = b0 = 0.5.
         let st = start_state(&c.spec, vec![0.25; 3]);

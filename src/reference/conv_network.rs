@@ -105,7 +105,7 @@ impl ConvStepCache {
     /// its own spikes, not the dropped-out ones (method §9, **Choice**).
     pub fn next_state(&self) -> ConvNetState {
         ConvNetState {
-            cells: self.cells.iter().map(|c| c.next.clone()).collect(),
+            cells: self.cells.iter().map(|c| c.neuron.next.clone()).collect(),
             dense: self.dense.next.clone(),
             o: self.readout.o.clone(),
         }
@@ -200,12 +200,12 @@ impl ConvNet {
         assert_eq!(state.cells.len(), self.cells.len(), "one state per cell");
         let mut cells: Vec<ConvCellCache> = Vec::with_capacity(self.cells.len());
         for (k, spec) in self.cells.iter().enumerate() {
-            let input: &[f64] = if k == 0 { frame } else { &cells[k - 1].next.s };
+            let input: &[f64] = if k == 0 { frame } else { &cells[k - 1].neuron.next.s };
             let c = conv::forward(spec, p, input, &state.cells[k], batch, norm, self.spike);
             cells.push(c);
         }
         // x = flatten(Drop(s'_L)): NCHW [B, C, H', W'] is [B, C·H'·W'] row-major as it is.
-        let top = &cells.last().unwrap().next.s;
+        let top = &cells.last().unwrap().neuron.next.s;
         let flat: Vec<f64> = match mask {
             Some(m) => {
                 assert_eq!(m.len(), top.len(), "the dropout mask is [B, F]");
@@ -523,7 +523,7 @@ mod tests {
         let mask = net.dropout_mask(batch, 1, 0);
         assert_eq!(mask.len(), batch * spec.flat_features());
         let with = net.forward(&params, &frame, &state, batch, Norm::Batch, Some(&mask));
-        let top = &with.cells[1].next.s;
+        let top = &with.cells[1].neuron.next.s;
         let want: Vec<f64> = top.iter().zip(&mask).map(|(s, m)| s * m).collect();
         assert_eq!(with.dense.x, want);
         assert_eq!(with.next_state().cells[1].s, *top);
