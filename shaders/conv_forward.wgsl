@@ -30,7 +30,7 @@ fn mm_a(p: u32, row: u32, kk: u32) -> f32 {
     let x = j + tap % args.k - args.pad;
     let inside = y < args.h && x < args.w;
     let at = select(0u, ((b * args.in_c + c) * args.h + y) * args.w + x, inside);
-    var v = work[rw + args.x + at];
+    var v = work[rw + args.x + step.t * args.x_step + at];
     if args.x2 != NONE {
         v += work[rw + args.x2 + at];
     }

@@ -37,7 +37,7 @@ fn mm_b(p: u32, q: u32, col: u32) -> f32 {
     let x = j + tap % args.k - args.pad;
     let inside = y < args.h && x < args.w && !is_bias;
     let at = select(0u, ((b * args.in_c + c) * args.h + y) * args.w + x, inside);
-    var v = work[rw + args.x + at];
+    var v = work[rw + args.x + step.t * args.x_step + at];
     if args.x2 != NONE {
         v += work[rw + args.x2 + at];
     }

@@ -20,7 +20,7 @@ fn slope(offset: u32) -> f32 {
     if (args.flags & LAYER_CONSTANT_TAU) != 0u {
         return 1.0;
     }
-    return params[rp + offset];
+    return slope_or_one(offset);
 }
 
 fn carried(offset: u32, idx: u32) -> f32 {
@@ -53,7 +53,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let adaptive = (args.flags & LAYER_ADAPTIVE) != 0u;
     var theta = args.threshold;
     if adaptive {
-        theta = B0 + BETA_ADAPT * work[rw + args.b_next + idx];
+        theta = select(B0, CONV_B0, (args.flags & LAYER_CONV_B0) != 0u) + BETA_ADAPT * work[rw + args.b_next + idx];
     }
     let u = work[rw + args.u + idx];
     let g_m = carried(args.g_m_next, idx);

@@ -84,7 +84,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     store(&acc, blk, args.cur_x, args.c_x);
-    if !fused() {
+    if !fused() && args.w_r != NONE {
         var accr: MmAcc;
         mm_product(&accr, 1u, blk, 0u, args.n);
         store(&accr, blk, args.cur_r, args.c_r);

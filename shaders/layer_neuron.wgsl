@@ -17,8 +17,13 @@
 const MM_A_K_FAST: bool = true;
 const MM_B_K_FAST: bool = true;
 
+// One input current (fused map, or no recurrent map): d = cur_x.
+fn single_current() -> bool {
+    return (args.flags & LAYER_FUSED) != 0u || args.w_r == NONE;
+}
+
 fn current(i: u32) -> f32 {
-    if (args.flags & LAYER_FUSED) != 0u {
+    if single_current() {
         return work[rw + args.cur_x + i];
     }
     return work[rw + args.cur_x + i] + work[rw + args.cur_r + i];
@@ -68,7 +73,7 @@ fn mm_b(p: u32, k: u32, col: u32) -> f32 {
 // acc = W·[d ; state] for the gate whose state product is `state_p` (2: m, 3: b).
 fn gate(acc: ptr<function, MmAcc>, blk: MmBlock, state_p: u32) {
     let n = args.n;
-    let fused = (args.flags & LAYER_FUSED) != 0u;
+    let fused = single_current();
     if state_p == 2u {
         if fused {
             mm_product(acc, 0u, blk, 0u, n);
@@ -101,10 +106,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var slope_a = 1.0;
     if gated {
         gate(&zm, blk, 2u);
-        slope_m = params[rp + args.a_m];
+        slope_m = slope_or_one(args.a_m);
         if adaptive {
             gate(&za, blk, 3u);
-            slope_a = params[rp + args.a_a];
+            slope_a = slope_or_one(args.a_a);
         }
     }
     for (var r = 0u; r < MM_RM; r++) {
@@ -133,7 +138,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 }
                 let tau_a = sigmoid(slope_a * z_a);
                 let b_new = tau_a * work[rw + args.b_prev + idx] + (1.0 - tau_a) * work[rw + args.s_prev + idx];
-                theta = B0 + BETA_ADAPT * b_new;
+                theta = select(B0, CONV_B0, (args.flags & LAYER_CONV_B0) != 0u) + BETA_ADAPT * b_new;
                 work[rw + args.za + idx] = z_a;
                 work[rw + args.tau_a + idx] = tau_a;
                 work[rw + args.b_next + idx] = b_new;

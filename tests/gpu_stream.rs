@@ -26,6 +26,7 @@ fn regression_net(hidden: usize, window: usize) -> ModelConfig {
         trainable_slopes: true,
         batch_norm: false,
         neuron: NeuronKind::Ltc,
+        conv: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn classifier(inputs: usize, hidden: &[usize], outputs: usize, steps: usize, bn:
         trainable_slopes: true,
         batch_norm: bn,
         neuron: NeuronKind::Ltc,
+        conv: None,
     }
 }
 
@@ -37,6 +38,7 @@ fn adding_variant(hidden: &[usize], steps: usize) -> ModelConfig {
         trainable_slopes: false,
         batch_norm: false,
         neuron: NeuronKind::Ltc,
+        conv: None,
     }
 }
 

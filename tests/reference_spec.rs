@@ -176,6 +176,7 @@ fn tiny(hidden: Vec<usize>) -> ModelConfig {
         trainable_slopes: true,
         batch_norm: false,
         neuron: NeuronKind::Ltc,
+        conv: None,
     }
 }
 

@@ -9,7 +9,10 @@ struct LayerArgs {
     n_in: u32,
     // bit 0: fused input/recurrent map; bit 1: adaptive threshold; bit 2: batch norm;
     // bit 3: the layer input is the data (offset advances by t·B·I each step);
-    // bit 4: LIF/ALIF: τm = σ(ρ_m), τa = σ(ρ_a) per neuron (ρ at w_m, w_a; no gates, no c_m, c_a, slopes).
+    // bit 4: LIF/ALIF: τm = σ(ρ_m), τa = σ(ρ_a) per neuron (ρ at w_m, w_a; no gates, no c_m, c_a, slopes);
+    // bit 5: the threshold's baseline is CONV_B0 (a conv network's dense layer), else B0.
+    // w_r NONE (not fused): no recurrent map, d = cur_x (a conv network's dense layer);
+    // a_m, a_a NONE: slopes 1.
     flags: u32,
     // params (and grad) offsets
     w_x: u32,
@@ -76,6 +79,7 @@ const LAYER_ADAPTIVE: u32 = 2u;
 const LAYER_BN: u32 = 4u;
 const LAYER_DATA_INPUT: u32 = 8u;
 const LAYER_CONSTANT_TAU: u32 = 16u;
+const LAYER_CONV_B0: u32 = 32u;
 
 // Twin: `ReadoutArgs`. The LTC readout, the loss and the metrics at one state parity.
 struct ReadoutArgs {
@@ -336,7 +340,7 @@ const EPROP_MAX_OUTPUTS: u32 = 32u;
 //   conv_input_grad:  out[b, c, y, x] (+)= Σ_{o,u,v} g[b, o, y−u+pad, x−v+pad]·W[o, c, u, v]
 //   conv_weight_grad: ∇W[o, c, u, v] (+)= Σ_{b,i,j} g[b, o, i, j]·X[b, c, i+u−pad, j+v−pad],
 //                     ∇bias[o] (+)= Σ_{b,i,j} g[b, o, i, j]
-// with X = x + x2 (x2 NONE: X = x; the gates convolve a sum, x̂ + m, without storing it). bias NONE:
+// with X = x + x2 (x at + t·x_step; x2 NONE: X = x; the gates convolve a sum, x̂ + m, without storing it). bias NONE:
 // no bias. accumulate = 1 adds to out (or grad) instead of writing. conv_weight_grad with split
 // S > 1: S copies of the grid each reduce ⌈B·oh·ow/S⌉ (sample, pixel) terms into
 // work[partials + s·out_c·(in_c·k·k + 1) + o·(in_c·k·k + 1) + col] (bias column last, the layout
@@ -360,7 +364,8 @@ struct ConvArgs {
     accumulate: u32,
     split: u32,
     partials: u32,
-    _pad0: u32,
+    // x advances by step.t·x_step (the first cell reads frame t of the sequence: B·C·H·W; 0 otherwise)
+    x_step: u32,
     _pad1: u32,
 }
 
@@ -400,6 +405,16 @@ struct Bn2dArgs {
     g_y: u32,
     g_x: u32,
     accumulate: u32,
+}
+
+// Twin: `DropoutArgs`. out[i] = x[i]·mask[t·len + i], i < len: dropout's mask of step t (the masks of
+// the whole sequence, [T, len], uploaded by the host) on the conv network's last spikes, and on
+// their gradient in the backward.
+struct DropoutArgs {
+    len: u32,
+    x: u32,
+    mask: u32,
+    out: u32,
 }
 
 // Twin: `ConvNeuronArgs`. The element-wise part of a conv cell step (method §9 (9.4)–(9.9) after

@@ -60,6 +60,15 @@ fn enter_replica(z: u32) {
 }
 
 const NONE: u32 = 0xffffffffu;
+
+// A gate slope: the parameter at `offset`, or 1 where the model has none (NONE: the conv
+// network's dense layer and readout, whose gates are plain sigmoids).
+fn slope_or_one(offset: u32) -> f32 {
+    if offset == NONE {
+        return 1.0;
+    }
+    return params[rp + offset];
+}
 const WORKGROUP: u32 = 64u;
 
 // Flat invocation index of a 1-D problem dispatched as a 2-D grid of 64-wide workgroups

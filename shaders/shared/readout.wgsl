@@ -29,7 +29,7 @@ fn readout_gate_at(b: u32, k: u32) {
         zo += params[rp + row + c + i] * work[rw + args.o_prev + b * c + i];
     }
     zo += params[rp + args.c_om + k];
-    let tau_o = sigmoid(params[rp + args.a_o] * zo);
+    let tau_o = sigmoid(slope_or_one(args.a_o) * zo);
     let o = work[rw + args.o_prev + idx];
     work[rw + args.o_next + idx] = (1.0 - tau_o) * o + tau_o * work[rw + args.z + idx];
     work[rw + args.tau_o + idx] = tau_o;
@@ -130,7 +130,7 @@ fn readout_backward_gate_at(b: u32, k: u32) {
     let tau_o = work[rw + args.tau_o + i];
     let r = work[rw + args.g_o + i] * (work[rw + args.z + i] - work[rw + args.o_prev + i]) * tau_o * (1.0 - tau_o);
     work[rw + args.r_o + i] = r;
-    work[rw + args.g_zo + i] = r * params[rp + args.a_o];
+    work[rw + args.g_zo + i] = r * slope_or_one(args.a_o);
     if args.g_o_prev != NONE {
         work[rw + args.g_o_prev + i] += work[rw + args.g_o + i] * (1.0 - tau_o);
     }

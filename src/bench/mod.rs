@@ -520,6 +520,7 @@ pub fn memory_row(
         trainable_slopes: true,
         batch_norm: false,
         neuron,
+        conv: None,
     };
     let settings = TrainingSettings { rule, ..TrainingSettings::regression(Optimizer::Adam, 1e-3) };
     let (name, chunk) = match rule {

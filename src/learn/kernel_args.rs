@@ -13,6 +13,8 @@ pub const LAYER_BN: u32 = 4;
 pub const LAYER_DATA_INPUT: u32 = 8;
 /// LIF/ALIF neurons: per-neuron `τm = σ(ρ_m)`, `τa = σ(ρ_a)` instead of LTC's gates.
 pub const LAYER_CONSTANT_TAU: u32 = 16;
+/// The threshold baseline is `CONV_B0` (a conv network's dense layer), not `B0`.
+pub const LAYER_CONV_B0: u32 = 32;
 pub const READOUT_BN: u32 = 1;
 pub const READOUT_REGRESSION: u32 = 2;
 pub const READOUT_FUSED_BACKWARD: u32 = 4;
@@ -270,7 +272,8 @@ pub struct ConvArgs {
     /// `conv_weight_grad` only: S > 1 writes S partial sums at work offset `partials`.
     pub split: u32,
     pub partials: u32,
-    pub _pad0: u32,
+    /// `x` advances by `t·x_step` at step t (the first cell's frames; 0 otherwise).
+    pub x_step: u32,
     pub _pad1: u32,
 }
 
@@ -308,6 +311,18 @@ pub struct Bn2dArgs {
     pub g_y: u32,
     pub g_x: u32,
     pub accumulate: u32,
+}
+
+/// Twin of WGSL `DropoutArgs`: `out[i] = x[i]·mask[t·len + i]` for `i < len` (`dropout`: the
+/// conv network's mask on the last cell's spikes, and on their gradient in the backward).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct DropoutArgs {
+    pub len: u32,
+    pub x: u32,
+    /// The masks of the sequence, `[T, len]` in work.
+    pub mask: u32,
+    pub out: u32,
 }
 
 /// Twin of WGSL `ConvNeuronArgs`: the element-wise part of a conv cell step (`conv_neuron`) and its
@@ -623,7 +638,7 @@ mod tests {
             ConvArgs,
             [
                 batch, in_c, out_c, h, w, k, pad, oh, ow, x, x2, g, weight, bias, out, accumulate, split, partials,
-                _pad0, _pad1
+                x_step, _pad1
             ]
         );
         check_twin!(m, PoolArgs, [planes, h, w, x, y, arg, g_y, g_x, accumulate, _pad0, _pad1, _pad2]);
@@ -637,6 +652,7 @@ mod tests {
             ]
         );
         check_twin!(m, RangeArgs, [len, src, dst, grad_len]);
+        check_twin!(m, DropoutArgs, [len, x, mask, out]);
         check_twin!(
             m,
             OptimArgs,
@@ -669,6 +685,7 @@ mod tests {
             ("LAYER_FUSED", LAYER_FUSED),
             ("LAYER_ADAPTIVE", LAYER_ADAPTIVE),
             ("LAYER_BN", LAYER_BN),
+            ("LAYER_CONV_B0", LAYER_CONV_B0),
             ("LAYER_DATA_INPUT", LAYER_DATA_INPUT),
             ("LAYER_CONSTANT_TAU", LAYER_CONSTANT_TAU),
             ("READOUT_BN", READOUT_BN),

@@ -12,7 +12,7 @@
 //! e-prop runs one-step schedules and adds its traces (sized by the network, never by T).
 
 use super::kernel_args::{HYPER_STEP_SIZES, NONE};
-use crate::model::{LayerNames, ModelConfig, StatLayout};
+use crate::model::{ModelConfig, StatLayout};
 use crate::settings::{EpropSettings, Feedback};
 
 /// Named regions of the work buffer, allocated back to back.
@@ -110,6 +110,58 @@ pub struct ReadoutRegion {
     pub sqerr_b: u32,
 }
 
+/// One conv cell's tape and backward scratch (one-step FPTT: one slot). `[state]` is the cell's
+/// state shape `[B, C, H', W']`, `[image]` its convolution's output `[B, C, H, W]` before the pool.
+#[derive(Debug, Clone)]
+pub struct ConvCellRegion {
+    /// Offset of this cell within each state vector.
+    pub state_offset: u32,
+    /// `Conv_x(x)` `[image]`, normalised in place by `BN_x` (the pool's input); `BN_x`'s `x̂` and
+    /// `1/σ`; the pool's choices `[state]`.
+    pub conv_x: u32,
+    pub xhat_x: u32,
+    pub invstd_x: u32,
+    pub pool_arg: u32,
+    /// The input current `x̂` `[state]` (`conv_x` itself when the cell does not pool).
+    pub xhat: u32,
+    /// The gates' convolutions `[state]`, normalised in place by `BN_m`, `BN_a` (their `x̂` and
+    /// `1/σ` kept), i.e. the sigmoids' arguments.
+    pub z_m: u32,
+    pub xhat_m: u32,
+    pub invstd_m: u32,
+    pub z_a: u32,
+    pub xhat_a: u32,
+    pub invstd_a: u32,
+    pub tau_m: u32,
+    pub tau_a: u32,
+    pub theta: u32,
+    pub u: u32,
+    /// Backward scratch: `ḡ` on `s'` (from the cell above or the dense layer), on `x̂`, on the
+    /// gates' sigmoid arguments and on their convolutions' outputs `[state]`; on the pool's input
+    /// and on `Conv_x`'s output `[image]` (`g_pool` is `g_xhat` without a pool).
+    pub g_s: u32,
+    pub g_xhat: u32,
+    pub g_zm: u32,
+    pub g_za: u32,
+    pub g_conv_m: u32,
+    pub g_conv_a: u32,
+    pub g_pool: u32,
+    pub g_conv_x: u32,
+}
+
+/// The conv front of a convolutional network: its cells, the dropout masks of a sequence and the
+/// dense layer's input.
+#[derive(Debug, Clone)]
+pub struct ConvRegion {
+    pub cells: Vec<ConvCellRegion>,
+    /// `[T, B·F]`: the training masks of the sequence's steps, uploaded per sequence (empty without dropout).
+    pub masks: u32,
+    /// `μ ⊙ s'_L`, `[B, F]`, the dense layer's input in training with dropout.
+    pub flat: u32,
+    /// `ḡ` on the dense layer's input `[B, F]`, before the mask.
+    pub g_flat: u32,
+}
+
 /// e-prop's state for its one hidden layer (src/reference/eprop.rs has the same traces, grouped
 /// by kind): per sample, neuron and trace column (the `I + N` synapses, the bias, ρ_m and, for
 /// ALIF, ρ_a) the traces ε^m, ε^a and the readout-filtered φ per output; the readout's Jacobian.
@@ -174,6 +226,8 @@ pub struct WorkPlan {
     pub carry: u32,
     pub carry_len: usize,
     pub eprop: Option<EpropRegion>,
+    /// Convolutional networks: the cells' regions (one-step FPTT only).
+    pub conv: Option<ConvRegion>,
 }
 
 impl WorkPlan {
@@ -195,7 +249,10 @@ impl WorkPlan {
         let bsz = batch;
         let t = cfg.steps;
         let c = cfg.outputs;
-        let total_hidden: usize = cfg.hidden.iter().sum();
+        // Every state block: the conv cells' (if any), then the hidden layers'.
+        let total_hidden: usize = cfg.state_blocks().iter().sum();
+        let cell_state_len: usize = bsz * (total_hidden - cfg.hidden.iter().sum::<usize>());
+        assert!(cfg.conv.is_none() || slots == 1, "conv networks train with one-step FPTT (one tape slot)");
         let inputs = a.alloc("inputs", t * bsz * cfg.inputs);
         let per_sequence = if classification { bsz } else { bsz * c };
         let targets = a.alloc("targets", if per_step_targets { t * per_sequence } else { per_sequence });
@@ -212,7 +269,7 @@ impl WorkPlan {
         // Scratch shared by every slot (slot 0's regions; later slots copy these offsets).
         let mut scratch = Vec::new();
         for (k, &n) in cfg.hidden.iter().enumerate() {
-            let l = LayerNames::hidden(k, cfg.layers()).x;
+            let l = cfg.layer_names(k).x;
             let mut r = |what: &str, len: usize| a.alloc(format!("{l}.{what}"), len);
             let g_d = r("g_d", bsz * n);
             scratch.push(LayerRegion {
@@ -267,7 +324,7 @@ impl WorkPlan {
         for slot in 0..slots {
             let mut per_layer = Vec::new();
             for (k, &n) in cfg.hidden.iter().enumerate() {
-                let l = LayerNames::hidden(k, cfg.layers()).x;
+                let l = cfg.layer_names(k).x;
                 let len = if chunked { bsz * n } else { 0 };
                 let mut r = |what: &str| a.alloc(format!("slot{slot}.{l}.{what}"), len);
                 per_layer.push(if chunked {
@@ -285,16 +342,16 @@ impl WorkPlan {
         let mut slot_readout = Vec::new();
         for (slot, slot_carries) in carries.iter().enumerate() {
             let mut layers = Vec::new();
-            let mut state_offset = 0;
+            let mut state_offset = cell_state_len;
             for (k, &n) in cfg.hidden.iter().enumerate() {
-                let l = LayerNames::hidden(k, cfg.layers()).x;
+                let l = cfg.layer_names(k).x;
                 let tag = if chunked { format!("slot{slot}.{l}") } else { l.clone() };
                 let mut r = |what: &str, len: usize| a.alloc(format!("{tag}.{what}"), len);
                 let bn_len = if bn { bsz * n } else { 0 };
                 let (g_m_carry, g_s_carry, g_b_carry) = slot_carries[k];
                 layers.push(LayerRegion {
                     state_offset: state_offset as u32,
-                    x_tape: r("x_tape", if k == 0 { bsz * cfg.inputs } else { 0 }),
+                    x_tape: r("x_tape", if k == 0 && cfg.conv.is_none() { bsz * cfg.inputs } else { 0 }),
                     d: r("d", bsz * n),
                     tau_m: r("tau_m", bsz * n),
                     tau_a: r("tau_a", bsz * n),
@@ -327,6 +384,56 @@ impl WorkPlan {
         }
         let layers = slot_layers[0].clone();
         let readout = slot_readout[0].clone();
+        let conv = cfg.conv.as_ref().map(|spec| {
+            let mut cells = Vec::new();
+            let mut state_offset = 0;
+            for k in 0..spec.cells.len() {
+                let (_, h, w) = spec.cell_input(k);
+                let (ch, oh, ow) = spec.cell_output(k);
+                let (image, state) = (bsz * ch * h * w, bsz * ch * oh * ow);
+                let tag = format!("conv_snn{}", k + 1);
+                let mut r = |what: &str, len: usize| a.alloc(format!("{tag}.{what}"), len);
+                let conv_x = r("conv_x", image);
+                let (pool_arg, xhat) =
+                    if spec.pool { (r("pool_arg", state), r("xhat", state)) } else { (NONE, conv_x) };
+                let g_xhat = r("g_xhat", state);
+                cells.push(ConvCellRegion {
+                    state_offset: state_offset as u32,
+                    conv_x,
+                    xhat_x: r("xhat_x", image),
+                    invstd_x: r("invstd_x", ch),
+                    pool_arg,
+                    xhat,
+                    z_m: r("z_m", state),
+                    xhat_m: r("xhat_m", state),
+                    invstd_m: r("invstd_m", ch),
+                    z_a: r("z_a", state),
+                    xhat_a: r("xhat_a", state),
+                    invstd_a: r("invstd_a", ch),
+                    tau_m: r("tau_m", state),
+                    tau_a: r("tau_a", state),
+                    theta: r("theta", state),
+                    u: r("u", state),
+                    g_s: r("g_s", state),
+                    g_xhat,
+                    g_zm: r("g_zm", state),
+                    g_za: r("g_za", state),
+                    g_conv_m: r("g_conv_m", state),
+                    g_conv_a: r("g_conv_a", state),
+                    g_pool: if spec.pool { r("g_pool", image) } else { g_xhat },
+                    g_conv_x: r("g_conv_x", image),
+                });
+                state_offset += state;
+            }
+            let features = bsz * spec.flat_features();
+            let dropout = spec.dropout > 0.0;
+            ConvRegion {
+                cells,
+                masks: a.alloc("conv.dropout_masks", if dropout { t * features } else { 0 }),
+                flat: a.alloc("conv.flat", if dropout { features } else { 0 }),
+                g_flat: a.alloc("conv.g_flat", if dropout { features } else { 0 }),
+            }
+        });
         let mut eprop_region = eprop.map(|settings| {
             let (ni, nn) = (cfg.inputs, cfg.hidden[0]);
             let cols = ni + nn + 2 + usize::from(cfg.adaptive());
@@ -366,7 +473,7 @@ impl WorkPlan {
         let partials = a.alloc("norm_partials", NORM_PARTS as usize);
         // Constant for the engine's life, with e-prop's random feedback after it: keep them last
         // (poison_scratch stops before them).
-        let spike_layers = a.alloc("spike_layers", 2 * cfg.layers());
+        let spike_layers = a.alloc("spike_layers", 2 * cfg.state_blocks().len());
         let hyper = a.alloc("hyper", HYPER_STEP_SIZES + cfg.steps);
         if let (Some(region), Some(settings)) = (eprop_region.as_mut(), eprop) {
             if let Feedback::Random { .. } = settings.feedback {
@@ -395,6 +502,7 @@ impl WorkPlan {
             carry,
             carry_len,
             eprop: eprop_region,
+            conv,
         }
     }
 

@@ -1,3 +1,6 @@
+use super::conv::{ConvNetSpec, CONV_B0};
+use super::layout::LayerNames;
+use super::B0;
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq)]
@@ -67,6 +70,12 @@ pub struct ModelConfig {
     pub batch_norm: bool,
     /// The hidden layers' neuron (every hidden layer uses the same kind).
     pub neuron: NeuronKind,
+    /// A convolutional network (method §9): these conv LTC cells read the frames (`inputs` is
+    /// `C·H·W`) and the one dense layer reads their flattened, dropped-out spikes. The dense layer
+    /// and the readout then take the DVS model's form: the authors' tensor names
+    /// (`snn_rec.layer1_*`), `b0 = 0.5`, no slopes, no batch norm, and no recurrent map unless
+    /// `fused_recurrent` (`is_rec`). Built by [`ModelConfig::convolutional`].
+    pub conv: Option<ConvNetSpec>,
 }
 
 impl ModelConfig {
@@ -82,7 +91,89 @@ impl ModelConfig {
             trainable_slopes: true,
             batch_norm: false,
             neuron: NeuronKind::Ltc,
+            conv: None,
         }
+    }
+
+    /// The network of a conv spec: its frames flattened as the input, its dense layer and classes.
+    pub fn convolutional(spec: ConvNetSpec) -> Self {
+        ModelConfig {
+            inputs: spec.in_channels * spec.height * spec.width,
+            hidden: vec![spec.hidden],
+            outputs: spec.classes,
+            steps: spec.steps,
+            threshold: ThresholdMode::Adaptive,
+            fused_recurrent: spec.dense_recurrent,
+            trainable_slopes: false,
+            batch_norm: false,
+            neuron: NeuronKind::Ltc,
+            conv: Some(spec),
+        }
+    }
+
+    /// The checkpoint names of hidden layer `k`. A conv network's dense layer has the authors'
+    /// `snn_rec.layer1_*` names and no slopes or batch norms (empty names: no such tensor).
+    pub fn layer_names(&self, k: usize) -> LayerNames {
+        match &self.conv {
+            Some(_) => LayerNames {
+                x: "snn_rec.layer1_x".into(),
+                r: "snn_rec.layer1_r".into(),
+                tau_m: "snn_rec.layer1_tauM".into(),
+                tau_adp: "snn_rec.layer1_tauAdp".into(),
+                slope_m: String::new(),
+                slope_a: String::new(),
+                bn_a: String::new(),
+                bn_b: String::new(),
+            },
+            None => LayerNames::hidden(k, self.layers()),
+        }
+    }
+
+    /// The readout's names `(x, tauM, bn, slope)`; a conv network's readout has no slope or batch
+    /// norm (empty names).
+    pub fn readout_names(&self) -> (String, String, String, String) {
+        let (x, tau, bn, slope) = LayerNames::readout(self.layers());
+        match self.conv {
+            Some(_) => (x, tau, String::new(), String::new()),
+            None => (x, tau, bn, slope),
+        }
+    }
+
+    /// Whether hidden layers have the separate recurrent map `W_r` (a conv network's dense layer
+    /// has none: it reads only the cells' spikes, or `[x ; s]` through the fused map).
+    pub fn recurrent_map(&self) -> bool {
+        !self.fused_recurrent && self.conv.is_none()
+    }
+
+    /// The threshold's baseline `b0` of every hidden layer and cell, also the initial `b`.
+    pub fn b0(&self) -> f32 {
+        if self.conv.is_some() {
+            CONV_B0
+        } else {
+            B0
+        }
+    }
+
+    /// Per-sample sizes of the blocks of the recurrent state, bottom first: every conv cell's
+    /// `C·H'·W'`, then every hidden layer's `N`. A state vector (`m`, `s` or `b`) holds them block
+    /// after block, each `[B, size]`.
+    pub fn state_blocks(&self) -> Vec<usize> {
+        let mut blocks: Vec<usize> = match &self.conv {
+            Some(spec) => (0..spec.cells.len())
+                .map(|k| {
+                    let (c, h, w) = spec.cell_output(k);
+                    c * h * w
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        blocks.extend(&self.hidden);
+        blocks
+    }
+
+    /// Conv cells in front of the hidden layers (0 without).
+    pub fn conv_cells(&self) -> usize {
+        self.conv.as_ref().map_or(0, |c| c.cells.len())
     }
 
     pub fn adaptive(&self) -> bool {
@@ -96,7 +187,10 @@ impl ModelConfig {
     /// Width of the input of hidden layer `k` (0-based).
     pub fn layer_input(&self, k: usize) -> usize {
         if k == 0 {
-            self.inputs
+            match &self.conv {
+                Some(spec) => spec.flat_features(),
+                None => self.inputs,
+            }
         } else {
             self.hidden[k - 1]
         }
@@ -136,6 +230,23 @@ impl ModelConfig {
                 return bad("ALIF neurons need the adaptive threshold: set it adaptive, or use LIF neurons".into())
             }
             _ => {}
+        }
+        if let Some(spec) = &self.conv {
+            spec.validate()?;
+            let consistent = self.inputs == spec.in_channels * spec.height * spec.width
+                && self.hidden == [spec.hidden]
+                && self.outputs == spec.classes
+                && self.steps == spec.steps
+                && self.threshold == ThresholdMode::Adaptive
+                && self.fused_recurrent == spec.dense_recurrent
+                && !self.trainable_slopes
+                && !self.batch_norm
+                && self.neuron == NeuronKind::Ltc;
+            if !consistent {
+                return bad(
+                    "a convolutional network's configuration comes from its spec (ModelConfig::convolutional)".into()
+                );
+            }
         }
         if let ThresholdMode::Fixed(th) = self.threshold {
             if !th.is_finite() {

@@ -1,4 +1,4 @@
-//! Initialisation (method §1): Xavier-normal for the input, gate and readout maps, orthogonal for
+//! Initialisation (method §1; conv cells §9): Xavier-normal for the input, gate and readout maps, orthogonal for
 //! the recurrent map, `c_r ~ U(±1/√N)`, other biases 0, gate slopes 1, batch-norm γ = 0.1, δ = 0.
 //!
 //! LIF/ALIF time constants (method §7 gives no initialisation; this is ours): the membrane's
@@ -7,6 +7,12 @@
 //! the adaptation's retention `τa = σ(ρ_a) ~ U[0.9, 0.995]`, an adaptation time constant of about
 //! 10 to 200 steps (`b' = τa⊙b + (1 − τa)⊙s`), slower than the membrane as in ALIF networks. Drawing
 //! `τ` uniformly and storing `ρ = logit(τ)` keeps every neuron away from σ's flat tails.
+//!
+//! Conv cells (method §9 names none; ours, PyTorch's defaults for the authors' modules): every
+//! convolution's weight and bias `~ U(±1/√fan_in)` with `fan_in = C_in·k·k` (`Conv2d`'s
+//! Kaiming-uniform with `a = √5`), every `BatchNorm2d` `γ = 1`, `δ = 0`. The dense layer and the
+//! readout of a conv network follow §1 (Xavier-normal maps, zero biases); `tau_m_o`, which the
+//! forward never reads, starts at 0.
 
 use super::config::ModelConfig;
 use super::layout::{LayerNames, ParamLayout, StatLayout};
@@ -76,7 +82,15 @@ pub fn init_params(cfg: &ModelConfig, seed: u64) -> TensorMap {
     }
     for slot in &layout.slots {
         let name = &slot.name;
-        let data = if name.ends_with(".alpha") {
+        let conv_cell = cfg.conv.is_some() && name.starts_with("conv_snn");
+        let data = if conv_cell && name.contains(".BN") {
+            vec![if name.ends_with(".weight") { 1.0 } else { 0.0 }; slot.len()]
+        } else if conv_cell {
+            let map = name.trim_end_matches(".weight").trim_end_matches(".bias");
+            let fan_in: usize = layout.slot(&format!("{map}.weight")).shape[1..].iter().product();
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            (0..slot.len()).map(|_| rng.uniform_range(-bound, bound) as f32).collect()
+        } else if name.ends_with(".alpha") {
             vec![1.0]
         } else if let Some((_, lo, hi)) = time_constants.iter().find(|(n, _, _)| n == name) {
             (0..slot.len()).map(|_| logit(rng.uniform_range(*lo, *hi)) as f32).collect()

@@ -82,6 +82,21 @@ pub struct ParamLayout {
 
 impl ParamLayout {
     pub fn new(cfg: &ModelConfig) -> Self {
+        if let Some(spec) = &cfg.conv {
+            // The authors' module order, except `tau_m_o`: the forward never reads it, so its
+            // gradient is 0, FPTT's W̄ and λ never leave W and 0, and it never moves. Kept frozen,
+            // after the trained range, it needs no gradient kernel (and no W̄, λ, moments).
+            let (frozen, trained): (Vec<_>, Vec<_>) = spec.tensors().into_iter().partition(|t| t.name == "tau_m_o");
+            let trainable_len = trained.iter().map(|t| t.len()).sum();
+            let mut slots = Vec::new();
+            let mut offset = 0;
+            for t in trained.into_iter().chain(frozen) {
+                let len = t.len();
+                slots.push(TensorSlot { name: t.name, shape: t.shape, offset });
+                offset += len;
+            }
+            return ParamLayout { slots, trainable_len, total_len: offset };
+        }
         let layers = cfg.layers();
         let mut trained: Vec<(String, Vec<usize>)> = Vec::new();
         let mut slopes: Vec<(String, Vec<usize>)> = Vec::new();
@@ -189,6 +204,15 @@ impl StatLayout {
     pub fn new(cfg: &ModelConfig) -> Self {
         let mut slots = Vec::new();
         let mut offset = 0;
+        if let Some(spec) = &cfg.conv {
+            // Every cell's three BatchNorm2d, per step, in the kernels' layout (as below).
+            for t in spec.running_stats(true) {
+                let len = t.len();
+                slots.push(TensorSlot { name: t.name, shape: t.shape, offset });
+                offset += len;
+            }
+            return StatLayout { slots, total_len: offset };
+        }
         if cfg.batch_norm {
             let layers = cfg.layers();
             let mut norms: Vec<(String, usize)> = Vec::new();

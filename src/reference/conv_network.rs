@@ -89,6 +89,13 @@ pub fn dropout_mask(p: f64, len: usize, seed: u64, t: usize) -> Vec<f64> {
     (0..len).map(|_| if rng.uniform() < keep { 1.0 / keep } else { 0.0 }).collect()
 }
 
+/// The seed of one training sequence's dropout masks: from the run's seed and the number of
+/// updates made before the sequence, so that every sequence draws fresh masks and a resumed run
+/// draws the ones the uninterrupted run would have. The engine draws its masks this way too.
+pub fn sequence_dropout_seed(run_seed: u64, updates: u64) -> u64 {
+    Rng::derive(run_seed, &format!("conv dropout sequence {updates}")).next_u64()
+}
+
 /// One step's forward, kept for the backward (the one-step tape).
 #[derive(Debug, Clone)]
 pub struct ConvStepCache {

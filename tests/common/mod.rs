@@ -63,6 +63,7 @@ pub fn load_fixture(name: &str) -> Fixture {
         trainable_slopes: true,
         batch_norm: flag("batch_norm"),
         neuron: NeuronKind::Ltc,
+        conv: None,
     };
     let optimizer = match json["optimizer"].as_str().expect("fixture.json: optimizer") {
         "adam" => Optimizer::Adam,

@@ -66,7 +66,7 @@ pub fn engine_buffers(
     // are refused before the layout and the work plan multiply them in usize.
     let slots = tape_slots(cfg, settings)? as u128;
     let (b, t) = (batch as u128, cfg.steps as u128);
-    let total_hidden: u128 = cfg.hidden.iter().map(|&n| n as u128).sum();
+    let total_hidden: u128 = cfg.state_blocks().iter().map(|&n| n as u128).sum();
     let mut biggest: Vec<(String, u128)> = vec![
         ("the inputs of a sequence (steps × batch × inputs)".into(), t * b * cfg.inputs as u128),
         ("the state of one batch (batch × hidden)".into(), (slots + 2) * 3 * b * total_hidden),

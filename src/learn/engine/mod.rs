@@ -155,6 +155,8 @@ pub struct Engine {
     hypers: Vec<ReplicaHyper>,
     /// Per replica, where it diverged (it is frozen on the GPU since).
     divergence: Vec<Option<Divergence>>,
+    /// Per replica, the seed its conv network's dropout masks derive from (the run's seed).
+    dropout_seeds: Vec<u64>,
 }
 
 impl Engine {
@@ -205,9 +207,11 @@ impl Engine {
                 "a stream trains with FPTT (train.rule = \"fptt\"): BPTT and e-prop restart with every sequence".into(),
             ));
         }
-        if cfg.batch_norm {
+        if cfg.batch_norm || cfg.conv.is_some() {
             return Err(EngineError::Shape(
-                "a stream cannot use batch norm: its running statistics are kept per step of a sequence".into(),
+                "a stream cannot use batch norm (nor conv cells, which normalise): its running statistics are \
+                 kept per step of a sequence"
+                    .into(),
             ));
         }
         Self::build(ctx, cfg, settings, batch, init, true)
@@ -325,14 +329,15 @@ impl Engine {
             replicas,
             hypers: inits.iter().map(|(_, h)| *h).collect(),
             divergence: vec![None; replicas],
+            dropout_seeds: vec![0; replicas],
         };
-        let table: Vec<f32> = engine
-            .plan
-            .layers
-            .iter()
-            .zip(&engine.cfg.hidden)
-            .flat_map(|(l, &n)| [f32::from_bits(l.state_offset), f32::from_bits(n as u32)])
-            .collect();
+        // (offset, per-sample size) of every state block: the conv cells', then the layers'.
+        let mut table: Vec<f32> = Vec::new();
+        let mut offset = 0;
+        for n in engine.cfg.state_blocks() {
+            table.extend([f32::from_bits(offset as u32), f32::from_bits(n as u32)]);
+            offset += batch * n;
+        }
         for r in 0..replicas {
             let base = engine.work_base(r);
             engine.work.write(&engine.ctx, base + engine.plan.spike_layers as usize, &table);
@@ -456,6 +461,12 @@ impl Engine {
         self.hypers[r].lr = lr;
     }
 
+    /// The seed replica r's dropout masks derive from (a conv network's; 0 until set). With the
+    /// update count it fixes every mask, so a resumed run drops what the uninterrupted one would.
+    pub fn set_dropout_seed(&mut self, r: usize, seed: u64) {
+        self.dropout_seeds[r] = seed;
+    }
+
     pub fn settings(&self) -> &TrainingSettings {
         &self.settings
     }
@@ -549,6 +560,9 @@ impl Engine {
         for (r, batch) in batches.iter().enumerate() {
             self.upload_sequence(r, batch, inits.map(|i| i[r]))?;
             self.write_hyper(r);
+            if training {
+                self.write_dropout_masks(r);
+            }
         }
         let t_len = self.cfg.steps;
         let run = limit.min(t_len);

@@ -4,7 +4,7 @@
 use super::{Engine, EngineError};
 use crate::learn::kernel_args::StepInfo;
 use crate::learn::planner::is_classification;
-use crate::model::B0;
+use crate::reference::conv_network::{dropout_mask, sequence_dropout_seed};
 use crate::settings::{AuxTargets, InitialState, LossKind, SequenceBatch, Targets, ADAM_BETA1, ADAM_BETA2};
 
 impl Engine {
@@ -109,17 +109,19 @@ impl Engine {
         };
         self.work.write(ctx, base + plan.targets as usize, &targets);
         let Some(init) = init else { return Ok(()) };
-        if init.membrane.len() != self.cfg.layers() {
+        // One membrane per state block: the conv cells' (if any), then the hidden layers'.
+        let blocks = self.cfg.state_blocks();
+        if init.membrane.len() != blocks.len() {
             return Err(EngineError::Shape(format!(
                 "initial state has {} layers, the model {}",
                 init.membrane.len(),
-                self.cfg.layers()
+                blocks.len()
             )));
         }
         let total = bsz * plan.total_hidden;
         let mut m = vec![0.0f32; total];
-        for (k, layer) in init.membrane.iter().enumerate() {
-            let n = self.cfg.hidden[k];
+        let mut start = 0;
+        for (k, (layer, &n)) in init.membrane.iter().zip(&blocks).enumerate() {
             if layer.len() < valid * n || layer.len() > bsz * n {
                 return Err(EngineError::Shape(format!(
                     "initial membrane of layer {} has {} values",
@@ -127,15 +129,33 @@ impl Engine {
                     layer.len()
                 )));
             }
-            let start = plan.layers[k].state_offset as usize;
             m[start..start + layer.len()].copy_from_slice(layer);
+            start += bsz * n;
         }
         let s0 = &plan.state[0];
         self.work.write(ctx, base + s0.m as usize, &m);
         self.work.write(ctx, base + s0.s as usize, &vec![0.0; total]);
-        self.work.write(ctx, base + s0.b as usize, &vec![B0; total]);
+        self.work.write(ctx, base + s0.b as usize, &vec![self.cfg.b0(); total]);
         self.work.write(ctx, base + s0.o as usize, &vec![0.0; bsz * self.cfg.outputs]);
         Ok(())
+    }
+
+    /// A conv network's dropout masks `[T, B·F]` for replica r's next training sequence (method §9
+    /// (9.21)), drawn as the reference draws them: step t's mask is
+    /// `reference::conv_network::dropout_mask(p, B·F, seed, t)` with the seed of this sequence,
+    /// `sequence_dropout_seed(replica seed, updates so far)`. Nothing without dropout.
+    pub(super) fn write_dropout_masks(&self, replica: usize) {
+        let (Some(spec), Some(region)) = (&self.cfg.conv, &self.plan.conv) else { return };
+        if spec.dropout <= 0.0 {
+            return;
+        }
+        let len = self.batch * spec.flat_features();
+        let seed = sequence_dropout_seed(self.dropout_seeds[replica], self.updates);
+        let masks: Vec<f32> = (0..self.cfg.steps)
+            .flat_map(|t| dropout_mask(spec.dropout as f64, len, seed, t))
+            .map(|v| v as f32)
+            .collect();
+        self.work.write(&self.ctx, self.work_base(replica) + region.masks as usize, &masks);
     }
 
     /// Adam/Adamax's step size lr/(1 − β1ⁿ) of the update made at each step of the next

@@ -6,7 +6,6 @@
 use super::{PlannedLayer, Planner, SquareBlock, StepView};
 use crate::gpu::{ArgArena, Dispatch};
 use crate::learn::kernel_args::*;
-use crate::model::LayerNames;
 
 impl Planner<'_> {
     /// Layer `k`'s backward dispatches, appended to `out` (layers run top down).
@@ -23,9 +22,8 @@ impl Planner<'_> {
         let carry = |offset: u32| view.carry(offset);
         let accumulate = view.accumulate();
         let bsz = batch as u32;
-        let nl = cfg.layers();
         let PlannedLayer { args: la, slot: la_off, bn_slots: ref bn_offsets } = *layer;
-        let names = LayerNames::hidden(k, nl);
+        let names = cfg.layer_names(k);
         let reg = &view.layers[k];
         let earlier = view.earlier.map(|(layers, _)| &layers[k]);
         let n = la.n;
@@ -84,10 +82,13 @@ impl Planner<'_> {
             }
         }
         let n_in = la.n_in;
-        // The bottom layer's input is this step's data, kept on the tape by layer_current.
-        let x = if k == 0 { reg.x_tape } else { la.x_in };
+        // The bottom layer's input is this step's data, kept on the tape by layer_current (a
+        // conv network's dense layer reads its input where it lies).
+        let x = if k == 0 && cfg.conv.is_none() { reg.x_tape } else { la.x_in };
         if cfg.fused_recurrent {
             jobs.push(wg(reg.g_cx, x, n_in, la.s_prev, n, la.w_x, la.c_x));
+        } else if !cfg.recurrent_map() {
+            jobs.push(wg(reg.g_cx, x, n_in, NONE, 0, la.w_x, la.c_x));
         } else {
             jobs.push(wg(reg.g_cx, x, n_in, NONE, 0, la.w_x, la.c_x));
             jobs.push(wg(reg.g_cr, la.s_prev, n, NONE, 0, la.w_r, la.c_r));
@@ -119,7 +120,7 @@ impl Planner<'_> {
                     reg.g_cx,
                     SquareBlock { w: la.w_x, ld: n_in + n, col: n_in, size: n },
                 );
-            } else {
+            } else if cfg.recurrent_map() {
                 self.add_onto(arena, out, e.g_s_carry, reg.g_cr, SquareBlock { w: la.w_r, ld: n, col: 0, size: n });
             }
         }

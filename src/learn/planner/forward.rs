@@ -4,7 +4,7 @@
 use super::{PlannedLayer, Planner, StepView};
 use crate::gpu::{ArgArena, Dispatch};
 use crate::learn::kernel_args::*;
-use crate::model::{LayerNames, ThresholdMode};
+use crate::model::ThresholdMode;
 
 impl Planner<'_> {
     /// Layer `k`'s forward dispatches, appended to `out`; its arguments serve its backward too.
@@ -13,6 +13,7 @@ impl Planner<'_> {
         arena: &mut ArgArena,
         view: &StepView,
         k: usize,
+        conv_input: Option<u32>,
         out: &mut Vec<Dispatch>,
     ) -> PlannedLayer {
         let Planner { kernels, cfg, batch, stats, plan, .. } = *self;
@@ -23,7 +24,7 @@ impl Planner<'_> {
         let bsz = batch as u32;
         let nl = cfg.layers();
         let top = k + 1 == nl;
-        let names = LayerNames::hidden(k, nl);
+        let names = cfg.layer_names(k);
         let reg = &view.layers[k];
         let n = cfg.hidden[k] as u32;
         let so = reg.state_offset;
@@ -38,8 +39,11 @@ impl Planner<'_> {
         if cfg.batch_norm {
             flags |= LAYER_BN;
         }
-        if k == 0 {
+        if k == 0 && conv_input.is_none() {
             flags |= LAYER_DATA_INPUT;
+        }
+        if cfg.conv.is_some() {
+            flags |= LAYER_CONV_B0;
         }
         let gated = cfg.neuron.has_gates();
         if !gated {
@@ -64,7 +68,12 @@ impl Planner<'_> {
             c_a: off(&format!("{}.bias", names.tau_adp)),
             a_m: off(&names.slope_m),
             a_a: off(&names.slope_a),
-            x_in: if k == 0 { plan.inputs } else { next.s + view.layers[k - 1].state_offset },
+            // The bottom layer reads the data, or a conv network's flattened (dropped-out) spikes.
+            x_in: match (k, conv_input) {
+                (0, Some(flat)) => flat,
+                (0, None) => plan.inputs,
+                _ => next.s + view.layers[k - 1].state_offset,
+            },
             m_prev: prev.m + so,
             s_prev: prev.s + so,
             b_prev: prev.b + so,
@@ -95,7 +104,7 @@ impl Planner<'_> {
             g_b_prev: earlier.map_or(NONE, |e| e.g_b_carry),
             // The top layer's backward reads ḡ_s straight off the readout's ḡ_z.
             top_g_z: if top { view.readout.g_zpre } else { NONE },
-            top_w_o: if top { self.offset(&format!("{}.weight", LayerNames::readout(nl).0)) } else { NONE },
+            top_w_o: if top { self.offset(&format!("{}.weight", cfg.readout_names().0)) } else { NONE },
             top_c: if top { cfg.outputs as u32 } else { 0 },
             top_g_s_add: if top { carry(reg.g_s_carry) } else { NONE },
             ..Default::default()

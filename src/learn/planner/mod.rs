@@ -5,6 +5,7 @@
 //! traces (`eprop.rs`). Schedules (`super::schedule`) put the pieces in order per learning rule.
 
 mod backward;
+mod conv;
 mod eprop;
 mod forward;
 mod readout;
@@ -129,8 +130,10 @@ impl Planner<'_> {
     /// The dispatches of one time step as `view` places it (`training`: with the backward).
     pub fn step(&self, arena: &mut ArgArena, view: &StepView, training: bool) -> StepDispatches {
         let mut forward = Vec::new();
+        let conv = self.cfg.conv.is_some().then(|| self.conv_forward(arena, view, training, &mut forward));
+        let dense_input = conv.as_ref().map(|c| c.dense_input);
         let layers: Vec<PlannedLayer> =
-            (0..self.cfg.layers()).map(|k| self.layer_forward(arena, view, k, &mut forward)).collect();
+            (0..self.cfg.layers()).map(|k| self.layer_forward(arena, view, k, dense_input, &mut forward)).collect();
         // The readout's backward joins its forward where nothing lies between them: one-step
         // training (inside a chunk, the next step's backward first adds to this step's ḡ_o').
         let fused_backward = training && !view.chunked && self.readout_fused();
@@ -142,6 +145,9 @@ impl Planner<'_> {
             self.readout_backward(arena, view, &readout, &mut backward, &mut jobs);
             for k in (0..self.cfg.layers()).rev() {
                 self.layer_backward(arena, view, k, &layers[k], &mut backward, &mut jobs);
+            }
+            if let Some(conv) = &conv {
+                self.conv_backward(arena, conv, &layers[0], &mut backward);
             }
             split = self.split_jobs(view, &mut jobs);
             self.weight_grad_dispatches(arena, &jobs, &mut backward);

@@ -5,7 +5,6 @@
 use super::{is_classification, PlannedReadout, Planner, SquareBlock, StepView};
 use crate::gpu::{ArgArena, Dispatch};
 use crate::learn::kernel_args::*;
-use crate::model::LayerNames;
 
 impl Planner<'_> {
     /// Whether the readout runs as one `readout_step` dispatch: without batch norm (which needs
@@ -31,7 +30,7 @@ impl Planner<'_> {
         let bsz = batch as u32;
         let nl = cfg.layers();
         let c = cfg.outputs as u32;
-        let (rx, rtau, rbn, rslope) = LayerNames::readout(nl);
+        let (rx, rtau, rbn, rslope) = cfg.readout_names();
         let top = &view.layers[nl - 1];
         let ro = view.readout;
         let n_top = cfg.top_hidden() as u32;
@@ -73,7 +72,7 @@ impl Planner<'_> {
             metrics: plan.metrics,
             spikes: next.s,
             spike_layers: plan.spike_layers,
-            layers: nl as u32,
+            layers: cfg.state_blocks().len() as u32,
             g_o_prev: view.earlier.map_or(NONE, |(_, r)| r.g_o),
             predictions: plan.predictions,
         };
@@ -125,9 +124,8 @@ impl Planner<'_> {
         let prev = view.prev;
         let accumulate = view.accumulate();
         let bsz = batch as u32;
-        let nl = cfg.layers();
         let c = cfg.outputs as u32;
-        let (_, _, _, rslope) = LayerNames::readout(nl);
+        let (_, _, _, rslope) = cfg.readout_names();
         let ro = view.readout;
         let n_top = cfg.top_hidden() as u32;
         let bc = batch * cfg.outputs;

@@ -261,6 +261,7 @@ impl Experiment {
             trainable_slopes: self.model.trainable_slopes,
             batch_norm: self.model.batch_norm,
             neuron: self.model.neuron,
+            conv: None,
         }
     }
 

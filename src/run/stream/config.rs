@@ -506,6 +506,7 @@ impl StreamExperiment {
             trainable_slopes: true,
             batch_norm: false,
             neuron: self.neuron,
+            conv: None,
         }
     }
 

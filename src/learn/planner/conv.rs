@@ -1,0 +1,260 @@
+//! The conv front of a convolutional network at one time step (method §9): every cell's forward
+//! (`Conv_x` → `BN_x` → pool → the gates' convolutions on `x̂ + m`, `x̂ + b` → their batch norms →
+//! the element-wise neuron), the dropout mask on the last cell's spikes, and the backward from the
+//! dense layer's input gradient down to the first cell (the one-step FPTT gradient, (9.24)–(9.25)).
+//! Each convolution is one launch of the implicit-product kernels; the cells' weight gradients are
+//! written here, not batched with the dense layers' jobs.
+
+use super::{PlannedLayer, Planner, StepView};
+use crate::gpu::{ArgArena, Dispatch};
+use crate::learn::kernel_args::*;
+use crate::model::conv::{ConvCellNames, ConvNetSpec};
+
+/// One cell's forward as planned: the arguments its backward reuses.
+pub(super) struct PlannedCell {
+    conv_x: ConvArgs,
+    gate_m: ConvArgs,
+    gate_a: ConvArgs,
+    bn_x: u32,
+    bn_m: u32,
+    bn_a: u32,
+    pool: Option<u32>,
+    neuron: u32,
+}
+
+/// The conv front's forward as planned.
+pub(super) struct PlannedConv {
+    cells: Vec<PlannedCell>,
+    /// Where the dense layer reads its input `[B, F]`: the last cell's new spikes, or their
+    /// dropped-out copy in training.
+    pub dense_input: u32,
+    /// The dropout launch's arguments (training with dropout only).
+    dropout: Option<DropoutArgs>,
+}
+
+impl Planner<'_> {
+    fn conv_spec(&self) -> &ConvNetSpec {
+        self.cfg.conv.as_ref().expect("a conv network")
+    }
+
+    /// Every cell's forward, then dropout (training), appended to `out`.
+    pub(super) fn conv_forward(
+        &self,
+        arena: &mut ArgArena,
+        view: &StepView,
+        training: bool,
+        out: &mut Vec<Dispatch>,
+    ) -> PlannedConv {
+        let Planner { kernels, batch, stats, plan, .. } = *self;
+        let spec = self.conv_spec();
+        let region = plan.conv.as_ref().expect("the plan of a conv network has its regions");
+        let (prev, next) = (view.prev, view.next);
+        let bsz = batch as u32;
+        let off = |name: String| self.offset(&name);
+        let mut cells: Vec<PlannedCell> = Vec::new();
+        for (k, reg) in region.cells.iter().enumerate() {
+            let names = ConvCellNames::cell(k);
+            let (in_c, h, w) = spec.cell_input(k);
+            let (c, oh, ow) = spec.cell_output(k);
+            let kernel = spec.cells[k].kernel as u32;
+            let so = reg.state_offset;
+            let state_len = batch * c * oh * ow;
+            // Cell 1 reads frame t of the sequence; cell k the new spikes of cell k − 1.
+            let (x, x_step) = match k {
+                0 => (plan.inputs, (batch * in_c * h * w) as u32),
+                _ => (next.s + region.cells[k - 1].state_offset, 0),
+            };
+            let conv_x = ConvArgs {
+                batch: bsz,
+                in_c: in_c as u32,
+                out_c: c as u32,
+                h: h as u32,
+                w: w as u32,
+                k: kernel,
+                pad: kernel / 2,
+                oh: h as u32,
+                ow: w as u32,
+                x,
+                x2: NONE,
+                g: reg.g_conv_x,
+                weight: off(format!("{}.weight", names.x)),
+                bias: off(format!("{}.bias", names.x)),
+                out: reg.conv_x,
+                accumulate: 0,
+                split: 1,
+                partials: NONE,
+                x_step,
+                _pad1: 0,
+            };
+            out.push(kernels.matmul("conv_forward", arena.push(&conv_x), batch * h * w, c, 1));
+            let bn = |arena: &mut ArgArena, name: &str, x, xhat, invstd, hw: usize, g_y, g_x| {
+                arena.push(&Bn2dArgs {
+                    batch: bsz,
+                    channels: c as u32,
+                    hw: hw as u32,
+                    x,
+                    xhat,
+                    invstd,
+                    gamma: off(format!("{name}.weight")),
+                    beta: off(format!("{name}.bias")),
+                    running: plan.running + stats.base(name) as u32,
+                    g_y,
+                    g_x,
+                    accumulate: 0,
+                })
+            };
+            let bn_x = bn(arena, &names.bn_x, reg.conv_x, reg.xhat_x, reg.invstd_x, h * w, reg.g_pool, reg.g_conv_x);
+            out.push(kernels.groups("batch_norm2d_forward", bn_x, c as u32));
+            let pool = spec.pool.then(|| {
+                let slot = arena.push(&PoolArgs {
+                    planes: (batch * c) as u32,
+                    h: h as u32,
+                    w: w as u32,
+                    x: reg.conv_x,
+                    y: reg.xhat,
+                    arg: reg.pool_arg,
+                    g_y: reg.g_xhat,
+                    g_x: reg.g_pool,
+                    accumulate: 0,
+                    ..Default::default()
+                });
+                out.push(kernels.over("maxpool_forward", slot, state_len));
+                slot
+            });
+            // The gates convolve x̂ + m and x̂ + b (the state the step starts from).
+            let gate = |map: &str, state: u32, z: u32, g: u32| ConvArgs {
+                in_c: c as u32,
+                h: oh as u32,
+                w: ow as u32,
+                oh: oh as u32,
+                ow: ow as u32,
+                x: reg.xhat,
+                x2: state + so,
+                g,
+                weight: off(format!("{map}.weight")),
+                bias: off(format!("{map}.bias")),
+                out: z,
+                x_step: 0,
+                ..conv_x
+            };
+            let gate_m = gate(&names.tau_m, prev.m, reg.z_m, reg.g_conv_m);
+            let gate_a = gate(&names.tau_adp, prev.b, reg.z_a, reg.g_conv_a);
+            let mut bns = Vec::new();
+            for (args, name, xhat, invstd, g_y) in [
+                (&gate_m, &names.bn_m, reg.xhat_m, reg.invstd_m, reg.g_zm),
+                (&gate_a, &names.bn_a, reg.xhat_a, reg.invstd_a, reg.g_za),
+            ] {
+                out.push(kernels.matmul("conv_forward", arena.push(args), batch * oh * ow, c, 1));
+                let slot = bn(arena, name, args.out, xhat, invstd, oh * ow, g_y, args.g);
+                out.push(kernels.groups("batch_norm2d_forward", slot, c as u32));
+                bns.push(slot);
+            }
+            let neuron = arena.push(&ConvNeuronArgs {
+                len: state_len as u32,
+                xhat: reg.xhat,
+                z_m: reg.z_m,
+                z_a: reg.z_a,
+                m_prev: prev.m + so,
+                s_prev: prev.s + so,
+                b_prev: prev.b + so,
+                tau_m: reg.tau_m,
+                tau_a: reg.tau_a,
+                theta: reg.theta,
+                u: reg.u,
+                m_next: next.m + so,
+                s_next: next.s + so,
+                b_next: next.b + so,
+                g_s: reg.g_s,
+                g_m_next: NONE,
+                g_b_next: NONE,
+                g_xhat: reg.g_xhat,
+                g_zm: reg.g_zm,
+                g_za: reg.g_za,
+                g_m_prev: NONE,
+                g_s_prev: NONE,
+                g_b_prev: NONE,
+                _pad0: 0,
+            });
+            out.push(kernels.over("conv_neuron", neuron, state_len));
+            cells.push(PlannedCell { conv_x, gate_m, gate_a, bn_x, bn_m: bns[0], bn_a: bns[1], pool, neuron });
+        }
+        // x_d = flatten(μ ⊙ s'_L): NCHW is already [B, F] row-major, so only the mask moves data.
+        let top = next.s + region.cells.last().expect("validated: at least one cell").state_offset;
+        let features = batch * spec.flat_features();
+        let dropout = (training && spec.dropout > 0.0).then(|| {
+            let args = DropoutArgs { len: features as u32, x: top, mask: region.masks, out: region.flat };
+            out.push(kernels.over("dropout", arena.push(&args), features));
+            args
+        });
+        PlannedConv { cells, dense_input: dropout.map_or(top, |d| d.out), dropout }
+    }
+
+    /// The backward from the dense layer's current gradient down through every cell, appended to
+    /// `out` (after the dense layer's backward).
+    pub(super) fn conv_backward(
+        &self,
+        arena: &mut ArgArena,
+        conv: &PlannedConv,
+        dense: &PlannedLayer,
+        out: &mut Vec<Dispatch>,
+    ) {
+        let Planner { kernels, cfg, batch, plan, .. } = *self;
+        let spec = self.conv_spec();
+        let region = plan.conv.as_ref().expect("the plan of a conv network has its regions");
+        let bsz = batch as u32;
+        let features = spec.flat_features() as u32;
+        let top_g_s = region.cells.last().expect("validated: at least one cell").g_s;
+        // ḡ_x of the dense layer (3.11): ḡ_cx·W_x[:, :F], through the mask (9.18) onto the top cell.
+        let dense_reg = &plan.layers[0];
+        let la = dense.args;
+        let n = la.n;
+        self.input_grad(
+            arena,
+            out,
+            InputGradArgs {
+                batch: bsz,
+                cols: features,
+                add: NONE,
+                out: if conv.dropout.is_some() { region.g_flat } else { top_g_s },
+                k1: n,
+                g1: dense_reg.g_cx,
+                w1: la.w_x,
+                ld1: if cfg.fused_recurrent { features + n } else { features },
+                col1: 0,
+                k2: 0,
+                ..Default::default()
+            },
+        );
+        if let Some(d) = conv.dropout {
+            let back = DropoutArgs { len: d.len, x: region.g_flat, mask: d.mask, out: top_g_s };
+            out.push(kernels.over("dropout", arena.push(&back), d.len as usize));
+        }
+        for (k, cell) in conv.cells.iter().enumerate().rev() {
+            let reg = &region.cells[k];
+            let (c, oh, ow) = spec.cell_output(k);
+            let (in_c, h, w) = spec.cell_input(k);
+            let kk = spec.cells[k].kernel;
+            out.push(kernels.over("conv_neuron_backward", cell.neuron, batch * c * oh * ow));
+            // Each gate: its batch norm, its weight gradient, and its share of ḡ_x̂ (the gate reads
+            // x̂ + state, so the input gradient of the sum is x̂'s).
+            for (gate, bn) in [(&cell.gate_m, cell.bn_m), (&cell.gate_a, cell.bn_a)] {
+                out.push(kernels.groups("batch_norm2d_backward", bn, c as u32));
+                let weights = ConvArgs { out: NONE, ..*gate };
+                out.push(kernels.matmul("conv_weight_grad", arena.push(&weights), c, c * kk * kk + 1, 1));
+                let input = ConvArgs { out: reg.g_xhat, accumulate: 1, ..*gate };
+                out.push(kernels.matmul("conv_input_grad", arena.push(&input), batch * oh * ow, c, 1));
+            }
+            if let Some(pool) = cell.pool {
+                out.push(kernels.over("maxpool_backward", pool, batch * c * h * w));
+            }
+            out.push(kernels.groups("batch_norm2d_backward", cell.bn_x, c as u32));
+            let weights = ConvArgs { out: NONE, ..cell.conv_x };
+            out.push(kernels.matmul("conv_weight_grad", arena.push(&weights), c, in_c * kk * kk + 1, 1));
+            if k > 0 {
+                // ḡ_x of this cell is ḡ_s of the cell below (cell 1's, on the frame, is dropped).
+                let input = ConvArgs { out: region.cells[k - 1].g_s, accumulate: 0, ..cell.conv_x };
+                out.push(kernels.matmul("conv_input_grad", arena.push(&input), batch * h * w, in_c, 1));
+            }
+        }
+    }
+}
