@@ -1,6 +1,7 @@
 // Backward, the element-wise part of a conv cell step (method §9 (9.14)–(9.15) and the element-wise
 // parts of (9.19)–(9.20)), one invocation per element of [B, C, H', W'], from ḡ_s on s' and, inside
-// a chunk, ḡ_m, ḡ_b carried onto m', b' (NONE: 0), with ψ = ψ(u − θ) the surrogate:
+// a chunk, ḡ_m, ḡ_b carried onto m', b' and the share of ḡ_s carried from the next step (g_s_add;
+// each NONE: 0), with ψ = ψ(u − θ) the surrogate:
 //   e = ḡ_s − ḡ_m·u, ḡ_u = ḡ_m·(1 − s') + e·ψ, ḡ_b' = ḡ_b − β_a·e·ψ
 //   ḡ_x̂ = ḡ_u·τm (the part through u; the gates' input gradients add theirs),
 //   ḡ_zm = ḡ_u·(x̂ − m)·τm(1 − τm), ḡ_za = ḡ_b'·(b − s)·τa(1 − τa)
@@ -28,7 +29,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let u = work[rw + args.u + i];
     let psi = surrogate(u - work[rw + args.theta + i]);
     let g_m = carried(args.g_m_next, i);
-    let e = work[rw + args.g_s + i] - g_m * u;
+    let e = work[rw + args.g_s + i] + carried(args.g_s_add, i) - g_m * u;
     let g_u = g_m * (1.0 - work[rw + args.s_next + i]) + e * psi;
     let g_b = carried(args.g_b_next, i) - BETA_ADAPT * e * psi;
     let tau_m = work[rw + args.tau_m + i];

@@ -57,7 +57,6 @@ fn spec(variant: usize) -> ConvNetSpec {
             classes: 4,
             tau_m_o: false,
             steps: 3,
-            ..base
         },
         _ => ConvNetSpec { height: 6, width: 6, cells: vec![cell(2, 3), cell(3, 3)], dropout: 0.1, ..base },
     }

@@ -212,7 +212,9 @@ fn conv_neuron_backward_matches_reference_with_and_without_the_carried_gradients
                 z_a: NONE,
                 m_next: NONE,
                 b_next: NONE,
-                _pad0: 0,
+                // Inside a chunk ḡ_s' also carries the next step's share: here the values at 10
+                // (ḡ_m') double as it, so the kernel must add them to ḡ_s.
+                g_s_add: opt(carried, 10),
             };
             let mut work = Vec::new();
             let mut cases = Vec::new();
@@ -255,7 +257,7 @@ fn conv_neuron_backward_matches_reference_with_and_without_the_carried_gradients
                     &u,
                     &s_next,
                     SpikeFn::Heaviside,
-                    &wide(&g[0]),
+                    &wide(&g[0]).iter().zip(&g_m).map(|(a, b)| a + b).collect::<Vec<f64>>(),
                     &g_m,
                     &g_b,
                 );

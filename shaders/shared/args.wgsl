@@ -452,5 +452,6 @@ struct ConvNeuronArgs {
     g_m_prev: u32,
     g_s_prev: u32,
     g_b_prev: u32,
-    _pad0: u32,
+    // conv_neuron_backward: ḡ carried onto s' from the next step inside a chunk, added to g_s (NONE: 0)
+    g_s_add: u32,
 }

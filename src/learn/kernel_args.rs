@@ -353,7 +353,8 @@ pub struct ConvNeuronArgs {
     pub g_m_prev: u32,
     pub g_s_prev: u32,
     pub g_b_prev: u32,
-    pub _pad0: u32,
+    /// `conv_neuron_backward`: ḡ carried onto `s'` from the next step inside a chunk (NONE: 0).
+    pub g_s_add: u32,
 }
 
 /// Twin of WGSL `RangeArgs`.
@@ -648,7 +649,7 @@ mod tests {
             ConvNeuronArgs,
             [
                 len, xhat, z_m, z_a, m_prev, s_prev, b_prev, tau_m, tau_a, theta, u, m_next, s_next, b_next, g_s,
-                g_m_next, g_b_next, g_xhat, g_zm, g_za, g_m_prev, g_s_prev, g_b_prev, _pad0
+                g_m_next, g_b_next, g_xhat, g_zm, g_za, g_m_prev, g_s_prev, g_b_prev, g_s_add
             ]
         );
         check_twin!(m, RangeArgs, [len, src, dst, grad_len]);

@@ -276,10 +276,12 @@ impl RunLoop<'_> {
         self.exp.data.task.is_classification()
     }
 
+    /// The membranes a sequence starts from: one block per conv cell (if any), then per layer.
     fn initial_state(&self, batch: usize, rng: &mut Rng) -> InitialState {
+        let blocks = self.exp.model_config().state_blocks();
         match self.exp.data.initial_membrane {
-            Membrane::Uniform => InitialState::uniform(&self.exp.model.hidden, batch, rng),
-            Membrane::Zero => InitialState::zeros(&self.exp.model.hidden, batch),
+            Membrane::Uniform => InitialState::uniform(&blocks, batch, rng),
+            Membrane::Zero => InitialState::zeros(&blocks, batch),
         }
     }
 
@@ -857,15 +859,6 @@ fn prepare(
     replicas: usize,
     loaded: &mut Vec<(DataKey, Rc<TaskData>)>,
 ) -> Result<Prepared, RunError> {
-    if exp.conv_net().is_some() {
-        return Err(RunError::Setup(format!(
-            "experiment `{}` has convolutional cells (model.conv_channels): they are in the CPU reference and \
-             have GPU kernels, but the training engine does not run them yet (issue #18). `fptt train --dry-run` \
-             shows the network, its parameters and its GPU memory; a dense network trains on the same frames \
-             (leave out model.conv_channels)",
-            exp.name
-        )));
-    }
     if let Some(warning) = evaluation_warning(exp) {
         eprintln!("warning: {warning}");
     }
@@ -923,6 +916,10 @@ pub fn train_pack(runs: &[(&Experiment, &TrainOptions)]) -> Result<Vec<Result<Ru
     let inits: Vec<(&TensorMap, ReplicaHyper)> =
         prepared.iter().zip(runs).map(|(p, (exp, _))| (&p.init, ReplicaHyper::of(&exp.settings()))).collect();
     let mut engine = Engine::with_replicas(ctx.clone(), &cfg, &settings, exp0.train.batch, &inits)?;
+    for (r, (exp, _)) in runs.iter().enumerate() {
+        // A conv network's dropout masks follow the run's seed and the update count (resumable).
+        engine.set_dropout_seed(r, exp.seed);
+    }
     engine.set_evaluation_batch_statistics(exp0.train.eval_batch_stats);
     if opts0.profile && !engine.enable_profiling() {
         eprintln!(

@@ -173,7 +173,7 @@ impl Planner<'_> {
                 g_m_prev: NONE,
                 g_s_prev: NONE,
                 g_b_prev: NONE,
-                _pad0: 0,
+                g_s_add: NONE,
             });
             out.push(kernels.over("conv_neuron", neuron, state_len));
             cells.push(PlannedCell { conv_x, gate_m, gate_a, bn_x, bn_m: bns[0], bn_a: bns[1], pool, neuron });

@@ -241,6 +241,9 @@ pub const RUN_SECTION: &str = "run";
 impl Experiment {
     /// The network this experiment trains.
     pub fn model_config(&self) -> ModelConfig {
+        if let Some(spec) = self.conv_net() {
+            return ModelConfig::convolutional(spec);
+        }
         let (inputs, outputs) = match self.data.task.sensor_and_classes() {
             // One frame per step, flattened: 2·H'·W' inputs.
             Some(((w, h), classes)) => (self.data.frame_spec().frame_len(w, h), classes),
