@@ -169,7 +169,11 @@ enum BenchCommand {
     PeerCheck(PeerCheckArgs),
     /// GPU bytes against the sequence length T for each learning rule (one-step FPTT, chunked
     /// FPTT with a fixed number of chunks per sequence, BPTT, e-prop) at a fixed adding-task
-    /// network and batch: table on stdout, CSV written after every row.
+    /// network and batch, or with --experiment a convolutional experiment's estimated bytes
+    /// (one-step FPTT and BPTT per number of frames): table on stdout, CSV written after every row.
+    #[command(after_help = "Examples:\n  \
+        fptt bench memory --out results/memory.csv                      (adding-task network, N = 64, B = 16)\n  \
+        fptt bench memory --experiment experiments/dvs-gesture.toml --out results/memory-dvs-gesture.csv")]
     Memory(MemoryArgs),
     /// The convolution kernels (forward, input gradient, weight gradient) alone on the DVS Gesture
     /// network's layer shapes (each cell's input and gate convolutions): time and GFLOP/s per
@@ -197,13 +201,20 @@ struct ConvBenchArgs {
 
 #[derive(clap::Args)]
 struct MemoryArgs {
+    /// A convolutional experiment file (e.g. experiments/dvs-gesture.toml) instead of the
+    /// adding-task network: one-step FPTT and BPTT per --steps, GPU bytes estimated from the
+    /// network's shapes (the training engine does not build conv networks yet).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["hidden", "chunks", "neuron"])]
+    experiment: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     hidden: usize,
-    #[arg(long, default_value_t = 16)]
-    batch: usize,
-    /// Sequence lengths T (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "100,200,500,1000,2000")]
-    steps: Vec<usize>,
+    /// Samples per batch [default: 16; with --experiment, the experiment's train.batch].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Sequence lengths T (comma-separated) [default: 100,200,500,1000,2000; with --experiment,
+    /// the experiment's frames and 100, i.e. 20,100 for dvs-gesture.toml].
+    #[arg(long, value_delimiter = ',')]
+    steps: Option<Vec<usize>>,
     /// Chunks per sequence of the chunked-FPTT row (K = T / chunks, the authors' 10).
     #[arg(long, default_value_t = 10)]
     chunks: usize,
@@ -787,15 +798,25 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
             device: a.device,
             out: a.out,
         })?,
-        Some(BenchCommand::Memory(a)) => bench::run_memory(&bench::MemorySweep {
-            hidden: a.hidden,
-            batch: a.batch,
-            steps: a.steps,
-            chunks: a.chunks,
-            neuron: a.neuron,
-            device: a.device,
-            out: a.out,
-        })?,
+        Some(BenchCommand::Memory(a)) => match a.experiment {
+            // The conv defaults (batch, lengths) come from the experiment file, which `run` reads.
+            Some(experiment) => bench::run_conv_memory(&run::dry_run::conv_memory_sweep(
+                &experiment,
+                a.batch,
+                a.steps,
+                a.device,
+                a.out,
+            )?)?,
+            None => bench::run_memory(&bench::MemorySweep {
+                hidden: a.hidden,
+                batch: a.batch.unwrap_or(bench::ADDING_MEMORY_BATCH),
+                steps: a.steps.unwrap_or_else(|| bench::ADDING_MEMORY_STEPS.to_vec()),
+                chunks: a.chunks,
+                neuron: a.neuron,
+                device: a.device,
+                out: a.out,
+            })?,
+        },
         None => {
             let a = args.grid;
             bench::run_grid(&bench::GridSweep {

@@ -231,6 +231,21 @@ fn memory_against_t_per_rule() {
     );
 }
 
+/// The conv rows of `fptt bench memory --experiment` have no gpu_bytes: their estimates are drawn,
+/// dotted and labelled as such.
+#[test]
+fn memory_draws_the_estimates_of_a_conv_experiment() {
+    let dir = scratch("plot-memory-conv");
+    let svg = dir.join("dvs.svg");
+    plot::plot_memory(&committed("results/memory-dvs-gesture.csv"), Some(&svg), None).unwrap();
+    assert_svg(&svg, &["one-step FPTT, estimated", "BPTT, estimated", "estimated_bytes", "dvs-gesture network"]);
+    // A file with neither measured nor estimated bytes says so.
+    let none = dir.join("none.csv");
+    std::fs::write(&none, "rule,chunk,steps,gpu_bytes,note\nbptt,100,100,,too large\n").unwrap();
+    let e = plot::plot_memory(&none, Some(&dir.join("none.svg")), None).unwrap_err();
+    assert!(matches!(e, PlotError::NothingToPlot { .. }) && e.to_string().contains("estimated_bytes"), "{e}");
+}
+
 #[test]
 fn bad_input_is_refused_naming_file_and_column() {
     let dir = scratch("plot-errors");

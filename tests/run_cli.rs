@@ -370,15 +370,62 @@ fn bench_memory_writes_bytes_per_rule_and_length() {
     assert!(o.status.success(), "{}", stderr(&o));
     let (header, rows) = csv_rows(&csv);
     assert_eq!(header, fptt::bench::MEMORY_CSV_HEADER.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (rule, chunk, steps, learning) = (col("rule"), col("chunk"), col("steps"), col("learning_bytes"));
     assert_eq!(rows.len(), 8, "four rules at two lengths");
-    assert!(rows.iter().all(|r| r[2] == "lif"), "the default network is LIF (every rule applies)");
-    let learning = |rule: &str, steps: &str| -> u64 {
-        let row = rows.iter().find(|r| r[0] == rule && r[5] == steps && (rule != "fptt" || r[1] == "1")).unwrap();
-        row[7].parse().unwrap()
+    assert!(rows.iter().all(|r| r[col("neuron")] == "lif"), "the default network is LIF (every rule applies)");
+    assert!(rows.iter().all(|r| r[col("network")] == "adding" && r[col("estimated_bytes")].is_empty()), "measured");
+    let learning = |name: &str, t: &str| -> u64 {
+        let row =
+            rows.iter().find(|r| r[rule] == name && r[steps] == t && (name != "fptt" || r[chunk] == "1")).unwrap();
+        row[learning].parse().unwrap()
     };
     assert_eq!(learning("fptt", "20"), learning("fptt", "40"), "one-step FPTT keeps the same bytes");
     assert_eq!(learning("eprop", "20"), learning("eprop", "40"), "e-prop keeps the same bytes");
     assert!(learning("bptt", "40") > learning("bptt", "20"), "BPTT keeps more for a longer sequence");
+}
+
+/// `--experiment` with the DVS file: the file's batch and its 20 frames and 100, one-step FPTT and
+/// BPTT, estimates only (nothing allocated), in the same CSV header; a dense file or a missing one
+/// is refused naming it, before any CSV is written.
+#[test]
+fn bench_memory_estimates_a_conv_experiment_and_refuses_a_dense_one() {
+    let dir = scratch("bench-memory-conv");
+    let csv = dir.join("dvs.csv");
+    let o = fptt(&["bench", "memory", "--experiment", "experiments/dvs-gesture.toml", "--out", csv.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for wanted in ["14,116,051 parameters", "at B = 16", "the tape (one per slot)", "T = 20: BPTT", "T = 100: BPTT"] {
+        assert!(out.contains(wanted), "lacks {wanted:?}:\n{out}");
+    }
+    let (header, rows) = csv_rows(&csv);
+    assert_eq!(header, fptt::bench::MEMORY_CSV_HEADER.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let keys: Vec<(String, String, String)> =
+        rows.iter().map(|r| (r[col("rule")].clone(), r[col("steps")].clone(), r[col("batch")].clone())).collect();
+    let key = |a: &str, b: &str| (a.to_string(), b.to_string(), "16".to_string());
+    assert_eq!(keys, vec![key("fptt", "20"), key("bptt", "20"), key("fptt", "100"), key("bptt", "100")]);
+    let spec = fptt::model::ConvNetSpec::dvs_gesture();
+    for r in &rows {
+        assert!(r[col("gpu_bytes")].is_empty() && r[col("learning_bytes")].is_empty(), "{r:?}");
+        assert!(r[col("note")].contains("estimated from the shapes"), "{r:?}");
+        let t: usize = r[col("steps")].parse().unwrap();
+        let rule = if r[col("rule")] == "bptt" {
+            fptt::model::conv::MemoryRule::Bptt
+        } else {
+            fptt::model::conv::MemoryRule::Fptt { chunk: 1 }
+        };
+        let expected = fptt::model::ConvNetSpec { steps: t, ..spec.clone() }.memory(16, rule).total;
+        assert_eq!(r[col("estimated_bytes")], expected.to_string(), "{r:?}");
+    }
+
+    let refused = dir.join("refused.csv");
+    let o =
+        fptt(&["bench", "memory", "--experiment", "experiments/adding-quick.toml", "--out", refused.to_str().unwrap()]);
+    assert_refused(&o, &["experiments/adding-quick.toml", "not a convolutional experiment"]);
+    let o = fptt(&["bench", "memory", "--experiment", "no/such.toml", "--out", refused.to_str().unwrap()]);
+    assert_refused(&o, &["no/such.toml", "cannot read"]);
+    assert!(!refused.exists(), "refused before the CSV is created");
 }
 
 #[test]

@@ -1,16 +1,18 @@
 //! The `fptt bench` commands end to end: open the adapter, sweep, print each row of the table on
 //! stdout and append it to the CSV (flushed per row, so an interrupted sweep keeps what it
-//! measured). The command line only fills in [`GridSweep`], [`MemorySweep`], [`ConvSweep`] or
-//! [`PeerCheck`].
+//! measured). The command line only fills in [`GridSweep`], [`MemorySweep`], [`ConvMemorySweep`],
+//! [`ConvSweep`] or [`PeerCheck`].
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::conv::{network_layers, time_layer, CONV_CSV_HEADER};
-use super::{ceilings, export_peer_check, measure, memory_row, PeerCheckError};
+use super::{ceilings, conv_memory_row, export_peer_check, measure, measured_conv_memory, memory_row, PeerCheckError};
+use super::{estimate_parts, CONV_MEMORY_RULES};
 use super::{CSV_HEADER, KERNELS_CSV_HEADER, MEMORY_CSV_HEADER};
 use crate::gpu::{DeviceChoice, GpuContext, GpuError, KernelTable};
 use crate::learn::EngineError;
+use crate::model::conv::MemoryRule;
 use crate::model::ConvNetSpec;
 use crate::model::NeuronKind;
 use crate::settings::LearningRule;
@@ -67,6 +69,23 @@ pub struct MemorySweep {
     pub steps: Vec<usize>,
     pub chunks: usize,
     pub neuron: NeuronKind,
+    pub device: DeviceChoice,
+    pub out: PathBuf,
+}
+
+/// `fptt bench memory --experiment FILE`: the estimated GPU bytes of a convolutional experiment's
+/// network per rule (one-step FPTT, BPTT) and number of frames. Filled in from the experiment file
+/// by `run::dry_run::conv_memory_sweep` (this module reads no experiment files).
+#[derive(Debug, Clone)]
+pub struct ConvMemorySweep {
+    /// The experiment's name (the CSV's `network` column).
+    pub network: String,
+    /// The line printed above the table: the experiment file and its network.
+    pub heading: String,
+    pub spec: ConvNetSpec,
+    pub batch: usize,
+    /// Frames per sample T, each replacing the spec's own `steps`.
+    pub steps: Vec<usize>,
     pub device: DeviceChoice,
     pub out: PathBuf,
 }
@@ -164,6 +183,66 @@ pub fn run_memory(args: &MemorySweep) -> Result<()> {
             );
             csv.write_record(row.csv_record(&ctx))?;
             csv.flush()?;
+        }
+    }
+    println!("csv: {}", args.out.display());
+    Ok(())
+}
+
+pub fn run_conv_memory(args: &ConvMemorySweep) -> Result<()> {
+    if args.batch == 0 || args.steps.is_empty() || args.steps.contains(&0) {
+        return Err(BenchError::Arguments("--batch and every --steps must be at least 1".into()));
+    }
+    // Nothing is allocated, but every bench CSV records its adapter.
+    let ctx = open_adapter(args.device)?;
+    let mut csv = create_csv(&args.out, &MEMORY_CSV_HEADER)?;
+    println!("{}", args.heading);
+    println!(
+        "GPU bytes at B = {} estimated from the shapes (ConvNetSpec::memory, as `fptt train --dry-run`): nothing is \
+         allocated; the training engine does not build conv networks yet, so nothing is measured",
+        args.batch
+    );
+    println!("{:>6} {:>6} {:>6} {:>14} {:>10} {:>14}", "rule", "K", "T", "estimated MiB", "GiB", "measured MiB");
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let mut totals: Vec<(usize, MemoryRule, u64)> = Vec::new();
+    for &t in &args.steps {
+        let at_t = ConvNetSpec { steps: t, ..args.spec.clone() };
+        for rule in CONV_MEMORY_RULES {
+            let mut row = conv_memory_row(&args.network, &args.spec, args.batch, t, rule);
+            if let Some(m) = measured_conv_memory(&ctx, &at_t, args.batch, rule)
+                .map_err(|source| BenchError::Row { what: format!("{rule:?} at T = {t}"), source })?
+            {
+                row.set_measured(m);
+            }
+            let total = row.estimated_bytes().unwrap_or(0);
+            println!(
+                "{:>6} {:>6} {:>6} {:>14.1} {:>10.2} {:>14}",
+                row.rule,
+                row.chunk,
+                t,
+                mib(total),
+                gib(total),
+                row.gpu_bytes.map_or("-".to_string(), |b| format!("{:.1}", mib(b)))
+            );
+            if let Some(estimate) = &row.estimate {
+                print!("{}", estimate_parts(estimate, "         "));
+            }
+            totals.push((t, rule, total));
+            csv.write_record(row.csv_record(&ctx))?;
+            csv.flush()?;
+        }
+    }
+    // The comparison issue #18 asks for: what BPTT keeps against one-step FPTT at each T.
+    for &t in &args.steps {
+        let at = |r: MemoryRule| totals.iter().find(|(s, rule, _)| *s == t && *rule == r).map(|x| x.2);
+        if let (Some(fptt), Some(bptt)) = (at(MemoryRule::Fptt { chunk: 1 }), at(MemoryRule::Bptt)) {
+            println!(
+                "T = {t}: BPTT {:.2} GiB, one-step FPTT {:.2} GiB ({:.1}×)",
+                gib(bptt),
+                gib(fptt),
+                bptt as f64 / fptt as f64
+            );
         }
     }
     println!("csv: {}", args.out.display());

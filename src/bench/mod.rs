@@ -42,11 +42,13 @@ pub mod conv;
 mod drivers;
 
 pub use drivers::{
-    run_conv, run_grid, run_memory, run_peer_check, BenchError, ConvSweep, GridSweep, MemorySweep, PeerCheck,
+    run_conv, run_conv_memory, run_grid, run_memory, run_peer_check, BenchError, ConvMemorySweep, ConvSweep, GridSweep,
+    MemorySweep, PeerCheck,
 };
 
 use crate::gpu::GpuContext;
 use crate::learn::{check_fits, Engine, EngineError, SizeLimits};
+use crate::model::conv::{ConvNetSpec, MemoryEstimate, MemoryRule};
 use crate::model::{init_params, ModelConfig};
 use crate::rng::Rng;
 use crate::settings::{AuxTargets, InitialState, Optimizer, SequenceBatch, Targets, TrainingSettings};
@@ -377,6 +379,33 @@ mod tests {
         assert_eq!(step_traffic_floats(&cfg, 1), 18 * 123 + activations(1));
         assert_eq!(step_traffic_floats(&cfg, 5), 18 * 123 + activations(5));
     }
+
+    /// One-step FPTT and BPTT at every T, each row `ConvNetSpec::memory`'s estimate at that T.
+    /// No adapter: nothing here needs a GPU (the DVS file's rows: `run::dry_run`'s tests).
+    #[test]
+    fn conv_rows_are_the_specs_estimates_at_each_length() {
+        let spec = ConvNetSpec::dvs_gesture();
+        let rows = conv_memory_rows("dvs-gesture", &spec, 16, &[20, 100]);
+        let keys: Vec<(&str, usize, usize)> = rows.iter().map(|r| (r.rule.as_str(), r.chunk, r.steps)).collect();
+        assert_eq!(keys, vec![("fptt", 1, 20), ("bptt", 20, 20), ("fptt", 1, 100), ("bptt", 100, 100)]);
+        for row in &rows {
+            let rule = if row.rule == "bptt" { MemoryRule::Bptt } else { MemoryRule::Fptt { chunk: 1 } };
+            let at_t = ConvNetSpec { steps: row.steps, ..spec.clone() };
+            assert_eq!(row.estimate.as_ref(), Some(&at_t.memory(16, rule)), "{} at T = {}", row.rule, row.steps);
+            // Not measured: the CSV's gpu_bytes and learning_bytes stay empty, the note says why.
+            assert_eq!((row.gpu_bytes, row.learning_bytes), (None, None));
+            assert!(row.note.contains("estimated from the shapes"), "{}", row.note);
+            assert_eq!(row.neuron, crate::model::NeuronKind::Ltc);
+            assert_eq!((row.network.as_str(), row.hidden, row.batch), ("dvs-gesture", 512, 16));
+        }
+        assert_eq!(conv_memory_default_steps(20), vec![20, 100]);
+        assert_eq!(conv_memory_default_steps(100), vec![100]);
+        assert_eq!(conv_memory_default_steps(300), vec![100, 300]);
+        // The parts, one line each, in MiB as the dry run prints them.
+        let text = estimate_parts(rows[0].estimate.as_ref().unwrap(), "  ");
+        assert_eq!(text.lines().count(), 5);
+        assert!(text.lines().all(|l| l.starts_with("  ") && l.ends_with(" MiB")), "{text}");
+    }
 }
 
 /// The adapter's own ceilings, measured once per `fptt bench`.
@@ -462,24 +491,34 @@ pub fn ceilings(ctx: &Rc<GpuContext>, copy_mib: usize, size: usize) -> Result<Ce
 }
 
 /// One row of `fptt bench memory`: what an engine for the adding-task network holds on the GPU
-/// for one learning rule and sequence length.
+/// for one learning rule and sequence length, or for a convolutional experiment's network what
+/// its shapes say it would hold ([`conv_memory_rows`]).
 #[derive(Debug, Clone)]
 pub struct MemoryRow {
+    /// `adding` for the adding-task network, else the experiment's name (`dvs-gesture`): the
+    /// neuron and hidden columns alone do not tell a conv network from a dense one.
+    pub network: String,
     pub rule: String,
     /// Steps per update (T for BPTT and per-sequence e-prop).
     pub chunk: usize,
     pub neuron: crate::model::NeuronKind,
+    /// Hidden neurons (of a conv network, its dense layer after the flatten).
     pub hidden: usize,
     pub batch: usize,
     pub steps: usize,
-    /// Every buffer the engine holds; `None` when the adapter cannot bind one of them.
+    /// Every buffer the engine holds; `None` when the adapter cannot bind one of them, or when
+    /// no engine was built (a conv network: see `estimate`).
     pub gpu_bytes: Option<u64>,
     /// Without the sequence's own data (inputs, per-step infos, statistics): what the rule keeps.
     pub learning_bytes: Option<u64>,
+    /// The bytes counted from the shapes (`ConvNetSpec::memory`) and their parts; `None` for
+    /// the dense network, whose engine is measured instead.
+    pub estimate: Option<MemoryEstimate>,
     pub note: String,
 }
 
-pub const MEMORY_CSV_HEADER: [&str; 12] = [
+pub const MEMORY_CSV_HEADER: [&str; 14] = [
+    "network",
     "rule",
     "chunk",
     "neuron",
@@ -488,11 +527,97 @@ pub const MEMORY_CSV_HEADER: [&str; 12] = [
     "steps",
     "gpu_bytes",
     "learning_bytes",
+    "estimated_bytes",
     "note",
     "adapter",
     "backend",
     "device_type",
 ];
+
+/// Sequence lengths of `fptt bench memory` on the adding-task network when `--steps` is not given.
+pub const ADDING_MEMORY_STEPS: [usize; 5] = [100, 200, 500, 1000, 2000];
+/// Its batch when `--batch` is not given.
+pub const ADDING_MEMORY_BATCH: usize = 16;
+
+/// Sequence lengths of `fptt bench memory --experiment` when `--steps` is not given: the
+/// experiment's own frames and 100 (for DVS Gesture the 20 frames it trains on and the 100 that
+/// issue #18 compares BPTT at), ascending, once each.
+pub fn conv_memory_default_steps(frames: usize) -> Vec<usize> {
+    let mut steps = vec![frames, 100];
+    steps.sort_unstable();
+    steps.dedup();
+    steps
+}
+
+/// The rules a conv network is estimated for: one-step FPTT, which keeps no per-step history,
+/// and BPTT, which keeps every frame's state and tape.
+pub const CONV_MEMORY_RULES: [MemoryRule; 2] = [MemoryRule::Fptt { chunk: 1 }, MemoryRule::Bptt];
+
+/// The note of a conv row without a measurement.
+pub const CONV_ESTIMATE_NOTE: &str =
+    "estimated from the shapes (ConvNetSpec::memory): the training engine does not build conv networks yet";
+
+/// `fptt bench memory --experiment`'s rows for the conv network `spec` of experiment `network`:
+/// for every length T of `steps`, one row per rule of [`CONV_MEMORY_RULES`] ([`conv_memory_row`]).
+pub fn conv_memory_rows(network: &str, spec: &ConvNetSpec, batch: usize, steps: &[usize]) -> Vec<MemoryRow> {
+    steps.iter().flat_map(|&t| CONV_MEMORY_RULES.map(|rule| conv_memory_row(network, spec, batch, t, rule))).collect()
+}
+
+/// One row of `fptt bench memory --experiment`: `ConvNetSpec::memory`'s estimate for `rule` at
+/// `batch` with the spec's own `steps` replaced by T = `steps`. Nothing is allocated and no adapter
+/// is needed; `gpu_bytes` and `learning_bytes` stay empty until [`measured_conv_memory`] can fill
+/// them in.
+pub fn conv_memory_row(network: &str, spec: &ConvNetSpec, batch: usize, steps: usize, rule: MemoryRule) -> MemoryRow {
+    let at_t = ConvNetSpec { steps, ..spec.clone() };
+    let (name, chunk) = match rule {
+        MemoryRule::Fptt { chunk } => ("fptt", chunk),
+        MemoryRule::Bptt => ("bptt", steps),
+    };
+    MemoryRow {
+        network: network.to_string(),
+        rule: name.to_string(),
+        chunk,
+        // The conv cells, the dense layer and the readout are all LTC neurons.
+        neuron: crate::model::NeuronKind::Ltc,
+        hidden: spec.hidden,
+        batch,
+        steps,
+        gpu_bytes: None,
+        learning_bytes: None,
+        estimate: Some(at_t.memory(batch, rule)),
+        note: CONV_ESTIMATE_NOTE.to_string(),
+    }
+}
+
+/// The parts of a conv memory estimate, one line each (`indent`, what it holds, MiB): the
+/// breakdown `fptt bench memory --experiment` prints under each row and `fptt train --dry-run`
+/// under each rule, the same text in both.
+pub fn estimate_parts(m: &MemoryEstimate, indent: &str) -> String {
+    let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
+    m.parts.iter().map(|(part, bytes)| format!("{indent}{:<72} {:.1} MiB\n", part, mib(*bytes))).collect()
+}
+
+/// What an engine for a conv network holds, as [`memory_row`] measures it for the dense network:
+/// `(gpu_bytes, learning_bytes)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeasuredBytes {
+    pub gpu_bytes: u64,
+    pub learning_bytes: u64,
+}
+
+/// The hook for measuring a conv network: `None` while the training engine cannot build one
+/// (issue #18, its schedule for conv cells is being written). When it can, build the engine for
+/// `spec` (at `spec.steps` frames), `batch` and `rule` here as [`memory_row`] does, and return
+/// `engine.gpu_bytes()` and `engine.learning_bytes()`: the driver then fills the row's empty
+/// columns ([`MemoryRow::set_measured`]) and the CSV and table show them next to the estimate.
+pub fn measured_conv_memory(
+    _ctx: &Rc<GpuContext>,
+    _spec: &ConvNetSpec,
+    _batch: usize,
+    _rule: MemoryRule,
+) -> Result<Option<MeasuredBytes>, EngineError> {
+    Ok(None)
+}
 
 /// The adding-task network (method §8: two inputs, one output, fused map) with one hidden layer of
 /// `hidden` `neuron`s (threshold 0.5, or adaptive for ALIF), built for `rule` at length `steps`;
@@ -529,6 +654,7 @@ pub fn memory_row(
         LearningRule::Eprop(e) => ("eprop", if e.update_every_step { 1 } else { steps }),
     };
     let mut row = MemoryRow {
+        network: "adding".to_string(),
         rule: name.to_string(),
         chunk,
         neuron,
@@ -537,6 +663,7 @@ pub fn memory_row(
         steps,
         gpu_bytes: None,
         learning_bytes: None,
+        estimate: None,
         note: String::new(),
     };
     let fits = check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch, 1);
@@ -552,9 +679,22 @@ pub fn memory_row(
 }
 
 impl MemoryRow {
+    /// A conv row's measurement, from [`measured_conv_memory`]: the note then says which column is which.
+    pub fn set_measured(&mut self, m: MeasuredBytes) {
+        self.gpu_bytes = Some(m.gpu_bytes);
+        self.learning_bytes = Some(m.learning_bytes);
+        self.note = "gpu_bytes measured on the engine, estimated_bytes from the shapes".to_string();
+    }
+
+    /// The estimate's total (the CSV's `estimated_bytes`).
+    pub fn estimated_bytes(&self) -> Option<u64> {
+        self.estimate.as_ref().map(|e| e.total)
+    }
+
     pub fn csv_record(&self, ctx: &GpuContext) -> Vec<String> {
         let opt = |v: Option<u64>| v.map_or(String::new(), |b| b.to_string());
         vec![
+            self.network.clone(),
             self.rule.clone(),
             self.chunk.to_string(),
             self.neuron.name().to_string(),
@@ -563,6 +703,7 @@ impl MemoryRow {
             self.steps.to_string(),
             opt(self.gpu_bytes),
             opt(self.learning_bytes),
+            opt(self.estimated_bytes()),
             self.note.clone(),
             ctx.adapter_name().to_string(),
             ctx.backend_name(),

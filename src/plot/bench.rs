@@ -259,13 +259,22 @@ fn median(values: &mut [f64]) -> Option<f64> {
     values.get(values.len() / 2).copied()
 }
 
-/// GPU memory against the sequence length T, one line per learning rule (and neuron).
+/// GPU memory against the sequence length T, one line per learning rule (and neuron, and
+/// network when the file holds several). Measured rows (`gpu_bytes`) are drawn solid and dashed;
+/// rows with only an estimate from the shapes (`estimated_bytes`, the conv rows of `fptt bench
+/// memory --experiment`) dotted, labelled as estimates; rows with neither (a shape the adapter
+/// could not hold, its note says why) are left out.
 pub fn plot_memory(file: &Path, out: Option<&Path>, custom_title: Option<&str>) -> Result<PathBuf, PlotError> {
     let t = Table::read(file)?;
     let (c_rule, c_chunk, c_steps, c_bytes) = (t.col("rule")?, t.col("chunk")?, t.col("steps")?, t.col("gpu_bytes")?);
     let c_neuron = t.col("neuron").ok();
     let c_learning = t.col("learning_bytes").ok();
+    // Files written before these columns existed have neither.
+    let c_estimated = t.col("estimated_bytes").ok();
+    let c_network = t.col("network").ok();
     let neurons = c_neuron.map(|c| t.distinct(c)).unwrap_or_default();
+    let networks = c_network.map(|c| t.distinct(c)).unwrap_or_default();
+    let (mut any_measured, mut any_estimated) = (false, false);
     let mut series: Vec<Series> = Vec::new();
     for r in 0..t.rows.len() {
         let (chunk, steps) = (t.num(r, c_chunk)?, t.num(r, c_steps)?);
@@ -281,10 +290,22 @@ pub fn plot_memory(file: &Path, out: Option<&Path>, custom_title: Option<&str>) 
                 label = format!("{label}, {}", t.text(r, c));
             }
         }
+        if networks.len() > 1 {
+            if let Some(c) = c_network {
+                label = format!("{}: {label}", t.text(r, c));
+            }
+        }
+        let opt = |c: Option<usize>| -> Result<Option<f64>, PlotError> {
+            match c {
+                Some(c) => t.opt_num(r, c),
+                None => Ok(None),
+            }
+        };
+        let (measured, learning, estimated) = (t.opt_num(r, c_bytes)?, opt(c_learning)?, opt(c_estimated)?);
         // Solid: what the rule keeps (`learning_bytes`) where the file has it; dashed: every buffer.
         let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
-        let mut add = |label: &str, dashed: bool, y: f64| {
-            let i = match series.iter().position(|s| s.label == label && s.stroke == Stroke::dashed_if(dashed)) {
+        let mut add = |label: &str, stroke: Stroke, y: f64| {
+            let i = match series.iter().position(|s| s.label == label && s.stroke == stroke) {
                 Some(i) => i,
                 None => {
                     let mut labels: Vec<&str> = Vec::new();
@@ -298,20 +319,33 @@ pub fn plot_memory(file: &Path, out: Option<&Path>, custom_title: Option<&str>) 
                         label: label.to_string(),
                         points: Vec::new(),
                         band: Vec::new(),
-                        stroke: Stroke::dashed_if(dashed),
+                        stroke,
                         color,
                         markers: true,
-                        hide_label: dashed && c_learning.is_some(),
+                        hide_label: stroke == Stroke::Dashed && c_learning.is_some(),
                     });
                     series.len() - 1
                 }
             };
             series[i].points.push((steps, y));
         };
-        if let Some(c) = c_learning {
-            add(&label, false, mib(t.num(r, c)?));
+        if let Some(gpu) = measured {
+            any_measured = true;
+            if let Some(kept) = learning {
+                add(&label, Stroke::Solid, mib(kept));
+            }
+            add(&label, Stroke::dashed_if(c_learning.is_some()), mib(gpu));
+        } else if let Some(estimate) = estimated {
+            any_estimated = true;
+            add(&format!("{label}, estimated"), Stroke::Dotted, mib(estimate));
         }
-        add(&label, c_learning.is_some(), mib(t.num(r, c_bytes)?));
+    }
+    if series.is_empty() {
+        return Err(PlotError::NothingToPlot {
+            path: file.to_path_buf(),
+            message: "no row has gpu_bytes or estimated_bytes (rows the adapter could not hold say why in `note`)"
+                .into(),
+        });
     }
     for s in &mut series {
         s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -329,15 +363,25 @@ pub fn plot_memory(file: &Path, out: Option<&Path>, custom_title: Option<&str>) 
     if neurons.len() == 1 {
         what.insert(0, format!("{} neurons", neurons[0]));
     }
+    if networks.len() == 1 {
+        what.insert(0, format!("{} network", networks[0]));
+    }
     if !what.is_empty() {
         head.push_str(&format!(" ({})", what.join(", ")));
     }
-    let panel = LinePanel {
-        title: if c_learning.is_some() {
-            "solid: kept by the learning rule (learning_bytes); dashed: every GPU buffer (gpu_bytes)".into()
+    let mut legend = Vec::new();
+    if any_measured {
+        legend.push(if c_learning.is_some() {
+            "solid: kept by the learning rule (learning_bytes); dashed: every GPU buffer (gpu_bytes)"
         } else {
-            "every GPU buffer (gpu_bytes)".into()
-        },
+            "every GPU buffer (gpu_bytes)"
+        });
+    }
+    if any_estimated {
+        legend.push("dotted: estimated from the shapes (estimated_bytes), nothing allocated");
+    }
+    let panel = LinePanel {
+        title: legend.join("; "),
         x_label: "sequence length T (steps)".into(),
         y_label: "GPU memory (MiB)".into(),
         log_x: true,

@@ -3,7 +3,14 @@
 //! and the GPU memory at the experiment's batch. For dense networks the memory is exactly what the
 //! engine allocates (the size check's own figures, `learn::engine_buffers`); for convolutional
 //! networks, which the engine does not run yet, it is the estimate of `model::conv`.
+//!
+//! The same estimates per number of frames are `fptt bench memory --experiment FILE`'s rows:
+//! [`conv_memory_sweep`] reads the file for `bench`, which reads no experiment files itself.
 
+use std::path::{Path, PathBuf};
+
+use crate::bench::{conv_memory_default_steps, estimate_parts, ConvMemorySweep};
+use crate::gpu::DeviceChoice;
 use crate::learn::engine_buffers;
 use crate::model::conv::{ConvNetSpec, MemoryRule};
 use crate::model::ParamLayout;
@@ -147,15 +154,100 @@ fn describe_conv(net: &ConvNetSpec, exp: &Experiment, out: &mut String) {
     for (name, rule) in rules {
         let m = net.memory(batch, rule);
         out.push_str(&format!("  {name}: {}\n", mib(m.total as u128)));
-        for (part, bytes) in &m.parts {
-            out.push_str(&format!("    {:<72} {}\n", part, mib(*bytes as u128)));
-        }
+        out.push_str(&estimate_parts(&m, "    "));
     }
+}
+
+/// `fptt bench memory --experiment FILE`'s sweep: the experiment's conv network at `batch` (the
+/// file's `train.batch` if `None`) and at each of `steps` frames (the file's own frames and 100 if
+/// `None`). A missing or invalid file, or one without conv cells, is refused naming it; no GPU.
+pub fn conv_memory_sweep(
+    path: &Path,
+    batch: Option<usize>,
+    steps: Option<Vec<usize>>,
+    device: DeviceChoice,
+    out: PathBuf,
+) -> Result<ConvMemorySweep, RunError> {
+    let exp = Experiment::load(path, &[])?;
+    let Some(spec) = exp.conv_net() else {
+        return Err(RunError::Setup(format!(
+            "{}: not a convolutional experiment (no model.conv_channels): `fptt bench memory --experiment` \
+             estimates conv networks from their shapes; leave out --experiment to measure the dense adding-task \
+             network (--hidden, --neuron)",
+            path.display()
+        )));
+    };
+    let heading = format!(
+        "{} ({}): {} conv cells on {}×{}×{} frames, dense LTC {}, {} classes, {} parameters",
+        exp.name,
+        path.display(),
+        spec.cells.len(),
+        spec.in_channels,
+        spec.height,
+        spec.width,
+        spec.hidden,
+        spec.classes,
+        grouped(spec.param_count())
+    );
+    Ok(ConvMemorySweep {
+        network: exp.name.clone(),
+        heading,
+        batch: batch.unwrap_or(exp.train.batch),
+        steps: steps.unwrap_or_else(|| conv_memory_default_steps(spec.steps)),
+        spec,
+        device,
+        out,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sweep(file: &str, batch: Option<usize>, steps: Option<Vec<usize>>) -> Result<ConvMemorySweep, RunError> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        conv_memory_sweep(&path, batch, steps, DeviceChoice::Auto, "unused.csv".into())
+    }
+
+    /// `fptt bench memory --experiment experiments/dvs-gesture.toml`: the file's batch 16 and its
+    /// 20 frames and 100; one-step FPTT and BPTT at each, every estimate `ConvNetSpec::memory`'s
+    /// own. No adapter: nothing here needs a GPU.
+    #[test]
+    fn bench_memory_of_the_dvs_file_is_its_networks_estimate_at_20_and_100_frames() {
+        use crate::bench::{conv_memory_rows, MemoryRow};
+        let s = sweep("experiments/dvs-gesture.toml", None, None).unwrap();
+        assert_eq!((s.network.as_str(), s.batch, s.steps.clone()), ("dvs-gesture", 16, vec![20, 100]));
+        let spec = ConvNetSpec::dvs_gesture();
+        assert_eq!(s.spec, spec, "the file is the authors' network");
+        assert!(s.heading.contains("14,116,051 parameters"), "{}", s.heading);
+        let rows = conv_memory_rows(&s.network, &s.spec, s.batch, &s.steps);
+        let find =
+            |rule: &str, t: usize| -> &MemoryRow { rows.iter().find(|r| r.rule == rule && r.steps == t).unwrap() };
+        for t in [20, 100] {
+            let at_t = ConvNetSpec { steps: t, ..spec.clone() };
+            assert_eq!(find("fptt", t).estimate, Some(at_t.memory(16, MemoryRule::Fptt { chunk: 1 })));
+            assert_eq!(find("bptt", t).estimate, Some(at_t.memory(16, MemoryRule::Bptt)));
+        }
+        let total = |rule: &str, t: usize| find(rule, t).estimated_bytes().unwrap();
+        // BPTT keeps every frame's state and tape; one-step FPTT only stores the longer sequence.
+        assert!(total("bptt", 20) > 5 * total("fptt", 20));
+        assert!(total("bptt", 100) > 4 * total("bptt", 20));
+        let growth = total("fptt", 100) - total("fptt", 20);
+        assert_eq!(growth, 4 * 80 * 16 * 2 * 128 * 128, "only the 80 more frames of one sequence");
+        assert!((growth as f64) < 0.2 * total("fptt", 20) as f64, "one-step FPTT nearly flat in T");
+
+        // --batch and --steps replace the file's.
+        let s = sweep("experiments/dvs-gesture.toml", Some(4), Some(vec![7])).unwrap();
+        assert_eq!((s.batch, s.steps), (4, vec![7]));
+    }
+
+    #[test]
+    fn bench_memory_refuses_a_dense_or_missing_experiment_naming_the_file() {
+        let dense = sweep("experiments/adding-quick.toml", None, None).unwrap_err().to_string();
+        assert!(dense.contains("adding-quick.toml") && dense.contains("not a convolutional experiment"), "{dense}");
+        let missing = sweep("experiments/no-such.toml", None, None).unwrap_err().to_string();
+        assert!(missing.contains("no-such.toml") && missing.contains("cannot read"), "{missing}");
+    }
 
     #[test]
     fn counts_are_grouped_by_thousands() {

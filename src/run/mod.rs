@@ -15,7 +15,7 @@
 //! - [`sweep`]: `fptt sweep`, a grid of runs (points of `--set` overrides) with an index, resume
 //!   and slices; runs that differ only in seed and scalar hyperparameters train as replicas.
 //! - [`dry_run`]: `fptt train --dry-run`, the network, its parameters and GPU memory from the
-//!   shapes alone.
+//!   shapes alone; the experiment file of `fptt bench memory --experiment`, read for `bench`.
 
 pub mod diagnostics;
 pub mod dry_run;
