@@ -85,8 +85,10 @@ fn wide(map: &TensorMap, names: impl Iterator<Item = String>) -> Params {
     names.map(|n| (n.clone(), map[&n].data.iter().map(|&v| v as f64).collect())).collect()
 }
 
-/// The reference's one-step FPTT over one sequence from `state`: per step the gradient with the
-/// engine's dropout mask, the running statistics, the update. Returns the per-step losses.
+/// The reference's training over one sequence from `start` by `settings.rule` (FPTT with chunks of
+/// K steps, one-step FPTT as K = 1, or BPTT as one chunk of T): per chunk the forward of its steps
+/// with the engine's dropout masks (and the running statistics after each), the gradient of the
+/// chunk's losses through the state, and the update. Returns the per-step losses.
 #[allow(clippy::too_many_arguments)]
 fn reference_sequence(
     net: &ConvNet,
@@ -104,16 +106,34 @@ fn reference_sequence(
     let dense = start.membrane.last().unwrap().iter().map(|&v| v as f64).collect();
     let mut state = ConvNetState::start(net, cells, dense, batch);
     let q = vec![0.0; net.spec.classes * net.spec.steps * net.spec.classes];
+    let (chunk, plain) = match settings.rule {
+        LearningRule::Fptt { chunk } => (chunk, false),
+        LearningRule::Bptt => (net.spec.steps, true),
+        LearningRule::Eprop(_) => unreachable!("conv networks do not run e-prop"),
+    };
     let mut losses = Vec::new();
-    for t in 0..net.spec.steps {
-        let frame: Vec<f64> = data.step(t).iter().map(|&v| v as f64).collect();
-        let mask = mask_seed.filter(|_| net.spec.dropout > 0.0).map(|seed| net.dropout_mask(batch, seed, t));
-        let ctx = LossContext::new(settings.loss, &data.targets, t, &q);
-        let (l, grads, cache) = net.step_gradient(p, &state, &frame, mask.as_deref(), ctx);
-        net.update_running(stats, t, &cache, batch);
-        optim.fptt_update(p, &grads, UpdateSettings::of(settings, settings.lr as f64));
-        state = cache.next_state();
-        losses.push(l);
+    let steps = net.spec.steps;
+    for t0 in (0..steps).step_by(chunk) {
+        let (mut caches, mut g_outputs) = (Vec::new(), Vec::new());
+        for t in t0..(t0 + chunk).min(steps) {
+            let frame: Vec<f64> = data.step(t).iter().map(|&v| v as f64).collect();
+            let mask = mask_seed.filter(|_| net.spec.dropout > 0.0).map(|seed| net.dropout_mask(batch, seed, t));
+            let cache = net.forward(p, &frame, &state, batch, Norm::Batch, mask.as_deref());
+            let ctx = LossContext::new(settings.loss, &data.targets, t, &q);
+            let (l, g_o) = task_loss(cache.output(), batch, net.spec.classes, steps, ctx);
+            net.update_running(stats, t, &cache, batch);
+            state = cache.next_state();
+            losses.push(l);
+            caches.push(cache);
+            g_outputs.push(g_o);
+        }
+        let (grads, _) = net.chunk_backward(p, &caches, &g_outputs);
+        let update = UpdateSettings::of(settings, settings.lr as f64);
+        if plain {
+            optim.plain_update(p, &grads, update);
+        } else {
+            optim.fptt_update(p, &grads, update);
+        }
     }
     losses
 }
@@ -149,14 +169,24 @@ fn conv_networks_train_on_the_gpu_as_the_reference_step_for_step() {
     let ctx = gpu_common::context();
     // Batches of 4 for 3 classes: no class can hold exactly B/C labels, whose readout-bias gradient
     // would be 0 up to rounding at the first steps (uniform outputs) and which Adam would amplify.
-    for (variant, batch) in [(0usize, 4usize), (1, 1), (2, 4)] {
+    // One-step FPTT on every shape; chunks of 2 on the first, BPTT on the other two.
+    let cases = [
+        (0usize, 4usize, LearningRule::Fptt { chunk: 1 }),
+        (1, 1, LearningRule::Fptt { chunk: 1 }),
+        (2, 4, LearningRule::Fptt { chunk: 1 }),
+        (0, 4, LearningRule::Fptt { chunk: 2 }),
+        (1, 1, LearningRule::Bptt),
+        (2, 4, LearningRule::Bptt),
+    ];
+    for (variant, batch, rule) in cases {
         let spec = spec(variant);
         let cfg = ModelConfig::convolutional(spec.clone());
         cfg.validate().unwrap();
         let net = ConvNet::new(&spec, SpikeFn::Heaviside);
         let aux = if variant == 1 { AuxTargets::Off } else { AuxTargets::Uniform };
         let optimizer = if variant == 2 { Optimizer::Adam } else { Optimizer::Adamax };
-        let settings = TrainingSettings::classification(optimizer, 2e-3, aux);
+        let settings = TrainingSettings { rule, ..TrainingSettings::classification(optimizer, 2e-3, aux) };
+        let what = format!("variant {variant} {rule:?}");
         let init = init_params(&cfg, 40 + variant as u64);
         let mut engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &init).unwrap();
         // Every scratch region and the whole gradient NaN: an element no kernel writes fails.
@@ -182,20 +212,25 @@ fn conv_networks_train_on_the_gpu_as_the_reference_step_for_step() {
             for (t, (&g, &r)) in metrics.step_loss.iter().zip(&losses).enumerate() {
                 let err = (g as f64 - r).abs() / r.abs().max(1e-3);
                 worst_loss = worst_loss.max(err);
-                assert!(err < 1e-5, "variant {variant} sequence {sequence} step {t}: loss {g} vs reference {r}");
+                assert!(err < 1e-5, "{what} sequence {sequence} step {t}: loss {g} vs reference {r}");
             }
         }
-        assert_eq!(engine.updates(), 2 * spec.steps as u64);
+        let per_sequence = match rule {
+            LearningRule::Fptt { chunk } => spec.steps.div_ceil(chunk),
+            _ => 1,
+        };
+        assert_eq!(engine.updates(), 2 * per_sequence as u64);
         let state = engine.state().unwrap();
         let mut want = p.clone();
+        // BPTT keeps W̄ and λ where they started (its update is a plain optimizer step).
         for (suffix, part) in [("wbar", &optim.wbar), ("lambda", &optim.lambda)] {
             for (name, v) in part {
                 want.insert(format!("{name}.{suffix}"), v.clone());
             }
         }
         want.extend(stats.clone());
-        let worst = assert_close(&format!("variant {variant}"), &state, &want, 1e-3);
-        eprintln!("variant {variant}: worst relative error {worst:.2e} (tensors), {worst_loss:.2e} (step losses)");
+        let worst = assert_close(&what, &state, &want, 1e-3);
+        eprintln!("{what}: worst relative error {worst:.2e} (tensors), {worst_loss:.2e} (step losses)");
         // tau_m_o is never read: gradient 0 at every update, so it stays where it started.
         if spec.tau_m_o {
             assert_eq!(state["tau_m_o"].data, init["tau_m_o"].data);
@@ -203,7 +238,7 @@ fn conv_networks_train_on_the_gpu_as_the_reference_step_for_step() {
         // Something moved: the updates reached every cell.
         for k in 1..=spec.cells.len() {
             let w = format!("conv_snn{k}.conv1_x.weight");
-            assert_ne!(state[&w].data, init[&w].data, "variant {variant}: {w} never changed");
+            assert_ne!(state[&w].data, init[&w].data, "{what}: {w} never changed");
         }
 
         // Evaluation on the running statistics, no dropout: the reference forward with the
@@ -224,7 +259,7 @@ fn conv_networks_train_on_the_gpu_as_the_reference_step_for_step() {
             let ctx = LossContext::new(settings.loss, &data.targets, t, &q);
             let (l, _) = task_loss(cache.output(), batch, spec.classes, spec.steps, ctx);
             let g = metrics.step_loss[t] as f64;
-            assert!((g - l).abs() <= 1e-5 * l.abs().max(1e-3), "variant {variant} evaluation step {t}: {g} vs {l}");
+            assert!((g - l).abs() <= 1e-5 * l.abs().max(1e-3), "{what} evaluation step {t}: {g} vs {l}");
             s = cache.next_state();
         }
         // Evaluation changes nothing.
@@ -261,16 +296,16 @@ fn dropout_masks_follow_the_seed_and_the_update_count() {
 }
 
 #[test]
-fn conv_networks_refuse_rules_other_than_one_step_fptt() {
+fn conv_networks_refuse_e_prop_and_streams() {
     let ctx = gpu_common::context();
     let cfg = ModelConfig::convolutional(spec(1));
     let init = init_params(&cfg, 1);
-    for rule in [LearningRule::Fptt { chunk: 3 }, LearningRule::Bptt] {
-        let settings =
-            TrainingSettings { rule, ..TrainingSettings::classification(Optimizer::Adamax, 1e-3, AuxTargets::Off) };
-        let err = Engine::new(ctx.clone(), &cfg, &settings, 2, &init).err().expect("refused");
-        assert!(err.to_string().contains("one-step FPTT"), "{err}");
-    }
+    let settings = TrainingSettings {
+        rule: LearningRule::Eprop(Default::default()),
+        ..TrainingSettings::classification(Optimizer::Adamax, 1e-3, AuxTargets::Off)
+    };
+    let err = Engine::new(ctx.clone(), &cfg, &settings, 2, &init).err().expect("refused");
+    assert!(err.to_string().contains("e-prop"), "{err}");
     let settings = TrainingSettings::classification(Optimizer::Adamax, 1e-3, AuxTargets::Off);
     let err = Engine::new_stream(ctx.clone(), &cfg, &settings, 2, &init).err().expect("refused");
     assert!(err.to_string().contains("conv cells"), "{err}");
@@ -278,5 +313,4 @@ fn conv_networks_refuse_rules_other_than_one_step_fptt() {
     let mut wrong = cfg.clone();
     wrong.hidden = vec![7];
     assert!(wrong.validate().is_err());
-    let _ = LossKind::Regression;
 }

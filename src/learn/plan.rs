@@ -147,17 +147,27 @@ pub struct ConvCellRegion {
     pub g_conv_a: u32,
     pub g_pool: u32,
     pub g_conv_x: u32,
+    /// Gradients carried back from the next step onto this slot's `m'`, `s'`, `b'` (chunks
+    /// only; `NONE` otherwise).
+    pub g_m_carry: u32,
+    pub g_s_carry: u32,
+    pub g_b_carry: u32,
 }
 
 /// The conv front of a convolutional network: its cells, the dropout masks of a sequence and the
 /// dense layer's input.
 #[derive(Debug, Clone)]
 pub struct ConvRegion {
+    /// Slot 0's cells (`slot_cells[0]`).
     pub cells: Vec<ConvCellRegion>,
+    /// Per tape slot, every cell's regions (tape and carries per slot, scratch shared).
+    pub slot_cells: Vec<Vec<ConvCellRegion>>,
     /// `[T, B·F]`: the training masks of the sequence's steps, uploaded per sequence (empty without dropout).
     pub masks: u32,
-    /// `μ ⊙ s'_L`, `[B, F]`, the dense layer's input in training with dropout.
+    /// `μ ⊙ s'_L`, `[B, F]`, the dense layer's input in training with dropout (slot 0's, then
+    /// per slot: the dense layer's weight gradient reads it in its slot's backward).
     pub flat: u32,
+    pub slot_flat: Vec<u32>,
     /// `ḡ` on the dense layer's input `[B, F]`, before the mask.
     pub g_flat: u32,
 }
@@ -226,7 +236,7 @@ pub struct WorkPlan {
     pub carry: u32,
     pub carry_len: usize,
     pub eprop: Option<EpropRegion>,
-    /// Convolutional networks: the cells' regions (one-step FPTT only).
+    /// Convolutional networks: the cells' regions.
     pub conv: Option<ConvRegion>,
 }
 
@@ -252,7 +262,6 @@ impl WorkPlan {
         // Every state block: the conv cells' (if any), then the hidden layers'.
         let total_hidden: usize = cfg.state_blocks().iter().sum();
         let cell_state_len: usize = bsz * (total_hidden - cfg.hidden.iter().sum::<usize>());
-        assert!(cfg.conv.is_none() || slots == 1, "conv networks train with one-step FPTT (one tape slot)");
         let inputs = a.alloc("inputs", t * bsz * cfg.inputs);
         let per_sequence = if classification { bsz } else { bsz * c };
         let targets = a.alloc("targets", if per_step_targets { t * per_sequence } else { per_sequence });
@@ -318,8 +327,53 @@ impl WorkPlan {
             sqerr_b: a.alloc("sqerr_b", bsz),
         };
 
+        // A conv network's backward scratch, shared by every slot (the tape fields are filled per slot).
+        let conv_scratch: Vec<ConvCellRegion> = match &cfg.conv {
+            Some(spec) => (0..spec.cells.len())
+                .map(|k| {
+                    let (_, h, w) = spec.cell_input(k);
+                    let (ch, oh, ow) = spec.cell_output(k);
+                    let (image, state) = (bsz * ch * h * w, bsz * ch * oh * ow);
+                    let tag = format!("conv_snn{}", k + 1);
+                    let mut r = |what: &str, len: usize| a.alloc(format!("{tag}.{what}"), len);
+                    let g_xhat = r("g_xhat", state);
+                    ConvCellRegion {
+                        state_offset: 0,
+                        conv_x: NONE,
+                        xhat_x: NONE,
+                        invstd_x: NONE,
+                        pool_arg: NONE,
+                        xhat: NONE,
+                        z_m: NONE,
+                        xhat_m: NONE,
+                        invstd_m: NONE,
+                        z_a: NONE,
+                        xhat_a: NONE,
+                        invstd_a: NONE,
+                        tau_m: NONE,
+                        tau_a: NONE,
+                        theta: NONE,
+                        u: NONE,
+                        g_s: r("g_s", state),
+                        g_xhat,
+                        g_zm: r("g_zm", state),
+                        g_za: r("g_za", state),
+                        g_conv_m: r("g_conv_m", state),
+                        g_conv_a: r("g_conv_a", state),
+                        g_pool: if spec.pool { r("g_pool", image) } else { g_xhat },
+                        g_conv_x: r("g_conv_x", image),
+                        g_m_carry: NONE,
+                        g_s_carry: NONE,
+                        g_b_carry: NONE,
+                    }
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+
         // The carried gradients of all slots, back to back.
         let carry = a.len() as u32;
+        let mut conv_carries = Vec::new();
         let mut carries = Vec::new();
         for slot in 0..slots {
             let mut per_layer = Vec::new();
@@ -334,6 +388,21 @@ impl WorkPlan {
                 });
             }
             carries.push(per_layer);
+            // The conv cells' carries onto m', s', b' of this slot's step.
+            let mut per_cell = Vec::new();
+            if let Some(spec) = &cfg.conv {
+                for k in 0..spec.cells.len() {
+                    let (ch, oh, ow) = spec.cell_output(k);
+                    let len = if chunked { bsz * ch * oh * ow } else { 0 };
+                    let mut r = |what: &str| a.alloc(format!("slot{slot}.conv_snn{}.{what}", k + 1), len);
+                    per_cell.push(if chunked {
+                        (r("g_m_carry"), r("g_s_carry"), r("g_b_carry"))
+                    } else {
+                        (NONE, NONE, NONE)
+                    });
+                }
+            }
+            conv_carries.push(per_cell);
         }
         let carry_len = a.len() - carry as usize;
 
@@ -385,52 +454,62 @@ impl WorkPlan {
         let layers = slot_layers[0].clone();
         let readout = slot_readout[0].clone();
         let conv = cfg.conv.as_ref().map(|spec| {
-            let mut cells = Vec::new();
-            let mut state_offset = 0;
-            for k in 0..spec.cells.len() {
-                let (_, h, w) = spec.cell_input(k);
-                let (ch, oh, ow) = spec.cell_output(k);
-                let (image, state) = (bsz * ch * h * w, bsz * ch * oh * ow);
-                let tag = format!("conv_snn{}", k + 1);
-                let mut r = |what: &str, len: usize| a.alloc(format!("{tag}.{what}"), len);
-                let conv_x = r("conv_x", image);
-                let (pool_arg, xhat) =
-                    if spec.pool { (r("pool_arg", state), r("xhat", state)) } else { (NONE, conv_x) };
-                let g_xhat = r("g_xhat", state);
-                cells.push(ConvCellRegion {
-                    state_offset: state_offset as u32,
-                    conv_x,
-                    xhat_x: r("xhat_x", image),
-                    invstd_x: r("invstd_x", ch),
-                    pool_arg,
-                    xhat,
-                    z_m: r("z_m", state),
-                    xhat_m: r("xhat_m", state),
-                    invstd_m: r("invstd_m", ch),
-                    z_a: r("z_a", state),
-                    xhat_a: r("xhat_a", state),
-                    invstd_a: r("invstd_a", ch),
-                    tau_m: r("tau_m", state),
-                    tau_a: r("tau_a", state),
-                    theta: r("theta", state),
-                    u: r("u", state),
-                    g_s: r("g_s", state),
-                    g_xhat,
-                    g_zm: r("g_zm", state),
-                    g_za: r("g_za", state),
-                    g_conv_m: r("g_conv_m", state),
-                    g_conv_a: r("g_conv_a", state),
-                    g_pool: if spec.pool { r("g_pool", image) } else { g_xhat },
-                    g_conv_x: r("g_conv_x", image),
-                });
-                state_offset += state;
-            }
+            // Per cell: (channels, image, state) sizes over the batch.
+            let shapes: Vec<(usize, usize, usize)> = (0..spec.cells.len())
+                .map(|k| {
+                    let (_, h, w) = spec.cell_input(k);
+                    let (ch, oh, ow) = spec.cell_output(k);
+                    (ch, bsz * ch * h * w, bsz * ch * oh * ow)
+                })
+                .collect();
+            let mut slot_cells = Vec::new();
+            let mut slot_flat = Vec::new();
             let features = bsz * spec.flat_features();
             let dropout = spec.dropout > 0.0;
+            for (slot, slot_carries) in conv_carries.iter().enumerate() {
+                let mut cells = Vec::new();
+                let mut state_offset = 0;
+                for (k, &(ch, image, state)) in shapes.iter().enumerate() {
+                    let tag =
+                        if chunked { format!("slot{slot}.conv_snn{}", k + 1) } else { format!("conv_snn{}", k + 1) };
+                    let mut r = |what: &str, len: usize| a.alloc(format!("{tag}.{what}"), len);
+                    let conv_x = r("conv_x", image);
+                    let (pool_arg, xhat) =
+                        if spec.pool { (r("pool_arg", state), r("xhat", state)) } else { (NONE, conv_x) };
+                    let (g_m_carry, g_s_carry, g_b_carry) = slot_carries[k];
+                    cells.push(ConvCellRegion {
+                        state_offset: state_offset as u32,
+                        conv_x,
+                        xhat_x: r("xhat_x", image),
+                        invstd_x: r("invstd_x", ch),
+                        pool_arg,
+                        xhat,
+                        z_m: r("z_m", state),
+                        xhat_m: r("xhat_m", state),
+                        invstd_m: r("invstd_m", ch),
+                        z_a: r("z_a", state),
+                        xhat_a: r("xhat_a", state),
+                        invstd_a: r("invstd_a", ch),
+                        tau_m: r("tau_m", state),
+                        tau_a: r("tau_a", state),
+                        theta: r("theta", state),
+                        u: r("u", state),
+                        g_m_carry,
+                        g_s_carry,
+                        g_b_carry,
+                        ..conv_scratch[k].clone()
+                    });
+                    state_offset += state;
+                }
+                slot_cells.push(cells);
+                slot_flat.push(a.alloc(format!("slot{slot}.conv.flat"), if dropout { features } else { 0 }));
+            }
             ConvRegion {
-                cells,
+                cells: slot_cells[0].clone(),
+                slot_cells,
                 masks: a.alloc("conv.dropout_masks", if dropout { t * features } else { 0 }),
-                flat: a.alloc("conv.flat", if dropout { features } else { 0 }),
+                flat: slot_flat[0],
+                slot_flat,
                 g_flat: a.alloc("conv.g_flat", if dropout { features } else { 0 }),
             }
         });

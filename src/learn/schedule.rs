@@ -47,10 +47,10 @@ pub(crate) struct EpropSchedule {
 /// Tape slots the rule needs (1 for one-step rules, K for chunks of K, T for BPTT), after checking
 /// that the rule fits the model and its settings are in range.
 pub(crate) fn tape_slots(cfg: &ModelConfig, settings: &TrainingSettings) -> Result<usize, EngineError> {
-    if cfg.conv.is_some() && !matches!(settings.rule, LearningRule::Fptt { chunk: 1 }) {
+    if cfg.conv.is_some() && matches!(settings.rule, LearningRule::Eprop(_)) {
         return Err(EngineError::Shape(
-            "convolutional networks train with one-step FPTT (train.rule = \"fptt\", train.chunk = 1) for now: \
-             chunks, BPTT and e-prop are not planned for conv cells yet"
+            "e-prop's traces are for one dense LIF/ALIF layer: a convolutional network trains with FPTT (one step \
+             or chunks) or BPTT"
                 .into(),
         ));
     }

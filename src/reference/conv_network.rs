@@ -17,7 +17,7 @@ use super::conv::{self, bn2d_update_running, ConvCellCache, ConvCellSpec};
 use super::loss::{task_loss, LossContext};
 use super::neuron::{self, LayerCache, LayerSpec, LayerState};
 use super::readout::{self, ReadoutCache, ReadoutSpec};
-use super::{Grads, Params, SpikeFn};
+use super::{add_into, Grads, Params, SpikeFn};
 use crate::model::conv::{ConvNetSpec, CONV_B0};
 use crate::model::{LayerNames, NeuronKind, ThresholdMode};
 use crate::rng::Rng;
@@ -46,6 +46,14 @@ pub struct ConvNetState {
 }
 
 impl ConvNetState {
+    /// A state of the same shape with every element 0 (as a gradient: what flows into the last
+    /// step of a chunk from beyond it).
+    pub fn zeros_like(&self) -> Self {
+        let zeros = |v: &[f64]| vec![0.0; v.len()];
+        let layer = |l: &LayerState| LayerState { m: zeros(&l.m), s: zeros(&l.s), b: zeros(&l.b) };
+        ConvNetState { cells: self.cells.iter().map(layer).collect(), dense: layer(&self.dense), o: zeros(&self.o) }
+    }
+
     /// The start of a sequence: the given membranes (one per cell, then the dense layer's), `s = 0`,
     /// `b = b0 = 0.5`, `o = 0` (method §9, §1 (1.17)).
     pub fn start(net: &ConvNet, cells: Vec<Vec<f64>>, dense: Vec<f64>, batch: usize) -> Self {
@@ -253,6 +261,99 @@ impl ConvNet {
             assert_eq!(g.len(), t.len(), "reference: gradient shape of {}", t.name);
         }
         grads
+    }
+
+    /// One step of a chunk's backward (chunked FPTT, BPTT): [`Self::backward`] with the gradient
+    /// `g_next` that flows back from the chunk's later steps onto this step's new state (zeros at
+    /// its last step): the readout receives `ḡ_o' = g_o + g_next.o`, the dense layer and each cell
+    /// add `g_next`'s share to the `ḡ_s'` from above and take its `ḡ_m'`, `ḡ_b'`. Returns the
+    /// step's parameter gradients and the gradient on the state it started from ((9.19)–(9.20),
+    /// (3.16)–(3.18)).
+    ///
+    /// Method §9 with §3 (3.20). GPU twins: the one-step backward kernels with the carries of a
+    /// chunk's slots (`learn/planner/conv.rs`).
+    pub fn step_backward_through_state(
+        &self,
+        p: &Params,
+        cache: &ConvStepCache,
+        batch: usize,
+        g_o: &[f64],
+        g_next: &ConvNetState,
+    ) -> (Grads, ConvNetState) {
+        let mut g_o_total = g_o.to_vec();
+        add_into(&mut g_o_total, &g_next.o);
+        let ro = readout::backward_through_state(&self.readout, p, &cache.readout, batch, &g_o_total);
+        let mut grads = ro.grads;
+        let mut g_s = ro.g_s_top;
+        add_into(&mut g_s, &g_next.dense.s);
+        let dense = neuron::backward_through_state(
+            &self.dense,
+            p,
+            &cache.dense,
+            batch,
+            self.spike,
+            &g_s,
+            Some(&g_next.dense.m),
+            Some(&g_next.dense.b),
+        );
+        grads.extend(dense.grads);
+        let mut g_from_above: Vec<f64> = match &cache.mask {
+            Some(m) => dense.g_x.iter().zip(m).map(|(g, m)| g * m).collect(),
+            None => dense.g_x,
+        };
+        let mut g_prev_cells = Vec::with_capacity(self.cells.len());
+        for k in (0..self.cells.len()).rev() {
+            let later = &g_next.cells[k];
+            let mut g_s = g_from_above;
+            add_into(&mut g_s, &later.s);
+            let c = conv::backward_through_state(
+                &self.cells[k],
+                p,
+                &cache.cells[k],
+                batch,
+                self.spike,
+                &g_s,
+                Some(&later.m),
+                Some(&later.b),
+            );
+            grads.extend(c.grads);
+            g_from_above = c.g_x;
+            g_prev_cells.push(c.g_prev);
+        }
+        g_prev_cells.reverse();
+        if self.spec.tau_m_o {
+            grads.insert("tau_m_o".into(), vec![0.0; self.spec.classes]);
+        }
+        (grads, ConvNetState { cells: g_prev_cells, dense: dense.g_prev, o: ro.g_prev_o })
+    }
+
+    /// The backward of a chunk from its caches (step order) and each step's `∂ℓ_t/∂o'_t`: the
+    /// gradient of `Σ_t ℓ_t` with respect to every tensor, and the gradient on the chunk's start
+    /// state (training treats the start as a constant; tests check it).
+    pub fn chunk_backward(
+        &self,
+        p: &Params,
+        caches: &[ConvStepCache],
+        g_outputs: &[Vec<f64>],
+    ) -> (Grads, ConvNetState) {
+        assert!(!caches.is_empty(), "a chunk has at least one step");
+        assert_eq!(caches.len(), g_outputs.len(), "one output gradient per step");
+        let batch = caches[0].output().len() / self.spec.classes;
+        let mut g_next = caches[caches.len() - 1].next_state().zeros_like();
+        let mut total = Grads::new();
+        for (cache, g_o) in caches.iter().zip(g_outputs).rev() {
+            let (grads, g_prev) = self.step_backward_through_state(p, cache, batch, g_o, &g_next);
+            for (name, g) in grads {
+                match total.get_mut(&name) {
+                    Some(sum) => add_into(sum, &g),
+                    None => {
+                        total.insert(name, g);
+                    }
+                }
+            }
+            g_next = g_prev;
+        }
+        (total, g_next)
     }
 
     /// After a training forward (batch statistics), PyTorch's update of the running statistics of
@@ -466,6 +567,70 @@ mod tests {
             if spec.tau_m_o {
                 assert_eq!(grads["tau_m_o"], vec![0.0; spec.classes]);
             }
+        }
+    }
+
+    #[test]
+    fn the_chunk_gradient_through_the_state_matches_finite_differences() {
+        // Σ_t ℓ_t over a chunk of 3 steps from a fixed start: every tensor, and the start state.
+        let spike = SpikeFn::Smooth(5.0);
+        for (variant, batch, seed) in [(0, 2, 31), (1, 2, 32)] {
+            let spec = ConvNetSpec { steps: 3, ..tiny(variant) };
+            let net = ConvNet::new(&spec, spike);
+            let mut rng = Rng::new(seed);
+            let p = random_params(&spec, &mut rng);
+            let start = random_state(&net, batch, &mut rng);
+            let frames: Vec<Vec<f64>> = (0..3).map(|_| randoms(&mut rng, net.frame_len(batch), 0.0, 2.0)).collect();
+            let masks: Vec<Option<Vec<f64>>> =
+                (0..3).map(|t| (variant == 0).then(|| net.dropout_mask(batch, 8, t))).collect();
+            let targets = labels(batch, spec.classes);
+            let kind = LossKind::Classification { aux: AuxTargets::Uniform };
+            let chunk_loss = |q: &Params, start: &ConvNetState| -> (f64, Vec<ConvStepCache>, Vec<Vec<f64>>) {
+                let mut state = start.clone();
+                let (mut total, mut caches, mut g_outputs) = (0.0, Vec::new(), Vec::new());
+                for t in 0..3 {
+                    let cache = net.forward(q, &frames[t], &state, batch, Norm::Batch, masks[t].as_deref());
+                    let ctx = LossContext::new(kind, &targets, t, &[]);
+                    let (l, g_o) = task_loss(cache.output(), batch, spec.classes, spec.steps, ctx);
+                    total += l;
+                    state = cache.next_state();
+                    caches.push(cache);
+                    g_outputs.push(g_o);
+                }
+                (total, caches, g_outputs)
+            };
+            let (_, caches, g_outputs) = chunk_loss(&p, &start);
+            let (grads, g_start) = net.chunk_backward(&p, &caches, &g_outputs);
+            let mut worst: f64 = 0.0;
+            for t in spec.tensors() {
+                let name = t.name;
+                let err = check_all(&format!("variant {variant} {name}"), &p[&name], &grads[&name], 1e-6, 1e-5, &|v| {
+                    let mut q = p.clone();
+                    q.insert(name.clone(), v.to_vec());
+                    chunk_loss(&q, &start).0
+                });
+                worst = worst.max(err);
+            }
+            // The start state: m, s, b of the first cell and of the dense layer, and o.
+            type Pick = fn(&mut ConvNetState) -> &mut Vec<f64>;
+            let picks: [(&str, Pick, Pick); 5] = [
+                ("cell 1 m", |s| &mut s.cells[0].m, |s| &mut s.cells[0].m),
+                ("cell 1 b", |s| &mut s.cells[0].b, |s| &mut s.cells[0].b),
+                ("cell 1 s", |s| &mut s.cells[0].s, |s| &mut s.cells[0].s),
+                ("dense m", |s| &mut s.dense.m, |s| &mut s.dense.m),
+                ("o", |s| &mut s.o, |s| &mut s.o),
+            ];
+            for (what, pick, pick_g) in picks {
+                let v = pick(&mut start.clone()).clone();
+                let analytic = pick_g(&mut g_start.clone()).clone();
+                let err = check_all(&format!("variant {variant} start {what}"), &v, &analytic, 1e-6, 1e-5, &|x| {
+                    let mut s = start.clone();
+                    *pick(&mut s) = x.to_vec();
+                    chunk_loss(&p, &s).0
+                });
+                worst = worst.max(err);
+            }
+            eprintln!("variant {variant}: worst chunk finite-difference error {worst:.2e}");
         }
     }
 

@@ -3,7 +3,10 @@
 //! the element-wise neuron), the dropout mask on the last cell's spikes, and the backward from the
 //! dense layer's input gradient down to the first cell (the one-step FPTT gradient, (9.24)–(9.25)).
 //! Each convolution is one launch of the implicit-product kernels; the cells' weight gradients are
-//! written here, not batched with the dense layers' jobs.
+//! written here, not batched with the dense layers' jobs. Inside a chunk of steps (chunked FPTT,
+//! BPTT) each step also passes its gradient on the state it read to the previous slot's carries
+//! ((9.19)–(9.20)), receives the next step's on its own outputs, and adds its weight gradients to
+//! the chunk's.
 
 use super::{PlannedLayer, Planner, StepView};
 use crate::gpu::{ArgArena, Dispatch};
@@ -50,9 +53,11 @@ impl Planner<'_> {
         let region = plan.conv.as_ref().expect("the plan of a conv network has its regions");
         let (prev, next) = (view.prev, view.next);
         let bsz = batch as u32;
+        let accumulate = view.accumulate();
         let off = |name: String| self.offset(&name);
         let mut cells: Vec<PlannedCell> = Vec::new();
-        for (k, reg) in region.cells.iter().enumerate() {
+        for (k, reg) in view.conv.iter().enumerate() {
+            let earlier = view.earlier_conv.map(|e| &e[k]);
             let names = ConvCellNames::cell(k);
             let (in_c, h, w) = spec.cell_input(k);
             let (c, oh, ow) = spec.cell_output(k);
@@ -62,7 +67,7 @@ impl Planner<'_> {
             // Cell 1 reads frame t of the sequence; cell k the new spikes of cell k − 1.
             let (x, x_step) = match k {
                 0 => (plan.inputs, (batch * in_c * h * w) as u32),
-                _ => (next.s + region.cells[k - 1].state_offset, 0),
+                _ => (next.s + view.conv[k - 1].state_offset, 0),
             };
             let conv_x = ConvArgs {
                 batch: bsz,
@@ -80,13 +85,20 @@ impl Planner<'_> {
                 weight: off(format!("{}.weight", names.x)),
                 bias: off(format!("{}.bias", names.x)),
                 out: reg.conv_x,
-                accumulate: 0,
+                // The weight gradient's mode (the forward never accumulates: its launch says 0).
+                accumulate,
                 split: 1,
                 partials: NONE,
                 x_step,
                 _pad1: 0,
             };
-            out.push(kernels.matmul("conv_forward", arena.push(&conv_x), batch * h * w, c, 1));
+            out.push(kernels.matmul(
+                "conv_forward",
+                arena.push(&ConvArgs { accumulate: 0, ..conv_x }),
+                batch * h * w,
+                c,
+                1,
+            ));
             let bn = |arena: &mut ArgArena, name: &str, x, xhat, invstd, hw: usize, g_y, g_x| {
                 arena.push(&Bn2dArgs {
                     batch: bsz,
@@ -100,7 +112,7 @@ impl Planner<'_> {
                     running: plan.running + stats.base(name) as u32,
                     g_y,
                     g_x,
-                    accumulate: 0,
+                    accumulate,
                 })
             };
             let bn_x = bn(arena, &names.bn_x, reg.conv_x, reg.xhat_x, reg.invstd_x, h * w, reg.g_pool, reg.g_conv_x);
@@ -144,7 +156,8 @@ impl Planner<'_> {
                 (&gate_m, &names.bn_m, reg.xhat_m, reg.invstd_m, reg.g_zm),
                 (&gate_a, &names.bn_a, reg.xhat_a, reg.invstd_a, reg.g_za),
             ] {
-                out.push(kernels.matmul("conv_forward", arena.push(args), batch * oh * ow, c, 1));
+                let forward = ConvArgs { accumulate: 0, ..*args };
+                out.push(kernels.matmul("conv_forward", arena.push(&forward), batch * oh * ow, c, 1));
                 let slot = bn(arena, name, args.out, xhat, invstd, oh * ow, g_y, args.g);
                 out.push(kernels.groups("batch_norm2d_forward", slot, c as u32));
                 bns.push(slot);
@@ -165,24 +178,24 @@ impl Planner<'_> {
                 s_next: next.s + so,
                 b_next: next.b + so,
                 g_s: reg.g_s,
-                g_m_next: NONE,
-                g_b_next: NONE,
+                g_m_next: view.carry(reg.g_m_carry),
+                g_b_next: view.carry(reg.g_b_carry),
                 g_xhat: reg.g_xhat,
                 g_zm: reg.g_zm,
                 g_za: reg.g_za,
-                g_m_prev: NONE,
-                g_s_prev: NONE,
-                g_b_prev: NONE,
-                g_s_add: NONE,
+                g_m_prev: earlier.map_or(NONE, |e| e.g_m_carry),
+                g_s_prev: earlier.map_or(NONE, |e| e.g_s_carry),
+                g_b_prev: earlier.map_or(NONE, |e| e.g_b_carry),
+                g_s_add: view.carry(reg.g_s_carry),
             });
             out.push(kernels.over("conv_neuron", neuron, state_len));
             cells.push(PlannedCell { conv_x, gate_m, gate_a, bn_x, bn_m: bns[0], bn_a: bns[1], pool, neuron });
         }
         // x_d = flatten(μ ⊙ s'_L): NCHW is already [B, F] row-major, so only the mask moves data.
-        let top = next.s + region.cells.last().expect("validated: at least one cell").state_offset;
+        let top = next.s + view.conv.last().expect("validated: at least one cell").state_offset;
         let features = batch * spec.flat_features();
         let dropout = (training && spec.dropout > 0.0).then(|| {
-            let args = DropoutArgs { len: features as u32, x: top, mask: region.masks, out: region.flat };
+            let args = DropoutArgs { len: features as u32, x: top, mask: region.masks, out: view.conv_flat };
             out.push(kernels.over("dropout", arena.push(&args), features));
             args
         });
@@ -194,6 +207,7 @@ impl Planner<'_> {
     pub(super) fn conv_backward(
         &self,
         arena: &mut ArgArena,
+        view: &StepView,
         conv: &PlannedConv,
         dense: &PlannedLayer,
         out: &mut Vec<Dispatch>,
@@ -203,9 +217,9 @@ impl Planner<'_> {
         let region = plan.conv.as_ref().expect("the plan of a conv network has its regions");
         let bsz = batch as u32;
         let features = spec.flat_features() as u32;
-        let top_g_s = region.cells.last().expect("validated: at least one cell").g_s;
+        let top_g_s = view.conv.last().expect("validated: at least one cell").g_s;
         // ḡ_x of the dense layer (3.11): ḡ_cx·W_x[:, :F], through the mask (9.18) onto the top cell.
-        let dense_reg = &plan.layers[0];
+        let dense_reg = &view.layers[0];
         let la = dense.args;
         let n = la.n;
         self.input_grad(
@@ -230,19 +244,24 @@ impl Planner<'_> {
             out.push(kernels.over("dropout", arena.push(&back), d.len as usize));
         }
         for (k, cell) in conv.cells.iter().enumerate().rev() {
-            let reg = &region.cells[k];
+            let reg = &view.conv[k];
+            let earlier = view.earlier_conv.map(|e| &e[k]);
             let (c, oh, ow) = spec.cell_output(k);
             let (in_c, h, w) = spec.cell_input(k);
             let kk = spec.cells[k].kernel;
             out.push(kernels.over("conv_neuron_backward", cell.neuron, batch * c * oh * ow));
             // Each gate: its batch norm, its weight gradient, and its share of ḡ_x̂ (the gate reads
             // x̂ + state, so the input gradient of the sum is x̂'s).
-            for (gate, bn) in [(&cell.gate_m, cell.bn_m), (&cell.gate_a, cell.bn_a)] {
+            // Inside a chunk the sum's gradient also goes to the state the gate read (9.19).
+            let states = [earlier.map(|e| e.g_m_carry), earlier.map(|e| e.g_b_carry)];
+            for ((gate, bn), state) in [(&cell.gate_m, cell.bn_m), (&cell.gate_a, cell.bn_a)].into_iter().zip(states) {
                 out.push(kernels.groups("batch_norm2d_backward", bn, c as u32));
                 let weights = ConvArgs { out: NONE, ..*gate };
                 out.push(kernels.matmul("conv_weight_grad", arena.push(&weights), c, c * kk * kk + 1, 1));
-                let input = ConvArgs { out: reg.g_xhat, accumulate: 1, ..*gate };
-                out.push(kernels.matmul("conv_input_grad", arena.push(&input), batch * oh * ow, c, 1));
+                for target in std::iter::once(reg.g_xhat).chain(state) {
+                    let input = ConvArgs { out: target, accumulate: 1, ..*gate };
+                    out.push(kernels.matmul("conv_input_grad", arena.push(&input), batch * oh * ow, c, 1));
+                }
             }
             if let Some(pool) = cell.pool {
                 out.push(kernels.over("maxpool_backward", pool, batch * c * h * w));
@@ -252,7 +271,7 @@ impl Planner<'_> {
             out.push(kernels.matmul("conv_weight_grad", arena.push(&weights), c, in_c * kk * kk + 1, 1));
             if k > 0 {
                 // ḡ_x of this cell is ḡ_s of the cell below (cell 1's, on the frame, is dropped).
-                let input = ConvArgs { out: region.cells[k - 1].g_s, accumulate: 0, ..cell.conv_x };
+                let input = ConvArgs { out: view.conv[k - 1].g_s, accumulate: 0, ..cell.conv_x };
                 out.push(kernels.matmul("conv_input_grad", arena.push(&input), batch * h * w, in_c, 1));
             }
         }

@@ -12,7 +12,7 @@ mod readout;
 mod update;
 
 use super::kernel_args::*;
-use super::plan::{LayerRegion, ReadoutRegion, StateRegion, WorkPlan};
+use super::plan::{ConvCellRegion, LayerRegion, ReadoutRegion, StateRegion, WorkPlan};
 use crate::gpu::{ArgArena, Dispatch, KernelTable};
 use crate::model::{ModelConfig, ParamLayout, StatLayout};
 use crate::settings::{LossKind, TrainingSettings};
@@ -34,6 +34,11 @@ pub(crate) struct StepView<'a> {
     /// The previous step's slot, to which this step passes gradients (None: the chunk's first
     /// step, whose start state is a constant, or one-step FPTT).
     pub earlier: Option<(&'a [LayerRegion], &'a ReadoutRegion)>,
+    /// A conv network's cells at this slot, and where the dense layer's dropped-out input goes.
+    pub conv: &'a [ConvCellRegion],
+    pub conv_flat: u32,
+    /// The previous slot's cells (their carries receive this step's gradients on the state).
+    pub earlier_conv: Option<&'a [ConvCellRegion]>,
 }
 
 impl<'a> StepView<'a> {
@@ -46,6 +51,9 @@ impl<'a> StepView<'a> {
             readout: &plan.readout,
             chunked: false,
             earlier: None,
+            conv: plan.conv.as_ref().map_or(&[], |c| &c.cells[..]),
+            conv_flat: plan.conv.as_ref().map_or(NONE, |c| c.flat),
+            earlier_conv: None,
         }
     }
 
@@ -58,6 +66,9 @@ impl<'a> StepView<'a> {
             readout: &plan.slot_readout[i],
             chunked: true,
             earlier: (i > 0).then(|| (&plan.slot_layers[i - 1][..], &plan.slot_readout[i - 1])),
+            conv: plan.conv.as_ref().map_or(&[], |c| &c.slot_cells[i][..]),
+            conv_flat: plan.conv.as_ref().map_or(NONE, |c| c.slot_flat[i]),
+            earlier_conv: plan.conv.as_ref().filter(|_| i > 0).map(|c| &c.slot_cells[i - 1][..]),
         }
     }
 
@@ -147,7 +158,7 @@ impl Planner<'_> {
                 self.layer_backward(arena, view, k, &layers[k], &mut backward, &mut jobs);
             }
             if let Some(conv) = &conv {
-                self.conv_backward(arena, conv, &layers[0], &mut backward);
+                self.conv_backward(arena, view, conv, &layers[0], &mut backward);
             }
             split = self.split_jobs(view, &mut jobs);
             self.weight_grad_dispatches(arena, &jobs, &mut backward);
