@@ -16,9 +16,7 @@ use fptt::reference::loss::task_loss;
 use fptt::reference::optim::{OptimState, UpdateSettings};
 use fptt::reference::{LossContext, Params, SpikeFn};
 use fptt::rng::Rng;
-use fptt::settings::{
-    AuxTargets, InitialState, LearningRule, LossKind, Optimizer, SequenceBatch, Targets, TrainingSettings,
-};
+use fptt::settings::{AuxTargets, InitialState, LearningRule, Optimizer, SequenceBatch, Targets, TrainingSettings};
 use fptt::tensor::TensorMap;
 
 fn cell(out_channels: usize, kernel: usize) -> ConvCell {
