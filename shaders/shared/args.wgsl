@@ -222,6 +222,14 @@ struct SplitRegion {
 
 const SPLIT_REGIONS: u32 = 8u;
 
+// Twin: `SplitGatherArgs`. split_gather: the partial sums of one split weight gradient into grad
+// (accumulate 1: added to what grad holds).
+struct SplitGatherArgs {
+    region: SplitRegion,
+    accumulate: u32,
+    _pad0: u32,
+}
+
 // Twin: `OptimArgs`. The fused FPTT update over the trainable range [0, len).
 struct OptimArgs {
     len: u32,

@@ -410,6 +410,16 @@ pub struct SplitRegion {
     pub split: u32,
 }
 
+/// Twin of WGSL `SplitGatherArgs`: `split_gather` sums one split weight gradient's partials into
+/// `grad` (a conv network's convolutions; `accumulate` 1 adds, inside a chunk).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct SplitGatherArgs {
+    pub region: SplitRegion,
+    pub accumulate: u32,
+    pub _pad0: u32,
+}
+
 /// Twin of WGSL `EpropArgs`: e-prop's traces and readout Jacobian for one step (see args.wgsl).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
@@ -628,6 +638,7 @@ mod tests {
             [batch, rows, p_width, q_width, g, p, q, out, bias, accumulate, split, partials]
         );
         check_twin!(m, SplitRegion, [out, width, rows, bias, partials, split]);
+        check_twin!(m, SplitGatherArgs, [region, accumulate, _pad0]);
         check_twin!(m, WeightGradJobs, [jobs, _pad0, _pad1, _pad2, job]);
         check_twin!(
             m,

@@ -203,20 +203,55 @@ impl Planner<'_> {
     }
 
     /// The backward from the dense layer's current gradient down through every cell, appended to
-    /// `out` (after the dense layer's backward).
+    /// `out` (after the dense layer's backward). A convolution's weight gradient whose reduction
+    /// over batch and pixels the adapter wants split writes partial sums at `split_partials +
+    /// split_used` and is gathered by `split_gather` at once; returns the floats of the largest
+    /// (all of it, even past the plan's room: the engine's dry run sizes the plan with it).
     pub(super) fn conv_backward(
         &self,
         arena: &mut ArgArena,
         view: &StepView,
         conv: &PlannedConv,
         dense: &PlannedLayer,
+        split_used: usize,
         out: &mut Vec<Dispatch>,
-    ) {
+    ) -> usize {
         let Planner { kernels, cfg, batch, plan, .. } = *self;
         let spec = self.conv_spec();
         let region = plan.conv.as_ref().expect("the plan of a conv network has its regions");
         let bsz = batch as u32;
         let features = spec.flat_features() as u32;
+        let room = plan.split_len.saturating_sub(split_used);
+        let mut needed = 0;
+        // ∇W, ∇c of one convolution: split where the adapter wants more workgroups and the plan has room.
+        let mut weight_grad = |arena: &mut ArgArena, out: &mut Vec<Dispatch>, args: ConvArgs, terms: usize| {
+            let (rows, width) = (args.out_c as usize, (args.in_c * args.k * args.k) as usize);
+            let split = kernels.tiling().weight_grad_split(rows, width + 1, terms);
+            let len = split * rows * (width + 1);
+            if split > 1 {
+                needed = needed.max(len);
+            }
+            if split <= 1 || len > room {
+                out.push(kernels.matmul("conv_weight_grad", arena.push(&args), rows, width + 1, 1));
+                return;
+            }
+            let partials = plan.split_partials + split_used as u32;
+            let split_args = ConvArgs { split: split as u32, partials, ..args };
+            out.push(kernels.matmul("conv_weight_grad", arena.push(&split_args), rows, width + 1, split));
+            let gather = SplitGatherArgs {
+                region: SplitRegion {
+                    out: args.weight,
+                    width: width as u32,
+                    rows: rows as u32,
+                    bias: args.bias,
+                    partials,
+                    split: split as u32,
+                },
+                accumulate: args.accumulate,
+                _pad0: 0,
+            };
+            out.push(kernels.over("split_gather", arena.push(&gather), rows * (width + 1)));
+        };
         let top_g_s = view.conv.last().expect("validated: at least one cell").g_s;
         // ḡ_x of the dense layer (3.11): ḡ_cx·W_x[:, :F], through the mask (9.18) onto the top cell.
         let dense_reg = &view.layers[0];
@@ -248,7 +283,6 @@ impl Planner<'_> {
             let earlier = view.earlier_conv.map(|e| &e[k]);
             let (c, oh, ow) = spec.cell_output(k);
             let (in_c, h, w) = spec.cell_input(k);
-            let kk = spec.cells[k].kernel;
             out.push(kernels.over("conv_neuron_backward", cell.neuron, batch * c * oh * ow));
             // Each gate: its batch norm, its weight gradient, and its share of ḡ_x̂ (the gate reads
             // x̂ + state, so the input gradient of the sum is x̂'s).
@@ -256,8 +290,7 @@ impl Planner<'_> {
             let states = [earlier.map(|e| e.g_m_carry), earlier.map(|e| e.g_b_carry)];
             for ((gate, bn), state) in [(&cell.gate_m, cell.bn_m), (&cell.gate_a, cell.bn_a)].into_iter().zip(states) {
                 out.push(kernels.groups("batch_norm2d_backward", bn, c as u32));
-                let weights = ConvArgs { out: NONE, ..*gate };
-                out.push(kernels.matmul("conv_weight_grad", arena.push(&weights), c, c * kk * kk + 1, 1));
+                weight_grad(arena, out, ConvArgs { out: NONE, ..*gate }, batch * oh * ow);
                 for target in std::iter::once(reg.g_xhat).chain(state) {
                     let input = ConvArgs { out: target, accumulate: 1, ..*gate };
                     out.push(kernels.matmul("conv_input_grad", arena.push(&input), batch * oh * ow, c, 1));
@@ -267,13 +300,13 @@ impl Planner<'_> {
                 out.push(kernels.over("maxpool_backward", pool, batch * c * h * w));
             }
             out.push(kernels.groups("batch_norm2d_backward", cell.bn_x, c as u32));
-            let weights = ConvArgs { out: NONE, ..cell.conv_x };
-            out.push(kernels.matmul("conv_weight_grad", arena.push(&weights), c, in_c * kk * kk + 1, 1));
+            weight_grad(arena, out, ConvArgs { out: NONE, ..cell.conv_x }, batch * h * w);
             if k > 0 {
                 // ḡ_x of this cell is ḡ_s of the cell below (cell 1's, on the frame, is dropped).
                 let input = ConvArgs { out: view.conv[k - 1].g_s, accumulate: 0, ..cell.conv_x };
                 out.push(kernels.matmul("conv_input_grad", arena.push(&input), batch * h * w, in_c, 1));
             }
         }
+        needed
     }
 }

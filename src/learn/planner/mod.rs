@@ -157,10 +157,13 @@ impl Planner<'_> {
             for k in (0..self.cfg.layers()).rev() {
                 self.layer_backward(arena, view, k, &layers[k], &mut backward, &mut jobs);
             }
-            if let Some(conv) = &conv {
-                self.conv_backward(arena, view, conv, &layers[0], &mut backward);
-            }
             split = self.split_jobs(view, &mut jobs);
+            if let Some(conv) = &conv {
+                // The convolutions' split partials follow the dense jobs' (one region that every
+                // convolution reuses in turn: each is gathered before the next is reduced).
+                let needed = self.conv_backward(arena, view, conv, &layers[0], split.1, &mut backward);
+                split.1 += needed;
+            }
             self.weight_grad_dispatches(arena, &jobs, &mut backward);
         }
         let (splits, split_len) = split;
