@@ -202,10 +202,13 @@ struct ConvBenchArgs {
 #[derive(clap::Args)]
 struct MemoryArgs {
     /// A convolutional experiment file (e.g. experiments/dvs-gesture.toml) instead of the
-    /// adding-task network: one-step FPTT and BPTT per --steps, GPU bytes estimated from the
-    /// network's shapes (the training engine does not build conv networks yet).
+    /// adding-task network: one-step FPTT and BPTT per --steps, the GPU bytes estimated from the
+    /// network's shapes and measured on an engine where it fits the adapter and this host.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["hidden", "chunks", "neuron"])]
     experiment: Option<PathBuf>,
+    /// With --experiment: estimates only, build no engine (a large network on a small machine).
+    #[arg(long, requires = "experiment")]
+    estimate_only: bool,
     #[arg(long, default_value_t = 64)]
     hidden: usize,
     /// Samples per batch [default: 16; with --experiment, the experiment's train.batch].
@@ -800,13 +803,10 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         })?,
         Some(BenchCommand::Memory(a)) => match a.experiment {
             // The conv defaults (batch, lengths) come from the experiment file, which `run` reads.
-            Some(experiment) => bench::run_conv_memory(&run::dry_run::conv_memory_sweep(
-                &experiment,
-                a.batch,
-                a.steps,
-                a.device,
-                a.out,
-            )?)?,
+            Some(experiment) => bench::run_conv_memory(&bench::ConvMemorySweep {
+                measure: !a.estimate_only,
+                ..run::dry_run::conv_memory_sweep(&experiment, a.batch, a.steps, a.device, a.out)?
+            })?,
             None => bench::run_memory(&bench::MemorySweep {
                 hidden: a.hidden,
                 batch: a.batch.unwrap_or(bench::ADDING_MEMORY_BATCH),

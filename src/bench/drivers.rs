@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use super::conv::{network_layers, time_layer, CONV_CSV_HEADER};
 use super::{ceilings, conv_memory_row, export_peer_check, measure, measured_conv_memory, memory_row, PeerCheckError};
-use super::{estimate_parts, CONV_MEMORY_RULES};
+use super::{estimate_parts, CONV_ESTIMATE_NOTE, CONV_MEMORY_RULES};
 use super::{CSV_HEADER, KERNELS_CSV_HEADER, MEMORY_CSV_HEADER};
 use crate::gpu::{DeviceChoice, GpuContext, GpuError, KernelTable};
 use crate::learn::EngineError;
@@ -73,9 +73,10 @@ pub struct MemorySweep {
     pub out: PathBuf,
 }
 
-/// `fptt bench memory --experiment FILE`: the estimated GPU bytes of a convolutional experiment's
-/// network per rule (one-step FPTT, BPTT) and number of frames. Filled in from the experiment file
-/// by `run::dry_run::conv_memory_sweep` (this module reads no experiment files).
+/// `fptt bench memory --experiment FILE`: the GPU bytes of a convolutional experiment's network
+/// per rule (one-step FPTT, BPTT) and number of frames, estimated and (`measure`) measured. Filled
+/// in from the experiment file by `run::dry_run::conv_memory_sweep` (this module reads no
+/// experiment files).
 #[derive(Debug, Clone)]
 pub struct ConvMemorySweep {
     /// The experiment's name (the CSV's `network` column).
@@ -88,6 +89,8 @@ pub struct ConvMemorySweep {
     pub steps: Vec<usize>,
     pub device: DeviceChoice,
     pub out: PathBuf,
+    /// Build an engine per row to measure its bytes (where it fits); false: estimates only.
+    pub measure: bool,
 }
 
 /// `fptt bench conv`: the convolution kernels alone on the DVS network's layer shapes.
@@ -198,9 +201,13 @@ pub fn run_conv_memory(args: &ConvMemorySweep) -> Result<()> {
     let mut csv = create_csv(&args.out, &MEMORY_CSV_HEADER)?;
     println!("{}", args.heading);
     println!(
-        "GPU bytes at B = {} estimated from the shapes (ConvNetSpec::memory, as `fptt train --dry-run`): nothing is \
-         allocated; the training engine does not build conv networks yet, so nothing is measured",
-        args.batch
+        "GPU bytes at B = {} estimated from the shapes (ConvNetSpec::memory, as `fptt train --dry-run`){}",
+        args.batch,
+        if args.measure {
+            ", and measured on an engine built for each row where it fits this adapter and host"
+        } else {
+            "; nothing is allocated (--estimate-only)"
+        }
     );
     println!("{:>6} {:>6} {:>6} {:>14} {:>10} {:>14}", "rule", "K", "T", "estimated MiB", "GiB", "measured MiB");
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
@@ -210,10 +217,13 @@ pub fn run_conv_memory(args: &ConvMemorySweep) -> Result<()> {
         let at_t = ConvNetSpec { steps: t, ..args.spec.clone() };
         for rule in CONV_MEMORY_RULES {
             let mut row = conv_memory_row(&args.network, &args.spec, args.batch, t, rule);
-            if let Some(m) = measured_conv_memory(&ctx, &at_t, args.batch, rule)
-                .map_err(|source| BenchError::Row { what: format!("{rule:?} at T = {t}"), source })?
-            {
-                row.set_measured(m);
+            if args.measure {
+                match measured_conv_memory(&ctx, &at_t, args.batch, rule)
+                    .map_err(|source| BenchError::Row { what: format!("{rule:?} at T = {t}"), source })?
+                {
+                    Ok(m) => row.set_measured(m),
+                    Err(why) => row.note = format!("{CONV_ESTIMATE_NOTE}; not measured: {why}"),
+                }
             }
             let total = row.estimated_bytes().unwrap_or(0);
             println!(

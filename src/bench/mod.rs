@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(conv_memory_default_steps(300), vec![100, 300]);
         // The parts, one line each, in MiB as the dry run prints them.
         let text = estimate_parts(rows[0].estimate.as_ref().unwrap(), "  ");
-        assert_eq!(text.lines().count(), 5);
+        assert_eq!(text.lines().count(), 7);
         assert!(text.lines().all(|l| l.starts_with("  ") && l.ends_with(" MiB")), "{text}");
     }
 }
@@ -554,8 +554,7 @@ pub fn conv_memory_default_steps(frames: usize) -> Vec<usize> {
 pub const CONV_MEMORY_RULES: [MemoryRule; 2] = [MemoryRule::Fptt { chunk: 1 }, MemoryRule::Bptt];
 
 /// The note of a conv row without a measurement.
-pub const CONV_ESTIMATE_NOTE: &str =
-    "estimated from the shapes (ConvNetSpec::memory): the training engine does not build conv networks yet";
+pub const CONV_ESTIMATE_NOTE: &str = "estimated from the shapes (ConvNetSpec::memory)";
 
 /// `fptt bench memory --experiment`'s rows for the conv network `spec` of experiment `network`:
 /// for every length T of `steps`, one row per rule of [`CONV_MEMORY_RULES`] ([`conv_memory_row`]).
@@ -605,18 +604,30 @@ pub struct MeasuredBytes {
     pub learning_bytes: u64,
 }
 
-/// The hook for measuring a conv network: `None` while the training engine cannot build one
-/// (issue #18, its schedule for conv cells is being written). When it can, build the engine for
-/// `spec` (at `spec.steps` frames), `batch` and `rule` here as [`memory_row`] does, and return
-/// `engine.gpu_bytes()` and `engine.learning_bytes()`: the driver then fills the row's empty
-/// columns ([`MemoryRow::set_measured`]) and the CSV and table show them next to the estimate.
+/// The bytes of an engine built for `spec` (at `spec.steps` frames), `batch` and `rule`, as
+/// [`memory_row`] measures the dense network: `Ok(Err(why))` where the shapes do not fit this
+/// adapter's limits or this host's free memory (checked before anything is allocated).
 pub fn measured_conv_memory(
-    _ctx: &Rc<GpuContext>,
-    _spec: &ConvNetSpec,
-    _batch: usize,
-    _rule: MemoryRule,
-) -> Result<Option<MeasuredBytes>, EngineError> {
-    Ok(None)
+    ctx: &Rc<GpuContext>,
+    spec: &ConvNetSpec,
+    batch: usize,
+    rule: MemoryRule,
+) -> Result<Result<MeasuredBytes, String>, EngineError> {
+    use crate::settings::{AuxTargets, LearningRule};
+    let cfg = ModelConfig::convolutional(spec.clone());
+    let rule = match rule {
+        MemoryRule::Fptt { chunk } => LearningRule::Fptt { chunk },
+        MemoryRule::Bptt => LearningRule::Bptt,
+    };
+    let settings =
+        TrainingSettings { rule, ..TrainingSettings::classification(Optimizer::Adamax, 3e-3, AuxTargets::Uniform) };
+    match check_fits(&SizeLimits::of(ctx), &cfg, &settings, batch, 1) {
+        Ok(_) => {}
+        Err(EngineError::Gpu(crate::gpu::GpuError::Limit(message))) => return Ok(Err(message)),
+        Err(e) => return Err(e),
+    }
+    let engine = Engine::new(ctx.clone(), &cfg, &settings, batch, &init_params(&cfg, 1))?;
+    Ok(Ok(MeasuredBytes { gpu_bytes: engine.gpu_bytes(), learning_bytes: engine.learning_bytes() }))
 }
 
 /// The adding-task network (method §8: two inputs, one output, fused map) with one hidden layer of

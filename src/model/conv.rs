@@ -258,64 +258,99 @@ impl ConvNetSpec {
         3 * (cells + self.hidden as u64) + self.classes as u64
     }
 
-    /// f32s one step's backward needs besides the state (the one-step tape), per sample. Per cell,
-    /// with `C×H×W` its convolution's output and `C×H'×W'` its state: the normalised `Conv_x`
-    /// output (`C·H·W`, for `BN_x`'s backward), and at the state's size the pool's choice, `x̂`,
-    /// both gates' normalised outputs, `τm`, `τa`, `u` and `θ` (`8·C·H'·W'`). Dense layer: `d`,
-    /// both gates' pre-activations, `τm`, `τa`, `u`, `θ` (`7·N`) and the dropout mask over the
-    /// flattened features. Readout: `z`, `τo` (`2·C`). (The gate inputs `x̂ + m`, `x̂ + b` are
-    /// recomputed from `x̂` and the previous state.)
+    /// f32s of one step's tape (what its backward reads besides the state), per sample, as the
+    /// engine keeps it (`learn::plan`). Per cell, with `C×H×W` its convolution's output and
+    /// `C×H'×W'` its state: `Conv_x`'s output normalised in place and `BN_x`'s `x̂` (`2·C·H·W`);
+    /// at the state's size both gates' normalised outputs and their `x̂`, `τm`, `τa`, `θ`, `u`
+    /// (`8·C·H'·W'`), with a pool also its choice and `x̂` (`2·C·H'·W'` more), and three `1/σ` (`3·C`).
+    /// Dense layer: `d`, both gates' pre-activations, `τm`, `τa`, `u` (`6·N`); the dropped-out
+    /// input (`F`, with dropout). Readout: `z`, `τo`, its gate's pre-activation and `ḡ_o'` (`4·C`).
     pub fn tape_per_sample(&self) -> u64 {
         let cells: u64 = (0..self.cells.len())
             .map(|k| {
                 let (_, h, w) = self.cell_input(k);
                 let (c, oh, ow) = self.cell_output(k);
-                (c * h * w + 8 * c * oh * ow) as u64
+                let at_state = if self.pool { 10 } else { 8 };
+                (2 * c * h * w + at_state * c * oh * ow) as u64
             })
             .sum();
-        cells + 7 * self.hidden as u64 + self.flat_features() as u64 + 2 * self.classes as u64
+        let flat = if self.dropout > 0.0 { self.flat_features() as u64 } else { 0 };
+        cells + 6 * self.hidden as u64 + flat + 4 * self.classes as u64
     }
 
-    /// f32s of the backward's gradient buffers, per sample, reused from cell to cell: the largest
-    /// cell's `ḡ_x` (its input), `ḡ` at its convolution's output, and four state-sized buffers
-    /// (`ḡ_x̂`, the two gates' `ḡ`, the state gradient).
+    /// Per-channel `1/σ` of the cells' batch norms in one tape (independent of the batch).
+    fn tape_per_batch(&self) -> u64 {
+        self.cells.iter().map(|c| 3 * c.out_channels as u64).sum()
+    }
+
+    /// f32s of the backward's gradient buffers, per sample: per cell (each its own) `ḡ` on its
+    /// spikes, `x̂`, both gates' sigmoid arguments and convolution outputs (`6·C·H'·W'`), on
+    /// `Conv_x`'s output and, with a pool, on the pool's input (`C·H·W` each); the dense layer's
+    /// nine `[N]` buffers, the readout's three `[C]` and the loss's three scalars; with dropout
+    /// `ḡ` on the dense layer's input (`F`).
     pub fn backward_scratch_per_sample(&self) -> u64 {
-        (0..self.cells.len())
+        let cells: u64 = (0..self.cells.len())
             .map(|k| {
-                let (ci, h, w) = self.cell_input(k);
+                let (_, h, w) = self.cell_input(k);
                 let (c, oh, ow) = self.cell_output(k);
-                (ci * h * w + c * h * w + 4 * c * oh * ow) as u64
+                let images = if self.pool { 2 } else { 1 };
+                (images * c * h * w + 6 * c * oh * ow) as u64
             })
-            .max()
-            .unwrap_or(0)
+            .sum();
+        let flat = if self.dropout > 0.0 { self.flat_features() as u64 } else { 0 };
+        cells + 9 * self.hidden as u64 + 3 * self.classes as u64 + 3 + flat
     }
 
-    /// An estimate of the GPU bytes of training at `batch`, counted like the dense engine's
-    /// `engine_buffers` (`src/learn/engine/fit.rs`): parameters, their gradient, `W̄`, `λ` and two
-    /// optimizer moments (allocated for every rule), under FPTT also the copy of `W` kept while `W̄`
-    /// is evaluated; the frames of one sequence; `slots + 2` copies of the state and `slots` one-step
-    /// tapes, where `slots` is the chunk K under FPTT (1 for one-step FPTT) and T under BPTT; and
-    /// the backward's scratch. All f32.
+    /// The GPU bytes of training at `batch`, counted as the engine plans its storage buffers
+    /// (`learn::engine_buffers`, which a test holds it to; a GPU's weight-gradient partial sums,
+    /// sized by its tile shape, come on top, and the dispatch arguments, a few KiB): parameters,
+    /// their gradient, `W̄`, `λ` and two optimizer moments (for every rule), under FPTT also the
+    /// copy of `W` kept while `W̄` is evaluated (`tau_m_o`, never trained, has only its value and
+    /// gradient); the frames (and dropout masks) of one sequence; the states (two under one-step
+    /// FPTT, `K + 1` with chunks of K, `T + 1` under BPTT) and one tape per step of a chunk (K, or
+    /// T), with the gradients carried between a chunk's steps; the running statistics; and the
+    /// backward's scratch. All f32.
     pub fn memory(&self, batch: usize, rule: MemoryRule) -> MemoryEstimate {
         let p = self.param_count();
+        let trained = p - if self.tau_m_o { self.classes as u64 } else { 0 };
         let b = batch as u64;
         let t = self.steps as u64;
-        let (slots, param_copies) = match rule {
-            MemoryRule::Fptt { chunk } => (chunk as u64, 7),
-            MemoryRule::Bptt => (t, 6),
+        let (slots, fptt) = match rule {
+            MemoryRule::Fptt { chunk } => (chunk as u64, true),
+            MemoryRule::Bptt => (t, false),
         };
         let frames = (self.in_channels * self.height * self.width) as u64;
+        let masks = if self.dropout > 0.0 { self.flat_features() as u64 } else { 0 };
+        let copies = 2 * p + (4 + u64::from(fptt)) * trained;
+        let states = (slots + 1).max(2);
+        // Inside a chunk each step's m', s', b' receive the next step's gradients.
+        let carries = if slots > 1 { slots * (self.state_per_sample() - self.classes as u64) } else { 0 };
+        let running: u64 = self.cells.iter().map(|c| 6 * t * c.out_channels as u64).sum();
         let parts = vec![
-            ("parameters, gradient, W̄, λ, moments (and W while W̄ is evaluated)", 4 * param_copies * p),
-            ("the frames of one sequence", 4 * t * b * frames),
-            ("the state (slots + 2 copies)", 4 * (slots + 2) * b * self.state_per_sample()),
-            ("the tape (one per slot)", 4 * slots * b * self.tape_per_sample()),
+            ("parameters, gradient, W̄, λ, moments (and W while W̄ is evaluated)", 4 * copies),
+            ("the frames (and dropout masks) of one sequence", 4 * t * b * (frames + masks)),
+            ("the states (2, or K + 1 in chunks of K, T + 1 under BPTT)", 4 * states * b * self.state_per_sample()),
+            (
+                "the tapes (one per step of a chunk) and the gradients carried between them",
+                4 * slots * (b * self.tape_per_sample() + self.tape_per_batch()) + 4 * b * carries,
+            ),
+            ("the batch norms' running statistics (per step)", 4 * running),
+            // q [C, T, C], the metrics [4, T], the hyperparameters and step sizes, the spike table,
+            // the norm's 256 partial sums, the labels.
+            (
+                "the loss's table q, the metrics and other small tables",
+                4 * (self.classes as u64).pow(2) * t
+                    + 4 * (4 * t + 4 + t + 2 * (self.cells.len() as u64 + 1) + NORM_PARTIAL_SUMS + b),
+            ),
             ("the backward's gradient buffers", 4 * b * self.backward_scratch_per_sample()),
         ];
         let total = parts.iter().map(|(_, n)| n).sum();
         MemoryEstimate { parts, total }
     }
 }
+
+/// The gradient norm's partial sums the engine keeps (`learn::plan::NORM_PARTS`).
+const NORM_PARTIAL_SUMS: u64 = 256;
 
 /// Which learning rule a memory estimate is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,9 +448,13 @@ mod tests {
         let bptt20 = net.memory(16, MemoryRule::Bptt);
         let bptt100 = ConvNetSpec { steps: 100, ..net.clone() }.memory(16, MemoryRule::Bptt);
         let fptt100 = ConvNetSpec { steps: 100, ..net.clone() }.memory(16, MemoryRule::Fptt { chunk: 1 });
-        // Only the stored frames grow with T under one-step FPTT.
-        let frames = |m: &MemoryEstimate| m.parts.iter().find(|(n, _)| n.contains("frames")).unwrap().1;
-        assert_eq!(fptt100.total - frames(&fptt100), fptt.total - frames(&fptt));
+        // Only the stored frames (and masks), the per-step running statistics and the small
+        // per-step tables (q, metrics, step sizes) grow with T under one-step FPTT.
+        let per_step = |m: &MemoryEstimate| -> u64 {
+            let grows = |n: &str| n.contains("frames") || n.contains("running") || n.contains("tables");
+            m.parts.iter().filter(|(n, _)| grows(n)).map(|(_, b)| b).sum()
+        };
+        assert_eq!(fptt100.total - per_step(&fptt100), fptt.total - per_step(&fptt));
         assert!(bptt20.total > 5 * fptt.total, "{} vs {}", gib(bptt20.total), gib(fptt.total));
         assert!(bptt100.total > 4 * bptt20.total);
         // Per sample: 448,512 cell neurons ×3, plus the dense layer and the readout.

@@ -2,7 +2,7 @@
 //! the GPU or reading the data: the network layer by layer with its parameters, the learning rule,
 //! and the GPU memory at the experiment's batch. For dense networks the memory is exactly what the
 //! engine allocates (the size check's own figures, `learn::engine_buffers`); for convolutional
-//! networks, which the engine does not run yet, it is the estimate of `model::conv`.
+//! networks, the engine's planned buffers beside the estimate of `model::conv` and its parts.
 //!
 //! The same estimates per number of frames are `fptt bench memory --experiment FILE`'s rows:
 //! [`conv_memory_sweep`] reads the file for `bench`, which reads no experiment files itself.
@@ -142,18 +142,26 @@ fn describe_conv(net: &ConvNetSpec, exp: &Experiment, out: &mut String) {
     out.push_str(&format!("parameters: {}\n", grouped(net.param_count())));
     let batch = exp.train.batch;
     out.push_str(&format!(
-        "GPU memory at batch {batch}, estimated from the shapes (docs/method.md §9; the training engine does not run convolutional cells yet):\n"
+        "GPU memory at batch {batch}: the storage buffers fptt train allocates (planned exactly, nothing is \
+         allocated), and the estimate from the shapes of docs/method.md §9 with its parts:\n"
     ));
-    let rules: Vec<(String, MemoryRule)> = match exp.train.rule {
-        LearningRule::Fptt { chunk } => vec![
-            (rule_text(LearningRule::Fptt { chunk }, net.steps), MemoryRule::Fptt { chunk }),
-            (rule_text(LearningRule::Bptt, net.steps), MemoryRule::Bptt),
-        ],
-        rule => vec![(rule_text(rule, net.steps), MemoryRule::Bptt)],
+    let rules: Vec<LearningRule> = match exp.train.rule {
+        LearningRule::Bptt => vec![LearningRule::Bptt],
+        rule => vec![rule, LearningRule::Bptt],
     };
-    for (name, rule) in rules {
-        let m = net.memory(batch, rule);
-        out.push_str(&format!("  {name}: {}\n", mib(m.total as u128)));
+    let cfg = crate::model::ModelConfig::convolutional(net.clone());
+    for rule in rules {
+        let estimate_rule = match rule {
+            LearningRule::Fptt { chunk } => MemoryRule::Fptt { chunk },
+            _ => MemoryRule::Bptt,
+        };
+        let settings = crate::settings::TrainingSettings { rule, ..exp.settings() };
+        let planned = match engine_buffers(&cfg, &settings, batch, 1) {
+            Ok(buffers) => mib(buffers.iter().map(|(_, n)| 4 * n).sum()),
+            Err(e) => format!("not planned: {e}"),
+        };
+        let m = net.memory(batch, estimate_rule);
+        out.push_str(&format!("  {}: {planned} (estimate {})\n", rule_text(rule, net.steps), mib(m.total as u128)));
         out.push_str(&estimate_parts(&m, "    "));
     }
 }
@@ -172,7 +180,7 @@ pub fn conv_memory_sweep(
     let Some(spec) = exp.conv_net() else {
         return Err(RunError::Setup(format!(
             "{}: not a convolutional experiment (no model.conv_channels): `fptt bench memory --experiment` \
-             estimates conv networks from their shapes; leave out --experiment to measure the dense adding-task \
+             measures conv networks; leave out --experiment to measure the dense adding-task \
              network (--hidden, --neuron)",
             path.display()
         )));
@@ -197,6 +205,7 @@ pub fn conv_memory_sweep(
         spec,
         device,
         out,
+        measure: true,
     })
 }
 
@@ -233,7 +242,12 @@ mod tests {
         assert!(total("bptt", 20) > 5 * total("fptt", 20));
         assert!(total("bptt", 100) > 4 * total("bptt", 20));
         let growth = total("fptt", 100) - total("fptt", 20);
-        assert_eq!(growth, 4 * 80 * 16 * 2 * 128 * 128, "only the 80 more frames of one sequence");
+        // 80 more frames and dropout masks (2048 features) of one sequence, and 80 more steps'
+        // running statistics (mean and variance of three batch norms per cell channel), q
+        // (11 × 11 per step), metrics (4) and step sizes (1).
+        let channels: u64 = 64 + 128 + 128 + 256 + 256 + 512;
+        let per_step = 16 * (2 * 128 * 128 + 2048) + 6 * channels + 11 * 11 + 4 + 1;
+        assert_eq!(growth, 4 * 80 * per_step, "only per-step data");
         assert!((growth as f64) < 0.2 * total("fptt", 20) as f64, "one-step FPTT nearly flat in T");
 
         // --batch and --steps replace the file's.

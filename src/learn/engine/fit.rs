@@ -161,6 +161,49 @@ mod tests {
         SizeLimits { max_binding: 128 << 20, max_buffer: 256 << 20, host_available: Some(8 << 30) }
     }
 
+    /// `ConvNetSpec::memory` (the model's account, which knows nothing of the engine) agrees with
+    /// what the engine plans for conv networks, byte for byte: the DVS network and small ones
+    /// with and without pool and dropout, under one-step FPTT, chunks and BPTT.
+    #[test]
+    fn the_conv_memory_estimate_is_the_engines_plan() {
+        use crate::model::conv::{ConvCell, ConvNetSpec, MemoryRule};
+        use crate::settings::AuxTargets;
+        let small = ConvNetSpec {
+            in_channels: 2,
+            height: 17,
+            width: 15,
+            cells: vec![ConvCell { out_channels: 4, kernel: 3 }, ConvCell { out_channels: 6, kernel: 5 }],
+            pool: true,
+            dropout: 0.1,
+            hidden: 20,
+            dense_recurrent: false,
+            classes: 5,
+            tau_m_o: true,
+            steps: 8,
+        };
+        let specs = [
+            (ConvNetSpec::dvs_gesture(), 16),
+            (small.clone(), 7),
+            (ConvNetSpec { pool: false, dropout: 0.0, tau_m_o: false, dense_recurrent: true, ..small }, 3),
+        ];
+        for (spec, batch) in specs {
+            let cfg = ModelConfig::convolutional(spec.clone());
+            for (rule, estimate) in [
+                (LearningRule::Fptt { chunk: 1 }, MemoryRule::Fptt { chunk: 1 }),
+                (LearningRule::Fptt { chunk: 4 }, MemoryRule::Fptt { chunk: 4 }),
+                (LearningRule::Bptt, MemoryRule::Bptt),
+            ] {
+                let settings = TrainingSettings {
+                    rule,
+                    ..TrainingSettings::classification(Optimizer::Adamax, 1e-3, AuxTargets::Uniform)
+                };
+                let planned: u128 = engine_buffers(&cfg, &settings, batch, 1).unwrap().iter().map(|(_, n)| 4 * n).sum();
+                let estimated = spec.memory(batch, estimate).total as u128;
+                assert_eq!(planned, estimated, "{spec:?} {rule:?}: planned against estimated bytes");
+            }
+        }
+    }
+
     #[test]
     fn oversized_networks_are_refused_in_milliseconds() {
         let settings = TrainingSettings::regression(Optimizer::Adam, 1e-3);

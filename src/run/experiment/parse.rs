@@ -390,7 +390,7 @@ impl Experiment {
         let output = OutputSection { dir, report_every };
 
         let exp = Experiment { name, seed, data, model, train, output };
-        exp.model_config().validate().map_err(|e| o.key_err("model", e.to_string()))?;
+        // The conv cells first: their faults name the key (the whole model's check below would not).
         if let Some(net) = exp.conv_net() {
             if exp.model.hidden.len() != 1 {
                 return Err(o.key_err(
@@ -399,7 +399,16 @@ impl Experiment {
                 ));
             }
             net.validate().map_err(|e| o.key_err("model.conv_channels", e.to_string()))?;
+            if let LearningRule::Eprop(_) = exp.train.rule {
+                return Err(o.key_err(
+                    "train.rule",
+                    "convolutional networks train with \"fptt\" (one step, or chunks with train.chunk) or \"bptt\"; \
+                     e-prop's traces are for one dense LIF/ALIF layer"
+                        .into(),
+                ));
+            }
         }
+        exp.model_config().validate().map_err(|e| o.key_err("model", e.to_string()))?;
         if let LearningRule::Eprop(_) = exp.train.rule {
             // The model key to blame, in the order `check_model` tests them, and its fix.
             let m = &exp.model;
