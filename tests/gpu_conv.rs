@@ -114,7 +114,7 @@ fn conv_forward_matches_reference() {
     let mut rng = Rng::new(181);
     let mut worst = Worst::default();
     for kernels in tables(&ctx) {
-        let tiling = kernels.tiling();
+        let tiling = kernels.tiling_of("conv_forward");
         for dims in SHAPES {
             let s = shape(dims);
             let (n_in, n_out) = (s.input_len(), s.output_len());
@@ -174,7 +174,7 @@ fn conv_input_grad_matches_reference() {
     let mut rng = Rng::new(182);
     let mut worst = Worst::default();
     for kernels in tables(&ctx) {
-        let tiling = kernels.tiling();
+        let tiling = kernels.tiling_of("conv_input_grad");
         for dims in SHAPES {
             let s = shape(dims);
             let (n_in, n_out) = (s.input_len(), s.output_len());
@@ -223,7 +223,7 @@ fn conv_weight_grad_matches_reference_whole_and_split() {
     let mut rng = Rng::new(183);
     let mut worst = Worst::default();
     for kernels in tables(&ctx) {
-        let tiling = kernels.tiling();
+        let tiling = kernels.tiling_of("conv_weight_grad");
         for dims in SHAPES {
             let s = shape(dims);
             let (n_in, n_out, n_w) = (s.input_len(), s.output_len(), s.weight_len());

@@ -127,7 +127,7 @@ impl ConvTiming {
             format!("{:.4}", l.flops(self.kernel) / 1e9),
             format!("{:.3}", self.ms),
             format!("{:.2}", self.gflop_per_s),
-            kernels.tiling().code(),
+            kernels.tiling_of(self.kernel).code(),
             ctx.adapter_name().to_string(),
             ctx.backend_name(),
             ctx.device_type_name().to_string(),

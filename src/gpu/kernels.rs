@@ -19,8 +19,15 @@ pub struct KernelTable {
     storage_layout: wgpu::BindGroupLayout,
     argument_layout: wgpu::BindGroupLayout,
     tiling: MatmulTiling,
+    /// Per kernel (same order as `names`), the tile shape it was built with: `tiling`, except
+    /// the convolutions' forward and input gradient on CPU adapters ([`MatmulTiling::CPU_CONV`]).
+    tilings: Vec<MatmulTiling>,
     subgroup_reductions: bool,
 }
+
+/// The convolutions whose output columns are channels (often 8 to 32 in networks small enough
+/// to train on a CPU adapter), where a narrow tile wastes fewer lanes.
+const CHANNEL_COLUMN_KERNELS: [&str; 2] = ["conv_forward", "conv_input_grad"];
 
 /// Kernels built on the matrix-product template (`#import matmul`): they take the tile shape as
 /// pipeline-override constants and are launched with [`KernelTable::matmul`].
@@ -51,11 +58,22 @@ pub struct Dispatch {
 impl KernelTable {
     /// The table with the adapter's tile shape ([`MatmulTiling::for_adapter`]).
     pub fn new(ctx: &GpuContext) -> Self {
-        Self::with_tiling(ctx, MatmulTiling::for_adapter(&ctx.info, &ctx.device.limits()))
+        let limits = ctx.device.limits();
+        let tiling = MatmulTiling::for_adapter(&ctx.info, &limits);
+        let conv = match MatmulTiling::overridden() {
+            None if ctx.info.device_type == wgpu::DeviceType::Cpu => MatmulTiling::CPU_CONV.fit(&limits),
+            _ => tiling,
+        };
+        Self::build(ctx, tiling, conv)
     }
 
-    /// The table with a given tile shape (tests run the template's GPU shape on lavapipe too).
+    /// The table with a given tile shape for every kernel (tests run the template's GPU shape on
+    /// lavapipe too).
     pub fn with_tiling(ctx: &GpuContext, tiling: MatmulTiling) -> Self {
+        Self::build(ctx, tiling, tiling)
+    }
+
+    fn build(ctx: &GpuContext, tiling: MatmulTiling, conv_tiling: MatmulTiling) -> Self {
         let storage_entry = |binding| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -93,14 +111,16 @@ impl KernelTable {
             bind_group_layouts: &[Some(&storage_layout), Some(&argument_layout)],
             immediate_size: 0,
         });
-        let constants = tiling.constants();
         let checked = checked_shaders();
         // The reductions (shared/reduce.wgsl) with subgroupAdd where the device has it: the
         // kernels that import them have a second, subgroup source (build.rs).
         let subgroup_reductions = ctx.has_subgroups() && !subgroups_disabled();
         let mut names = Vec::new();
         let mut pipelines = Vec::new();
+        let mut tilings = Vec::new();
         for (name, plain) in KERNEL_SOURCES {
+            let kernel_tiling = if CHANNEL_COLUMN_KERNELS.contains(name) { conv_tiling } else { tiling };
+            let constants = kernel_tiling.constants();
             let variant = KERNEL_SOURCES_SUBGROUP.iter().find(|(n, _)| n == name).map(|(_, s)| s);
             let source = match variant {
                 Some(s) if subgroup_reductions => s,
@@ -135,8 +155,9 @@ impl KernelTable {
             });
             names.push(*name);
             pipelines.push(pipeline);
+            tilings.push(kernel_tiling);
         }
-        KernelTable { names, pipelines, storage_layout, argument_layout, tiling, subgroup_reductions }
+        KernelTable { names, pipelines, storage_layout, argument_layout, tiling, tilings, subgroup_reductions }
     }
 
     /// Whether the reductions run on subgroup operations (the device has
@@ -154,7 +175,14 @@ impl KernelTable {
     /// A launch of a template kernel over an `rows × cols` output, `split` copies of the grid
     /// (the batch split of `weight_grad`; 1 elsewhere).
     pub fn matmul(&self, kernel: &str, args: u32, rows: usize, cols: usize, split: usize) -> Dispatch {
-        Dispatch { kernel: self.id(kernel), args, workgroups: self.tiling.groups(rows, cols, split) }
+        let id = self.id(kernel);
+        Dispatch { kernel: id, args, workgroups: self.tilings[id].groups(rows, cols, split) }
+    }
+
+    /// The tile shape `kernel` was built with (the table's, but for the convolutions on CPU
+    /// adapters).
+    pub fn tiling_of(&self, kernel: &str) -> MatmulTiling {
+        self.tilings[self.id(kernel)]
     }
 
     /// The index of a kernel by its file stem; a missing name is a programming error.
