@@ -437,7 +437,7 @@ fn bench_memory_estimates_a_conv_experiment_and_refuses_a_dense_one() {
         "bench",
         "memory",
         "--experiment",
-        "experiments/nmnist-synth-conv-quick.toml",
+        "experiments/nmnist-synth-quick.toml",
         "--steps",
         "10",
         "--out",

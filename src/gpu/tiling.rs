@@ -36,7 +36,7 @@ impl MatmulTiling {
     /// CPU adapters, the convolutions whose output columns are channels (`conv_forward`,
     /// `conv_input_grad`): 128 × 8 blocks, so that the 8 to 32 channels of a network small enough
     /// for a CPU fill the lanes (the 64 × 32 block of [`Self::CPU`] left three quarters idle on 8
-    /// channels; the nmnist-synth-conv-quick network's forward convolutions ran 1.7× faster).
+    /// channels; the nmnist-synth-quick network's forward convolutions ran 1.7× faster).
     pub const CPU_CONV: MatmulTiling = MatmulTiling { wg_rows: 32, wg_cols: 2, reg_rows: 4, k_slice: 0 };
 
     /// The shape `FPTT_MATMUL_TILING=ROWSxCOLSxREGxK` (e.g. `16x16x4x16`) asks for every kernel.

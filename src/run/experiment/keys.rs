@@ -276,7 +276,7 @@ key_table! {
         "batch_norm": Bool, Same("false"), "true, false",
             "per-step batch norm of the input currents and the readout; needs `fused_recurrent = false` and `train.batch ≥ 2`";
         "conv_channels": IntArray { min: 1, non_empty: false }, Same("[]"), "array of integers ≥ 1 (event tasks only)",
-            "convolutional LTC cells before the dense layer (docs/method.md §9), bottom first: each cell's output channels; `[]`: none. With cells, `hidden` is the one dense LTC layer after the flatten. `fptt train --dry-run` shows such a network, its parameters and its GPU memory; the training engine does not run convolutional cells yet (it refuses them)";
+            "convolutional LTC cells before the dense layer (docs/method.md §9), bottom first: each cell's output channels; `[]`: none. With cells, `hidden` is the one dense LTC layer after the flatten. They train with one-step FPTT, chunks (`train.chunk`) or BPTT, not e-prop. `fptt train --dry-run` shows such a network, its parameters and its GPU memory";
         "conv_kernels": IntArray { min: 1, non_empty: false }, Derived("3 for every cell"), "odd integers ≥ 1, one per cell",
             "each cell's square kernel (stride 1, padding k/2; the gates use the same kernel)";
         "conv_pool": Bool, Same("true"), "true, false (conv cells only)",
