@@ -390,7 +390,7 @@ impl Experiment {
         let output = OutputSection { dir, report_every };
 
         let exp = Experiment { name, seed, data, model, train, output };
-        exp.model_config().validate().map_err(|e| o.key_err("model", e.to_string()))?;
+        // The conv cells first: the model's own check repeats theirs, but names no key.
         if let Some(net) = exp.conv_net() {
             if exp.model.hidden.len() != 1 {
                 return Err(o.key_err(
@@ -400,6 +400,7 @@ impl Experiment {
             }
             net.validate().map_err(|e| o.key_err("model.conv_channels", e.to_string()))?;
         }
+        exp.model_config().validate().map_err(|e| o.key_err("model", e.to_string()))?;
         if let LearningRule::Eprop(_) = exp.train.rule {
             // The model key to blame, in the order `check_model` tests them, and its fix.
             let m = &exp.model;
