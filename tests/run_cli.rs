@@ -707,7 +707,7 @@ fn event_tasks_train_from_experiment_files_and_cache_or_refuse_their_data() {
 
 /// `--dry-run` describes without training: the authors' DVS network with its 14,116,051
 /// parameters and memory per rule; a dense network with the engine's own buffer sizes; nothing
-/// written. Training the convolutional file is refused with a message, not a panic.
+/// written. Training the convolutional file without its data is refused with a message, not a panic.
 #[test]
 fn dry_run_prints_the_network_its_parameters_and_memory_without_training() {
     let dir = scratch("dry-run");
@@ -736,9 +736,11 @@ fn dry_run_prints_the_network_its_parameters_and_memory_without_training() {
     assert!(text.contains("parameters: ") && text.contains("GPU memory at batch") && text.contains("work"), "{text}");
     assert!(!out.exists(), "a dry run writes nothing");
 
+    // The engine trains conv networks now (tests/run_conv.rs): without the recordings here, the
+    // file is refused for its missing data, still before the run directory.
     assert_refused(
         &fptt(&["train", "experiments/dvs-gesture.toml", "--out", out.to_str().unwrap()]),
-        &["convolutional cells", "does not run them yet", "--dry-run"],
+        &["data/DvsGesture/trials_to_train.txt not found", "DvsGesture.tar.gz"],
     );
     assert!(!out.exists(), "the refusal comes before the run directory");
 }
