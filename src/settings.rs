@@ -86,8 +86,16 @@ impl Default for EpropSettings {
 
 impl EpropSettings {
     /// Whether e-prop is defined for `cfg` (the CPU reference and the GPU engine alike): one
-    /// hidden LIF or ALIF layer without batch norm. The error says why not.
+    /// hidden LIF or ALIF layer without batch norm or conv cells. The error says why not.
     pub fn check_model(cfg: &ModelConfig) -> Result<(), String> {
+        // First: a conv network's cells are LTC whatever `neuron` says, so the LTC message below
+        // would send the user to a key that cannot help.
+        if cfg.conv.is_some() {
+            return Err("convolutional cells are not supported: e-prop's eligibility traces are defined here for \
+                 one dense LIF or ALIF layer, and the cells of a convolutional network are LTC neurons, whose \
+                 gates read the input current; train convolutional networks with FPTT or BPTT"
+                .into());
+        }
         if cfg.neuron == NeuronKind::Ltc {
             return Err("LTC neurons are not supported: their gates τm = σ(a_m·(W_m·[d ; m] + c_m)) and τa read the \
                  input current d, so every input and recurrent weight also acts on each neuron's decay and adaptation, \

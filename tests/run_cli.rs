@@ -742,7 +742,7 @@ fn event_tasks_train_from_experiment_files_and_cache_or_refuse_their_data() {
 
 /// `--dry-run` describes without training: the authors' DVS network with its 14,116,051
 /// parameters and memory per rule; a dense network with the engine's own buffer sizes; nothing
-/// written. Training the convolutional file is refused with a message, not a panic.
+/// written. Training the convolutional file without its data is refused with a message, not a panic.
 #[test]
 fn dry_run_prints_the_network_its_parameters_and_memory_without_training() {
     let dir = scratch("dry-run");

@@ -250,7 +250,8 @@ struct RunLoop<'a> {
     /// FPTT runs: per-layer `‖W − W̄‖`, `‖λ‖` at every evaluation.
     norms: Option<NormsWriter>,
     progress: Progress,
-    /// Spike-count denominator per sample: Σ hidden · T.
+    /// Spike-count denominator per sample: every spiking neuron (conv cells' C·H'·W', then the
+    /// hidden layers) · T, as the engine counts the spikes of every state block.
     neuron_steps: f64,
     batches_per_epoch: usize,
     /// Where the run stands (all of it goes into checkpoints).
@@ -1033,7 +1034,7 @@ pub fn train_pack(runs: &[(&Experiment, &TrainOptions)]) -> Result<Vec<Result<Ru
             csv,
             norms,
             progress,
-            neuron_steps: (cfg.hidden.iter().sum::<usize>() * cfg.steps) as f64,
+            neuron_steps: (cfg.state_blocks().iter().sum::<usize>() * cfg.steps) as f64,
             batches_per_epoch,
             pos,
             started: Instant::now(),

@@ -286,7 +286,7 @@ key_table! {
     ]
     "train" => [
         "rule": Custom, Same("\"fptt\""), "`fptt`, `bptt`, `eprop` (or `e-prop`)",
-            "`fptt`: an update after every `chunk` steps, backpropagating through the chunk (docs/method.md §5); `bptt`: one plain optimizer update per sequence with the gradient of Σ_t ℓ_t through all T steps (no W̄, no λ; `alpha`, `beta` unused; its GPU memory grows with T); `eprop`: e-prop (Bellec et al. 2020, docs/method.md §7), per-synapse eligibility traces times a learning signal from the readout error, then a plain optimizer update like `bptt` (no W̄, no λ; `alpha`, `beta` unused; memory independent of T). e-prop needs `model.neuron = \"lif\"` or `\"alif\"`, one hidden layer and no batch norm (below)";
+            "`fptt`: an update after every `chunk` steps, backpropagating through the chunk (docs/method.md §5); `bptt`: one plain optimizer update per sequence with the gradient of Σ_t ℓ_t through all T steps (no W̄, no λ; `alpha`, `beta` unused; its GPU memory grows with T); `eprop`: e-prop (Bellec et al. 2020, docs/method.md §7), per-synapse eligibility traces times a learning signal from the readout error, then a plain optimizer update like `bptt` (no W̄, no λ; `alpha`, `beta` unused; memory independent of T). e-prop needs `model.neuron = \"lif\"` or `\"alif\"`, one hidden layer, no batch norm and no conv cells (below)";
         "chunk": Custom, Same("1"), "integer from 1 to T (`fptt` only)",
             "FPTT's chunk length K: steps per update. 1 is online FPTT; the authors' adding runs use 10 chunks per sequence (K = T/10)";
         "eprop_update": Keyword(&["sequence", "step"]), Same("\"sequence\""), "`sequence`, `step` (`eprop` only)",

@@ -399,20 +399,15 @@ impl Experiment {
                 ));
             }
             net.validate().map_err(|e| o.key_err("model.conv_channels", e.to_string()))?;
-            if let LearningRule::Eprop(_) = exp.train.rule {
-                return Err(o.key_err(
-                    "train.rule",
-                    "convolutional networks train with \"fptt\" (one step, or chunks with train.chunk) or \"bptt\"; \
-                     e-prop's traces are for one dense LIF/ALIF layer"
-                        .into(),
-                ));
-            }
         }
         exp.model_config().validate().map_err(|e| o.key_err("model", e.to_string()))?;
         if let LearningRule::Eprop(_) = exp.train.rule {
             // The model key to blame, in the order `check_model` tests them, and its fix.
             let m = &exp.model;
-            let (key, fix) = if m.neuron == NeuronKind::Ltc {
+            let (key, fix) = if !m.conv.is_empty() {
+                // Its cells are LTC whatever model.neuron says: only the rule can change.
+                ("model.conv_channels", "choose rule = \"fptt\" or \"bptt\", or remove model.conv_channels")
+            } else if m.neuron == NeuronKind::Ltc {
                 ("model.neuron", "set model.neuron = \"lif\" or \"alif\"")
             } else if m.hidden.len() != 1 {
                 ("model.hidden", "set model.hidden = [N], one layer")

@@ -133,6 +133,14 @@ fn eprop_refuses_what_it_does_not_define() {
               batch_norm = true\n[train]\nrule = \"eprop\"\n";
     let err = refused(bn.into(), &[]);
     assert!(err.starts_with("x.toml: model.batch_norm: ") && err.contains("batch norm is not supported"), "{err}");
+    // Conv cells are LTC whatever model.neuron says: the conv key is named, not model.neuron.
+    let conv = "[data]\ntask = \"nmnist-synth\"\ndownsample = 4\n[model]\nconv_channels = [2]\nhidden = [8]\n\
+                neuron = \"lif\"\n[train]\nrule = \"eprop\"\n";
+    let err = refused(conv.into(), &[]);
+    assert!(
+        err.starts_with("x.toml: model.conv_channels: ") && err.contains("convolutional cells are not supported"),
+        "{err}"
+    );
 
     // Keys that do not apply.
     let err = refused(format!("{eprop}chunk = 4\n"), &[]);
