@@ -563,6 +563,25 @@ fn parse_model(mut m: Section) -> Result<ModelSection> {
     let trainable_slopes = m.bool("trainable_slopes", None)?;
     let batch_norm = m.bool("batch_norm", None)?;
     let (conv, conv_pool, dropout) = parse_conv(&mut m)?;
+    if !conv.is_empty() {
+        // A conv network's cells and dense layer are the DVS model's (docs/method.md §9): LTC
+        // neurons, the adaptive threshold, no recurrent map and no batch norm of the dense layer.
+        // A file that asks otherwise would train something else than it says.
+        let contradiction = [
+            ("model.neuron", neuron != NeuronKind::Ltc, "LTC neurons (leave model.neuron out)"),
+            ("model.threshold", !adaptive_threshold, "the adaptive threshold (leave model.threshold out)"),
+            ("model.fused_recurrent", fused_recurrent, "a dense layer reading only the cells' spikes"),
+            ("model.batch_norm", batch_norm, "batch norm inside the cells only"),
+        ]
+        .into_iter()
+        .find(|(_, contradicts, _)| *contradicts);
+        if let Some((key, _, what)) = contradiction {
+            return Err(o.key_err(
+                key,
+                format!("with convolutional cells (model.conv_channels) the network has {what} (docs/method.md §9)"),
+            ));
+        }
+    }
     if fused_recurrent && batch_norm {
         return Err(o.key_err(
             "model.batch_norm",

@@ -133,9 +133,10 @@ fn eprop_refuses_what_it_does_not_define() {
               batch_norm = true\n[train]\nrule = \"eprop\"\n";
     let err = refused(bn.into(), &[]);
     assert!(err.starts_with("x.toml: model.batch_norm: ") && err.contains("batch norm is not supported"), "{err}");
-    // Conv cells are LTC whatever model.neuron says: the conv key is named, not model.neuron.
+    // Conv cells are LTC: the conv key is named, not model.neuron (which, set to "lif" beside conv
+    // cells, is refused as a contradiction of its own).
     let conv = "[data]\ntask = \"nmnist-synth\"\ndownsample = 4\n[model]\nconv_channels = [2]\nhidden = [8]\n\
-                neuron = \"lif\"\n[train]\nrule = \"eprop\"\n";
+                [train]\nrule = \"eprop\"\n";
     let err = refused(conv.into(), &[]);
     assert!(
         err.starts_with("x.toml: model.conv_channels: ") && err.contains("convolutional cells are not supported"),
@@ -336,6 +337,18 @@ fn conv_keys_are_refused_with_file_key_and_expectation() {
             "x.toml: model.hidden: with convolutional cells, hidden is the one dense LTC layer",
         ),
         (format!("{events}conv_channels = [4, 4, 4, 4, 4, 4]\n"), "x.toml: model.conv_channels:"),
+        (
+            format!("{events}conv_channels = [4]\nneuron = \"alif\"\n"),
+            "x.toml: model.neuron: with convolutional cells (model.conv_channels) the network has LTC neurons",
+        ),
+        (
+            format!("{events}conv_channels = [4]\nbatch_norm = true\n"),
+            "x.toml: model.batch_norm: with convolutional cells",
+        ),
+        (
+            format!("{events}conv_channels = [4]\nthreshold = \"fixed\"\n"),
+            "x.toml: model.threshold: with convolutional",
+        ),
     ];
     for (text, want) in cases {
         let got = err(&text);
