@@ -11,7 +11,8 @@ cargo build --release --quiet
 cp target/release/fptt "$dir/fptt"
 cargo test --release --no-run --message-format=json \
     --test gpu_vs_reference --test gpu_fixtures --test gpu_checkpoint --test gpu_profile \
-    --test gpu_matmul --test gpu_split --test gpu_reductions --test gpu_replicas 2>/dev/null |
+    --test gpu_matmul --test gpu_split --test gpu_reductions --test gpu_replicas \
+    --test gpu_conv --test gpu_conv_neuron --test gpu_conv_engine 2>/dev/null |
     python3 -c '
 import json, sys, shutil, os
 for line in sys.stdin:

@@ -175,10 +175,39 @@ enum BenchCommand {
         fptt bench memory --out results/memory.csv                      (adding-task network, N = 64, B = 16)\n  \
         fptt bench memory --experiment experiments/dvs-gesture.toml --out results/memory-dvs-gesture.csv")]
     Memory(MemoryArgs),
+    /// The training speed of an experiment's own network (dense or convolutional; its rule,
+    /// optimizer and batch) on synthetic data of its shapes: time per step (a frame of an event
+    /// task) and per sequence, sample-steps per second, dispatches per step and GPU bytes; with
+    /// --profile the GPU time per kernel (FILE-kernels.csv beside the CSV).
+    #[command(after_help = "Examples:\n  \
+        fptt bench network --experiment experiments/dvs-gesture.toml --profile --out results/bench-dvs.csv   (a GPU)\n  \
+        fptt bench network --experiment experiments/nmnist-synth-quick.toml --out results/bench-nmnist-synth-quick.csv")]
+    Network(NetworkArgs),
     /// The convolution kernels (forward, input gradient, weight gradient) alone on the DVS Gesture
     /// network's layer shapes (each cell's input and gate convolutions): time and GFLOP/s per
     /// kernel, table on stdout, CSV written after every row.
     Conv(ConvBenchArgs),
+}
+
+#[derive(clap::Args)]
+struct NetworkArgs {
+    /// The experiment file whose network, rule, optimizer and batch to measure.
+    #[arg(long, value_name = "FILE")]
+    experiment: PathBuf,
+    /// Samples per batch [default: the experiment's train.batch].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Timed training sequences, after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Also time every kernel (one more sequence, profiled).
+    #[arg(long)]
+    profile: bool,
+    /// The adapter: auto, gpu, cpu, or an index from `fptt devices`.
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    #[arg(long, value_name = "FILE", default_value = "results/bench-network.csv")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -801,6 +830,14 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
             device: a.device,
             out: a.out,
         })?,
+        Some(BenchCommand::Network(a)) => bench::run_network(&run::dry_run::network_bench(
+            &a.experiment,
+            a.batch,
+            a.reps,
+            a.profile,
+            a.device,
+            a.out,
+        )?)?,
         Some(BenchCommand::Memory(a)) => match a.experiment {
             // The conv defaults (batch, lengths) come from the experiment file, which `run` reads.
             Some(experiment) => bench::run_conv_memory(&bench::ConvMemorySweep {

@@ -464,6 +464,57 @@ fn bench_memory_estimates_a_conv_experiment_and_refuses_a_dense_one() {
 }
 
 #[test]
+fn bench_network_times_an_experiments_own_network_on_synthetic_frames() {
+    // A tiny conv network (its data are never read: the bench makes frames of their shape).
+    let dir = scratch("bench-network");
+    let exp = write(
+        &dir,
+        "tiny-conv.toml",
+        "name = \"tiny-conv\"\n[data]\ntask = \"nmnist-synth\"\nframes = 3\ndownsample = 4\ndir = \"nowhere\"\n\
+         [model]\nconv_channels = [2]\nhidden = [6]\ndropout = 0.2\n[train]\nbatch = 4\n",
+    );
+    let csv = dir.join("net.csv");
+    let o = fptt(&[
+        "bench",
+        "network",
+        "--experiment",
+        exp.to_str().unwrap(),
+        "--reps",
+        "1",
+        "--profile",
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("fptt at B = 4, T = 3:") && out.contains("ms per step"), "{out}");
+    let (header, rows) = csv_rows(&csv);
+    assert_eq!(header, fptt::bench::NETWORK_CSV_HEADER.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(rows.len(), 1);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let row = &rows[0];
+    assert_eq!(
+        (row[col("network")].as_str(), row[col("batch")].as_str(), row[col("steps")].as_str()),
+        ("tiny-conv", "4", "3")
+    );
+    for name in ["ms_per_step", "ms_per_sequence", "sample_steps_per_s", "dispatches_per_step", "gpu_bytes"] {
+        assert!(row[col(name)].parse::<f64>().is_ok_and(|v| v > 0.0), "{name} = {:?}", row[col(name)]);
+    }
+    assert!(!row[col("adapter")].is_empty() && !row[col("device_type")].is_empty());
+    // --profile: the kernels of a training step beside it, where the adapter has timestamps.
+    let kernels = dir.join("net-kernels.csv");
+    if kernels.exists() {
+        let (_, rows) = csv_rows(&kernels);
+        assert!(rows.iter().any(|r| r[1] == "conv_forward"), "{rows:?}");
+    }
+    // A missing experiment is refused naming it, before any CSV.
+    let refused = dir.join("refused.csv");
+    let o = fptt(&["bench", "network", "--experiment", "no/such.toml", "--out", refused.to_str().unwrap()]);
+    assert_refused(&o, &["no/such.toml"]);
+    assert!(!refused.exists());
+}
+
+#[test]
 fn bench_peer_check_writes_start_data_and_end_state() {
     let dir = scratch("bench-peer");
     let o =

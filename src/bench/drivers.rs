@@ -42,7 +42,7 @@ pub enum BenchError {
     Row { what: String, source: EngineError },
 }
 
-type Result<T> = std::result::Result<T, BenchError>;
+pub(super) type Result<T> = std::result::Result<T, BenchError>;
 
 /// `fptt bench`: throughput over a grid of shapes.
 #[derive(Debug, Clone)]
@@ -114,14 +114,14 @@ pub struct PeerCheck {
     pub out: PathBuf,
 }
 
-fn open_adapter(device: DeviceChoice) -> Result<Rc<GpuContext>> {
+pub(super) fn open_adapter(device: DeviceChoice) -> Result<Rc<GpuContext>> {
     let ctx = Rc::new(GpuContext::new(device)?);
     println!("adapter: {} ({}, {})", ctx.adapter_name(), ctx.backend_name(), ctx.device_type_name());
     Ok(ctx)
 }
 
 /// A CSV writer at `path` (its directory created) with `header` written and flushed.
-fn create_csv(path: &Path, header: &[&str]) -> Result<csv::Writer<std::fs::File>> {
+pub(super) fn create_csv(path: &Path, header: &[&str]) -> Result<csv::Writer<std::fs::File>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| BenchError::CreateDir { path: dir.to_path_buf(), source })?;
     }

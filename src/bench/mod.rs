@@ -40,11 +40,13 @@
 
 pub mod conv;
 mod drivers;
+mod network;
 
 pub use drivers::{
     run_conv, run_conv_memory, run_grid, run_memory, run_peer_check, BenchError, ConvMemorySweep, ConvSweep, GridSweep,
     MemorySweep, PeerCheck,
 };
+pub use network::{run_network, NetworkBench, NETWORK_CSV_HEADER, NETWORK_KERNELS_CSV_HEADER};
 
 use crate::gpu::GpuContext;
 use crate::learn::{check_fits, Engine, EngineError, SizeLimits};

@@ -166,6 +166,51 @@ fn describe_conv(net: &ConvNetSpec, exp: &Experiment, out: &mut String) {
     }
 }
 
+/// `fptt bench network --experiment FILE`'s settings: the experiment's network, rule and
+/// optimizer at `batch` (the file's `train.batch` if `None`). A missing or invalid file is refused
+/// naming it; the data are not read (the bench trains on synthetic frames of the same shapes).
+pub fn network_bench(
+    path: &Path,
+    batch: Option<usize>,
+    reps: usize,
+    profile: bool,
+    device: DeviceChoice,
+    out: PathBuf,
+) -> Result<crate::bench::NetworkBench, RunError> {
+    let exp = Experiment::load(path, &[])?;
+    let cfg = exp.model_config();
+    let params = ParamLayout::new(&cfg).total_len as u64;
+    let shape = match exp.conv_net() {
+        Some(net) => format!(
+            "{} conv cells on {}×{}×{} frames, dense LTC {}",
+            net.cells.len(),
+            net.in_channels,
+            net.height,
+            net.width,
+            net.hidden
+        ),
+        None => format!("{} inputs per step, hidden {:?}", cfg.inputs, cfg.hidden),
+    };
+    let heading = format!(
+        "{} ({}): {shape}, {} outputs, {} parameters; synthetic data of its shapes",
+        exp.name,
+        path.display(),
+        cfg.outputs,
+        grouped(params)
+    );
+    Ok(crate::bench::NetworkBench {
+        network: exp.name.clone(),
+        heading,
+        batch: batch.unwrap_or(exp.train.batch),
+        settings: exp.settings(),
+        cfg,
+        reps,
+        profile,
+        device,
+        out,
+    })
+}
+
 /// `fptt bench memory --experiment FILE`'s sweep: the experiment's conv network at `batch` (the
 /// file's `train.batch` if `None`) and at each of `steps` frames (the file's own frames and 100 if
 /// `None`). A missing or invalid file, or one without conv cells, is refused naming it; no GPU.
