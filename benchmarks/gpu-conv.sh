@@ -10,7 +10,7 @@
 #      the DvsGesture recordings are not needed);
 #   3. its convolutions alone on every cell's shapes (`fptt bench conv --cells 1,2,3,4,5,6`, 60 s);
 #   4. its GPU bytes at 20 frames, one-step FPTT against BPTT, measured on engines built for them
-#      (`fptt bench memory --experiment … --steps 20`, 60 s; about 1.4 and 13.7 GiB).
+#      (`fptt bench memory --experiment … --steps 20`, 60 s; planned: 1.28 and 13.5 GiB).
 #
 # Writes to OUTDIR: gpu-conv.log (everything printed), tests.log, bench-dvs.csv,
 # bench-dvs-kernels.csv, bench-conv-dvs.csv, memory-dvs.csv. A failed test does not stop the

@@ -392,7 +392,7 @@ fn bench_memory_writes_bytes_per_rule_and_length() {
 fn bench_memory_estimates_a_conv_experiment_and_refuses_a_dense_one() {
     let dir = scratch("bench-memory-conv");
     let csv = dir.join("dvs.csv");
-    // Estimates only: measuring would build engines of 1.4 and 13.7 GiB on a GPU that has room.
+    // Estimates only: measuring would build engines of 1.3 and 13.5 GiB on a GPU that has room.
     let o = fptt(&[
         "bench",
         "memory",

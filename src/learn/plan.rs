@@ -329,45 +329,61 @@ impl WorkPlan {
 
         // A conv network's backward scratch, shared by every slot (the tape fields are filled per slot).
         let conv_scratch: Vec<ConvCellRegion> = match &cfg.conv {
-            Some(spec) => (0..spec.cells.len())
-                .map(|k| {
-                    let (_, h, w) = spec.cell_input(k);
-                    let (ch, oh, ow) = spec.cell_output(k);
-                    let (image, state) = (bsz * ch * h * w, bsz * ch * oh * ow);
-                    let tag = format!("conv_snn{}", k + 1);
-                    let mut r = |what: &str, len: usize| a.alloc(format!("{tag}.{what}"), len);
-                    let g_xhat = r("g_xhat", state);
-                    ConvCellRegion {
-                        state_offset: 0,
-                        conv_x: NONE,
-                        xhat_x: NONE,
-                        invstd_x: NONE,
-                        pool_arg: NONE,
-                        xhat: NONE,
-                        z_m: NONE,
-                        xhat_m: NONE,
-                        invstd_m: NONE,
-                        z_a: NONE,
-                        xhat_a: NONE,
-                        invstd_a: NONE,
-                        tau_m: NONE,
-                        tau_a: NONE,
-                        theta: NONE,
-                        u: NONE,
-                        g_s: r("g_s", state),
-                        g_xhat,
-                        g_zm: r("g_zm", state),
-                        g_za: r("g_za", state),
-                        g_conv_m: r("g_conv_m", state),
-                        g_conv_a: r("g_conv_a", state),
-                        g_pool: if spec.pool { r("g_pool", image) } else { g_xhat },
-                        g_conv_x: r("g_conv_x", image),
-                        g_m_carry: NONE,
-                        g_s_carry: NONE,
-                        g_b_carry: NONE,
-                    }
-                })
-                .collect(),
+            Some(spec) => {
+                // Per cell `(image, state)` over the batch. A cell's backward uses its scratch and
+                // is done with it before the cell below starts, so one set, sized by the largest
+                // cell, serves them all; only `ḡ_s` is per cell (cell k writes the one of cell
+                // k − 1 while it still reads its own scratch).
+                let sizes: Vec<(usize, usize)> = (0..spec.cells.len())
+                    .map(|k| {
+                        let (_, h, w) = spec.cell_input(k);
+                        let (ch, oh, ow) = spec.cell_output(k);
+                        (bsz * ch * h * w, bsz * ch * oh * ow)
+                    })
+                    .collect();
+                let image = sizes.iter().map(|s| s.0).max().unwrap_or(0);
+                let state = sizes.iter().map(|s| s.1).max().unwrap_or(0);
+                let mut r = |what: &str, len: usize| a.alloc(format!("conv.{what}"), len);
+                let g_xhat = r("g_xhat", state);
+                let shared = ConvCellRegion {
+                    state_offset: 0,
+                    conv_x: NONE,
+                    xhat_x: NONE,
+                    invstd_x: NONE,
+                    pool_arg: NONE,
+                    xhat: NONE,
+                    z_m: NONE,
+                    xhat_m: NONE,
+                    invstd_m: NONE,
+                    z_a: NONE,
+                    xhat_a: NONE,
+                    invstd_a: NONE,
+                    tau_m: NONE,
+                    tau_a: NONE,
+                    theta: NONE,
+                    u: NONE,
+                    g_s: NONE,
+                    g_xhat,
+                    g_zm: r("g_zm", state),
+                    g_za: r("g_za", state),
+                    g_conv_m: r("g_conv_m", state),
+                    g_conv_a: r("g_conv_a", state),
+                    // Without a pool the input current is the normalised output itself (image = state).
+                    g_pool: if spec.pool { r("g_pool", image) } else { g_xhat },
+                    g_conv_x: r("g_conv_x", image),
+                    g_m_carry: NONE,
+                    g_s_carry: NONE,
+                    g_b_carry: NONE,
+                };
+                sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &(_, state))| ConvCellRegion {
+                        g_s: a.alloc(format!("conv_snn{}.g_s", k + 1), state),
+                        ..shared.clone()
+                    })
+                    .collect()
+            }
             None => Vec::new(),
         };
 

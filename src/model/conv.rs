@@ -283,22 +283,25 @@ impl ConvNetSpec {
         self.cells.iter().map(|c| 3 * c.out_channels as u64).sum()
     }
 
-    /// f32s of the backward's gradient buffers, per sample: per cell (each its own) `ḡ` on its
-    /// spikes, `x̂`, both gates' sigmoid arguments and convolution outputs (`6·C·H'·W'`), on
-    /// `Conv_x`'s output and, with a pool, on the pool's input (`C·H·W` each); the dense layer's
-    /// nine `[N]` buffers, the readout's three `[C]` and the loss's three scalars; with dropout
-    /// `ḡ` on the dense layer's input (`F`).
+    /// f32s of the backward's gradient buffers, per sample: per cell its own `ḡ` on its spikes
+    /// (`C·H'·W'`); shared by all cells, sized by the largest, `ḡ` on `x̂`, both gates' sigmoid
+    /// arguments and convolution outputs (`5·C·H'·W'`), on `Conv_x`'s output and, with a pool, on
+    /// the pool's input (`C·H·W` each); the dense layer's nine `[N]` buffers, the readout's three
+    /// `[C]` and the loss's three scalars; with dropout `ḡ` on the dense layer's input (`F`).
     pub fn backward_scratch_per_sample(&self) -> u64 {
-        let cells: u64 = (0..self.cells.len())
+        let sizes: Vec<(u64, u64)> = (0..self.cells.len())
             .map(|k| {
                 let (_, h, w) = self.cell_input(k);
                 let (c, oh, ow) = self.cell_output(k);
-                let images = if self.pool { 2 } else { 1 };
-                (images * c * h * w + 6 * c * oh * ow) as u64
+                ((c * h * w) as u64, (c * oh * ow) as u64)
             })
-            .sum();
+            .collect();
+        let image = sizes.iter().map(|s| s.0).max().unwrap_or(0);
+        let state = sizes.iter().map(|s| s.1).max().unwrap_or(0);
+        let own: u64 = sizes.iter().map(|s| s.1).sum();
+        let images = if self.pool { 2 } else { 1 };
         let flat = if self.dropout > 0.0 { self.flat_features() as u64 } else { 0 };
-        cells + 9 * self.hidden as u64 + 3 * self.classes as u64 + 3 + flat
+        own + 5 * state + images * image + 9 * self.hidden as u64 + 3 * self.classes as u64 + 3 + flat
     }
 
     /// The GPU bytes of training at `batch`, counted as the engine plans its storage buffers
