@@ -22,12 +22,7 @@ cd "$(dirname "$0")/.."
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 exec > >(tee "$out/gpu-conv.log") 2>&1
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nv_icd" ] && ! compgen -G '/usr/share/vulkan/icd.d/nvidia*.json' >/dev/null \
-    && ! compgen -G '/etc/vulkan/icd.d/nvidia*.json' >/dev/null; then
-    export VK_DRIVER_FILES=$nv_icd
-fi
+source benchmarks/common.sh
 
 conv_tests=(--test gpu_conv --test gpu_conv_neuron --test gpu_split --test gpu_conv_engine)
 if [ -n "${FPTT_PREBUILT:-}" ]; then
@@ -39,8 +34,6 @@ else
     fptt=target/release/fptt
     tests=()
 fi
-step() { printf '\n== %s (%s, %d s in)\n' "$1" "$(date -u +%H:%M:%S)" $((SECONDS - start)); }
-limit() { local secs=$1; shift; timeout -k 1 "$secs" "$@" || echo "STOPPED OR FAILED (limit ${secs} s): $*"; }
 start=$SECONDS
 dev=${FPTT_DEVICE:-gpu}
 
@@ -49,18 +42,7 @@ if command -v nvidia-smi >/dev/null; then limit 5 nvidia-smi --query-gpu=name,dr
 limit 10 "$fptt" devices
 
 step "conv GPU tests"
-tests_ok=1
-if [ ${#tests[@]} -gt 0 ]; then
-    deadline=$((SECONDS + 60))
-    for t in "${tests[@]}"; do
-        left=$((deadline - SECONDS))
-        if [ $left -le 0 ]; then echo "no time left for $t (60 s for all tests)" >>"$out/tests.log"; tests_ok=0; continue; fi
-        timeout -k 1 "$left" "$t" >>"$out/tests.log" 2>&1 || tests_ok=0
-    done
-else
-    timeout -k 1 60 cargo test --release "${conv_tests[@]}" >"$out/tests.log" 2>&1 || tests_ok=0
-fi
-grep -E '^test result:|FAILED|panicked|no time left' "$out/tests.log" || true
+run_tests 60 "${conv_tests[@]}"
 [ $tests_ok -eq 1 ] || echo "CONV GPU TESTS FAILED OR STOPPED (see tests.log); the benchmarks still run"
 
 step "DVS Gesture network, batch 16: time per frame and per kernel"

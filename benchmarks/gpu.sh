@@ -28,29 +28,22 @@ cd "$(dirname "$0")/.."
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 exec > >(tee "$out/gpu.log") 2>&1
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-# Some GPU containers ship NVIDIA's Vulkan driver outside the loader's search path.
-nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nv_icd" ] && ! compgen -G '/usr/share/vulkan/icd.d/nvidia*.json' >/dev/null \
-    && ! compgen -G '/etc/vulkan/icd.d/nvidia*.json' >/dev/null; then
-    export VK_DRIVER_FILES=$nv_icd
-fi
+source benchmarks/common.sh
 
-gpu_tests=(--test gpu_vs_reference --test gpu_fixtures --test gpu_checkpoint --test gpu_profile --test gpu_matmul --test gpu_split --test gpu_reductions --test gpu_replicas)
+gpu_test_names=(gpu_vs_reference gpu_fixtures gpu_checkpoint gpu_profile gpu_matmul gpu_split gpu_reductions gpu_replicas)
+gpu_tests=()
+for name in "${gpu_test_names[@]}"; do gpu_tests+=(--test "$name"); done
 if [ -n "${FPTT_PREBUILT:-}" ]; then
     fptt="$FPTT_PREBUILT/fptt"
-    tests=("$FPTT_PREBUILT"/gpu_*)
+    # Only these (benchmarks/prebuild.sh also builds the conv tests of benchmarks/gpu-conv.sh).
+    tests=()
+    for name in "${gpu_test_names[@]}"; do tests+=("$FPTT_PREBUILT/$name"); done
 else
     cargo build --release --quiet
     cargo test --release --no-run --quiet "${gpu_tests[@]}"
     fptt=target/release/fptt
     tests=()
 fi
-step() { printf '\n== %s (%s, %d s in)\n' "$1" "$(date -u +%H:%M:%S)" $((SECONDS - start)); }
-# Each stage has a time limit so that a slow one cannot starve the rest; the CSVs are written
-# row by row, so a stage stopped at its limit keeps what it measured. A stopped command gets 1 s
-# after TERM before KILL.
-limit() { local secs=$1; shift; timeout -k 1 "$secs" "$@" || echo "STOPPED OR FAILED (limit ${secs} s): $*"; }
 # BUDGET (seconds; measured on an H200 in brackets where known). Limits: 15 + 40 + 15 + 65 + 60 +
 # 160 + 60 + 30 + 20 = 465, plus at most 1 s of KILL grace for each of 14 commands = 479 < 480 = 8
 # minutes (what is left covers the CSV joins and the side-by-side table, well under a second).
@@ -77,18 +70,7 @@ if command -v nvidia-smi >/dev/null; then limit 5 nvidia-smi --query-gpu=name,dr
 limit 10 "$fptt" devices
 
 step "GPU correctness tests"
-tests_ok=1
-if [ ${#tests[@]} -gt 0 ]; then
-    deadline=$((SECONDS + 40))
-    for t in "${tests[@]}"; do
-        left=$((deadline - SECONDS))
-        if [ $left -le 0 ]; then echo "no time left for $t (40 s for all tests)" >>"$out/tests.log"; tests_ok=0; continue; fi
-        timeout -k 1 "$left" "$t" >>"$out/tests.log" 2>&1 || tests_ok=0
-    done
-else
-    timeout -k 1 40 cargo test --release "${gpu_tests[@]}" >"$out/tests.log" 2>&1 || tests_ok=0
-fi
-grep -E '^test result:|FAILED|panicked|no time left' "$out/tests.log" || true
+run_tests 40 "${gpu_tests[@]}"
 [ $tests_ok -eq 1 ] || echo "GPU TESTS FAILED OR STOPPED (see tests.log); the benchmarks still run"
 
 has_torch=0

@@ -8,14 +8,13 @@
 //! alone; e-prop is refused with the key that causes it.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fptt::checkpoint;
 
 mod cli_common;
 
-use cli_common::{assert_refused, bin, fptt, scratch, stderr, write};
+use cli_common::{assert_refused, bin, fptt, kill, scratch, stderr, train_until_first_checkpoint, write};
 
 /// The tiny conv experiment; `CACHE` becomes the test's own nmnist-synth cache, so that tests
 /// neither share nor leave files in the repository's runs/cache. Dropout 0.25 so that the masks
@@ -175,22 +174,7 @@ fn a_conv_experiment_trains_into_a_run_directory_with_the_authors_names() {
 /// Start a run, SIGKILL it once its first checkpoint exists and a little more has trained, and
 /// return whether it was still running then (if not, the run was too short to test anything).
 fn run_and_kill(exp: &Path, out: &Path, args: &[&str]) -> bool {
-    let mut child = bin()
-        .args(["train", s(exp), "--progress", "quiet", "--out", s(out)])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ckpt = out.join("checkpoint.safetensors");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !ckpt.exists() {
-        assert!(Instant::now() < deadline, "no checkpoint appeared in {}", out.display());
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the run ended ({status}) before its first checkpoint");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (mut child, deadline) = train_until_first_checkpoint(exp, out, args);
     // Until a metrics row newer than the checkpoint exists: the kill then loses sequences that
     // the resume must train again with the same dropout masks (and rows it must drop). Waiting
     // for a row rather than for a time keeps this short and independent of the device's speed.
@@ -200,10 +184,7 @@ fn run_and_kill(exp: &Path, out: &Path, args: &[&str]) -> bool {
         assert!(Instant::now() < deadline, "no metrics row after the checkpoint in {}", out.display());
         std::thread::sleep(Duration::from_millis(2));
     }
-    let alive = child.try_wait().unwrap().is_none();
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
-    alive
+    kill(child)
 }
 
 #[test]

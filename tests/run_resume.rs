@@ -4,14 +4,13 @@
 //! shuffled classification run stopped in the middle of an epoch.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fptt::checkpoint;
 
 mod cli_common;
 
-use cli_common::{bin, scratch};
+use cli_common::{bin, kill, scratch, train_until_first_checkpoint};
 
 fn run_to_end(experiment: &Path, out: &Path) {
     let o = bin()
@@ -24,27 +23,10 @@ fn run_to_end(experiment: &Path, out: &Path) {
 /// Start a run, SIGKILL it once its first checkpoint exists, and return whether it was still
 /// running then (if not, the run was too short to test anything).
 fn run_and_kill(experiment: &Path, out: &Path) -> bool {
-    let mut child = bin()
-        .args(["train", experiment.to_str().unwrap(), "--progress", "quiet", "--out", out.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ckpt = out.join("checkpoint.safetensors");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !ckpt.exists() {
-        assert!(Instant::now() < deadline, "no checkpoint appeared in {}", out.display());
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the run ended ({status}) before its first checkpoint");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (child, _) = train_until_first_checkpoint(experiment, out, &[]);
     // Let it go on a little past the checkpoint, so that the kill loses real work.
     std::thread::sleep(Duration::from_millis(300));
-    let alive = child.try_wait().unwrap().is_none();
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
-    alive
+    kill(child)
 }
 
 fn resume(out: &Path) {

@@ -18,7 +18,7 @@ use super::loss::{task_loss, LossContext};
 use super::network::{Net, NetState, StepCache};
 use super::neuron::{self, LayerState};
 use super::readout;
-use super::{add_into, to_f64, Grads, Params};
+use super::{add_grads, add_into, to_f64, Grads, Params};
 use crate::settings::{LossKind, SequenceBatch};
 
 /// The gradient on a [`NetState`], in a value of the same shape: per layer `ḡ` on `m`, `s`, `b` in
@@ -116,14 +116,7 @@ impl Net {
         let mut total = Grads::new();
         for (cache, g_o) in caches.iter().zip(g_outputs).rev() {
             let (grads, g_prev) = self.step_backward_through_state(p, cache, batch, g_o, &g_next);
-            for (name, g) in grads {
-                match total.get_mut(&name) {
-                    Some(sum) => add_into(sum, &g),
-                    None => {
-                        total.insert(name, g);
-                    }
-                }
-            }
+            add_grads(&mut total, grads);
             g_next = g_prev;
         }
         for slot in &self.layout.slots {

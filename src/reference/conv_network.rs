@@ -17,9 +17,9 @@ use super::conv::{self, bn2d_update_running, ConvCellCache, ConvCellSpec};
 use super::loss::{task_loss, LossContext};
 use super::neuron::{self, LayerCache, LayerSpec, LayerState};
 use super::readout::{self, ReadoutCache, ReadoutSpec};
-use super::{add_into, Grads, Params, SpikeFn};
+use super::{add_grads, add_into, Grads, Params, SpikeFn};
 use crate::model::conv::{ConvNetSpec, CONV_B0};
-use crate::model::{LayerNames, NeuronKind, ThresholdMode};
+use crate::model::{ModelConfig, NeuronKind, ThresholdMode};
 use crate::rng::Rng;
 
 /// A conv network's structure (no parameters: those are passed in by the names of
@@ -138,18 +138,12 @@ impl ConvNet {
         spec.validate().expect("reference: invalid conv network");
         let b0 = CONV_B0 as f64;
         let (hidden, classes) = (spec.hidden, spec.classes);
+        // The names the model gives a conv network's dense layer and readout (the authors'; no
+        // slopes or batch norms: those names are empty and never read).
+        let cfg = ModelConfig::convolutional(spec.clone());
+        let (readout_x, readout_tau, _, _) = cfg.readout_names();
         let dense = LayerSpec {
-            // The gates have no slopes and the layer no batch norm: those names are never read.
-            names: LayerNames {
-                x: "snn_rec.layer1_x".into(),
-                r: "snn_rec.layer1_r".into(),
-                tau_m: "snn_rec.layer1_tauM".into(),
-                tau_adp: "snn_rec.layer1_tauAdp".into(),
-                slope_m: String::new(),
-                slope_a: String::new(),
-                bn_a: String::new(),
-                bn_b: String::new(),
-            },
+            names: cfg.layer_names(0),
             inputs: spec.flat_features(),
             neurons: hidden,
             threshold: ThresholdMode::Adaptive,
@@ -162,8 +156,8 @@ impl ConvNet {
             b0,
         };
         let readout = ReadoutSpec {
-            x: "layer3_x".into(),
-            tau_m: "layer3_tauM".into(),
+            x: readout_x,
+            tau_m: readout_tau,
             bn: String::new(),
             slope: String::new(),
             inputs: hidden,
@@ -343,14 +337,7 @@ impl ConvNet {
         let mut total = Grads::new();
         for (cache, g_o) in caches.iter().zip(g_outputs).rev() {
             let (grads, g_prev) = self.step_backward_through_state(p, cache, batch, g_o, &g_next);
-            for (name, g) in grads {
-                match total.get_mut(&name) {
-                    Some(sum) => add_into(sum, &g),
-                    None => {
-                        total.insert(name, g);
-                    }
-                }
-            }
+            add_grads(&mut total, grads);
             g_next = g_prev;
         }
         (total, g_next)

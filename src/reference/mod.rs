@@ -261,6 +261,19 @@ pub fn add_into(a: &mut [f64], b: &[f64]) {
     }
 }
 
+/// `total += grads` by name (a name new to `total` is taken as it is): the gradient of a chunk's
+/// summed loss from its steps' gradients.
+pub fn add_grads(total: &mut Grads, grads: Grads) {
+    for (name, g) in grads {
+        match total.get_mut(&name) {
+            Some(sum) => add_into(sum, &g),
+            None => {
+                total.insert(name, g);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The built binary, run from the crate root with Mesa's headless warning quieted.
@@ -85,4 +85,35 @@ pub fn signal_training_run(dir: &Path, signal: &str) -> (Output, PathBuf) {
     let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     (child.wait_with_output().unwrap(), out)
+}
+
+/// Start `fptt train EXPERIMENT --progress quiet --out OUT ARGS…` and return it once its first
+/// checkpoint exists, with the deadline (2 minutes from the start) for what the caller waits for
+/// next. Panics if no checkpoint appears by then or the run ends before one.
+pub fn train_until_first_checkpoint(experiment: &Path, out: &Path, args: &[&str]) -> (Child, Instant) {
+    let mut child = bin()
+        .args(["train", experiment.to_str().unwrap(), "--progress", "quiet", "--out", out.to_str().unwrap()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ckpt = out.join("checkpoint.safetensors");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ckpt.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint appeared in {}", out.display());
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before its first checkpoint");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (child, deadline)
+}
+
+/// SIGKILL `child` (on Unix) and return whether it was still running.
+pub fn kill(mut child: Child) -> bool {
+    let alive = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    alive
 }
