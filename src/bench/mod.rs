@@ -595,7 +595,16 @@ pub fn conv_memory_row(network: &str, spec: &ConvNetSpec, batch: usize, steps: u
 /// under each rule, the same text in both.
 pub fn estimate_parts(m: &MemoryEstimate, indent: &str) -> String {
     let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
-    m.parts.iter().map(|(part, bytes)| format!("{indent}{:<72} {:.1} MiB\n", part, mib(*bytes))).collect()
+    // Padded by what a terminal shows: a combining mark (the bar of W̄) takes no column.
+    let shown = |text: &str| text.chars().filter(|c| !('\u{300}'..='\u{36f}').contains(c)).count();
+    let width = m.parts.iter().map(|(part, _)| shown(part)).max().unwrap_or(0);
+    m.parts
+        .iter()
+        .map(|(part, bytes)| {
+            let pad = " ".repeat(width - shown(part));
+            format!("{indent}{part}{pad}  {:>9.1} MiB\n", mib(*bytes))
+        })
+        .collect()
 }
 
 /// What an engine for a conv network holds, as [`memory_row`] measures it for the dense network:
