@@ -7,8 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
 use crate::data::{DataError, ImageDataset, Split};
+
+// The `.npy`/`.npz` writers are shared with the integration tests (tests/run_events.rs).
+#[path = "../../../tests/numpy_common/mod.rs"]
+mod numpy_common;
 use crate::rng::Rng;
 use crate::settings::Targets;
+use numpy_common::{npy, plain, zip};
 
 fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -170,21 +175,6 @@ fn dvs_gesture_directory_yields_labelled_slices() {
 
 // ---------------------------------------------------------------- NumPy
 
-/// A `.npy` v1.0 file as numpy writes it: magic, version, header length, the dict literal padded
-/// with spaces to a multiple of 64 bytes and ended by a newline, then the data.
-fn npy(descr: &str, n: usize, data: &[u8]) -> Vec<u8> {
-    let mut header = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': ({n},), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    b.extend_from_slice(header.as_bytes());
-    b.extend_from_slice(data);
-    b
-}
-
 const XS: [i64; 3] = [0, 33, 7];
 const YS: [i64; 3] = [1, 2, 33];
 const TS: [i64; 3] = [5, 1_000_000, 3_000_000_000];
@@ -256,76 +246,6 @@ fn npy_structured_arrays_as_tonic_saves_them() {
         let m = message_naming(read_npy(&path, 34, 34).unwrap_err(), &path);
         assert!(m.contains(fault), "{name}: {m:?} lacks {fault:?}");
     }
-}
-
-/// CRC-32 (IEEE), bit by bit: what zip stores for each member.
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
-        }
-    }
-    !c
-}
-
-/// A zip archive of `members` (name, content), stored (method 0) or deflated (method 8), with local
-/// headers, a central directory and its end record, as Python's zipfile writes for `np.savez` and
-/// `np.savez_compressed`.
-fn zip(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
-    use std::io::Write;
-    let mut out = Vec::new();
-    let mut central = Vec::new();
-    for (name, data) in members {
-        let body = if deflate {
-            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-            e.write_all(data).unwrap();
-            e.finish().unwrap()
-        } else {
-            data.clone()
-        };
-        let method: u16 = if deflate { 8 } else { 0 };
-        let offset = out.len() as u32;
-        let common = |b: &mut Vec<u8>| {
-            for v in [20u16, 0, method, 0, 0x21] {
-                b.extend_from_slice(&v.to_le_bytes());
-            }
-            for v in [crc32(data), body.len() as u32, data.len() as u32] {
-                b.extend_from_slice(&v.to_le_bytes());
-            }
-            b.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            b.extend_from_slice(&0u16.to_le_bytes());
-        };
-        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        common(&mut out);
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&body);
-        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-        central.extend_from_slice(&20u16.to_le_bytes());
-        common(&mut central);
-        for v in [0u16, 0, 0] {
-            central.extend_from_slice(&v.to_le_bytes());
-        }
-        central.extend_from_slice(&0u32.to_le_bytes());
-        central.extend_from_slice(&offset.to_le_bytes());
-        central.extend_from_slice(name.as_bytes());
-    }
-    let cd_offset = out.len() as u32;
-    out.extend_from_slice(&central);
-    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    for v in [0u16, 0, members.len() as u16, members.len() as u16] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
-    out.extend_from_slice(&cd_offset.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out
-}
-
-fn plain(descr: &str, values: &[i64], size: usize) -> Vec<u8> {
-    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()[..size].to_vec()).collect();
-    npy(&format!("'{descr}'"), values.len(), &data)
 }
 
 #[test]
