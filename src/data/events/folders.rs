@@ -61,7 +61,7 @@ fn names(list: &[OsString]) -> String {
 fn class_folders(dir: &Path, split: Split) -> Result<Vec<OsString>, EventError> {
     let split_dir = dir.join(split_name(split));
     if !split_dir.is_dir() {
-        return Err(EventError::Missing { path: split_dir, hint: format!(" (the events task reads {LAYOUT})") });
+        return Err(EventError::Layout { dir: split_dir, fault: format!("not found; expected {LAYOUT}") });
     }
     let classes: Vec<OsString> = entries(&split_dir)?.into_iter().filter(|(_, d)| *d).map(|(n, _)| n).collect();
     if classes.is_empty() {
@@ -94,7 +94,7 @@ impl EventFolders {
 
     fn classes_of(dir: &Path) -> Result<Vec<OsString>, EventError> {
         if !dir.is_dir() {
-            return Err(EventError::Missing { path: dir.to_path_buf(), hint: format!(": expected {LAYOUT}") });
+            return Err(EventError::Layout { dir: dir.to_path_buf(), fault: format!("not found; expected {LAYOUT}") });
         }
         let train = class_folders(dir, Split::Train)?;
         let test = class_folders(dir, Split::Test)?;

@@ -231,6 +231,11 @@ impl FrameSet {
         self.labels.is_empty()
     }
 
+    /// The memory the counts take, in bytes.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of_val(self.counts.as_slice())
+    }
+
     /// One more than the largest label (0 when empty).
     pub fn classes(&self) -> usize {
         self.labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0)
