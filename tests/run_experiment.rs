@@ -131,9 +131,14 @@ fn every_documented_key_round_trips_through_the_resolved_toml() {
     assert_eq!((cells, ev.model.conv_pool, ev.model.dropout), (vec![(4, 5), (6, 1)], false, 0.25));
     assert_eq!(parse(&ev.to_toml(), &[]).unwrap(), ev);
 
+    // The events task with its own keys (sensor, classes).
+    let folders = parse("[data]\ntask = \"events\"\ndir = \"d\"\nsensor = [40, 30]\nclasses = 5\n", &[]).unwrap();
+    assert_eq!((folders.data.sensor, folders.data.classes), (Some((40, 30)), Some(5)));
+    assert_eq!(parse(&folders.to_toml(), &[]).unwrap(), folders);
+
     // The resolved forms hold every key of the schema (`chunk` with FPTT, the `eprop_*` keys with
     // e-prop, the frame and conv keys with event tasks) and parse back to the same experiment.
-    let tables = [e.to_table(), ep.to_table(), ev.to_table()];
+    let tables = [e.to_table(), ep.to_table(), ev.to_table(), folders.to_table()];
     for (section, keys) in SCHEMA {
         for key in *keys {
             let present = tables.iter().any(|table| {
@@ -150,9 +155,18 @@ fn every_documented_key_round_trips_through_the_resolved_toml() {
     assert_eq!(parse(&ep.to_toml(), &[]).unwrap(), ep);
 
     // Defaults round-trip too (the resolved file of a minimal experiment).
-    for task in ["adding", "smnist", "psmnist", "fashion-mnist", "nmnist-synth", "dvs-gesture\"\ndir = \"d"] {
-        let minimal = parse(&format!("[data]\ntask = \"{task}\"\n"), &[]).unwrap();
-        assert_eq!(parse(&minimal.to_toml(), &[]).unwrap(), minimal, "{task}");
+    // The data section of each task with only its required keys.
+    for data in [
+        "task = \"adding\"",
+        "task = \"smnist\"",
+        "task = \"psmnist\"",
+        "task = \"fashion-mnist\"",
+        "task = \"nmnist-synth\"",
+        "task = \"dvs-gesture\"\ndir = \"d\"",
+        "task = \"events\"\ndir = \"d\"\nsensor = [34, 34]",
+    ] {
+        let minimal = parse(&format!("[data]\n{data}\n"), &[]).unwrap();
+        assert_eq!(parse(&minimal.to_toml(), &[]).unwrap(), minimal, "{data}");
     }
 }
 

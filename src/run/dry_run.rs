@@ -16,7 +16,7 @@ use crate::model::conv::{ConvNetSpec, MemoryRule};
 use crate::model::ParamLayout;
 use crate::settings::LearningRule;
 
-use super::experiment::Experiment;
+use super::experiment::{Experiment, Task, ASSUMED_EVENT_CLASSES};
 use super::RunError;
 
 fn mib(bytes: u128) -> String {
@@ -63,6 +63,14 @@ pub fn describe(exp: &Experiment) -> Result<String, RunError> {
     match exp.conv_net() {
         Some(net) => describe_conv(&net, exp, &mut out),
         None => describe_dense(exp, &mut out)?,
+    }
+    if exp.data.task == Task::Events && exp.data.classes.is_none() {
+        // The folders are not listed here (a dry run reads no data): say what was assumed.
+        out.push_str(&format!(
+            "note: data.classes is not given, so the readout is shown for {ASSUMED_EVENT_CLASSES} classes; \
+             training gives it one output per class folder of {} (set data.classes for the exact network)\n",
+            exp.data.dir.join("train").display()
+        ));
     }
     Ok(out)
 }

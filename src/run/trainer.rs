@@ -24,7 +24,7 @@ use super::run_dir::{
 };
 use super::RunError;
 use crate::checkpoint;
-use crate::data::events::{CacheOutcome, DvsGesture, Events, FrameSet, NmnistSynth, SynthParams};
+use crate::data::events::{CacheOutcome, DvsGesture, EventFolders, Events, FrameSet, NmnistSynth, SynthParams};
 use crate::data::{adding_batch, epoch_order, DataError, ImageDataset, SequenceView, Split};
 use crate::gpu::{DeviceChoice, GpuContext};
 use crate::learn::{check_fits, Engine, ReplicaHyper, SequenceMetrics, SizeLimits};
@@ -141,8 +141,11 @@ fn load_data(exp: &Experiment) -> Result<TaskData, RunError> {
         return Ok(TaskData::Adding);
     }
     if d.task.is_events() {
-        let train = load_frames(exp, Split::Train, d.max_train_samples)?;
-        let test = load_frames(exp, Split::Test, d.max_test_samples)?;
+        let (train, test) = if d.task == Task::Events {
+            load_event_folders(exp)?
+        } else {
+            (load_frames(exp, Split::Train, d.max_train_samples)?, load_frames(exp, Split::Test, d.max_test_samples)?)
+        };
         for (set, split) in [(&train, Split::Train), (&test, Split::Test)] {
             if set.is_empty() {
                 return Err(RunError::Setup(format!(
@@ -200,7 +203,7 @@ fn load_data(exp: &Experiment) -> Result<TaskData, RunError> {
 /// generated or read. nmnist-synth says on stderr whether it read its cache.
 fn load_frames(exp: &Experiment, split: Split, max: usize) -> Result<FrameSet, RunError> {
     let d = &exp.data;
-    let Some(((w, h), classes)) = d.task.sensor_and_classes() else {
+    let Some(((w, h), classes)) = d.sensor_and_classes() else {
         return Err(RunError::Setup(format!("{} is not an event task", d.task.name())));
     };
     let mut set = FrameSet::new(d.frame_spec(), w, h).map_err(DataError::from)?;
@@ -219,10 +222,11 @@ fn load_frames(exp: &Experiment, split: Split, max: usize) -> Result<FrameSet, R
             };
             eprintln!("nmnist-synth {} split: {what} ({:.1} s)", split.prefix(), started.elapsed().as_secs_f64());
         }
-        _ => {
+        Task::DvsGesture => {
             let ds = DvsGesture::open(&d.dir, split == Split::Train).map_err(DataError::from)?;
             ds.for_each_sample(max, &mut push).map_err(DataError::from)?;
         }
+        task => return Err(RunError::Setup(format!("{} is not read sample by sample", task.name()))),
     }
     if set.classes() > classes {
         return Err(RunError::Setup(format!(
@@ -233,6 +237,66 @@ fn load_frames(exp: &Experiment, split: Split, max: usize) -> Result<FrameSet, R
         )));
     }
     Ok(set)
+}
+
+/// Both splits of an `events` experiment: the class folders listed once, each split's files read
+/// and binned on all cores (the frames do not depend on how many). The experiment's classes were
+/// counted by [`with_event_classes`]; folders that changed since are refused.
+fn load_event_folders(exp: &Experiment) -> Result<(FrameSet, FrameSet), RunError> {
+    let d = &exp.data;
+    let Some((sensor, classes)) = d.sensor_and_classes() else {
+        return Err(RunError::Setup("an events experiment without data.sensor".into()));
+    };
+    let folders = EventFolders::open(&d.dir).map_err(DataError::from)?;
+    if folders.classes.len() != classes {
+        return Err(RunError::Setup(format!(
+            "{}: {} class folders, but the experiment has {classes} classes",
+            d.dir.display(),
+            folders.classes.len()
+        )));
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let read = |split: Split, max: usize| -> Result<FrameSet, RunError> {
+        let started = Instant::now();
+        let set = folders.read(split, d.frame_spec(), sensor, max, threads).map_err(DataError::from)?;
+        eprintln!(
+            "events {} split: {} of {} files in {} classes read from {} ({:.1} s, {:.1} MB of frames)",
+            if split == Split::Train { "train" } else { "test" },
+            set.len(),
+            folders.files(split).len(),
+            classes,
+            d.dir.display(),
+            started.elapsed().as_secs_f64(),
+            set.bytes() as f64 / 1e6
+        );
+        Ok(set)
+    };
+    Ok((read(Split::Train, d.max_train_samples)?, read(Split::Test, d.max_test_samples)?))
+}
+
+/// `exp` with the classes of an `events` experiment counted from its class folders (listed, not
+/// read): the network's readout has one output per folder. A `data.classes` that disagrees with
+/// the folders is refused. Other experiments come back as they are.
+fn with_event_classes(exp: &Experiment) -> Result<Experiment, RunError> {
+    let mut exp = exp.clone();
+    if exp.data.task != Task::Events {
+        return Ok(exp);
+    }
+    let names = EventFolders::class_names(&exp.data.dir).map_err(DataError::from)?;
+    match exp.data.classes {
+        Some(c) if c != names.len() => {
+            return Err(RunError::Setup(format!(
+                "data.classes = {c}, but {} holds {} class folders ({}): set data.classes = {} or leave it out \
+                 (a resumed run keeps the classes its config.toml records)",
+                exp.data.dir.join("train").display(),
+                names.len(),
+                names.join(", "),
+                names.len()
+            )))
+        }
+        _ => exp.data.classes = Some(names.len()),
+    }
+    Ok(exp)
 }
 
 /// One run of a pack: its experiment, data, files and position. The engine is the pack's; this
@@ -893,6 +957,11 @@ fn prepare(
 /// them, and trains bit for bit as it would alone. A run that diverges stops alone (its `Err`);
 /// the outer error is one that ends them all (the GPU, a file that cannot be written).
 pub fn train_pack(runs: &[(&Experiment, &TrainOptions)]) -> Result<Vec<Result<RunSummary, RunError>>, RunError> {
+    // Before the GPU, so that a dataset laid out wrongly fails fast; config.toml records the count.
+    let resolved = runs.iter().map(|(exp, _)| with_event_classes(exp)).collect::<Result<Vec<_>, _>>()?;
+    let runs: Vec<(&Experiment, &TrainOptions)> =
+        resolved.iter().zip(runs).map(|(exp, (_, opts))| (exp, *opts)).collect();
+    let runs = runs.as_slice();
     let (exp0, opts0) = runs[0];
     let ctx = match &opts0.context {
         Some(c) => c.clone(),

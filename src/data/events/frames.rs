@@ -16,6 +16,8 @@
 //! `2·T·2·H'·W'` bytes per sample, and builds the trainer's `[T, B, 2·H'·W']` batches from them:
 //! the layout of `[T, B, 2, H', W']`, so a convolutional network can take the same tensor.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::{EventError, Events};
 use crate::settings::{SequenceBatch, Targets};
 
@@ -108,6 +110,23 @@ pub fn bin_events(events: &Events, spec: &FrameSpec) -> Result<Vec<f32>, EventEr
     Ok(out)
 }
 
+/// Add the frames of `events` to `cells` (one sample's `[T, 2, H', W']` counts, saturating), after
+/// checking that they come from a `width × height` sensor.
+fn bin_counts(
+    events: &Events,
+    spec: &FrameSpec,
+    (width, height): (u16, u16),
+    cells: &mut [u16],
+) -> Result<(), EventError> {
+    if (events.width, events.height) != (width, height) {
+        return Err(EventError::Params(format!(
+            "events of a {}×{} sensor in a frame set of {width}×{height}",
+            events.width, events.height
+        )));
+    }
+    for_each_cell(events, spec, |i| cells[i] = cells[i].saturating_add(1))
+}
+
 /// Labelled samples binned into frames, held as `u16` counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameSet {
@@ -130,16 +149,9 @@ impl FrameSet {
 
     /// Bin `events` and append them with `label`. Events from a sensor of another size are refused.
     pub fn push(&mut self, events: &Events, label: u32) -> Result<(), EventError> {
-        if (events.width, events.height) != (self.width, self.height) {
-            return Err(EventError::Params(format!(
-                "events of a {}×{} sensor in a frame set of {}×{}",
-                events.width, events.height, self.width, self.height
-            )));
-        }
         let start = self.counts.len();
         self.counts.resize(start + self.sample_len(), 0);
-        let cells = &mut self.counts[start..];
-        let binned = for_each_cell(events, &self.spec, |i| cells[i] = cells[i].saturating_add(1));
+        let binned = bin_counts(events, &self.spec, (self.width, self.height), &mut self.counts[start..]);
         if let Err(e) = binned {
             self.counts.truncate(start);
             return Err(e);
@@ -148,12 +160,80 @@ impl FrameSet {
         Ok(())
     }
 
+    /// A set of `labels.len()` samples binned by `threads` threads (at least one): sample `i` is
+    /// `events_of(i)` with `labels[i]`. Each thread fills a contiguous run of samples in place, so
+    /// the set is the same, sample for sample, as pushing them in order, whatever the threads;
+    /// when several samples fail, the error is the first one's in sample order.
+    pub fn bin_in_parallel(
+        spec: FrameSpec,
+        width: u16,
+        height: u16,
+        labels: Vec<u32>,
+        threads: usize,
+        events_of: impl Fn(usize) -> Result<Events, EventError> + Sync,
+    ) -> Result<Self, EventError> {
+        let mut set = FrameSet::new(spec, width, height)?;
+        let n = labels.len();
+        if n == 0 {
+            return Ok(set);
+        }
+        let len = set.sample_len();
+        // Refused rather than aborting: a split too big for memory is a user's setting.
+        let total = n.checked_mul(len).filter(|&t| set.counts.try_reserve_exact(t).is_ok()).ok_or_else(|| {
+            EventError::Params(format!(
+                "{n} samples of {len} frame cells ({} MB of 16-bit counts) do not fit in memory \
+                 (fewer samples: data.max_train_samples; smaller frames: data.downsample, data.frames)",
+                (n as u128 * len as u128 * 2) / 1_000_000
+            ))
+        })?;
+        set.counts.resize(total, 0);
+        let per_thread = n.div_ceil(threads.clamp(1, n));
+        let events_of = &events_of;
+        // The first failing sample so far: the samples after it need not be read (its error, or
+        // an earlier one, is the answer), those before it must be (one of them may fail too).
+        let first_fault = &AtomicUsize::new(usize::MAX);
+        let results: Vec<Result<(), EventError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = set
+                .counts
+                .chunks_mut(per_thread * len)
+                .enumerate()
+                .map(|(k, part)| {
+                    scope.spawn(move || {
+                        for (j, cells) in part.chunks_mut(len).enumerate() {
+                            let i = k * per_thread + j;
+                            if i > first_fault.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let binned = events_of(i).and_then(|ev| bin_counts(&ev, &spec, (width, height), cells));
+                            if binned.is_err() {
+                                first_fault.fetch_min(i, Ordering::Relaxed);
+                                return binned;
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            // A worker's panic is a bug, not a user's fault: passed on as the panic it was.
+            workers.into_iter().map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        });
+        // Contiguous runs in order: the first run that failed holds the first fault.
+        results.into_iter().collect::<Result<(), _>>()?;
+        set.labels = labels;
+        Ok(set)
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+
+    /// The memory the counts take, in bytes.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of_val(self.counts.as_slice())
     }
 
     /// One more than the largest label (0 when empty).

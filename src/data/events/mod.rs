@@ -10,10 +10,13 @@
 //! - `frames`: binning into `[T, 2, H, W]` count frames, split by event number (SpikingJelly's
 //!   default) or by time, with integer sum-pooling; [`FrameSet`], labelled frames in memory that
 //!   become `[T, B, 2·H·W]` batches.
+//! - `folders`: [`EventFolders`], a directory of `.npz`/`.npy` event files in one folder per class
+//!   and split (SpikingJelly's `events_np` layout), listed and read into a [`FrameSet`].
 //! - `nmnist_synth`: the synthetic N-MNIST task: MNIST digits moved along three saccades in front
 //!   of a simulated DVS pixel array, deterministic from a seed, cached on disk.
 
 mod aedat;
+mod folders;
 mod frames;
 mod nmnist_synth;
 mod numpy;
@@ -21,6 +24,7 @@ mod numpy;
 use std::path::{Path, PathBuf};
 
 pub use aedat::{read_aedat, read_labels_csv, read_trial_list, DvsGesture, LabelledSpan, DVS128_SIZE, GESTURE_CLASSES};
+pub use folders::EventFolders;
 pub use frames::{bin_events, frame_of_each_event, FrameSet, FrameSpec, SplitBy};
 pub use nmnist_synth::{CacheOutcome, NmnistSynth, SynthParams, NMNIST_SIZE};
 pub use numpy::{read_event_file, read_npy, read_npz};
@@ -46,6 +50,10 @@ pub enum EventError {
         path.display()
     )]
     OutsideSensor { path: PathBuf, index: usize, x: i64, y: i64, p: i64, width: u16, height: u16 },
+    /// A directory of class folders that cannot be used as laid out (an empty split, train and
+    /// test with different classes, a class folder without event files).
+    #[error("event folders {}: {fault}", dir.display())]
+    Layout { dir: PathBuf, fault: String },
     /// Binning or generator parameters that cannot be used (zero frames, zero down-sampling, ...).
     #[error("event parameters: {0}")]
     Params(String),

@@ -7,8 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
 use crate::data::{DataError, ImageDataset, Split};
+
+// The `.npy`/`.npz` writers are shared with the integration tests (tests/run_events.rs).
+#[path = "../../../tests/numpy_common/mod.rs"]
+mod numpy_common;
 use crate::rng::Rng;
 use crate::settings::Targets;
+use numpy_common::{npy, plain, zip};
 
 fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -170,21 +175,6 @@ fn dvs_gesture_directory_yields_labelled_slices() {
 
 // ---------------------------------------------------------------- NumPy
 
-/// A `.npy` v1.0 file as numpy writes it: magic, version, header length, the dict literal padded
-/// with spaces to a multiple of 64 bytes and ended by a newline, then the data.
-fn npy(descr: &str, n: usize, data: &[u8]) -> Vec<u8> {
-    let mut header = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': ({n},), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    b.extend_from_slice(header.as_bytes());
-    b.extend_from_slice(data);
-    b
-}
-
 const XS: [i64; 3] = [0, 33, 7];
 const YS: [i64; 3] = [1, 2, 33];
 const TS: [i64; 3] = [5, 1_000_000, 3_000_000_000];
@@ -256,76 +246,6 @@ fn npy_structured_arrays_as_tonic_saves_them() {
         let m = message_naming(read_npy(&path, 34, 34).unwrap_err(), &path);
         assert!(m.contains(fault), "{name}: {m:?} lacks {fault:?}");
     }
-}
-
-/// CRC-32 (IEEE), bit by bit: what zip stores for each member.
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
-        }
-    }
-    !c
-}
-
-/// A zip archive of `members` (name, content), stored (method 0) or deflated (method 8), with local
-/// headers, a central directory and its end record, as Python's zipfile writes for `np.savez` and
-/// `np.savez_compressed`.
-fn zip(members: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
-    use std::io::Write;
-    let mut out = Vec::new();
-    let mut central = Vec::new();
-    for (name, data) in members {
-        let body = if deflate {
-            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-            e.write_all(data).unwrap();
-            e.finish().unwrap()
-        } else {
-            data.clone()
-        };
-        let method: u16 = if deflate { 8 } else { 0 };
-        let offset = out.len() as u32;
-        let common = |b: &mut Vec<u8>| {
-            for v in [20u16, 0, method, 0, 0x21] {
-                b.extend_from_slice(&v.to_le_bytes());
-            }
-            for v in [crc32(data), body.len() as u32, data.len() as u32] {
-                b.extend_from_slice(&v.to_le_bytes());
-            }
-            b.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            b.extend_from_slice(&0u16.to_le_bytes());
-        };
-        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        common(&mut out);
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&body);
-        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-        central.extend_from_slice(&20u16.to_le_bytes());
-        common(&mut central);
-        for v in [0u16, 0, 0] {
-            central.extend_from_slice(&v.to_le_bytes());
-        }
-        central.extend_from_slice(&0u32.to_le_bytes());
-        central.extend_from_slice(&offset.to_le_bytes());
-        central.extend_from_slice(name.as_bytes());
-    }
-    let cd_offset = out.len() as u32;
-    out.extend_from_slice(&central);
-    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    for v in [0u16, 0, members.len() as u16, members.len() as u16] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
-    out.extend_from_slice(&cd_offset.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out
-}
-
-fn plain(descr: &str, values: &[i64], size: usize) -> Vec<u8> {
-    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()[..size].to_vec()).collect();
-    npy(&format!("'{descr}'"), values.len(), &data)
 }
 
 #[test]
@@ -464,6 +384,214 @@ fn frame_sets_make_time_major_batches() {
     assert_eq!(b.inputs, vec![0., 0., 0., 0., 0., 0., 1., 0., 0., 0., 0., 1., 0., 1., 0., 0.]);
     assert_eq!(b.targets, Targets::Labels(vec![5, 3]));
     assert_eq!(set.frames(0), bin_events(&events(2, 1, &[(0, 0, 0, 1), (1, 0, 1, 0)]), &spec).unwrap());
+}
+
+#[test]
+fn parallel_binning_equals_pushing_in_order_and_reports_the_first_fault() {
+    let spec = FrameSpec { frames: 3, split_by: SplitBy::Time, downsample: 2 };
+    let sample = |i: usize| {
+        let list: Vec<(u16, u16, i64, u8)> = (0..5 + i)
+            .map(|k| (((k * 3 + i) % 5) as u16, ((k + 2 * i) % 4) as u16, (k * k) as i64, (k % 2) as u8))
+            .collect();
+        events(5, 4, &list)
+    };
+    let labels: Vec<u32> = (0..11).map(|i| (i % 3) as u32).collect();
+    let mut pushed = FrameSet::new(spec, 5, 4).unwrap();
+    for (i, &l) in labels.iter().enumerate() {
+        pushed.push(&sample(i), l).unwrap();
+    }
+    for threads in [1, 2, 3, 11, 64] {
+        let set = FrameSet::bin_in_parallel(spec, 5, 4, labels.clone(), threads, |i| Ok(sample(i))).unwrap();
+        assert_eq!(set, pushed, "{threads} threads");
+    }
+    let empty = FrameSet::bin_in_parallel(spec, 5, 4, Vec::new(), 4, |_| Ok(sample(0))).unwrap();
+    assert!(empty.is_empty());
+    // Samples 4 and 9 fail: sample 4's error, whichever thread fails first.
+    let fail = |i: usize| match i {
+        4 | 9 => Err(EventError::Params(format!("sample {i}"))),
+        _ => Ok(sample(i)),
+    };
+    for threads in [1, 2, 4, 11] {
+        let e = FrameSet::bin_in_parallel(spec, 5, 4, labels.clone(), threads, fail).unwrap_err();
+        assert_eq!(e.to_string(), "event parameters: sample 4", "{threads} threads");
+    }
+    // Events of another sensor are refused as push refuses them.
+    assert!(FrameSet::bin_in_parallel(spec, 5, 4, vec![0], 1, |_| Ok(events(6, 4, &[]))).is_err());
+}
+
+// ---------------------------------------------------------------- class folders
+
+const SENSOR: (u16, u16) = (10, 8);
+
+/// Sample `k` of class `label`: `4 + 3k + label` events over the 10×8 sensor, different for
+/// every sample, as columns (x, y, t, p).
+fn columns(label: usize, k: usize) -> [Vec<i64>; 4] {
+    let n = 4 + 3 * k + label;
+    let x = (0..n).map(|i| ((i * 7 + label + k) % 10) as i64).collect();
+    let y = (0..n).map(|i| ((i * 3 + 2 * label) % 8) as i64).collect();
+    let t = (0..n).map(|i| (1000 * i + 37 * k) as i64).collect();
+    let p = (0..n).map(|i| ((i + k) % 2) as i64).collect();
+    [x, y, t, p]
+}
+
+/// The same events built directly (not read back from a file).
+fn events_of(c: &[Vec<i64>; 4]) -> Events {
+    let mut ev = Events::empty(SENSOR.0, SENSOR.1);
+    let [x, y, t, p] = c;
+    for (((&x, &y), &t), &p) in x.iter().zip(y).zip(t).zip(p) {
+        ev.push(x as u16, y as u16, t, p as u8);
+    }
+    ev
+}
+
+fn write_sample(path: &Path, c: &[Vec<i64>; 4]) {
+    let cols = (&c[0][..], &c[1][..], &c[2][..], &c[3][..]);
+    let bytes = match path.extension().and_then(|e| e.to_str()) {
+        Some("npy") => numpy_common::npy_events(cols),
+        _ => numpy_common::npz_events(cols, path.to_string_lossy().contains("deflated")),
+    };
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Class folders made in unsorted order (zebra, ant, cat: labels 2, 0, 1), `.npz` (stored and
+/// deflated) and `.npy` files, and what the reader must skip: hidden entries, a plain file beside
+/// the classes, a text file in a class. Returns the directory and, per split, each sample's
+/// (file name, label, columns) in (label, name) order.
+type Expected = Vec<(String, u32, [Vec<i64>; 4])>;
+fn class_folder_dataset(tag: &str) -> (PathBuf, Expected, Expected) {
+    let dir = temp_dir(tag);
+    let plan: [(&str, u32, &[&str], &[&str]); 3] = [
+        ("zebra", 2, &["z1.npz", "z0.npy"], &["zt.npz"]),
+        ("ant", 0, &["b.npz", "a.npy", "c-deflated.npz"], &["at.npy"]),
+        ("cat", 1, &["x.npz", "w-deflated.npz"], &["ct0.npz", "ct1.npy"]),
+    ];
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (class, label, train_files, test_files) in plan {
+        for (split, files, out) in [("train", train_files, &mut train), ("test", test_files, &mut test)] {
+            for (k, name) in files.iter().enumerate() {
+                let c = columns(label as usize, k + 2 * (split == "test") as usize);
+                write_sample(&dir.join(split).join(class).join(name), &c);
+                out.push((name.to_string(), label, c));
+            }
+        }
+        std::fs::write(dir.join("train").join(class).join("notes.txt"), "not events").unwrap();
+    }
+    std::fs::write(dir.join("train/README"), "a file beside the classes").unwrap();
+    std::fs::write(dir.join("train/.DS_Store"), "hidden").unwrap();
+    std::fs::create_dir_all(dir.join("train/.ipynb_checkpoints")).unwrap();
+    std::fs::write(dir.join("train/ant/.hidden.npz"), "hidden").unwrap();
+    for list in [&mut train, &mut test] {
+        list.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    }
+    (dir, train, test)
+}
+
+#[test]
+fn class_folders_give_sorted_labels_and_frames_equal_to_binning_the_events() {
+    let (dir, train, test) = class_folder_dataset("folders");
+    assert_eq!(EventFolders::class_names(&dir).unwrap(), ["ant", "cat", "zebra"]);
+    let folders = EventFolders::open(&dir).unwrap();
+    assert_eq!(folders.classes, ["ant", "cat", "zebra"]);
+    for (split, expected) in [(Split::Train, &train), (Split::Test, &test)] {
+        let listed: Vec<(String, u32)> = folders
+            .files(split)
+            .iter()
+            .map(|(p, l)| (p.file_name().unwrap().to_string_lossy().into_owned(), *l))
+            .collect();
+        let wanted: Vec<(String, u32)> = expected.iter().map(|(n, l, _)| (n.clone(), *l)).collect();
+        assert_eq!(listed, wanted, "{split:?}: sorted by (label, file name), hidden and other files skipped");
+        for spec in [
+            FrameSpec { frames: 3, split_by: SplitBy::Number, downsample: 1 },
+            FrameSpec { frames: 4, split_by: SplitBy::Time, downsample: 3 },
+        ] {
+            let set = folders.read(split, spec, SENSOR, 0, 3).unwrap();
+            assert_eq!(set.len(), expected.len());
+            assert_eq!(set.labels, wanted.iter().map(|(_, l)| *l).collect::<Vec<_>>());
+            for (i, (name, _, c)) in expected.iter().enumerate() {
+                assert_eq!(set.frames(i), bin_events(&events_of(c), &spec).unwrap(), "{split:?} {name} {spec:?}");
+            }
+            assert_eq!(folders.read(split, spec, SENSOR, 0, 1).unwrap(), set, "one thread or three: the same set");
+        }
+    }
+    // A cap takes the classes in turn: 4 of 7 training files are ant's first two, cat's and
+    // zebra's first; 1 is ant's first.
+    let names = |max: usize| -> Vec<String> {
+        let sel = folders.selection(Split::Train, max);
+        sel.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
+    };
+    assert_eq!(names(4), ["a.npy", "b.npz", "w-deflated.npz", "z0.npy"]);
+    assert_eq!(names(1), ["a.npy"]);
+    assert_eq!(names(0).len(), 7);
+    assert_eq!(names(100).len(), 7);
+    let spec = FrameSpec { frames: 2, split_by: SplitBy::Number, downsample: 2 };
+    let capped = folders.read(Split::Train, spec, SENSOR, 4, 2).unwrap();
+    assert_eq!(capped.labels, [0, 0, 1, 2]);
+    assert_eq!(capped.frames(2), bin_events(&events_of(&train[3].2), &spec).unwrap());
+}
+
+#[test]
+fn class_folder_faults_are_refused_naming_the_folder_or_file() {
+    let spec = FrameSpec { frames: 2, split_by: SplitBy::Number, downsample: 1 };
+    let refused = |dir: &Path| EventFolders::open(dir).map(|_| ()).unwrap_err().to_string();
+
+    // Train and test with different classes: both named, and what differs.
+    let (dir, _, _) = class_folder_dataset("folders-mismatch");
+    std::fs::rename(dir.join("test/zebra"), dir.join("test/zebu")).unwrap();
+    let m = refused(&dir);
+    for want in ["train [ant, cat, zebra]", "test [ant, cat, zebu]", "only in train: [zebra]", "only in test: [zebu]"] {
+        assert!(m.contains(want), "{m}");
+    }
+    assert!(
+        m.contains(&dir.join("train").display().to_string()) && m.contains(&dir.join("test").display().to_string())
+    );
+    assert_eq!(EventFolders::class_names(&dir).unwrap_err().to_string(), m);
+
+    // A class folder without event files, an empty split, a missing split, one class, no dir.
+    let (dir, _, _) = class_folder_dataset("folders-empty-class");
+    for f in ["ct0.npz", "ct1.npy"] {
+        std::fs::remove_file(dir.join("test/cat").join(f)).unwrap();
+    }
+    std::fs::write(dir.join("test/cat/labels.txt"), "").unwrap();
+    let m = refused(&dir);
+    assert!(m.contains(&dir.join("test/cat").display().to_string()) && m.contains("without .npz or .npy"), "{m}");
+    let (dir, _, _) = class_folder_dataset("folders-empty-split");
+    std::fs::remove_dir_all(dir.join("test")).unwrap();
+    std::fs::create_dir_all(dir.join("test/.cache")).unwrap();
+    let m = refused(&dir);
+    assert!(m.contains(&dir.join("test").display().to_string()) && m.contains("no class folders"), "{m}");
+    std::fs::remove_dir_all(dir.join("test")).unwrap();
+    let m = refused(&dir);
+    assert!(m.contains(&dir.join("test").display().to_string()) && m.contains("not found"), "{m}");
+    let (dir, _, _) = class_folder_dataset("folders-one-class");
+    for split in ["train", "test"] {
+        std::fs::remove_dir_all(dir.join(split).join("cat")).unwrap();
+        std::fs::remove_dir_all(dir.join(split).join("zebra")).unwrap();
+    }
+    assert!(refused(&dir).contains("one class folder, [ant]: a classification task needs at least 2"));
+    assert!(refused(&dir.join("nowhere")).contains("not found"));
+
+    // A malformed file and an event off the sensor: refused by the reader, naming the file; with
+    // two bad files the first in (label, name) order, whatever the threads.
+    let (dir, _, _) = class_folder_dataset("folders-bad-file");
+    let folders = EventFolders::open(&dir).unwrap();
+    std::fs::write(dir.join("train/cat/x.npz"), b"PK not really").unwrap();
+    let mut off = columns(2, 0);
+    off[0][1] = 10; // x = 10 on a sensor 10 wide
+    write_sample(&dir.join("train/zebra/z0.npy"), &off);
+    for threads in [1, 2, 7] {
+        let e = folders.read(Split::Train, spec, SENSOR, 0, threads).unwrap_err();
+        let m = message_naming(&e, &dir.join("train/cat/x.npz"));
+        assert!(m.contains("not a readable .npz"), "{m}");
+    }
+    std::fs::remove_file(dir.join("train/cat/x.npz")).unwrap();
+    let e = folders.read(Split::Train, spec, SENSOR, 0, 2).unwrap_err();
+    let m = message_naming(&e, &dir.join("train/cat/x.npz"));
+    assert!(m.contains("not found"), "a file gone since the listing: {m}");
+    write_sample(&dir.join("train/cat/x.npz"), &columns(1, 0));
+    let e = folders.read(Split::Train, spec, SENSOR, 0, 2).unwrap_err();
+    let m = message_naming(&e, &dir.join("train/zebra/z0.npy"));
+    assert!(m.contains("outside the 10×8 sensor"), "{m}");
 }
 
 // ---------------------------------------------------------------- nmnist-synth

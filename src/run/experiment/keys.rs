@@ -232,11 +232,11 @@ key_table! {
             "the seed of every random stream: initialisation, data order and adding batches, initial membranes, evaluation data";
     ]
     "data" => [
-        "task": Keyword(&["adding", "smnist", "psmnist", "fashion-mnist", "nmnist-synth", "dvs-gesture"]), Required,
-            "`adding`, `smnist`, `psmnist`, `fashion-mnist`, `nmnist-synth`, `dvs-gesture`",
-            "the task (docs/method.md §8); `nmnist-synth` and `dvs-gesture` are event-camera tasks (README, \"Event-camera data\"): one frame of 2·H'·W' event counts per step";
-        "dir": Path, Derived("`data/mnist-subset` (`data/fashion-mnist` for fashion-mnist; required for dvs-gesture)"), "a directory",
-            "where the IDX files are (image tasks and nmnist-synth, which turns the digits into events), or where DvsGesture.tar.gz was unpacked (dvs-gesture); relative to the working directory";
+        "task": Keyword(&["adding", "smnist", "psmnist", "fashion-mnist", "nmnist-synth", "dvs-gesture", "events"]), Required,
+            "`adding`, `smnist`, `psmnist`, `fashion-mnist`, `nmnist-synth`, `dvs-gesture`, `events`",
+            "the task (docs/method.md §8); `nmnist-synth`, `dvs-gesture` and `events` (a directory of `.npz`/`.npy` event files, one folder per class) are event-camera tasks (README, \"Event-camera data\"): one frame of 2·H'·W' event counts per step";
+        "dir": Path, Derived("`data/mnist-subset` (`data/fashion-mnist` for fashion-mnist; required for dvs-gesture and events)"), "a directory",
+            "where the IDX files are (image tasks and nmnist-synth, which turns the digits into events), where DvsGesture.tar.gz was unpacked (dvs-gesture), or the directory holding `train/<class>/` and `test/<class>/` folders of `.npz`/`.npy` event files (events: SpikingJelly's `events_np`); relative to the working directory";
         "steps": Custom, Derived("200 (adding); 784 / `pixels_per_step` (images); `frames` (events)"),
             "integer ≥ 2 (adding); must equal 784 / `pixels_per_step` (images) or `frames` (events) if given", "sequence length T";
         "pixels_per_step": Custom, Same("1"), "a divisor of 784 (image tasks only)",
@@ -255,7 +255,11 @@ key_table! {
         "split_by": Keyword(&["number", "time"]), Same("\"number\""), "`number`, `time` (event tasks only)",
             "event tasks: equal event counts per frame (SpikingJelly's default; the remainder goes to the last frame) or equal time spans";
         "downsample": Int { min: 1 }, Same("1"), "integer ≥ 1 (event tasks only)",
-            "event tasks: sum-pool d×d pixel blocks: frames of 2·⌈H/d⌉·⌈W/d⌉ inputs (nmnist-synth 34×34, dvs-gesture 128×128)";
+            "event tasks: sum-pool d×d pixel blocks: frames of 2·⌈H/d⌉·⌈W/d⌉ inputs (nmnist-synth 34×34, dvs-gesture 128×128, events `sensor`)";
+        "sensor": Custom, Derived("(required for events)"), "`[W, H]`, integers from 1 to 65535 (events only)",
+            "events: the sensor's width and height in pixels (N-MNIST `[34, 34]`, DVS128 Gesture `[128, 128]`, CIFAR10-DVS `[128, 128]`); an event outside it is refused, naming its file";
+        "classes": Int { min: 2 }, Derived("the number of class folders"), "integer ≥ 2 (events only)",
+            "events: the number of classes; left out, training counts the class folders (and `config.toml` records it); given, the folders must number as many. `--dry-run` reads no folders: without this key it shows the readout for 2 classes";
         "cache_dir": Path, Derived("`runs/cache`"), "a directory (nmnist-synth only)",
             "where nmnist-synth keeps its generated splits (one checksummed file per seed, parameters and split; a damaged one is regenerated); the seed is the run's `seed`";
     ]

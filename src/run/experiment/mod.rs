@@ -56,16 +56,20 @@ pub enum Task {
     NmnistSynth,
     /// DVS128 Gesture as distributed, one frame per step.
     DvsGesture,
+    /// A directory of `.npz`/`.npy` event files in class folders (`data.dir`, `data.sensor`),
+    /// one frame per step; the classes are the folders.
+    Events,
 }
 
 impl Task {
-    pub const ALL: [(&'static str, Task); 6] = [
+    pub const ALL: [(&'static str, Task); 7] = [
         ("adding", Task::Adding),
         ("smnist", Task::Smnist),
         ("psmnist", Task::Psmnist),
         ("fashion-mnist", Task::FashionMnist),
         ("nmnist-synth", Task::NmnistSynth),
         ("dvs-gesture", Task::DvsGesture),
+        ("events", Task::Events),
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,10 +82,12 @@ impl Task {
 
     /// Event-camera tasks: inputs are frames of `2·H'·W'` event counts, `data.frames` steps.
     pub fn is_events(self) -> bool {
-        matches!(self, Task::NmnistSynth | Task::DvsGesture)
+        matches!(self, Task::NmnistSynth | Task::DvsGesture | Task::Events)
     }
 
-    /// An event task's sensor `(width, height)` and classes.
+    /// The sensor `(width, height)` and classes of an event task that fixes them (not `events`,
+    /// whose experiment names its sensor and whose folders are its classes:
+    /// [`DataSection::sensor_and_classes`]).
     pub fn sensor_and_classes(self) -> Option<((u16, u16), usize)> {
         match self {
             Task::NmnistSynth => Some((NMNIST_SIZE, IMAGE_CLASSES)),
@@ -90,6 +96,11 @@ impl Task {
         }
     }
 }
+
+/// The classes an `events` network is shaped for while its class folders are not counted and
+/// `data.classes` is not given: in the parser's checks, `--dry-run` and `fptt bench`, which read
+/// no data. Training counts the folders first (`run::trainer`), so it never trains this guess.
+pub const ASSUMED_EVENT_CLASSES: usize = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Membrane {
@@ -159,9 +170,22 @@ pub struct DataSection {
     pub split_by: SplitBy,
     pub downsample: usize,
     pub cache_dir: PathBuf,
+    /// `events`: the sensor `(width, height)` (`None` for the other tasks).
+    pub sensor: Option<(u16, u16)>,
+    /// `events`: the number of classes, if given or counted from the folders (`None` otherwise).
+    pub classes: Option<usize>,
 }
 
 impl DataSection {
+    /// An event task's sensor `(width, height)` and classes (`events` without a class count:
+    /// [`ASSUMED_EVENT_CLASSES`]); `None` for the other tasks.
+    pub fn sensor_and_classes(&self) -> Option<((u16, u16), usize)> {
+        match self.task {
+            Task::Events => Some((self.sensor?, self.classes.unwrap_or(ASSUMED_EVENT_CLASSES))),
+            task => task.sensor_and_classes(),
+        }
+    }
+
     /// The frame binning of an event task.
     pub fn frame_spec(&self) -> FrameSpec {
         FrameSpec { frames: self.frames, split_by: self.split_by, downsample: self.downsample }
@@ -244,7 +268,7 @@ impl Experiment {
         if let Some(spec) = self.conv_net() {
             return ModelConfig::convolutional(spec);
         }
-        let (inputs, outputs) = match self.data.task.sensor_and_classes() {
+        let (inputs, outputs) = match self.data.sensor_and_classes() {
             // One frame per step, flattened: 2·H'·W' inputs.
             Some(((w, h), classes)) => (self.data.frame_spec().frame_len(w, h), classes),
             None if self.data.task == Task::Adding => (2, 1),
@@ -275,7 +299,7 @@ impl Experiment {
         if self.model.conv.is_empty() {
             return None;
         }
-        let ((w, h), classes) = self.data.task.sensor_and_classes()?;
+        let ((w, h), classes) = self.data.sensor_and_classes()?;
         let (height, width) = self.data.frame_spec().pooled(w, h);
         Some(crate::model::conv::ConvNetSpec {
             in_channels: 2,
@@ -353,6 +377,11 @@ impl Experiment {
             ("data", "downsample") => int(d.downsample as u64),
             ("data", "cache_dir") if d.task == Task::NmnistSynth => s(&d.cache_dir.to_string_lossy()),
             ("data", "cache_dir") => return None,
+            ("data", "sensor") => {
+                let (w, h) = d.sensor?;
+                Value::Array(vec![int(w as u64), int(h as u64)])
+            }
+            ("data", "classes") => int(d.classes? as u64),
             ("data", "permutation_seed") => int(d.permutation_seed),
             ("data", "shuffle") => Value::Boolean(d.shuffle),
             ("data", "max_train_samples") => int(d.max_train_samples as u64),

@@ -430,19 +430,21 @@ fn parse_data(mut d: Section, seed: u64) -> Result<DataSection> {
     d.task = Some(task);
     let default_dir = match task {
         Task::FashionMnist => Some("data/fashion-mnist"),
-        Task::DvsGesture => None,
+        Task::DvsGesture | Task::Events => None,
         _ => Some("data/mnist-subset"),
     };
     let dir = match (d.string("dir", &Kind::Path.expected())?, default_dir) {
         (Some(dir), _) => PathBuf::from(dir),
         (None, Some(dir)) => PathBuf::from(dir),
         (None, None) => {
-            return Err(d.origins.key_err(
-                "data.dir",
+            let what = if task == Task::Events {
+                "missing; events needs the directory holding train/<class>/ and test/<class>/ folders of .npz or \
+                 .npy event files (SpikingJelly's events_np)"
+            } else {
                 "missing; dvs-gesture needs the directory where DvsGesture.tar.gz was unpacked (the one holding \
                  trials_to_train.txt)"
-                    .into(),
-            ))
+            };
+            return Err(d.origins.key_err("data.dir", what.into()));
         }
     };
     let events = task.is_events();
@@ -460,7 +462,7 @@ fn parse_data(mut d: Section, seed: u64) -> Result<DataSection> {
     } else {
         for k in ["frames", "split_by", "downsample"] {
             if d.table.contains_key(k) {
-                return Err(not_here(&d, k, "applies to event tasks only (nmnist-synth, dvs-gesture)"));
+                return Err(not_here(&d, k, "applies to event tasks only (nmnist-synth, dvs-gesture, events)"));
             }
         }
         (20, SplitBy::Number, 1)
@@ -477,7 +479,9 @@ fn parse_data(mut d: Section, seed: u64) -> Result<DataSection> {
         }
         PathBuf::from("runs/cache")
     };
-    if let Some(((w, h), _)) = task.sensor_and_classes() {
+    let (sensor, classes) = parse_event_folders_keys(&mut d, task)?;
+    let fixed = task.sensor_and_classes().map(|(sensor, _)| sensor);
+    if let Some((w, h)) = fixed.or(sensor) {
         let largest = w.max(h) as usize;
         if downsample > largest {
             return Err(d.expected(
@@ -530,7 +534,55 @@ fn parse_data(mut d: Section, seed: u64) -> Result<DataSection> {
         split_by,
         downsample,
         cache_dir,
+        sensor,
+        classes,
     })
+}
+
+/// `events`: its `(sensor, classes)`.
+type EventFoldersKeys = (Option<(u16, u16)>, Option<usize>);
+
+/// `data.sensor` and `data.classes`: the `events` task's own keys (the sensor required, the
+/// classes optional), refused for every other task, whose sensor and classes are fixed.
+fn parse_event_folders_keys(d: &mut Section, task: Task) -> Result<EventFoldersKeys> {
+    if task != Task::Events {
+        if let Some(k) = ["sensor", "classes"].into_iter().find(|k| d.table.contains_key(*k)) {
+            let why = match task.sensor_and_classes() {
+                Some(((w, h), c)) => {
+                    format!(
+                        "applies to data.task = \"events\" only; {} has a {w}×{h} sensor and {c} classes",
+                        task.name()
+                    )
+                }
+                None => "applies to data.task = \"events\" only".to_string(),
+            };
+            return Err(d.origins.key_err(&d.key(k), why));
+        }
+        return Ok((None, None));
+    }
+    let what = "[W, H]: the sensor's width and height, integers from 1 to 65535";
+    let sensor = match d.take("sensor") {
+        None => {
+            return Err(d.origins.key_err(
+                "data.sensor",
+                format!("missing; events needs {what} (e.g. [34, 34] for N-MNIST, [128, 128] for DVS128 Gesture)"),
+            ))
+        }
+        Some(v) => {
+            let side = |x: &Value| match x {
+                Value::Integer(i) => u16::try_from(*i).ok().filter(|&s| s >= 1),
+                _ => None,
+            };
+            let parsed = match v.as_array().map(Vec::as_slice) {
+                Some([w, h]) => side(w).zip(side(h)),
+                _ => None,
+            };
+            parsed.ok_or_else(|| d.expected("sensor", what, &v))?
+        }
+    };
+    // Left out: counted from the folders when a run reads them (the key's default is derived).
+    let classes = if d.table.contains_key("classes") { Some(d.usize("classes")?) } else { None };
+    Ok((Some(sensor), classes))
 }
 
 fn parse_model(mut m: Section) -> Result<ModelSection> {
@@ -616,7 +668,7 @@ fn parse_conv(m: &mut Section) -> Result<(Vec<ConvCell>, bool, f64)> {
     if !m.task.is_some_and(Task::is_events) {
         return Err(o.key_err(
             "model.conv_channels",
-            "convolutional cells read frames: they need an event task (data.task = \"nmnist-synth\" or \"dvs-gesture\")"
+            "convolutional cells read frames: they need an event task (data.task = \"nmnist-synth\", \"dvs-gesture\" or \"events\")"
                 .into(),
         ));
     }

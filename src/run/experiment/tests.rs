@@ -283,6 +283,61 @@ fn event_keys_are_refused_with_file_key_and_expectation() {
 }
 
 #[test]
+fn the_events_task_takes_its_sensor_and_classes_and_round_trips() {
+    let parse = |text: &str| Experiment::parse(text, "x.toml", "x", &[]);
+    let base = "[data]\ntask = \"events\"\ndir = \"data/events\"\nsensor = [34, 30]\nframes = 10\ndownsample = 2\n";
+    let e = parse(base).unwrap();
+    assert_eq!((e.data.sensor, e.data.classes, e.data.steps), (Some((34, 30)), None, 10));
+    // One frame of 2 × 15 × 17 counts per step; the readout is shaped for the assumed 2 classes
+    // until training counts the folders.
+    let m = e.model_config();
+    assert_eq!((m.inputs, m.outputs, m.steps), (2 * 15 * 17, ASSUMED_EVENT_CLASSES, 10));
+    let text = e.to_toml();
+    assert!(text.contains("sensor = [34, 30]") && !text.contains("classes") && !text.contains("cache_dir"), "{text}");
+    assert_eq!(parse(&text).unwrap(), e, "config.toml parses back");
+    let c = parse(&format!("{base}classes = 11\n[model]\nconv_channels = [4]\nhidden = [16]\n")).unwrap();
+    assert_eq!(c.data.classes, Some(11));
+    let net = c.conv_net().expect("conv cells on the events frames");
+    assert_eq!((net.height, net.width, net.classes), (15, 17, 11));
+    assert!(c.to_toml().contains("classes = 11"));
+    assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    // The other tasks write neither key.
+    let g = parse("[data]\ntask = \"dvs-gesture\"\ndir = \"d\"\n").unwrap().to_toml();
+    assert!(!g.contains("sensor") && !g.contains("classes"), "{g}");
+}
+
+#[test]
+fn the_events_task_refuses_a_missing_or_wrong_sensor_and_keys_of_other_tasks() {
+    let err = |text: &str| Experiment::parse(text, "x.toml", "x", &[]).unwrap_err().to_string();
+    let events = "[data]\ntask = \"events\"\ndir = \"d\"\n";
+    let sensor_what = "x.toml: data.sensor: expected [W, H]: the sensor's width and height, integers from 1 to 65535";
+    let cases = [
+        ("[data]\ntask = \"events\"\nsensor = [34, 34]\n".to_string(), "x.toml: data.dir: missing; events needs the directory holding train/<class>/".to_string()),
+        (events.to_string(), "x.toml: data.sensor: missing; events needs [W, H]".to_string()),
+        (format!("{events}sensor = [34]\n"), format!("{sensor_what}, found [34]")),
+        (format!("{events}sensor = [0, 34]\n"), format!("{sensor_what}, found [0, 34]")),
+        (format!("{events}sensor = [65536, 2]\n"), format!("{sensor_what}, found [65536, 2]")),
+        (format!("{events}sensor = \"34x34\"\n"), format!("{sensor_what}, found \"34x34\"")),
+        (format!("{events}sensor = [34, 34.0]\n"), format!("{sensor_what}, found [34, 34.0]")),
+        (format!("{events}sensor = [34, 20]\nclasses = 1\n"), "x.toml: data.classes: expected an integer ≥ 2, found 1".to_string()),
+        (
+            format!("{events}sensor = [34, 20]\ndownsample = 35\n"),
+            "x.toml: data.downsample: expected an integer from 1 to 34 (the 34×20 sensor of events)".to_string(),
+        ),
+        (format!("{events}sensor = [34, 20]\ncache_dir = \"c\"\n"), "x.toml: data.cache_dir: applies to nmnist-synth only".to_string()),
+        (
+            "[data]\ntask = \"nmnist-synth\"\nsensor = [34, 34]\n".to_string(),
+            "x.toml: data.sensor: applies to data.task = \"events\" only; nmnist-synth has a 34×34 sensor and 10 classes".to_string(),
+        ),
+        ("[data]\ntask = \"smnist\"\nclasses = 10\n".to_string(), "x.toml: data.classes: applies to data.task = \"events\" only".to_string()),
+    ];
+    for (text, want) in cases {
+        let got = err(&text);
+        assert!(got.starts_with(&want), "{text:?}:\n got  {got}\n want {want}…");
+    }
+}
+
+#[test]
 fn conv_cells_parse_count_the_authors_network_and_round_trip() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/dvs-gesture.toml");
     let exp = Experiment::load(&path, &[]).unwrap();
