@@ -20,14 +20,10 @@ pub struct KernelTable {
     argument_layout: wgpu::BindGroupLayout,
     tiling: MatmulTiling,
     /// Per kernel (same order as `names`), the tile shape it was built with: `tiling`, except
-    /// the convolutions' forward and input gradient on CPU adapters ([`MatmulTiling::CPU_CONV`]).
+    /// the convolutions on CPU adapters.
     tilings: Vec<MatmulTiling>,
     subgroup_reductions: bool,
 }
-
-/// The convolutions whose output columns are channels (often 8 to 32 in networks small enough
-/// to train on a CPU adapter), where a narrow tile wastes fewer lanes.
-const CHANNEL_COLUMN_KERNELS: [&str; 2] = ["conv_forward", "conv_input_grad"];
 
 /// Kernels built on the matrix-product template (`#import matmul`): they take the tile shape as
 /// pipeline-override constants and are launched with [`KernelTable::matmul`].
@@ -60,20 +56,28 @@ impl KernelTable {
     pub fn new(ctx: &GpuContext) -> Self {
         let limits = ctx.device.limits();
         let tiling = MatmulTiling::for_adapter(&ctx.info, &limits);
-        let conv = match MatmulTiling::overridden() {
-            None if ctx.info.device_type == wgpu::DeviceType::Cpu => MatmulTiling::CPU_CONV.fit(&limits),
-            _ => tiling,
+        // CPU adapters: the convolutions of networks small enough to train there have 8 to 32
+        // channels, in the output columns of the forward and input gradient, where a narrow
+        // tile wastes fewer lanes. (The weight gradient has them in its rows; 8-row tiles were
+        // no faster there, within the noise of a 2-core machine.)
+        let own: Vec<(&str, MatmulTiling)> = match MatmulTiling::overridden() {
+            None if ctx.info.device_type == wgpu::DeviceType::Cpu => vec![
+                ("conv_forward", MatmulTiling::CPU_CONV.fit(&limits)),
+                ("conv_input_grad", MatmulTiling::CPU_CONV.fit(&limits)),
+            ],
+            _ => Vec::new(),
         };
-        Self::build(ctx, tiling, conv)
+        Self::build(ctx, tiling, &own)
     }
 
     /// The table with a given tile shape for every kernel (tests run the template's GPU shape on
     /// lavapipe too).
     pub fn with_tiling(ctx: &GpuContext, tiling: MatmulTiling) -> Self {
-        Self::build(ctx, tiling, tiling)
+        Self::build(ctx, tiling, &[])
     }
 
-    fn build(ctx: &GpuContext, tiling: MatmulTiling, conv_tiling: MatmulTiling) -> Self {
+    /// Every kernel with `tiling`, but those named in `own` with theirs.
+    fn build(ctx: &GpuContext, tiling: MatmulTiling, own: &[(&str, MatmulTiling)]) -> Self {
         let storage_entry = |binding| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -119,7 +123,7 @@ impl KernelTable {
         let mut pipelines = Vec::new();
         let mut tilings = Vec::new();
         for (name, plain) in KERNEL_SOURCES {
-            let kernel_tiling = if CHANNEL_COLUMN_KERNELS.contains(name) { conv_tiling } else { tiling };
+            let kernel_tiling = own.iter().find(|(n, _)| n == name).map_or(tiling, |(_, t)| *t);
             let constants = kernel_tiling.constants();
             let variant = KERNEL_SOURCES_SUBGROUP.iter().find(|(n, _)| n == name).map(|(_, s)| s);
             let source = match variant {
