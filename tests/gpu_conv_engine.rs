@@ -3,7 +3,7 @@
 //! against the f64 reference (`reference::conv_network::ConvNet` with `reference::optim`), step for
 //! step; evaluation on running statistics; the dropout masks' dependence on seed and update count;
 //! and the rules the engine refuses for conv cells. Small odd shapes: one input channel or two,
-//! kernels 1, 3 and 5, images not divisible by the pool, batch 1 and 3.
+//! kernels 1, 3, 5 and 7, images not divisible by the pool, batch 1 and 4.
 
 mod gpu_common;
 
@@ -25,8 +25,8 @@ fn cell(out_channels: usize, kernel: usize) -> ConvCell {
 
 /// Three shapes: 2×9×7 frames, cells 2→3 (3×3) and 3→4 (1×1), pooled (states 3×4×3, 4×2×1: odd
 /// images lose a row or column), dropout 0.25; 1×5×6 frames, one cell 1→2 (5×5) without pool,
-/// no dropout, the dense layer reading `[x ; s]`; 2×6×6 frames, cells 2→2 (3×3) and 2→3 (3×3),
-/// pooled, dropout 0.1.
+/// no dropout, the dense layer reading `[x ; s]`; 2×6×6 frames, cells 2→2 (7×7, wider than the
+/// image) and 2→3 (3×3), pooled, dropout 0.1.
 fn spec(variant: usize) -> ConvNetSpec {
     let base = ConvNetSpec {
         in_channels: 2,
@@ -56,7 +56,7 @@ fn spec(variant: usize) -> ConvNetSpec {
             tau_m_o: false,
             steps: 3,
         },
-        _ => ConvNetSpec { height: 6, width: 6, cells: vec![cell(2, 3), cell(3, 3)], dropout: 0.1, ..base },
+        _ => ConvNetSpec { height: 6, width: 6, cells: vec![cell(2, 7), cell(3, 3)], dropout: 0.1, ..base },
     }
 }
 
