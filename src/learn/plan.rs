@@ -158,15 +158,13 @@ pub struct ConvCellRegion {
 /// dense layer's input.
 #[derive(Debug, Clone)]
 pub struct ConvRegion {
-    /// Slot 0's cells (`slot_cells[0]`).
-    pub cells: Vec<ConvCellRegion>,
-    /// Per tape slot, every cell's regions (tape and carries per slot, scratch shared).
+    /// Per tape slot, every cell's regions (tape and carries per slot, scratch shared; one-step
+    /// FPTT and evaluation use slot 0).
     pub slot_cells: Vec<Vec<ConvCellRegion>>,
     /// `[T, B·F]`: the training masks of the sequence's steps, uploaded per sequence (empty without dropout).
     pub masks: u32,
-    /// `μ ⊙ s'_L`, `[B, F]`, the dense layer's input in training with dropout (slot 0's, then
-    /// per slot: the dense layer's weight gradient reads it in its slot's backward).
-    pub flat: u32,
+    /// Per slot, `μ ⊙ s'_L`, `[B, F]`: the dense layer's input in training with dropout (the dense
+    /// layer's weight gradient reads it in its slot's backward).
     pub slot_flat: Vec<u32>,
     /// `ḡ` on the dense layer's input `[B, F]`, before the mask.
     pub g_flat: u32,
@@ -521,10 +519,8 @@ impl WorkPlan {
                 slot_flat.push(a.alloc(format!("slot{slot}.conv.flat"), if dropout { features } else { 0 }));
             }
             ConvRegion {
-                cells: slot_cells[0].clone(),
                 slot_cells,
                 masks: a.alloc("conv.dropout_masks", if dropout { t * features } else { 0 }),
-                flat: slot_flat[0],
                 slot_flat,
                 g_flat: a.alloc("conv.g_flat", if dropout { features } else { 0 }),
             }

@@ -194,7 +194,7 @@ impl ConvNet {
     /// running statistics for the cells' batch norms (the dense layer and readout have none).
     ///
     /// Method §9 (9.21)–(9.23). GPU twins: `shaders/conv_*.wgsl`, `shaders/batch_norm2d_*.wgsl`,
-    /// `shaders/maxpool_*.wgsl` per cell (not chained yet), then the dense kernels of
+    /// `shaders/maxpool_*.wgsl` per cell, chained by `learn/planner/conv.rs`, then the dense kernels of
     /// [`neuron::forward`] and [`readout::forward`].
     pub fn forward(
         &self,
@@ -231,25 +231,10 @@ impl ConvNet {
     /// [`ConvNetSpec::tensors`] (`tau_m_o`, never read by the forward, gets 0), the previous state
     /// a constant.
     ///
-    /// Method §9 (9.24), (9.18), (9.25)–(9.26). GPU twins: those of [`readout::backward`], [`neuron::backward`], then
-    /// the conv cells' backward kernels (not chained yet).
+    /// Method §9 (9.24), (9.18), (9.25)–(9.26): [`Self::step_backward_through_state`] with nothing
+    /// flowing back from later steps. GPU twins: the backward of `learn/planner/conv.rs`.
     pub fn backward(&self, p: &Params, cache: &ConvStepCache, batch: usize, g_o: &[f64]) -> Grads {
-        let (mut grads, g_s_dense) = readout::backward(&self.readout, p, &cache.readout, batch, g_o);
-        let (g, g_flat) = neuron::backward(&self.dense, p, &cache.dense, batch, self.spike, &g_s_dense, None, None);
-        grads.extend(g);
-        // Unflatten (the identity on the data), then back through the mask: ḡ_s'_L = ḡ_x ⊙ mask.
-        let mut g_s = match &cache.mask {
-            Some(m) => g_flat.iter().zip(m).map(|(g, m)| g * m).collect(),
-            None => g_flat,
-        };
-        for k in (0..self.cells.len()).rev() {
-            let (g, g_x) = conv::backward(&self.cells[k], p, &cache.cells[k], batch, self.spike, &g_s, None, None);
-            grads.extend(g);
-            g_s = g_x;
-        }
-        if self.spec.tau_m_o {
-            grads.insert("tau_m_o".into(), vec![0.0; self.spec.classes]);
-        }
+        let (grads, _) = self.step_backward_through_state(p, cache, batch, g_o, &cache.next_state().zeros_like());
         for t in self.spec.tensors() {
             let g = grads.get(&t.name).unwrap_or_else(|| panic!("reference: no gradient for {}", t.name));
             assert_eq!(g.len(), t.len(), "reference: gradient shape of {}", t.name);

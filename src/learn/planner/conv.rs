@@ -11,6 +11,7 @@
 use super::{PlannedLayer, Planner, StepView};
 use crate::gpu::{ArgArena, Dispatch};
 use crate::learn::kernel_args::*;
+use crate::learn::plan::ConvRegion;
 use crate::model::conv::{ConvCellNames, ConvNetSpec};
 
 /// One cell's forward as planned: the arguments its backward reuses.
@@ -40,6 +41,10 @@ impl Planner<'_> {
         self.cfg.conv.as_ref().expect("a conv network")
     }
 
+    fn conv_region(&self) -> &ConvRegion {
+        self.plan.conv.as_ref().expect("the plan of a conv network has its regions")
+    }
+
     /// Every cell's forward, then dropout (training), appended to `out`.
     pub(super) fn conv_forward(
         &self,
@@ -50,7 +55,7 @@ impl Planner<'_> {
     ) -> PlannedConv {
         let Planner { kernels, batch, stats, plan, .. } = *self;
         let spec = self.conv_spec();
-        let region = plan.conv.as_ref().expect("the plan of a conv network has its regions");
+        let region = self.conv_region();
         let (prev, next) = (view.prev, view.next);
         let bsz = batch as u32;
         let accumulate = view.accumulate();
@@ -218,7 +223,7 @@ impl Planner<'_> {
     ) -> usize {
         let Planner { kernels, cfg, batch, plan, .. } = *self;
         let spec = self.conv_spec();
-        let region = plan.conv.as_ref().expect("the plan of a conv network has its regions");
+        let region = self.conv_region();
         let bsz = batch as u32;
         let features = spec.flat_features() as u32;
         let room = plan.split_len.saturating_sub(split_used);

@@ -51,8 +51,8 @@ impl<'a> StepView<'a> {
             readout: &plan.readout,
             chunked: false,
             earlier: None,
-            conv: plan.conv.as_ref().map_or(&[], |c| &c.cells[..]),
-            conv_flat: plan.conv.as_ref().map_or(NONE, |c| c.flat),
+            conv: plan.conv.as_ref().map_or(&[], |c| &c.slot_cells[0][..]),
+            conv_flat: plan.conv.as_ref().map_or(NONE, |c| c.slot_flat[0]),
             earlier_conv: None,
         }
     }
